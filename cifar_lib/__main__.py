@@ -1,0 +1,127 @@
+"""Command line: train one config or named experiments, run the notebooks.
+
+    python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05
+    python -m cifar_lib experiment architectures ablation_optimizers --profile full
+    python -m cifar_lib notebooks --profile cpu [--only 00 01]
+    python -m cifar_lib report --profile cpu
+    python -m cifar_lib list models|experiments
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cifar_lib.profiles import PROFILES
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _train(args) -> int:
+    from cifar_lib.engine import TrainConfig
+    from cifar_lib.experiments import profile_split, run
+    from cifar_lib.profiles import get_profile
+
+    P = get_profile(args.profile)
+    fields = {"model": args.model, "epochs": args.epochs or P.epochs,
+              "batch_size": P.batch_size, "seed": args.seed}
+    for item in args.set:
+        key, _, val = item.partition("=")
+        fields[key] = _value(val)
+    cfg = TrainConfig.from_dict(fields)
+    rec = run(cfg, profile_split(P, args.data_root), args.experiment, P,
+              force=args.force, log=print)
+    print(json.dumps({"run": rec["run"], "status": rec["status"], **rec["metrics"]}, indent=1))
+    return 0 if rec["status"] == "ok" else 3
+
+
+def _experiment(args) -> int:
+    from cifar_lib.experiments import profile_split, run_experiment, summarize
+    from cifar_lib.profiles import get_profile
+
+    P = get_profile(args.profile)
+    split = profile_split(P, args.data_root)
+    for name in args.names:
+        df = run_experiment(name, P, split, force=args.force, log=print)
+        print(f"\n== {name} ({P.name})")
+        print(summarize(df).to_string(index=False))
+    return 0
+
+
+def _notebooks(args) -> int:
+    from cifar_lib.notebooks import run_notebooks
+    run_notebooks(args.profile, only=args.only)
+    return 0
+
+
+def _report(args) -> int:
+    from cifar_lib.report import refresh_report
+    print(refresh_report(args.profile))
+    return 0
+
+
+def _list(args) -> int:
+    if args.what == "models":
+        from cifar_lib.models import list_models
+        print("\n".join(list_models()))
+    else:
+        import cifar_lib.studies  # noqa: F401
+        from cifar_lib.experiments import EXPERIMENTS
+        print("\n".join(sorted(EXPERIMENTS)))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cifar_lib", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--profile", choices=PROFILES, default=None,
+                       help="default: $CIFAR_LIB_PROFILE, else full with CUDA, else cpu")
+        p.add_argument("--data-root", default=None, help="default: $CIFAR10_ROOT")
+        p.add_argument("--force", action="store_true", help="retrain runs found on disk")
+
+    p = sub.add_parser("train", help="train one config")
+    common(p)
+    p.add_argument("--model", default="fastnet")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--experiment", default="manual")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="TrainConfig fields, values as JSON (e.g. lr=0.05 model_kw='{\"width\":0.5}')")
+    p.set_defaults(fn=_train)
+
+    p = sub.add_parser("experiment", help="run named experiments")
+    common(p)
+    p.add_argument("names", nargs="+")
+    p.set_defaults(fn=_experiment)
+
+    p = sub.add_parser("notebooks", help="execute the notebooks in order, refresh the report")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--only", nargs="*", default=None, help="notebook prefixes, e.g. 00 02")
+    p.set_defaults(fn=_notebooks)
+
+    p = sub.add_parser("report", help="refresh the profile's report from its results")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.set_defaults(fn=_report)
+
+    p = sub.add_parser("list", help="list models or experiments")
+    p.add_argument("what", choices=("models", "experiments"))
+    p.set_defaults(fn=_list)
+
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Batch-level augmentations that run on the device, with no per-image Python.
+
+Every function takes a whole float batch N x C x H x W and returns a new one.
+Per-image randomness comes from a ``torch.Generator`` on the batch's device,
+per-batch scalars (mixing ratios, cutmix boxes) from a NumPy ``Generator``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Which augmentations a training loader applies, and how strongly."""
+
+    crop: int = 4         # padding in pixels of the random crop (0: off)
+    flip: bool = True     # random horizontal flip with probability 1/2
+    erase: float = 0.0    # probability of erasing a square per image (cutout)
+    erase_size: int = 12  # side of the erased square in pixels
+    mixup: float = 0.0    # alpha of Beta(alpha, alpha) for mixup (0: off)
+    cutmix: float = 0.0   # alpha of Beta(alpha, alpha) for cutmix (0: off)
+
+    @property
+    def mixes(self) -> bool:
+        """True when labels become soft (mixup or cutmix)."""
+        return self.mixup > 0 or self.cutmix > 0
+
+
+PRESETS = {
+    "none": Augment(crop=0, flip=False),
+    "flip": Augment(crop=0),
+    "crop_flip": Augment(),
+    "crop_flip_erase": Augment(erase=0.5),
+    "crop_flip_mixup": Augment(mixup=1.0),
+    "crop_flip_cutmix": Augment(cutmix=1.0),
+}
+
+
+def resolve_augment(spec) -> Augment:
+    """An :class:`Augment` from a preset name, a dict of fields, or itself."""
+    if isinstance(spec, Augment):
+        return spec
+    if spec is None:
+        return PRESETS["none"]
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(f"unknown augmentation preset {spec!r}; choose one "
+                             f"of {', '.join(PRESETS)} or pass a dict of "
+                             f"{', '.join(f.name for f in fields(Augment))}")
+        return PRESETS[spec]
+    if isinstance(spec, dict):
+        names = {f.name for f in fields(Augment)}
+        bad = set(spec) - names
+        if bad:
+            raise ValueError(f"unknown augmentation option(s) {sorted(bad)}; "
+                             f"valid: {', '.join(sorted(names))}")
+        return Augment(**spec)
+    raise TypeError(f"augmentation must be a preset name, dict or Augment, "
+                    f"not {type(spec).__name__}")
+
+
+def augment_dict(spec) -> dict:
+    """The plain-dict form of an augmentation spec (stored in configs)."""
+    return asdict(resolve_augment(spec))
+
+
+def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Random crop of each image after reflect-padding by ``pad`` pixels."""
+    if pad <= 0:
+        return x
+    n, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    out = xp.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Flip each image left-right with probability 1/2."""
+    flip = torch.rand(len(x), generator=g, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def random_erase(x: torch.Tensor, p: float, size: int,
+                 g: torch.Generator) -> torch.Tensor:
+    """Cutout: with probability ``p`` zero a ``size``-pixel square per image.
+
+    Zero is the dataset mean after normalisation. Squares are centred
+    anywhere in the image and clipped at its border.
+    """
+    if p <= 0:
+        return x
+    n, _, h, w = x.shape
+    dev = x.device
+    on = torch.rand(n, generator=g, device=dev) < p
+    cy = torch.randint(0, h, (n,), generator=g, device=dev) - size // 2
+    cx = torch.randint(0, w, (n,), generator=g, device=dev) - size // 2
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    rows = (ar_h >= cy[:, None]) & (ar_h < cy[:, None] + size)
+    cols = (ar_w >= cx[:, None]) & (ar_w < cx[:, None] + size)
+    mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]
+    return x.masked_fill(mask[:, None], 0.0)
+
+
+def mixup(x, t, alpha: float, g: torch.Generator, rng: np.random.Generator):
+    """Mix each image and soft target with a partner: lam*a + (1-lam)*b."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=g, device=x.device)
+    return lam * x + (1 - lam) * x[perm], lam * t + (1 - lam) * t[perm]
+
+
+def cutmix(x, t, alpha: float, g: torch.Generator, rng: np.random.Generator):
+    """Paste a box from a partner image; targets mix by the pasted area."""
+    n, _, h, w = x.shape
+    lam = float(rng.beta(alpha, alpha))
+    r = np.sqrt(1 - lam)
+    bh, bw = int(h * r), int(w * r)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - bh // 2, 0), min(cy - bh // 2 + bh, h)
+    x0, x1 = max(cx - bw // 2, 0), min(cx - bw // 2 + bw, w)
+    perm = torch.randperm(n, generator=g, device=x.device)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, lam * t + (1 - lam) * t[perm]
+
+
+def apply_augment(aug: Augment, x, y, num_classes: int,
+                  g: torch.Generator, rng: np.random.Generator):
+    """Crop, flip, erase, then mixup or cutmix (one of them per batch)."""
+    x = random_crop(x, aug.crop, g)
+    if aug.flip:
+        x = random_flip(x, g)
+    x = random_erase(x, aug.erase, aug.erase_size, g)
+    if not aug.mixes:
+        return x, y
+    t = F.one_hot(y, num_classes).float() if y.dtype == torch.long else y
+    use_cutmix = aug.cutmix > 0 and (aug.mixup <= 0 or rng.random() < 0.5)
+    if use_cutmix:
+        return cutmix(x, t, aug.cutmix, g, rng)
+    return mixup(x, t, aug.mixup, g, rng)

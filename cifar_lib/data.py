@@ -1,0 +1,464 @@
+"""CIFAR-10 as uint8 tensors: sources, cache, split, device-resident loader.
+
+Sources, tried in this order under the data root (argument, else the
+environment variable ``CIFAR10_ROOT``, else ``<repo>/data``):
+
+* a cache file (``.pt``) written by this module;
+* torchvision's format (``cifar-10-batches-py/``);
+* an ImageFolder tree (``train/<class>/*``, ``test/<class>/*``), directly or
+  one folder down, or a ``.tar.gz`` of one (such as the JPEG copy);
+* torchvision's download into the root (the default for users).
+
+The first load decodes the source once and writes a cache under
+``CIFAR_LIB_CACHE`` (default ``<repo>/data/cache``); later loads read it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cifar_lib.augment import Augment, apply_augment
+from cifar_lib.profiles import REPO
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+# Reference statistics of the original training set (pixels scaled to [0, 1]).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+ARCHIVE_EXTS = (".tar.gz", ".tgz", ".tar")
+
+
+class DataError(RuntimeError):
+    """Data missing, corrupt or of the wrong shape; the message says what to do."""
+
+
+@dataclass
+class CIFARData:
+    """Train and test images (uint8, N x 3 x 32 x 32) with int64 labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    source: str  # how to quote it: "CIFAR-10", "CIFAR-10 (JPEG copy)", ...
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root``, else ``$CIFAR10_ROOT``, else ``<repo>/data``."""
+    return Path(root or os.environ.get("CIFAR10_ROOT") or REPO / "data")
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are cached (``$CIFAR_LIB_CACHE``)."""
+    return Path(os.environ.get("CIFAR_LIB_CACHE") or REPO / "data" / "cache")
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _fail(path: Path, what: str) -> DataError:
+    return DataError(
+        f"CIFAR-10 could not be loaded from {path}: {what}. Point the data "
+        "root (argument `root` or environment variable CIFAR10_ROOT) at a "
+        "folder with torchvision's cifar-10-batches-py/, an ImageFolder tree "
+        "(train/<class>/, test/<class>/) or a .tar.gz of one, or call "
+        "load_cifar10(download=True) on a machine with internet.")
+
+
+def _is_image_folder(p: Path) -> bool:
+    return (p / "train").is_dir() and (p / "test").is_dir()
+
+
+def _find_source(root: Path, download: bool) -> tuple[str, Path]:
+    """(kind, path) of the first usable source under ``root``."""
+    if root.is_file():
+        if root.suffix == ".pt":
+            return "cache", root
+        if root.name.endswith(ARCHIVE_EXTS):
+            return "archive", root
+        raise _fail(root, "it is a file of unknown type (expected .pt or .tar.gz)")
+    if root.is_dir():
+        if (root / "cifar-10-batches-py").is_dir():
+            return "torchvision", root / "cifar-10-batches-py"
+        if _is_image_folder(root):
+            return "folder", root
+        subs = sorted(p for p in root.iterdir() if p.is_dir() and _is_image_folder(p))
+        if subs:
+            return "folder", subs[0]
+        archives = sorted(p for p in root.iterdir()
+                          if p.name.endswith(ARCHIVE_EXTS)
+                          and not p.name.startswith("cifar-10-python"))
+        if archives:
+            return "archive", archives[0]
+    if download:
+        return "download", root
+    raise _fail(root, "no dataset found there and download=False")
+
+
+def _check(x: np.ndarray, y: np.ndarray, n_classes: int, path: Path, split: str):
+    if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
+        raise _fail(path, f"{split} images have shape {tuple(x.shape[1:])}, "
+                          "expected 3 x 32 x 32")
+    if len(x) == 0:
+        raise _fail(path, f"the {split} split has no images")
+    if n_classes != 10:
+        raise _fail(path, f"found {n_classes} classes, expected 10")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise _fail(path, f"{split} labels outside 0..9")
+
+
+def _decode(data: bytes, name: str, path: Path) -> np.ndarray:
+    from PIL import Image
+    try:
+        img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    except Exception as e:  # PIL raises many types for broken files
+        raise _fail(path, f"image {name} cannot be decoded ({e})") from e
+    if img.shape != (32, 32, 3):
+        raise _fail(path, f"image {name} is {img.shape[1]}x{img.shape[0]}, "
+                          "expected 32x32")
+    return img
+
+
+def _from_items(items, path: Path) -> CIFARData:
+    """Build a dataset from (split, class, name, bytes) items."""
+    found: dict[str, dict[str, list[np.ndarray]]] = {"train": {}, "test": {}}
+    exts = set()
+    for split, cls, name, data in items:
+        found[split].setdefault(cls, []).append(_decode(data, name, path))
+        exts.add(os.path.splitext(name)[1].lower())
+    classes = sorted(set(found["train"]) | set(found["test"]))
+    out = {}
+    for split, per_class in found.items():
+        if not per_class:
+            raise _fail(path, f"no {split}/<class>/ images found")
+        xs, ys = [], []
+        for i, c in enumerate(classes):
+            imgs = per_class.get(c, [])
+            xs += imgs
+            ys += [i] * len(imgs)
+        x = np.stack(xs).transpose(0, 3, 1, 2)
+        y = np.asarray(ys, dtype=np.int64)
+        _check(x, y, len(classes), path, split)
+        out[split] = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+    jpeg = exts <= {".jpg", ".jpeg"}
+    source = "CIFAR-10 (JPEG copy)" if jpeg else "CIFAR-10 (ImageFolder)"
+    return CIFARData(*out["train"], *out["test"], tuple(classes), source)
+
+
+def _split_of(parts: tuple[str, ...]):
+    """('train'|'test', class, name) from a path's trailing parts, else None."""
+    if len(parts) >= 3 and parts[-3] in ("train", "test") \
+            and parts[-1].lower().endswith(IMAGE_EXTS):
+        return parts[-3], parts[-2], parts[-1]
+    return None
+
+
+def _read_folder(path: Path) -> CIFARData:
+    def items():
+        for f in sorted(path.glob("*/*/*")):
+            key = _split_of(f.parts)
+            if key:
+                yield (*key, f.read_bytes())
+    return _from_items(items(), path)
+
+
+def _read_archive(path: Path) -> CIFARData:
+    def items():
+        with tarfile.open(path) as tar:
+            for m in tar:
+                key = _split_of(tuple(m.name.split("/")))
+                if m.isfile() and key:
+                    yield (*key, tar.extractfile(m).read())
+    try:
+        return _from_items(items(), path)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise _fail(path, f"the archive is truncated or corrupt ({e})") from e
+
+
+def _read_torchvision(path: Path) -> CIFARData:
+    def batch(name):
+        f = path / name
+        if not f.is_file():
+            raise _fail(path, f"{name} is missing")
+        try:
+            with open(f, "rb") as fh:
+                d = pickle.load(fh, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            return x, np.asarray(d[b"labels"], dtype=np.int64)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
+            raise _fail(path, f"{name} is corrupt ({e})") from e
+    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    tx, ty = np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])
+    vx, vy = batch("test_batch")
+    classes = CLASSES
+    meta = path / "batches.meta"
+    if meta.is_file():
+        with open(meta, "rb") as fh:
+            names = pickle.load(fh, encoding="bytes").get(b"label_names")
+        if names:
+            classes = tuple(n.decode() for n in names)
+    for x, y, s in ((tx, ty, "train"), (vx, vy, "test")):
+        _check(x, y, len(classes), path, s)
+    return CIFARData(torch.from_numpy(tx), torch.from_numpy(ty),
+                     torch.from_numpy(vx), torch.from_numpy(vy),
+                     tuple(classes), "CIFAR-10")
+
+
+def _download(root: Path) -> Path:
+    import torchvision
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception as e:  # network errors come in many types
+        raise _fail(root, f"the download failed ({e})") from e
+    return root / "cifar-10-batches-py"
+
+
+def _cache_path(kind: str, path: Path) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    return cache_dir() / f"cifar10-{kind}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+
+
+def save_cache(data: CIFARData, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"train_x": data.train_x, "train_y": data.train_y,
+                "test_x": data.test_x, "test_y": data.test_y,
+                "classes": list(data.classes), "source": data.source}, tmp)
+    os.replace(tmp, path)
+
+
+def load_cache(path: Path) -> CIFARData:
+    """Read a cache file written by :func:`save_cache`."""
+    try:
+        d = torch.load(path, weights_only=True)
+        data = CIFARData(d["train_x"], d["train_y"], d["test_x"], d["test_y"],
+                         tuple(d["classes"]), d["source"])
+    except Exception as e:  # a broken pickle/zip raises many types
+        raise _fail(path, f"the cache file is unreadable ({e}); delete it") from e
+    for x, y, s in ((data.train_x, data.train_y, "train"),
+                    (data.test_x, data.test_y, "test")):
+        _check(x.numpy(), y.numpy(), len(data.classes), path, s)
+    return data
+
+
+def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARData:
+    """Load CIFAR-10 as uint8 tensors from the first source found (module doc)."""
+    root = data_root(root)
+    kind, path = _find_source(root, download)
+    if kind == "cache":
+        return load_cache(path)
+    if kind == "download":
+        kind, path = "torchvision", _download(path)
+    cached = _cache_path(kind, path) if cache else None
+    if cached is not None and cached.is_file():
+        return load_cache(cached)
+    reader = {"torchvision": _read_torchvision, "folder": _read_folder,
+              "archive": _read_archive}[kind]
+    data = reader(path)
+    if cached is not None:
+        save_cache(data, cached)
+    return data
+
+
+# ---------------------------------------------------------------- synthetic
+
+_PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25],
+                         [0, 130, 200], [245, 130, 48], [145, 30, 180],
+                         [70, 240, 240], [240, 50, 230], [210, 245, 60],
+                         [128, 128, 128]], dtype=torch.float32)
+
+
+def synthetic_cifar(n_train: int = 2000, n_test: int = 500, seed: int = 0,
+                    num_classes: int = 10) -> CIFARData:
+    """A tiny learnable stand-in for CIFAR-10 (tests, smoke profile).
+
+    Each class is a coloured square (colour and a stripe pattern set by the
+    class) at a random place on a noisy background, in the same tensor
+    format as :func:`load_cifar10`.
+    """
+    if not 2 <= num_classes <= len(_PALETTE):
+        raise ValueError(f"num_classes must be in 2..{len(_PALETTE)}")
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        y = torch.arange(n) % num_classes
+        y = y[torch.randperm(n, generator=g)]
+        x = torch.rand(n, 3, 32, 32, generator=g) * 60
+        ii = torch.arange(32)
+        top = torch.randint(0, 13, (n,), generator=g)
+        left = torch.randint(0, 13, (n,), generator=g)
+        rows = (ii >= top[:, None]) & (ii < top[:, None] + 20)
+        cols = (ii >= left[:, None]) & (ii < left[:, None] + 20)
+        box = rows[:, :, None] & cols[:, None, :]
+        stripes = ((ii[None, :] // (1 + y[:, None] % 3)) % 2 == 0)[:, :, None]
+        colour = _PALETTE[y][:, :, None, None] * (0.7 + 0.3 * stripes[:, None])
+        colour = colour + torch.randn(n, 3, 1, 1, generator=g) * 8
+        x = torch.where(box[:, None], colour, x)
+        return x.clamp(0, 255).to(torch.uint8), y.long()
+
+    classes = CLASSES[:num_classes] if num_classes <= 10 else ()
+    return CIFARData(*make(n_train), *make(n_test), tuple(classes), "synthetic")
+
+
+# ---------------------------------------------------------------- split
+
+
+@dataclass
+class Split:
+    """Train/val/test tensors with normalisation statistics from train only."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+    seed: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> dict:
+        """Sizes and source, stored with every result."""
+        return {"source": self.source, "train": len(self.train[1]),
+                "val": len(self.val[1]), "test": len(self.test[1]),
+                "split_seed": self.seed}
+
+
+def _stratified_order(y: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded permutation that interleaves classes (any prefix is balanced)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    onehot = torch.nn.functional.one_hot(y[perm], int(y.max()) + 1)
+    rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # rank of each within its class
+    key = rank * (int(y.max()) + 1) + y[perm]
+    return perm[torch.argsort(key, stable=True)]
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 5000):
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    s = torch.zeros(3, dtype=torch.float64)
+    s2 = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        b = x[i:i + chunk].double() / 255
+        s += b.sum((0, 2, 3))
+        s2 += (b * b).sum((0, 2, 3))
+    n = len(x) * x.shape[2] * x.shape[3]
+    mean = s / n
+    std = (s2 / n - mean * mean).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def split_data(data: CIFARData, val_size: int = 5000, seed: int = 0,
+               train_size: int | None = None,
+               test_size: int | None = None) -> Split:
+    """Seeded, class-balanced train/val split (and optional subsets).
+
+    The validation images are held out of the training set; ``train_size``
+    and ``test_size`` keep balanced subsets. Statistics come from train only.
+    """
+    n = len(data.train_y)
+    if not 0 < val_size < n:
+        raise ValueError(f"val_size must be between 1 and {n - 1}, got {val_size}")
+    order = _stratified_order(data.train_y, seed)
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    if train_size is not None:
+        train_idx = train_idx[:train_size]
+    test_idx = torch.arange(len(data.test_y))
+    if test_size is not None and test_size < len(test_idx):
+        test_idx = _stratified_order(data.test_y, seed)[:test_size]
+    tx = data.train_x[train_idx]
+    mean, std = channel_stats(tx)
+    return Split(train=(tx, data.train_y[train_idx]),
+                 val=(data.train_x[val_idx], data.train_y[val_idx]),
+                 test=(data.test_x[test_idx], data.test_y[test_idx]),
+                 classes=data.classes, mean=mean, std=std,
+                 source=data.source, seed=seed)
+
+
+# ---------------------------------------------------------------- loader
+
+
+class DeviceLoader:
+    """Batches drawn from tensors that live on the device, augmented there.
+
+    ``x`` is uint8 N x 3 x 32 x 32. Each batch is scaled to [0, 1],
+    normalised with ``mean``/``std`` when given, then augmented as a whole
+    (training only). Labels come out as int64, or as soft N x K targets when
+    the augmentation mixes images. Call :meth:`set_epoch` for a new,
+    reproducible shuffle.
+    """
+
+    def __init__(self, x, y, batch_size: int, *, train: bool = False,
+                 augment: Augment | None = None, mean=None, std=None,
+                 device=None, num_classes: int = 10, seed: int = 0,
+                 channels_last: bool = False, drop_last: bool | None = None):
+        self.device = torch.device(device or "cpu")
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        self.batch_size = int(batch_size)
+        self.train = train
+        self.augment = augment if train else None
+        self.num_classes = num_classes
+        self.seed = seed
+        self.channels_last = channels_last
+        if drop_last is None:
+            drop_last = train and len(self.y) >= self.batch_size
+        self.drop_last = drop_last
+        if mean is not None:
+            shape = (1, 3, 1, 1)
+            self.mean = torch.tensor(mean, device=self.device).view(shape)
+            self.std = torch.tensor(std, device=self.device).view(shape)
+        else:
+            self.mean = self.std = None
+        self.gen = torch.Generator(device=self.device)
+        self.rng = np.random.default_rng(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed shuffling and augmentation for ``epoch`` (resumable)."""
+        self.gen.manual_seed(self.seed * 100003 + epoch)
+        self.rng = np.random.default_rng([self.seed, epoch])
+
+    def __len__(self) -> int:
+        n, b = len(self.y), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images on the device -> float, scaled and normalised."""
+        x = x.float().div_(255)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def __iter__(self):
+        n = len(self.y)
+        if self.train:
+            order = torch.randperm(n, generator=self.gen, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x, y = self.prepare(self.x[idx]), self.y[idx]
+            if self.augment is not None:
+                x, y = apply_augment(self.augment, x, y, self.num_classes,
+                                     self.gen, self.rng)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y

@@ -1,0 +1,427 @@
+"""Training engine: one config dataclass, fit/evaluate, checkpoints.
+
+``fit(model, loaders, cfg)`` trains with bf16 autocast and channels_last on
+CUDA (fp32 on CPU), keeps losses and accuracies on the device (one host sync
+per epoch, plus a divergence check every ``check_every`` steps), keeps the
+best weights by validation accuracy, writes checkpoints atomically, resumes
+an interrupted run, and stops cleanly on a NaN/inf loss, recording the run
+as diverged with its history so far.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
+
+from cifar_lib.augment import augment_dict, resolve_augment
+from cifar_lib.data import DeviceLoader, Split
+from cifar_lib.losses import LOSSES, make_loss
+from cifar_lib.models import create_model, model_options
+from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
+                             make_optimizer, make_swa)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (stored with its result)."""
+
+    model: str = "fastnet"
+    model_kw: dict = field(default_factory=dict)   # e.g. {"width": 0.5}
+    optimizer: str = "sgd"        # sgd, adam, adamw, signsgd, adamw_sgd, slbi
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    optim_kw: dict = field(default_factory=dict)   # e.g. {"switch_at": 0.5}
+    scheduler: str = "cosine"     # constant, step, exponential, cosine, linear, onecycle, plateau
+    sched_kw: dict = field(default_factory=dict)   # e.g. {"step_size": 10, "gamma": 0.1}
+    warmup_epochs: float = 0.0    # linear warm-up, multiplies any schedule
+    loss: str = "cross_entropy"   # cross_entropy, label_smoothing, focal, mse
+    label_smoothing: float = 0.0
+    loss_kw: dict = field(default_factory=dict)    # e.g. {"gamma": 2.0}
+    epochs: int = 10
+    batch_size: int = 256
+    augment: dict | str = "crop_flip"  # preset name or Augment fields
+    normalize: bool = True        # standardise inputs with train statistics
+    l1: float = 0.0               # L1 penalty on conv/linear weights
+    grad_clip: float = 0.0        # max global gradient norm (0: off)
+    ema: float = 0.0              # EMA decay of weights, evaluated instead (0: off)
+    swa_start: float = 0.0        # fraction of epochs after which SWA averages (0: off)
+    swa_lr: float | None = None   # constant lr during SWA (None: lr / 10)
+    tta_flip: bool = False        # evaluate on image and its mirror image
+    seed: int = 0
+    amp: bool = True              # bf16 autocast (CUDA only)
+    channels_last: bool = True    # NHWC memory format (CUDA only)
+    compile: bool = False         # torch.compile the model
+
+    def __post_init__(self):
+        self.augment = augment_dict(self.augment)
+        for key in ("model_kw", "optim_kw", "sched_kw", "loss_kw"):
+            setattr(self, key, dict(getattr(self, key) or {}))
+        bad_kw = set(self.model_kw) - set(model_options(self.model))
+        if bad_kw:
+            raise ValueError(f"model {self.model!r} has no option(s) {sorted(bad_kw)}; "
+                             f"valid: {', '.join(model_options(self.model))}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
+                             f"{', '.join(sorted(OPTIMIZERS))}")
+        check_schedule(self.scheduler, self.sched_kw)
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
+                  ("lr", self.lr > 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
+                  ("grad_clip", self.grad_clip >= 0), ("ema", 0 <= self.ema < 1),
+                  ("swa_start", 0 <= self.swa_start < 1), ("l1", self.l1 >= 0),
+                  ("weight_decay", self.weight_decay >= 0),
+                  ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"bad config value {name}={getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        bad = set(d) - names
+        if bad:
+            raise ValueError(f"unknown config field(s) {sorted(bad)}; valid: "
+                             f"{', '.join(sorted(names))}")
+        return cls(**d)
+
+    def replace(self, **kw) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **kw)
+
+
+class Loaders(NamedTuple):
+    train: DeviceLoader
+    val: DeviceLoader
+    test: DeviceLoader
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_loaders(split: Split, cfg: TrainConfig, device=None) -> Loaders:
+    """Device-resident train/val/test loaders for ``split`` as ``cfg`` asks."""
+    dev = torch.device(device) if device else default_device()
+    kw = dict(device=dev, num_classes=split.num_classes,
+              channels_last=cfg.channels_last and dev.type == "cuda")
+    if cfg.normalize:
+        kw.update(mean=split.mean, std=split.std)
+    eval_bs = max(cfg.batch_size, 500)
+    return Loaders(
+        DeviceLoader(*split.train, cfg.batch_size, train=True,
+                     augment=resolve_augment(cfg.augment), seed=cfg.seed, **kw),
+        DeviceLoader(*split.val, eval_bs, **kw),
+        DeviceLoader(*split.test, eval_bs, **kw))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is unreadable or does not fit the model."""
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temp file beside ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True, as a clear error when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train the run first "
+                              "(or rebuild it with force=True)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip/pickle errors come in many types
+        raise CheckpointError(f"checkpoint {path} is unreadable ({e}); delete "
+                              "it and train again") from e
+
+
+def check_state(model: nn.Module, state: dict, path) -> None:
+    """Raise CheckpointError naming every key/shape that does not match."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or extra or shapes:
+        parts = [f"missing {missing[:5]}" if missing else "",
+                 f"unexpected {extra[:5]}" if extra else "",
+                 f"shape mismatch {shapes[:5]}" if shapes else ""]
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model "
+            f"({'; '.join(p for p in parts if p)}); load it into the model it was "
+            "saved from (see its 'model_name' and 'model_kw')")
+
+
+def save_checkpoint(path, model: nn.Module, cfg: TrainConfig | None = None,
+                    **meta) -> None:
+    """Weights plus what is needed to rebuild the model, written atomically."""
+    obj = {"model": model.state_dict(), **meta}
+    if cfg is not None:
+        obj.update(model_name=cfg.model, model_kw=cfg.model_kw, config=cfg.to_dict())
+    atomic_save(obj, path)
+
+
+def load_checkpoint(path, model: nn.Module | None = None) -> nn.Module:
+    """Load weights into ``model`` (or a model rebuilt from the checkpoint)."""
+    ck = read_checkpoint(path)
+    if model is None:
+        if "model_name" not in ck:
+            raise CheckpointError(f"checkpoint {path} does not name its model; "
+                                  "pass the model to load it into")
+        model = create_model(ck["model_name"], **ck.get("model_kw", {}))
+    check_state(model, ck["model"], path)
+    model.load_state_dict(ck["model"])
+    return model
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _labels(y: torch.Tensor) -> torch.Tensor:
+    return y if y.dtype == torch.long else y.argmax(1)
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16,
+                          enabled=amp and device.type == "cuda")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DeviceLoader, tta_flip: bool = False,
+            amp: bool = True):
+    """Logits (float32) and labels of every example in ``loader``."""
+    model.eval()
+    outs, ys = [], []
+    for x, y in loader:
+        with _autocast(loader.device, amp):
+            out = model(x).float()
+            if tta_flip:
+                out = (out + model(x.flip(3)).float()) / 2
+        outs.append(out)
+        ys.append(y)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def evaluate(model: nn.Module, loader: DeviceLoader, tta_flip: bool = False,
+             amp: bool = True) -> dict:
+    """Cross-entropy loss and accuracy over ``loader`` (one host sync)."""
+    logits, y = predict(model, loader, tta_flip, amp)
+    loss = F.cross_entropy(logits, y)
+    acc = (logits.argmax(1) == y).float().mean()
+    loss, acc = torch.stack([loss, acc]).tolist()
+    return {"loss": loss if math.isfinite(loss) else None, "acc": acc}
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of absolute conv and linear weights."""
+    ws = [m.weight for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad]
+    return torch.stack([w.abs().sum() for w in ws]).sum()
+
+
+# ---------------------------------------------------------------- training
+
+
+def _progress(enabled):
+    """Progress bar on: argument, else $CIFAR_LIB_PROGRESS, else Jupyter or a TTY."""
+    if enabled is None:
+        env = os.environ.get("CIFAR_LIB_PROGRESS")
+        if env is not None:
+            return env not in ("0", "", "false")
+        return "ipykernel" in sys.modules or sys.stderr.isatty()
+    return enabled
+
+
+def _snapshot(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
+        ckpt_path=None, resume: bool = True, progress: bool | None = None,
+        callbacks: tuple[Callable, ...] = (), check_every: int = 50,
+        log: Callable[[str], None] | None = None) -> dict:
+    """Train ``model`` as ``cfg`` says; return history, metrics and status.
+
+    The model ends with its best weights (by validation accuracy). With
+    ``ckpt_path`` the best weights go there and the last state to
+    ``<ckpt>.last.pt`` after each epoch; a run finds that file and resumes.
+    Each callback is called after an epoch as ``cb(epoch=, model=,
+    optimizer=, record=)`` and may return a dict to add to the epoch record.
+    """
+    from tqdm.auto import tqdm
+
+    dev = loaders.train.device
+    torch.manual_seed(cfg.seed)
+    model.to(dev)
+    if loaders.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if hasattr(model, "data_init"):  # data-dependent init (whitening stem)
+        model.data_init(loaders.train.prepare(loaders.train.x[:5000]))
+    steps = len(loaders.train)
+    if steps == 0:
+        raise ValueError(f"the training set ({len(loaders.train.y)} images) is "
+                         f"smaller than one batch ({cfg.batch_size})")
+    total = cfg.epochs * steps
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
+                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+                         total_steps=total, **cfg.optim_kw)
+    swa_epoch = math.ceil(cfg.swa_start * cfg.epochs) if cfg.swa_start else None
+    swa_lr = cfg.swa_lr if cfg.swa_lr is not None else cfg.lr / 10
+    sched = LRSchedule(opt, cfg.scheduler, total, steps,
+                       warmup_steps=round(cfg.warmup_epochs * steps),
+                       hold_from=None if swa_epoch is None else swa_epoch * steps,
+                       hold_factor=swa_lr / cfg.lr, **cfg.sched_kw)
+    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
+    ema = make_ema(model, cfg.ema) if cfg.ema else None
+    swa = make_swa(model) if swa_epoch is not None else None
+    net = torch.compile(model) if cfg.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    ckpt_path = Path(ckpt_path) if ckpt_path else None
+    last_path = ckpt_path.with_suffix(".last.pt") if ckpt_path else None
+    st = {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": None,
+          "train_time": 0.0, "images": 0}
+    best_state = None
+    if resume and last_path is not None and last_path.is_file():
+        last = read_checkpoint(last_path)
+        if last.get("config") != cfg.to_dict():
+            raise CheckpointError(f"{last_path} was written by another config; "
+                                  "delete it or pass resume=False")
+        check_state(model, last["model"], last_path)
+        model.load_state_dict(last["model"])
+        opt.load_state_dict(last["optimizer"])
+        sched.load_state_dict(last["schedule"])
+        for avg, key in ((ema, "ema"), (swa, "swa")):
+            if avg is not None:
+                avg.load_state_dict(last[key])
+        st = last["state"]
+        if ckpt_path.is_file():
+            best_state = read_checkpoint(ckpt_path)["model"]
+
+    eval_model = ema.module if ema is not None else model
+    status, diverged_at = "ok", None
+    wall0 = time.perf_counter()
+    bar = tqdm(range(st["epoch"], cfg.epochs), disable=not _progress(progress),
+               desc=cfg.model, leave=False)
+    for epoch in bar:
+        loaders.train.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        for step, (x, y) in enumerate(loaders.train):
+            with _autocast(dev, cfg.amp):
+                out = net(x)
+                loss = loss_fn(out, y)
+                if cfg.l1:
+                    loss = loss + cfg.l1 * l1_penalty(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += loss.detach().float() * len(x)
+            correct += (out.argmax(1) == _labels(y)).sum()
+            seen += len(x)
+            if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
+                break
+        train_loss, train_correct = torch.stack([loss_sum, correct.float()]).tolist()
+        train_loss /= max(seen, 1)
+        if not math.isfinite(train_loss):
+            status, diverged_at = "diverged", {"epoch": epoch, "step": step}
+            if log:
+                log(f"{cfg.model}: loss became {train_loss} at epoch {epoch} "
+                    f"step {step}; stopping, the run is recorded as diverged")
+            break
+        st["train_time"] += time.perf_counter() - t0
+        st["images"] += seen
+        if hasattr(opt, "epoch_end"):
+            opt.epoch_end(epoch)
+        if swa is not None and epoch >= swa_epoch:
+            swa.update_parameters(model)
+        val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
+        sched.epoch_end(val["loss"])
+        rec = {"epoch": epoch + 1, "train_loss": train_loss,
+               "train_acc": train_correct / seen, "val_loss": val["loss"],
+               "val_acc": val["acc"], "lr": sched.lr,
+               "time": time.perf_counter() - t0}
+        for cb in callbacks:
+            rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
+        st["history"].append(rec)
+        if val["acc"] > st["best_val"]:
+            st["best_val"], st["best_epoch"] = val["acc"], epoch + 1
+            best_state = _snapshot(eval_model)
+            if ckpt_path is not None:
+                atomic_save({"model": best_state, "model_name": cfg.model,
+                             "model_kw": cfg.model_kw, "config": cfg.to_dict(),
+                             "epoch": epoch + 1, "val_acc": val["acc"]}, ckpt_path)
+        st["epoch"] = epoch + 1
+        if last_path is not None and epoch + 1 < cfg.epochs:
+            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "schedule": sched.state_dict(), "config": cfg.to_dict(),
+                         "ema": ema.state_dict() if ema else None,
+                         "swa": swa.state_dict() if swa else None,
+                         "state": st}, last_path)
+        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val['acc']:.3f}")
+        if log:
+            log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} "
+                f"train {rec['train_acc']:.4f} val {val['acc']:.4f} lr {sched.lr:.2e}")
+    bar.close()
+
+    swa_val = None
+    if swa is not None and status == "ok" and swa.n_averaged.item() > 0:
+        update_bn(loaders.train, swa.module)
+        swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, cfg.amp)["acc"]
+        if swa_val >= st["best_val"]:
+            st["best_val"], st["best_epoch"] = swa_val, "swa"
+            best_state = _snapshot(swa.module)
+            if ckpt_path is not None:
+                save_checkpoint(ckpt_path, swa.module, cfg, epoch="swa", val_acc=swa_val)
+    test = None
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
+    if last_path is not None and status == "ok" and last_path.exists():
+        last_path.unlink()
+    return {
+        "status": status, "diverged_at": diverged_at, "history": st["history"],
+        "metrics": {
+            "best_val_acc": st["best_val"] if best_state is not None else None,
+            "best_epoch": st["best_epoch"], "swa_val_acc": swa_val,
+            "test_acc": test["acc"] if test else None,
+            "test_loss": test["loss"] if test else None,
+            "epochs_run": st["epoch"], "train_time": st["train_time"],
+            "wall_time": time.perf_counter() - wall0,
+            "images_per_s": st["images"] / st["train_time"] if st["train_time"] else None,
+            "params": sum(p.numel() for p in model.parameters()),
+        },
+    }

@@ -1,0 +1,225 @@
+"""Runs on disk: one JSON per run, cached by config; named experiments; tables.
+
+A run lives at ``<profile root>/results/<experiment>/<run>.json`` with its
+best weights at ``<profile root>/weights/<experiment>/<run>.pt``; ``<run>``
+is the model, seed and a hash of the config and data. A run whose JSON is
+already there is loaded instead of trained (``force=True`` retrains), so
+notebooks draw from runs made elsewhere (e.g. on a GPU via the CLI).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from cifar_lib.data import Split, load_cifar10, split_data, synthetic_cifar
+from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
+from cifar_lib.models import create_model
+from cifar_lib.profiles import Profile, get_profile
+
+
+def environment(device=None) -> dict:
+    """Versions and device of this process, stored with every run."""
+    import torchvision
+    dev = torch.device(device) if device else default_device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "device": dev.type, "device_name": name,
+            "cpu_threads": torch.get_num_threads()}
+
+
+@functools.lru_cache(maxsize=4)
+def _split(profile: Profile, root) -> Split:
+    if profile.data == "synthetic":
+        data = synthetic_cifar(n_train=profile.train_size + profile.val_size,
+                               n_test=profile.test_size)
+    else:
+        data = load_cifar10(root)
+    return split_data(data, profile.val_size, seed=0, train_size=profile.train_size,
+                      test_size=profile.test_size)
+
+
+def profile_split(profile: Profile | str | None = None, root=None) -> Split:
+    """The train/val/test split a profile trains on (cached in memory)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    root = root or os.environ.get("CIFAR10_ROOT")
+    return _split(profile, str(root) if root else None)
+
+
+def run_name(cfg: TrainConfig, data: dict) -> str:
+    """``<model>-s<seed>-<hash of config and data>``."""
+    blob = json.dumps({"config": cfg.to_dict(), "data": data}, sort_keys=True)
+    return f"{cfg.model}-s{cfg.seed}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def _clean(x):
+    """JSON-safe copy: non-finite floats become None."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write_json(obj, path: Path) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def update_manifest(profile: Profile, record: dict) -> None:
+    """List the run's checkpoint in ``weights/manifest.json`` (with sha256)."""
+    if not record.get("weights"):
+        return
+    path = profile.weights / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    ck = profile.root / record["weights"]
+    manifest[record["weights"]] = {
+        "experiment": record["experiment"], "run": record["run"],
+        "model": record["config"]["model"], "model_kw": record["config"]["model_kw"],
+        "val_acc": record["metrics"]["best_val_acc"],
+        "test_acc": record["metrics"]["test_acc"],
+        "bytes": ck.stat().st_size, "sha256": _sha256(ck)}
+    write_json(dict(sorted(manifest.items())), path)
+
+
+def run(cfg: TrainConfig, split: Split, experiment: str,
+        profile: Profile | str | None = None, *, label: str | None = None,
+        force: bool = False, device=None, callbacks=(), log=None) -> dict:
+    """Train ``cfg`` on ``split`` unless its result is on disk; return the record.
+
+    The record holds the config, data description, environment, per-epoch
+    history, status (``ok``/``diverged``) and final metrics. A diverged run
+    is saved like any other and does not raise.
+    """
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    data = split.describe()
+    name = run_name(cfg, data)
+    path = profile.results / experiment / f"{name}.json"
+    if not force:
+        for found in [path, *sorted(profile.results.glob(f"*/{name}.json"))]:
+            if found.is_file():
+                rec = json.loads(found.read_text())
+                if rec.get("config") == cfg.to_dict():
+                    if found != path:  # same run made for another experiment
+                        rec.update(experiment=experiment, label=label or rec.get("label"))
+                        write_json(rec, path)
+                    return rec
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
+    ckpt = profile.weights / experiment / f"{name}.pt"
+    if force and ckpt.with_suffix(".last.pt").exists():
+        ckpt.with_suffix(".last.pt").unlink()
+    out = fit(model, make_loaders(split, cfg, device), cfg, ckpt_path=ckpt,
+              callbacks=callbacks, log=log)
+    rec = {"experiment": experiment, "run": name, "label": label or name,
+           "status": out["status"], "diverged_at": out["diverged_at"],
+           "config": cfg.to_dict(), "data": data, "env": environment(device),
+           "profile": profile.name,
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "weights": str(ckpt.relative_to(profile.root)) if ckpt.is_file() else None,
+           "history": out["history"], "metrics": out["metrics"]}
+    write_json(rec, path)
+    update_manifest(profile, rec)
+    return json.loads(path.read_text())
+
+
+def load_model(record: dict, profile: Profile | str | None = None, device="cpu"):
+    """The trained model of a run record, with its best weights, in eval mode."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    if not record.get("weights"):
+        raise FileNotFoundError(f"run {record['run']} kept no weights (status "
+                                f"{record['status']}); retrain it with force=True")
+    cfg = record["config"]
+    model = create_model(cfg["model"], **cfg["model_kw"])
+    return load_checkpoint(profile.root / record["weights"], model).to(device).eval()
+
+
+def load_results(experiment: str, profile: Profile | str | None = None) -> list[dict]:
+    """Every run record of ``experiment`` under the profile, oldest first."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    recs = [json.loads(p.read_text()) for p in (profile.results / experiment).glob("*.json")]
+    return sorted(recs, key=lambda r: (r.get("created", ""), r["run"]))
+
+
+METRICS = ("best_val_acc", "test_acc", "train_time", "wall_time",
+           "images_per_s", "params", "epochs_run")
+
+
+def results_frame(records: list[dict]):
+    """One row per run: label, status, scalar config fields and metrics."""
+    import pandas as pd
+    rows = []
+    for r in records:
+        row = {"experiment": r["experiment"], "label": r["label"], "run": r["run"],
+               "status": r["status"]}
+        row.update({k: v for k, v in r["config"].items() if not isinstance(v, (dict, list))})
+        row.update({k: r["metrics"].get(k) for k in METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(df, by="label", metrics=("test_acc", "best_val_acc", "train_time")):
+    """Mean, std and count over seeds per group, groups in first-seen order."""
+    g = df.groupby(by, sort=False)
+    out = g[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["runs"] = g.size()
+    out["diverged"] = g["status"].apply(lambda s: int((s == "diverged").sum()))
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------- named experiments
+
+EXPERIMENTS: dict[str, Callable[[Profile], list[tuple[str, TrainConfig]]]] = {}
+
+
+def register_experiment(name: str):
+    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name."""
+    def deco(fn):
+        EXPERIMENTS[name] = fn
+        return fn
+    return deco
+
+
+def experiment_configs(name: str, profile: Profile | str | None = None):
+    """The (label, config) pairs of a named experiment for a profile."""
+    import cifar_lib.studies  # noqa: F401  (registers named experiments)
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of "
+                         f"{', '.join(sorted(EXPERIMENTS))}")
+    return EXPERIMENTS[name](profile)
+
+
+def run_experiment(name: str, profile: Profile | str | None = None,
+                   split: Split | None = None, force: bool = False,
+                   device=None, log=None):
+    """Run (or load) every config of a named experiment; return its table."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    split = split or profile_split(profile)
+    records = [run(cfg, split, name, profile, label=label, force=force,
+                   device=device, log=log)
+               for label, cfg in experiment_configs(name, profile)]
+    return results_frame(records)

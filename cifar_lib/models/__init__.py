@@ -1,0 +1,69 @@
+"""Model registry: ``create_model(name, **kw)``, ``list_models()``, ``register``.
+
+One file per family in this package; each registers its named sizes with
+``@register``. Every model takes 3 x 32 x 32 inputs and ``num_classes``.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_FAMILY: dict[str, str] = {}
+
+
+def register(fn: Callable | None = None, *, name: str | None = None):
+    """Decorator: register a model builder under ``name`` (default: its own)."""
+    def deco(f):
+        key = name or f.__name__
+        if key in _MODELS:
+            raise ValueError(f"model {key!r} is registered twice")
+        _MODELS[key] = f
+        _FAMILY[key] = f.__module__.rsplit(".", 1)[-1]
+        return f
+    return deco(fn) if fn is not None else deco
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names, sorted (optionally of one family)."""
+    return sorted(n for n in _MODELS if family in (None, _FAMILY[n]))
+
+
+def model_family(name: str) -> str:
+    """The family (file) a registered model comes from."""
+    _check_name(name)
+    return _FAMILY[name]
+
+
+def _check_name(name: str) -> None:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: "
+                         f"{', '.join(list_models())}")
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword options the builder of ``name`` accepts."""
+    _check_name(name)
+    return list(inspect.signature(_MODELS[name]).parameters)
+
+
+def create_model(name: str, num_classes: int = 10, **kw) -> nn.Module:
+    """Build the registered model ``name``; unknown options raise clearly."""
+    _check_name(name)
+    bad = set(kw) - set(model_options(name))
+    if bad:
+        raise ValueError(f"model {name!r} has no option(s) {sorted(bad)}; "
+                         f"valid: {', '.join(model_options(name))}")
+    return _MODELS[name](num_classes=num_classes, **kw)
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only trainable ones)."""
+    return sum(p.numel() for p in model.parameters()
+               if p.requires_grad or not trainable_only)
+
+
+# Families register themselves on import.
+from cifar_lib.models import simple, vgg, resnet, fastnet  # noqa: E402,F401

@@ -1,0 +1,98 @@
+"""ResNet (He et al. 2016, "Deep Residual Learning for Image Recognition").
+
+CIFAR variant: 3x3 stride-1 stem with no max-pool, four stages of
+64-128-256-512 channels, global average pooling, one linear layer.
+ResNet-18 has 11,173,962 parameters for 10 classes.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from cifar_lib.models import register
+from cifar_lib.models.layers import act_layer, norm_layer
+
+
+def _shortcut(cin, cout, stride, norm):
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                         norm_layer(norm, cout))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual connection."""
+
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, act="relu", norm="bn"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = norm_layer(norm, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = norm_layer(norm, planes)
+        self.act1, self.act2 = act_layer(act), act_layer(act)
+        self.shortcut = _shortcut(cin, planes, stride, norm)
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        return self.act2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4), with a residual connection."""
+
+    expansion = 4
+
+    def __init__(self, cin, planes, stride=1, act="relu", norm="bn"):
+        super().__init__()
+        out = planes * self.expansion
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, planes, 1, bias=False), norm_layer(norm, planes), act_layer(act),
+            nn.Conv2d(planes, planes, 3, stride, 1, bias=False), norm_layer(norm, planes),
+            act_layer(act), nn.Conv2d(planes, out, 1, bias=False), norm_layer(norm, out))
+        self.act = act_layer(act)
+        self.shortcut = _shortcut(cin, out, stride, norm)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Stem, stages of residual blocks (stride 2 from the second), pool, fc."""
+
+    def __init__(self, block, num_blocks, num_classes=10,
+                 widths=(64, 128, 256, 512), act="relu", norm="bn"):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
+                                  norm_layer(norm, widths[0]), act_layer(act))
+        stages, cin = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, num_blocks)):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, w, 2 if i and not j else 1, act, norm))
+                cin = w * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.layers(self.stem(x))))
+
+
+@register
+def resnet18(num_classes=10, act="relu", norm="bn"):
+    """ResNet-18: BasicBlock x (2, 2, 2, 2), 11.17M parameters."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, act=act, norm=norm)
+
+
+@register
+def resnet34(num_classes=10, act="relu", norm="bn"):
+    """ResNet-34: BasicBlock x (3, 4, 6, 3), 21.28M parameters."""
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, act=act, norm=norm)
+
+
+@register
+def resnet50(num_classes=10, act="relu", norm="bn"):
+    """ResNet-50: Bottleneck x (3, 4, 6, 3), 23.52M parameters."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, act=act, norm=norm)

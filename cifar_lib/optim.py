@@ -1,0 +1,292 @@
+"""Optimizers and learning-rate schedules by name, and weight averaging.
+
+Optimizers are built from a model (only its trainable parameters) with
+``make_optimizer(name, model, lr=..., ...)``; new ones join through
+``@register_optimizer``. Schedules are pure functions of the step
+(:func:`lr_factor`), applied per step by :class:`LRSchedule`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+OPTIMIZERS: dict[str, Callable] = {}
+
+
+def register_optimizer(name: str):
+    """Decorator: make ``builder(model, lr, **hyper)`` available by ``name``."""
+    def deco(builder):
+        OPTIMIZERS[name] = builder
+        return builder
+    return deco
+
+
+def trainable(model) -> list[torch.nn.Parameter]:
+    """Parameters that require gradients."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0, nesterov: bool = False,
+                   total_steps: int | None = None, **kw):
+    """The optimizer called ``name`` over ``model``'s trainable parameters."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of "
+                         f"{', '.join(sorted(OPTIMIZERS))}")
+    if not lr > 0:
+        raise ValueError(f"learning rate must be positive, got {lr}")
+    return OPTIMIZERS[name](model, lr=lr, momentum=momentum,
+                            weight_decay=weight_decay, nesterov=nesterov,
+                            total_steps=total_steps, **kw)
+
+
+@register_optimizer("sgd")
+def _sgd(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
+    return torch.optim.SGD(trainable(model), lr=lr, momentum=momentum,
+                           weight_decay=weight_decay,
+                           nesterov=nesterov and momentum > 0, **kw)
+
+
+@register_optimizer("adam")
+def _adam(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
+    return torch.optim.Adam(trainable(model), lr=lr,
+                            weight_decay=weight_decay, **kw)
+
+
+@register_optimizer("adamw")
+def _adamw(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
+    return torch.optim.AdamW(trainable(model), lr=lr,
+                             weight_decay=weight_decay, **kw)
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Sign descent with momentum (signum, Bernstein et al. 2018).
+
+    m <- beta * m + (1 - beta) * (g + wd * w);  w <- w - lr * sign(m).
+    With momentum 0 this is plain signSGD.
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta, wd = group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.add(p, alpha=wd) if wd else p.grad
+                if beta:
+                    m = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                    m.mul_(beta).add_(g, alpha=1 - beta)
+                    g = m
+                p.add_(g.sign(), alpha=-group["lr"])
+        return loss
+
+
+@register_optimizer("signsgd")
+def _signsgd(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
+    return SignSGD(trainable(model), lr=lr, momentum=momentum,
+                   weight_decay=weight_decay, **kw)
+
+
+class AdamWThenSGD(torch.optim.Optimizer):
+    """AdamW for the first ``switch_step`` steps, then SGD with momentum.
+
+    A fixed-point version of switching from Adam to SGD (Keskar & Socher
+    2017). The schedule sets this optimizer's ``lr``; the SGD phase uses it
+    times ``sgd_lr_scale``. Both phases share ``weight_decay``.
+    """
+
+    def __init__(self, params, lr=1e-3, switch_step=1000, sgd_lr_scale=50.0,
+                 momentum=0.9, nesterov=True, weight_decay=0.0,
+                 betas=(0.9, 0.999)):
+        params = list(params)
+        super().__init__(params, dict(lr=lr))
+        self.adamw = torch.optim.AdamW(params, lr=lr, betas=betas,
+                                       weight_decay=weight_decay)
+        self.sgd = torch.optim.SGD(params, lr=lr * sgd_lr_scale,
+                                   momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+        self.switch_step, self.sgd_lr_scale, self.steps = switch_step, sgd_lr_scale, 0
+
+    @property
+    def phase(self) -> str:
+        return "adamw" if self.steps < self.switch_step else "sgd"
+
+    def step(self, closure=None):
+        inner = self.adamw if self.phase == "adamw" else self.sgd
+        scale = 1.0 if inner is self.adamw else self.sgd_lr_scale
+        for outer, group in zip(self.param_groups, inner.param_groups):
+            group["lr"] = outer["lr"] * scale
+        self.steps += 1
+        return inner.step(closure)
+
+    def state_dict(self):
+        return {"outer": super().state_dict(), "adamw": self.adamw.state_dict(),
+                "sgd": self.sgd.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state["outer"])
+        self.adamw.load_state_dict(state["adamw"])
+        self.sgd.load_state_dict(state["sgd"])
+        self.steps = state["steps"]
+
+
+@register_optimizer("adamw_sgd")
+def _adamw_sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
+               switch_at=0.5, **kw):
+    if not 0 < switch_at < 1:
+        raise ValueError(f"switch_at must be a fraction in (0, 1), got {switch_at}")
+    if total_steps is None:
+        raise ValueError("adamw_sgd needs total_steps to place the switch")
+    return AdamWThenSGD(trainable(model), lr=lr,
+                        switch_step=int(switch_at * total_steps),
+                        momentum=momentum, nesterov=nesterov,
+                        weight_decay=weight_decay, **kw)
+
+
+# ---------------------------------------------------------------- schedules
+
+SCHEDULE_OPTIONS = {
+    "constant": set(),
+    "step": {"step_size", "gamma"},
+    "exponential": {"gamma"},
+    "cosine": {"min_ratio"},
+    "linear": {"min_ratio"},
+    "onecycle": {"pct_start", "div_factor", "final_div_factor"},
+    "plateau": {"factor", "patience", "threshold"},
+}
+SCHEDULES = tuple(SCHEDULE_OPTIONS)
+
+
+def _cos(start: float, end: float, frac: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def lr_factor(name: str, step: int, total: int, steps_per_epoch: int,
+              **kw) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step``.
+
+    ``step`` and ``exponential`` change per epoch (as torch's StepLR and
+    ExponentialLR stepped once an epoch); the others per step. ``plateau``
+    is 1 here: its reductions come from validation losses.
+    """
+    epoch = step // steps_per_epoch
+    frac = min(step / max(total, 1), 1.0)
+    if name in ("constant", "plateau"):
+        return 1.0
+    if name == "step":
+        size = kw.get("step_size") or max(1, total // steps_per_epoch // 3)
+        return kw.get("gamma", 0.1) ** (epoch // size)
+    if name == "exponential":
+        return kw.get("gamma", 0.9) ** epoch
+    if name == "cosine":
+        return _cos(1.0, kw.get("min_ratio", 0.0), frac)
+    if name == "linear":
+        lo = kw.get("min_ratio", 0.0)
+        return 1.0 - (1.0 - lo) * frac
+    if name == "onecycle":  # torch.optim.lr_scheduler.OneCycleLR, cos anneal
+        start = 1.0 / kw.get("div_factor", 25.0)
+        end = start / kw.get("final_div_factor", 1e4)
+        up = float(kw.get("pct_start", 0.3) * total) - 1
+        if step <= up:
+            return _cos(start, 1.0, step / up)
+        return _cos(1.0, end, min((step - up) / (total - 1 - up), 1.0))
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def check_schedule(name: str, options: dict) -> None:
+    """Raise a clear error for an unknown schedule or option."""
+    if name not in SCHEDULE_OPTIONS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULES)}")
+    bad = set(options) - SCHEDULE_OPTIONS[name]
+    if bad:
+        valid = ", ".join(sorted(SCHEDULE_OPTIONS[name])) or "none"
+        raise ValueError(f"scheduler {name!r} takes no option(s) {sorted(bad)}; valid: {valid}")
+
+
+class LRSchedule:
+    """Sets each group's lr to base * warmup * schedule (* plateau cuts).
+
+    Call :meth:`step` after every optimizer step and :meth:`epoch_end` with
+    the validation loss after every epoch. From ``hold_from`` on (SWA) the
+    lr stays at base * ``hold_factor``.
+    """
+
+    def __init__(self, optimizer, name: str, total_steps: int,
+                 steps_per_epoch: int, warmup_steps: int = 0,
+                 hold_from: int | None = None, hold_factor: float = 1.0, **kw):
+        check_schedule(name, kw)
+        self.optimizer, self.name, self.kw = optimizer, name, kw
+        self.total, self.per_epoch = total_steps, max(steps_per_epoch, 1)
+        self.warmup, self.hold_from, self.hold_factor = warmup_steps, hold_from, hold_factor
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.t, self.mult, self.best, self.bad = 0, 1.0, math.inf, 0
+        self._apply()
+
+    def factor(self) -> float:
+        if self.hold_from is not None and self.t >= self.hold_from:
+            return self.hold_factor
+        f = lr_factor(self.name, self.t, self.total, self.per_epoch, **self.kw)
+        if self.warmup:
+            f *= min(1.0, (self.t + 1) / self.warmup)
+        return f * self.mult
+
+    def _apply(self) -> None:
+        f = self.factor()
+        for g, base in zip(self.optimizer.param_groups, self.base):
+            g["lr"] = base * f
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self) -> None:
+        self.t += 1
+        self._apply()
+
+    def epoch_end(self, val_loss: float) -> None:
+        """Plateau: cut the lr by ``factor`` after ``patience`` flat epochs."""
+        if self.name != "plateau" or val_loss is None:
+            return
+        if val_loss < self.best * (1 - self.kw.get("threshold", 1e-4)):
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+            if self.bad > self.kw.get("patience", 2):
+                self.mult *= self.kw.get("factor", 0.1)
+                self.bad = 0
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "mult": self.mult, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t, self.mult, self.best, self.bad = (state[k] for k in ("t", "mult", "best", "bad"))
+        self._apply()
+
+
+# ---------------------------------------------------------------- averaging
+
+
+def make_ema(model, decay: float) -> AveragedModel:
+    """Exponential moving average of weights and BN buffers."""
+    if not 0 < decay < 1:
+        raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
+                         use_buffers=True)
+
+
+def make_swa(model) -> AveragedModel:
+    """Equal-weight average for SWA (Izmailov et al. 2018); BN refit at the end."""
+    return AveragedModel(model)

@@ -1,0 +1,127 @@
+"""report.md: blocks between markers refreshed from results/, figure checks.
+
+The report is prose with generated blocks::
+
+    <!-- BEGIN table:architectures -->  ...  <!-- END table:architectures -->
+    <!-- BEGIN figure:arch_curves.png | Learning curves -->  ...  <!-- END figure:arch_curves.png -->
+    <!-- BEGIN value:best_test_acc -->93.1<!-- END value:best_test_acc -->
+
+A table or value block is filled by a function registered under its name
+(``@register_table``/``@register_value``, taking the profile); a figure
+block embeds ``figures/<name>`` when the profile has drawn it and says it
+is pending otherwise. The top-level report.md is the template; the full
+profile refreshes it in place, other profiles write ``<root>/report.md``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from cifar_lib.profiles import REPO, Profile, get_profile
+
+TABLES: dict[str, Callable] = {}
+VALUES: dict[str, Callable] = {}
+TEMPLATE = REPO / "report.md"
+BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
+                   r"(.*?)<!-- END \1:\2 -->", re.S)
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def register_table(name: str):
+    """Decorator: ``fn(profile) -> DataFrame | None`` fills ``table:name``."""
+    def deco(fn):
+        TABLES[name] = fn
+        return fn
+    return deco
+
+
+def register_value(name: str):
+    """Decorator: ``fn(profile) -> str | None`` fills ``value:name``."""
+    def deco(fn):
+        VALUES[name] = fn
+        return fn
+    return deco
+
+
+def _profile(profile) -> Profile:
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+def markdown_table(df) -> str:
+    """A DataFrame as a GitHub Markdown table (cells as shown by str)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def _load_studies():
+    import cifar_lib.studies  # noqa: F401  (registers tables and values)
+
+
+def render_block(kind: str, name: str, arg: str | None, profile: Profile,
+                 out_dir: Path) -> str:
+    """The Markdown a block holds for ``profile``, links relative to ``out_dir``."""
+    _load_studies()
+    if kind == "figure":
+        path = profile.figures / name
+        if path.is_file():
+            return f"![{arg or name}]({Path(os.path.relpath(path, out_dir)).as_posix()})"
+        return f"*Figure `{name}` is not drawn yet for the {profile.name} profile.*"
+    registry = TABLES if kind == "table" else VALUES
+    if name not in registry:
+        raise KeyError(f"report block {kind}:{name} has no registered function; "
+                       f"known: {', '.join(sorted(registry))}")
+    out = registry[name](profile)
+    if kind == "value":
+        return "n/a" if out is None else str(out)
+    if out is None or len(out) == 0:
+        return f"*No results yet for this table in the {profile.name} profile.*"
+    return markdown_table(out)
+
+
+def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
+    """``text`` with every block re-rendered."""
+    def sub(m):
+        kind, name, arg = m.group(1), m.group(2), m.group(3)
+        body = render_block(kind, name, arg, profile, out_dir)
+        head = f"<!-- BEGIN {kind}:{name}{' | ' + arg if arg else ''} -->"
+        sep = "" if kind == "value" else "\n"
+        return f"{head}{sep}{body}{sep}<!-- END {kind}:{name} -->"
+    return BLOCK.sub(sub, text)
+
+
+def refresh_report(profile=None, template: Path = TEMPLATE) -> Path:
+    """Write the profile's report from the template; return its path."""
+    P = _profile(profile)
+    out = P.report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = refresh_text(Path(template).read_text(), P, out.parent)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return out
+
+
+def check_report(path: Path, profile=None) -> list[str]:
+    """Problems in a written report: missing images, stale blocks."""
+    P = _profile(profile)
+    path = Path(path)
+    text = path.read_text()
+    problems = [f"image {link} does not exist"
+                for link in IMAGE.findall(text)
+                if not link.startswith("http") and not (path.parent / link).is_file()]
+    for m in BLOCK.finditer(text):
+        kind, name, arg, body = m.groups()
+        want = render_block(kind, name, arg, P, path.parent)
+        if body.strip() != want.strip():
+            problems.append(f"block {kind}:{name} is stale; run "
+                            f"`python -m cifar_lib report --profile {P.name}`")
+    return problems
