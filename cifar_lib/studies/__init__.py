@@ -1,3 +1,3 @@
 """The study's parts, one module per report section; importing registers
 their named experiments, report tables and report values."""
-from cifar_lib.studies import classification  # noqa: F401
+from cifar_lib.studies import batchnorm, classification, dessilbi  # noqa: F401

@@ -1,0 +1,1 @@
+"""BatchNorm study (report section 2): experiments, tables and values."""

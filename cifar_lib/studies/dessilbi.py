@@ -1,0 +1,1 @@
+"""DessiLBI study (report section 3): experiments, tables and values."""
