@@ -66,4 +66,6 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 # Families register themselves on import.
-from cifar_lib.models import simple, vgg, resnet, fastnet  # noqa: E402,F401
+from cifar_lib.models import (  # noqa: E402,F401
+    simple, vgg, resnet, fastnet, preactresnet, wideresnet, resnext,
+    densenet, dpn, dla, mobilenetv2, shufflenetv2, canet)

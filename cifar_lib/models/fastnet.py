@@ -38,7 +38,7 @@ class FastNet(nn.Module):
     """Whitening stem, three conv groups, max-pool, scaled linear head."""
 
     def __init__(self, num_classes=10, widths=(64, 256, 256), width=1.0,
-                 act="gelu", scale=1 / 9):
+                 act="gelu", dropout=0.0, scale=1 / 9):
         super().__init__()
         widths = [max(4, round(w * width)) for w in widths]
         self.stem = nn.Conv2d(3, 24, 2, bias=True)  # 12 whitening filters and their negatives
@@ -46,7 +46,7 @@ class FastNet(nn.Module):
         self.groups = nn.Sequential(ConvGroup(24, widths[0], act),
                                     ConvGroup(widths[0], widths[1], act),
                                     ConvGroup(widths[1], widths[2], act))
-        self.pool = nn.Sequential(nn.MaxPool2d(3), nn.Flatten())
+        self.pool = nn.Sequential(nn.MaxPool2d(3), nn.Flatten(), nn.Dropout(dropout))
         self.head = nn.Linear(widths[2], num_classes, bias=False)
         self.scale = scale
 
@@ -68,6 +68,6 @@ class FastNet(nn.Module):
 
 
 @register
-def fastnet(num_classes=10, widths=(64, 256, 256), width=1.0, act="gelu"):
+def fastnet(num_classes=10, widths=(64, 256, 256), width=1.0, act="gelu", dropout=0.0):
     """FastNet at widths 64-256-256 (about 2M parameters)."""
-    return FastNet(num_classes, widths, width, act)
+    return FastNet(num_classes, widths, width, act, dropout)

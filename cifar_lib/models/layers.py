@@ -1,6 +1,8 @@
 """Building blocks shared by the model families: activations and norms by name."""
 from __future__ import annotations
 
+import math
+
 import torch.nn as nn
 
 ACTIVATIONS = {
@@ -14,7 +16,7 @@ ACTIVATIONS = {
 NORMS = {
     "bn": nn.BatchNorm2d,
     "none": lambda c: nn.Identity(),
-    "gn": lambda c: nn.GroupNorm(min(32, c), c),
+    "gn": lambda c: nn.GroupNorm(math.gcd(32, c), c),  # up to 32 groups dividing c
 }
 
 

@@ -3,6 +3,9 @@
 CIFAR variant: 3x3 stride-1 stem with no max-pool, four stages of
 64-128-256-512 channels, global average pooling, one linear layer.
 ResNet-18 has 11,173,962 parameters for 10 classes.
+
+The small nets ``resnet_s2`` / ``resnet_s3`` have a 16-channel stem and three
+stages of 32-64-128 channels with 2 or 3 BasicBlocks each (0.69M / 1.08M).
 """
 from __future__ import annotations
 
@@ -61,11 +64,12 @@ class ResNet(nn.Module):
     """Stem, stages of residual blocks (stride 2 from the second), pool, fc."""
 
     def __init__(self, block, num_blocks, num_classes=10,
-                 widths=(64, 128, 256, 512), act="relu", norm="bn"):
+                 widths=(64, 128, 256, 512), act="relu", norm="bn", stem=None):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
-                                  norm_layer(norm, widths[0]), act_layer(act))
-        stages, cin = [], widths[0]
+        stem = stem or widths[0]  # stem width (default: the first stage's)
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False),
+                                  norm_layer(norm, stem), act_layer(act))
+        stages, cin = [], stem
         for i, (w, n) in enumerate(zip(widths, num_blocks)):
             blocks = []
             for j in range(n):
@@ -96,3 +100,17 @@ def resnet34(num_classes=10, act="relu", norm="bn"):
 def resnet50(num_classes=10, act="relu", norm="bn"):
     """ResNet-50: Bottleneck x (3, 4, 6, 3), 23.52M parameters."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, act=act, norm=norm)
+
+
+@register
+def resnet_s2(num_classes=10, act="relu", norm="bn"):
+    """Small ResNet: stem 16, BasicBlock x (2, 2, 2) at 32-64-128, 0.69M."""
+    return ResNet(BasicBlock, (2, 2, 2), num_classes, widths=(32, 64, 128),
+                  act=act, norm=norm, stem=16)
+
+
+@register
+def resnet_s3(num_classes=10, act="relu", norm="bn"):
+    """Small ResNet: stem 16, BasicBlock x (3, 3, 3) at 32-64-128, 1.08M."""
+    return ResNet(BasicBlock, (3, 3, 3), num_classes, widths=(32, 64, 128),
+                  act=act, norm=norm, stem=16)

@@ -1,0 +1,99 @@
+"""ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep
+Neural Networks").
+
+ResNeXt-29 for CIFAR: a 64-channel 3x3 stem, three stages of three
+bottleneck blocks (strides 1, 2, 2). A block is 1x1 reduce -> grouped 3x3
+(``cardinality`` groups) -> 1x1 expand (x2), plus a residual connection.
+``width`` is the grouped conv's width in the first stage (cardinality x
+bottleneck width, so 32x4d has width 128); it doubles in every stage.
+Sizes (10 classes): 2x32d 2.30M, 2x64d 9.13M, 32x4d 4.77M, 8x64d 89.6M.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from cifar_lib.models import register
+from cifar_lib.models.layers import act_layer, conv_norm_act, norm_layer
+from cifar_lib.models.resnet import _shortcut
+
+
+class ResNeXtBlock(nn.Module):
+    """1x1 -> grouped 3x3 -> 1x1 (x ``expansion``), with a residual."""
+
+    expansion = 2
+
+    def __init__(self, cin, width, cardinality, stride=1, act="relu",
+                 norm="bn"):
+        super().__init__()
+        out = width * self.expansion
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False), norm_layer(norm, width),
+            act_layer(act),
+            nn.Conv2d(width, width, 3, stride, 1, groups=cardinality,
+                      bias=False),
+            norm_layer(norm, width), act_layer(act),
+            nn.Conv2d(width, out, 1, bias=False), norm_layer(norm, out))
+        self.shortcut = _shortcut(cin, out, stride, norm)
+        self.act = act_layer(act)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNeXt(nn.Module):
+    """Stem, stages of ResNeXt blocks (width doubling per stage), pool, fc."""
+
+    def __init__(self, num_blocks=(3, 3, 3), cardinality=32, width=128,
+                 num_classes=10, act="relu", norm="bn"):
+        super().__init__()
+        if cardinality < 1 or width < 1 or width % cardinality:
+            raise ValueError(
+                f"cardinality {cardinality} must divide the bottleneck width "
+                f"{width} (width = cardinality x bottleneck width, e.g. 32x4d "
+                f"has width 128); choose a cardinality among the divisors "
+                f"of {width}")
+        self.stem = conv_norm_act(3, 64, act, norm)
+        stages, cin = [], 64
+        for i, n in enumerate(num_blocks):
+            w = width * 2 ** i
+            blocks = []
+            for j in range(n):
+                stride = 2 if i and not j else 1
+                blocks.append(ResNeXtBlock(cin, w, cardinality, stride, act,
+                                           norm))
+                cin = w * ResNeXtBlock.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.layers(self.stem(x))))
+
+
+@register
+def resnext29_2x32d(num_classes=10, cardinality=2, width=64, act="relu",
+                    norm="bn"):
+    """ResNeXt-29 (2x32d): 2 groups of 32 channels, 2.30M parameters."""
+    return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm)
+
+
+@register
+def resnext29_2x64d(num_classes=10, cardinality=2, width=128, act="relu",
+                    norm="bn"):
+    """ResNeXt-29 (2x64d): 2 groups of 64 channels, 9.13M parameters."""
+    return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm)
+
+
+@register
+def resnext29_32x4d(num_classes=10, cardinality=32, width=128, act="relu",
+                    norm="bn"):
+    """ResNeXt-29 (32x4d): 32 groups of 4 channels, 4.77M parameters."""
+    return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm)
+
+
+@register
+def resnext29_8x64d(num_classes=10, cardinality=8, width=512, act="relu",
+                    norm="bn"):
+    """ResNeXt-29 (8x64d): 8 groups of 64 channels, 89.6M parameters."""
+    return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm)
