@@ -32,6 +32,8 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {"CIFAR_LIB_PROFILE": profile.name, "CIFAR_LIB_PROGRESS": "0",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if profile.name == "smoke":  # the kernel writes where this profile points
+        env["CIFAR_LIB_SCRATCH"] = str(profile.root)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t0 = time.perf_counter()

@@ -57,8 +57,8 @@ def _scratch() -> Path:
 def _profiles() -> dict[str, Profile]:
     return {
         # Synthetic data, one epoch: every notebook in about a minute on 2 cores.
-        "smoke": Profile("smoke", "synthetic", train_size=1200, val_size=200,
-                         test_size=400, epochs=1, seeds=(0,), batch_size=64,
+        "smoke": Profile("smoke", "synthetic", train_size=640, val_size=160,
+                         test_size=320, epochs=1, seeds=(0,), batch_size=64,
                          root=_scratch()),
         # Real data, small subsets and few epochs: a laptop without a GPU.
         "cpu": Profile("cpu", "cifar10", train_size=5000, val_size=2000,

@@ -55,7 +55,7 @@ def markdown_table(df) -> str:
         if isinstance(v, float):
             return "" if v != v else f"{v:.4g}"
         return str(v).replace("|", "\\|")
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    head = "| " + " | ".join(cell(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |"
             for row in df.itertuples(index=False)]

@@ -1,7 +1,7 @@
 """Plotting helpers: each returns a matplotlib Figure; ``save`` writes it.
 
 Figures go to the profile's figures/ folder at 150 dpi; in a notebook a
-small copy is shown inline so that the .ipynb stays light.
+small JPEG copy is shown inline so that the .ipynb stays light.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 from cifar_lib.profiles import Profile, get_profile
 
 DPI = 150
-INLINE_DPI = 60
+INLINE_DPI = 72
+INLINE_WIDTH = 560  # pixels, longest side of the inline copy
 
 
 def setup() -> None:
@@ -34,8 +35,321 @@ def save(fig, profile: Profile | str | None, name: str, show: bool = True) -> Pa
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     if show and "ipykernel" in sys.modules:
         from IPython.display import Image, display
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=INLINE_DPI, bbox_inches="tight")
-        display(Image(data=buf.getvalue()))
+        from PIL import Image as PILImage
+        png, jpg = io.BytesIO(), io.BytesIO()
+        fig.savefig(png, format="png", dpi=INLINE_DPI, bbox_inches="tight")
+        img = PILImage.open(png).convert("RGB")
+        img.thumbnail((INLINE_WIDTH, INLINE_WIDTH))
+        img.save(jpg, format="JPEG", quality=60)
+        display(Image(data=jpg.getvalue(), format="jpeg"))
     plt.close(fig)
     return path
+
+
+def _to_hwc(img) -> "np.ndarray":
+    """C x H x W tensor (uint8, or float in [0, 1]) -> H x W x C array."""
+    import numpy as np
+    a = img.detach().cpu().float().numpy() if hasattr(img, "detach") else np.asarray(img, float)
+    if a.max() > 1.5:
+        a = a / 255
+    return a.transpose(1, 2, 0).clip(0, 1)
+
+
+def denormalize(x, mean, std):
+    """Undo input standardisation: back to [0, 1] images."""
+    import torch
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x * s + m).clamp(0, 1)
+
+
+def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None):
+    """A grid of images (N x 3 x H x W) with optional titles."""
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(_to_hwc(images[i]), interpolation="nearest")
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def class_balance(counts: dict, classes):
+    """Grouped bars: images per class in each split."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    w = 0.8 / len(counts)
+    x = np.arange(len(classes))
+    for i, (name, c) in enumerate(counts.items()):
+        ax.bar(x + i * w, c, w, label=f"{name} ({int(sum(c)):,})")
+    ax.set_xticks(x + w * (len(counts) - 1) / 2, classes, rotation=30)
+    ax.set_ylabel("images per class")
+    ax.set_xlabel("class")
+    ax.legend(title="split (total)")
+    return fig
+
+
+def channel_histograms(x):
+    """Pixel-intensity histograms of the R, G and B channels of uint8 images."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for c, colour in enumerate(("red", "green", "blue")):
+        v = x[:, c].flatten().float()
+        ax.hist(v.numpy(), bins=64, range=(0, 255), density=True, alpha=0.45,
+                color=colour, label=f"{colour} (mean {v.mean() / 255:.3f})")
+    ax.set_xlabel("pixel intensity (0-255)")
+    ax.set_ylabel("density")
+    ax.legend(title="channel")
+    return fig
+
+
+def _diverged(rec) -> bool:
+    return rec.get("status") == "diverged"
+
+
+def learning_curves(records, labels=None, title=None):
+    """Train/val loss and accuracy per epoch; diverged runs end in an x."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
+            ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
+    for i, rec in enumerate(records):
+        label = labels[i] if labels else rec.get("label", rec["run"])
+        label = f"{label} (diverged)" if _diverged(rec) else label
+        h = rec["history"]
+        ep = [e["epoch"] for e in h]
+        for ax, (k, _) in zip(axes, keys):
+            vals = [e.get(k) for e in h]
+            vals = [float("nan") if v is None else v for v in vals]
+            line, = ax.plot(ep, vals, marker="." if len(ep) < 15 else None,
+                            label=label if ax is axes[0] else None, color=f"C{i % 10}")
+            if _diverged(rec):
+                ax.plot(ep[-1:] or [0], vals[-1:] or [float("nan")], "x",
+                        color=line.get_color(), ms=9)
+    for ax, (_, name) in zip(axes, keys):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    fig.legend(loc="upper center", ncol=min(len(records), 6), fontsize=8,
+               bbox_to_anchor=(0.5, 1.12 if len(records) > 6 else 1.05))
+    if title:
+        fig.suptitle(title, y=1.18 if len(records) > 6 else 1.1)
+    fig.tight_layout()
+    return fig
+
+
+def lr_curves(records, labels=None):
+    """Learning rate at the end of each epoch, one line per run."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, rec in enumerate(records):
+        h = rec["history"]
+        ax.plot([e["epoch"] for e in h], [e["lr"] for e in h], marker=".",
+                label=labels[i] if labels else rec.get("label", rec["run"]))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate (end of epoch)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std",
+                       label="label"):
+    """Test accuracy (mean +- std over seeds) against parameters, log x-axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, row in enumerate(summary.itertuples(index=False)):
+        r = row._asdict()
+        e = r.get(err)
+        ax.errorbar(r[x], 100 * r[y], yerr=None if e != e or e is None else 100 * e,
+                    fmt="o", color=f"C{i % 10}", label=r[label], capsize=3)
+        ax.annotate(r[label], (r[x], 100 * r[y]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, ncol=2, title="model")
+    return fig
+
+
+def filter_grid(w, ncols: int = 16):
+    """First-layer filters (K x 3 x k x k) as RGB images, each scaled to [0, 1]."""
+    lo = w.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    return image_grid((w - lo) / (hi - lo + 1e-12), ncols=ncols, size=0.7)
+
+
+def weight_distributions(weights: dict):
+    """Violin plot of the weights of every layer, input to output."""
+    import numpy as np
+    names = list(weights)
+    data = [weights[n].flatten().numpy() for n in names]
+    data = [d if len(d) <= 20000 else np.random.default_rng(0).choice(d, 20000) for d in data]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.6))
+    ax.violinplot(data, showextrema=False, showmedians=True)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("weight value")
+    return fig
+
+
+def feature_map_grid(maps: dict, image, channels: int = 8):
+    """For one input: the image, then the most active channels of each layer."""
+    fig, axes = plt.subplots(len(maps), channels + 1,
+                             figsize=((channels + 1) * 1.1, len(maps) * 1.25), squeeze=False)
+    for r, (name, fm) in enumerate(maps.items()):
+        axes[r, 0].imshow(_to_hwc(image))
+        axes[r, 0].set_title("input" if r == 0 else "", fontsize=7)
+        act = fm[0]
+        top = act.flatten(1).mean(1).argsort(descending=True)[:channels]
+        for c, ch in enumerate(top):
+            axes[r, c + 1].imshow(act[ch].numpy(), cmap="viridis")
+            axes[r, c + 1].set_title(f"{name}\nch {int(ch)}" if c == 0 else f"ch {int(ch)}",
+                                     fontsize=6)
+        for ax in axes[r]:
+            ax.axis("off")
+    fig.suptitle("feature maps: most active channels per layer (colour: activation)")
+    fig.tight_layout()
+    return fig
+
+
+def cam_grid(images, maps: dict, titles):
+    """Rows: input, then each CAM method overlaid on it; one column per image."""
+    n = len(images)
+    rows = 1 + len(maps)
+    fig, axes = plt.subplots(rows, n, figsize=(n * 1.3, rows * 1.45), squeeze=False)
+    for j in range(n):
+        img = _to_hwc(images[j])
+        axes[0, j].imshow(img)
+        axes[0, j].set_title(titles[j], fontsize=6)
+        for i, (method, cam) in enumerate(maps.items(), start=1):
+            axes[i, j].imshow(img)
+            im = axes[i, j].imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if j == 0:
+                axes[i, j].set_ylabel(method, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, label="CAM weight (0-1)")
+    return fig
+
+
+def confusion_plot(cm, classes, normalize: bool = True):
+    """Confusion matrix heat map (rows true, columns predicted)."""
+    import seaborn as sns
+    data = cm / cm.sum(1, keepdims=True).clip(min=1) if normalize else cm
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.heatmap(100 * data if normalize else data, annot=True, fmt=".0f", cmap="Blues",
+                xticklabels=classes, yticklabels=classes, ax=ax,
+                cbar_kws={"label": "% of true class" if normalize else "images"})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    return fig
+
+
+def per_class_bars(acc: dict, classes):
+    """Per-class accuracy, one group of bars per model."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    w = 0.8 / len(acc)
+    x = np.arange(len(classes))
+    for i, (name, a) in enumerate(acc.items()):
+        ax.bar(x + i * w, 100 * np.asarray(a), w, label=name)
+    ax.set_xticks(x + w * (len(acc) - 1) / 2, classes, rotation=30)
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(title="model")
+    return fig
+
+
+def reliability_plot(rels: dict):
+    """Reliability diagrams (accuracy against confidence) with each model's ECE."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, r in rels.items():
+        keep = r["count"] > 0
+        ax.plot(r["conf"][keep], r["acc"][keep], "o-", label=f"{name} (ECE {r['ece']:.3f})")
+    ax.set_xlabel("confidence (mean max-softmax in bin)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def embedding_plot(z, y, classes, title="penultimate features"):
+    """2-D embedding coloured by class."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for k, name in enumerate(classes):
+        m = y == k
+        ax.scatter(z[m, 0], z[m, 1], s=5, alpha=0.7, label=name)
+    ax.set_xlabel("component 1")
+    ax.set_ylabel("component 2")
+    ax.set_title(title)
+    ax.legend(markerscale=3, fontsize=7, title="class")
+    return fig
+
+
+def heatmap(table, xlabel: str, ylabel: str, cbar: str, fmt: str = ".1f"):
+    """A labelled heat map of a 2-D DataFrame."""
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1 + 0.6 * table.shape[0]))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", ax=ax, cbar_kws={"label": cbar})
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def image_rows(rows: dict, size: float = 1.1):
+    """One row of images per entry, labelled with its key."""
+    names = list(rows)
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(names), n, figsize=(n * size, len(names) * size), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(rows[name]):
+                ax.imshow(_to_hwc(rows[name][c]), interpolation="nearest")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def attention_maps(images, maps: list[dict], n: int = 6):
+    """CANet spatial attention: one row per block, one column per image."""
+    rows = 1 + len(maps)
+    fig, axes = plt.subplots(rows, n, figsize=(n * 1.2, rows * 1.25), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(_to_hwc(images[j]))
+        for i, m in enumerate(maps, start=1):
+            im = axes[i, j].imshow(m["spatial"][j, 0].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
+            if j == 0:
+                axes[i, j].set_ylabel(m["block"].replace("layers.", "stage "), fontsize=7)
+    axes[0, 0].set_ylabel("input", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, label="spatial attention weight")
+    return fig
+
+
+def attention_weights(maps: list[dict]):
+    """Distributions of spatial and channel attention weights per block."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    names = [m["block"].replace("layers.", "stage ") for m in maps]
+    for ax, key, title in ((axes[0], "spatial", "spatial attention"),
+                           (axes[1], "channel", "channel attention (SE)")):
+        ax.violinplot([m[key].flatten().cpu().numpy() for m in maps],
+                      showextrema=False, showmedians=True)
+        ax.set_xticks(range(1, len(names) + 1), names, rotation=45, fontsize=7)
+        ax.set_xlabel("block")
+        ax.set_title(title)
+    axes[0].set_ylabel("attention weight (sigmoid output)")
+    fig.tight_layout()
+    return fig

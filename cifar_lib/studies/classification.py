@@ -1,31 +1,431 @@
-"""The study's named experiments: which configs each notebook runs per profile.
+"""Section 1 of the report: data, architectures, ablations (notebooks 00-03).
 
-Each ``@register_experiment`` function maps a profile to (label, config)
-pairs; sizes (widths, epochs, seeds) come from the profile so that the same
-experiment runs at smoke, cpu and full scale.
+Each named experiment maps a profile to (label, config) pairs; sizes come
+from the profile so the same experiment runs at smoke, cpu and full scale.
+Tables and values for report.md are read back from results/ on disk.
 """
 from __future__ import annotations
 
-from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import register_experiment
-from cifar_lib.profiles import Profile
+import json
 
-# FastNet width per profile: full size on a GPU, smaller where time is short.
+from cifar_lib.engine import TrainConfig
+from cifar_lib.experiments import (experiment_configs, load_results,
+                                   register_experiment, results_frame,
+                                   summarize, write_json)
+from cifar_lib.profiles import Profile
+from cifar_lib.report import register_table, register_value
+
+# FastNet width and ablation epochs per profile.
 FAST_WIDTH = {"smoke": 0.125, "cpu": 0.5, "full": 1.0}
+FAST_EPOCHS = {"smoke": 1, "cpu": 4, "full": 10}
+# Batch sizes of the batch-size ablation per profile (plus the baseline's).
+BATCH_SIZES = {"smoke": (32, 64), "cpu": (32, 64, 128, 256), "full": (128, 256, 512, 1024)}
+# EMA decay per profile (few steps on cpu/smoke need a short horizon).
+EMA_DECAY = {"smoke": 0.9, "cpu": 0.98, "full": 0.999}
 
 
 def fast_recipe(profile: Profile, **over) -> TrainConfig:
-    """The quick-ablation recipe: FastNet, Nesterov SGD, label smoothing, warm-up then linear decay."""
+    """The quick-ablation baseline: FastNet, Nesterov SGD, label smoothing
+    0.2, flip-TTA, one warm-up epoch then linear decay."""
+    epochs = FAST_EPOCHS.get(profile.name, profile.epochs)
     cfg = dict(model="fastnet", model_kw={"width": FAST_WIDTH.get(profile.name, 1.0)},
                optimizer="sgd", lr=0.8, momentum=0.9, nesterov=True,
-               weight_decay=5e-4, scheduler="linear", warmup_epochs=min(1, profile.epochs / 4),
-               label_smoothing=0.2, epochs=profile.epochs,
-               batch_size=profile.batch_size, augment="crop_flip", tta_flip=True)
+               weight_decay=5e-4, scheduler="linear",
+               warmup_epochs=min(1.0, epochs / 4), label_smoothing=0.2,
+               epochs=epochs, batch_size=profile.batch_size, augment="crop_flip",
+               tta_flip=True)
     cfg.update(over)
     return TrainConfig(**cfg)
+
+
+def _seeded(profile: Profile, variants: dict[str, TrainConfig]):
+    return [(label, cfg.replace(seed=s)) for label, cfg in variants.items()
+            for s in profile.seeds]
 
 
 @register_experiment("baseline")
 def baseline(profile: Profile):
     """The FastNet recipe over the profile's seeds."""
-    return [("fastnet", fast_recipe(profile, seed=s)) for s in profile.seeds]
+    return _seeded(profile, {"fastnet": fast_recipe(profile)})
+
+
+# ---------------------------------------------------------------- architectures
+
+# (label, model, options) per profile; the full profile adds the whole zoo.
+ARCH_SMOKE = [("lenet", "lenet", {}), ("cnn3", "cnn3", {}),
+              ("fastnet", "fastnet", {"width": 0.125}),
+              ("vgg_a", "vgg_a", {"width": 0.125}), ("vgg_a_bn", "vgg_a_bn", {"width": 0.125}),
+              ("resnet18", "resnet18", {}), ("canet_tiny", "canet_tiny", {})]
+ARCH_CPU = [("lenet", "lenet", {}), ("cnn3", "cnn3", {}), ("cnn3_64", "cnn3_64", {}),
+            ("fastnet", "fastnet", {"width": 0.5}), ("resnet_s2", "resnet_s2", {}),
+            ("vgg_a", "vgg_a", {}), ("vgg_a_bn", "vgg_a_bn", {}),
+            ("resnet18", "resnet18", {}), ("canet_tiny", "canet_tiny", {})]
+# Models trained with every seed of the full profile; the rest with one.
+ARCH_CORE = {"lenet", "cnn3", "fastnet", "vgg_a", "vgg_a_bn", "resnet18"}
+# Models the visualisation notebook (03) loads from this experiment.
+VIS_MODELS = ("resnet18", "fastnet")
+ATTENTION_MODEL = "canet_tiny"
+
+
+def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0) -> TrainConfig:
+    """One recipe for every architecture: Nesterov SGD, lr 0.05 per 128
+    images, weight decay 5e-4, warm-up then cosine, crop+flip."""
+    bs = profile.batch_size
+    return TrainConfig(model=model, model_kw=model_kw, optimizer="sgd",
+                       lr=0.05 * bs / 128, momentum=0.9, nesterov=True,
+                       weight_decay=5e-4, scheduler="cosine",
+                       warmup_epochs=min(1.0, profile.epochs / 4),
+                       epochs=profile.epochs, batch_size=bs, augment="crop_flip",
+                       seed=seed)
+
+
+def arch_models(profile: Profile) -> list[tuple[str, str, dict]]:
+    """(label, model, options) trained by the architecture comparison."""
+    if profile.name == "smoke":
+        return ARCH_SMOKE
+    if profile.name == "cpu":
+        return ARCH_CPU
+    from cifar_lib.models import list_models
+    return [(m, m, {}) for m in list_models()]
+
+
+@register_experiment("architectures")
+def architectures(profile: Profile):
+    """Every model of the profile's list with one shared recipe."""
+    out = []
+    for label, model, kw in arch_models(profile):
+        seeds = profile.seeds if label in ARCH_CORE else profile.seeds[:1]
+        out += [(label, arch_recipe(profile, model, kw, s)) for s in seeds]
+    return out
+
+
+# ---------------------------------------------------------------- ablations
+
+
+def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
+    """Each ablation: variants of the FastNet baseline changing one factor."""
+    base = fast_recipe(profile)
+    lr = base.lr
+    return {
+        "optimizers": {
+            "SGD + Nesterov momentum (baseline)": base,
+            "Adam": base.replace(optimizer="adam", lr=2e-3, weight_decay=0.0),
+            "AdamW": base.replace(optimizer="adamw", lr=2e-3, weight_decay=0.05),
+            "sign-SGD (signum)": base.replace(optimizer="signsgd", lr=1e-3, weight_decay=0.0),
+            "AdamW then SGD at 50%": base.replace(
+                optimizer="adamw_sgd", lr=2e-3, weight_decay=5e-4,
+                optim_kw={"switch_at": 0.5, "sgd_lr_scale": lr / 2e-3}),
+        },
+        "schedulers": {
+            "warm-up + linear decay (baseline)": base,
+            "constant": base.replace(scheduler="constant", warmup_epochs=0.0),
+            "step (x0.1 every third)": base.replace(scheduler="step", warmup_epochs=0.0),
+            "plateau (x0.1, patience 1)": base.replace(
+                scheduler="plateau", warmup_epochs=0.0, sched_kw={"patience": 1}),
+            "cosine": base.replace(scheduler="cosine", warmup_epochs=0.0),
+            "exponential (x0.7 per epoch)": base.replace(
+                scheduler="exponential", warmup_epochs=0.0, sched_kw={"gamma": 0.7}),
+            "one-cycle": base.replace(scheduler="onecycle", warmup_epochs=0.0),
+        },
+        "losses": {
+            "label smoothing 0.2 (baseline)": base,
+            "cross-entropy": base.replace(label_smoothing=0.0),
+            "focal (gamma 2)": base.replace(loss="focal", label_smoothing=0.0),
+            "MSE on one-hot": base.replace(loss="mse", label_smoothing=0.0),
+        },
+        "activations": {
+            "GELU (baseline)": base,
+            **{name: base.replace(model_kw={**base.model_kw, "act": a})
+               for name, a in (("ReLU", "relu"), ("LeakyReLU (0.1)", "leaky_relu"),
+                               ("ELU", "elu"))},
+        },
+        "regularisation": {
+            "weight decay 5e-4 (baseline)": base,
+            "no weight decay": base.replace(weight_decay=0.0),
+            "L1 5e-6": base.replace(l1=5e-6),
+            "dropout 0.2": base.replace(model_kw={**base.model_kw, "dropout": 0.2}),
+            "gradient clipping at norm 1": base.replace(grad_clip=1.0),
+            "SWA over the last 25%": base.replace(swa_start=0.75),
+            "EMA of weights": base.replace(ema=EMA_DECAY.get(profile.name, 0.999)),
+        },
+        "augmentation": {
+            "none": base.replace(augment="none"),
+            "flip": base.replace(augment="flip"),
+            "crop + flip (baseline)": base,
+            "crop + flip + erasing": base.replace(augment="crop_flip_erase"),
+            "crop + flip + mixup": base.replace(augment="crop_flip_mixup"),
+            "crop + flip + cutmix": base.replace(augment="crop_flip_cutmix"),
+            "crop + flip, no normalisation": base.replace(normalize=False),
+        },
+        "lr_grid": {
+            f"Adam lr={v:g}, {s}": base.replace(
+                optimizer="adam", lr=v, weight_decay=0.0, scheduler=s,
+                warmup_epochs=0.0, sched_kw={"step_size": max(1, base.epochs // 2)} if s == "step" else {})
+            for v in (1e-2, 1e-3, 1e-4) for s in ("step", "constant")
+        },
+        "batch_size": {
+            f"batch {b}{' (baseline)' if b == base.batch_size else ''}": base.replace(batch_size=b)
+            for b in sorted(set(BATCH_SIZES.get(profile.name, ())) | {base.batch_size})
+        },
+    }
+
+
+ABLATIONS = ("optimizers", "schedulers", "losses", "activations", "regularisation",
+             "augmentation", "lr_grid", "batch_size")
+
+
+def _register_ablation(name: str):
+    @register_experiment(f"ablation_{name}")
+    def spec(profile: Profile):
+        return _seeded(profile, ablations(profile)[name])
+    spec.__doc__ = f"Ablation of {name.replace('_', ' ')} on the FastNet baseline."
+
+
+for _name in ABLATIONS:
+    _register_ablation(_name)
+
+
+# ---------------------------------------------------------------- reading results
+
+
+def records(name: str, profile: Profile) -> list[dict]:
+    """Records of a named experiment's current configs, in spec order.
+
+    Runs on disk whose config is no longer in the spec are left out; where a
+    config was run twice (e.g. on two data sources) the newest is used.
+    """
+    by_config = {}
+    for rec in load_results(name, profile):
+        by_config[json.dumps(rec["config"], sort_keys=True)] = rec
+    out = []
+    for label, cfg in experiment_configs(name, profile):
+        rec = by_config.get(json.dumps(cfg.to_dict(), sort_keys=True))
+        if rec is not None:
+            out.append({**rec, "label": label})
+    return out
+
+
+def first_seed(recs: list[dict]) -> list[dict]:
+    """One record per label: the lowest seed's (for learning-curve plots)."""
+    out: dict[str, dict] = {}
+    for r in sorted(recs, key=lambda r: r["config"]["seed"]):
+        out.setdefault(r["label"], r)
+    return list(out.values())
+
+
+def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) -> dict:
+    """Trained models of the architecture comparison (first seed), by label.
+
+    Runs that are missing are trained (as notebook 01 would).
+    """
+    from cifar_lib.engine import default_device
+    from cifar_lib.experiments import load_model, run
+    specs = {label: cfg for label, cfg in architectures(profile)
+             if cfg.seed == profile.seeds[0]}
+    missing = [lbl for lbl in labels if lbl not in specs]
+    if missing:
+        raise ValueError(f"{missing} are not in the {profile.name} architecture list; "
+                         f"choose from {sorted(specs)}")
+    return {lbl: load_model(run(specs[lbl], split, "architectures", profile, label=lbl,
+                                force=force), profile, default_device())
+            for lbl in labels}
+
+
+def test_loader(profile: Profile, split):
+    """The test split as the architecture runs saw it (normalised, in order)."""
+    from cifar_lib.engine import make_loaders
+    return make_loaders(split, arch_recipe(profile, "cnn3", {})).test
+
+
+def save_calibration(profile: Profile, rows: dict) -> None:
+    """Write per-model test accuracy and ECE to results/summaries/calibration.json."""
+    write_json(rows, profile.results / "summaries" / "calibration.json")
+
+
+@register_table("calibration")
+def calibration_table(profile: Profile):
+    import pandas as pd
+    s = _read(profile, "summaries", "calibration.json")
+    if not s:
+        return None
+    return pd.DataFrame([{"model": k, "test acc (%)": f"{100 * v['acc']:.1f}",
+                          "ECE (15 bins)": f"{v['ece']:.3f}",
+                          "mean confidence": f"{v['confidence']:.3f}"}
+                         for k, v in s.items()])
+
+
+def _pm(mean, std, scale=100.0, digits=1):
+    if mean != mean or mean is None:
+        return "n/a"
+    if std != std or std is None:
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def summary_table(recs: list[dict]):
+    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status."""
+    import pandas as pd
+    if not recs:
+        return None
+    s = summarize(results_frame(recs), by="label",
+                  metrics=("test_acc", "best_val_acc", "train_time", "images_per_s"))
+    return pd.DataFrame({
+        "variant": s["label"],
+        "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
+        "val acc (%)": [_pm(m, d) for m, d in zip(s["best_val_acc_mean"], s["best_val_acc_std"])],
+        "seeds": s["runs"],
+        "train time (s)": [f"{t:.0f}" for t in s["train_time_mean"]],
+        "diverged": s["diverged"],
+    })
+
+
+def arch_summary(profile: Profile):
+    """Architecture table data: accuracy, parameters, FLOPs, time, images/s."""
+    import pandas as pd
+    recs = records("architectures", profile)
+    if not recs:
+        return None
+    df = results_frame(recs)
+    s = summarize(df, by="label", metrics=("test_acc", "train_time", "images_per_s", "params"))
+    costs = _read(profile, "summaries", "arch_costs.json") or {}
+    s["mflops"] = [costs.get(lbl, {}).get("mflops") for lbl in s["label"]]
+    s["params"] = s.pop("params_mean").astype(int)
+    return pd.DataFrame(s)
+
+
+@register_table("architectures")
+def arch_table(profile: Profile):
+    s = arch_summary(profile)
+    if s is None:
+        return None
+    import pandas as pd
+    s = s.sort_values("test_acc_mean", ascending=False)
+    return pd.DataFrame({
+        "model": s["label"],
+        "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
+        "seeds": s["runs"],
+        "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
+        "MFLOPs": ["n/a" if f is None else f"{f:.0f}" for f in s["mflops"]],
+        "train time (s)": [f"{t:.0f}" for t in s["train_time_mean"]],
+        "images/s": [f"{v:,.0f}" for v in s["images_per_s_mean"]],
+        "diverged": s["diverged"],
+    })
+
+
+def lr_grid_table(recs: list[dict]):
+    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule."""
+    df = results_frame(recs)
+    df["test acc (%)"] = 100 * df["test_acc"].astype(float)
+    return df.pivot_table(index="lr", columns="scheduler", values="test acc (%)",
+                          aggfunc="mean").sort_index(ascending=False)
+
+
+def _register_ablation_table(name: str):
+    @register_table(f"ablation_{name}")
+    def table(profile: Profile):
+        return summary_table(records(f"ablation_{name}", profile))
+
+
+for _name in ABLATIONS:
+    _register_ablation_table(_name)
+
+
+# ---------------------------------------------------------------- data summary
+
+
+def data_summary(split) -> dict:
+    """Split sizes, class counts and train statistics (for 00_data)."""
+    import torch
+    k = split.num_classes
+    counts = {name: torch.bincount(y, minlength=k).tolist()
+              for name, (_, y) in (("train", split.train), ("val", split.val),
+                                   ("test", split.test))}
+    return {"source": split.source, "classes": list(split.classes),
+            "sizes": {n: int(sum(c)) for n, c in counts.items()},
+            "class_counts": counts, "mean": list(split.mean), "std": list(split.std)}
+
+
+def save_data_summary(split, profile: Profile) -> dict:
+    """Write :func:`data_summary` to results/summaries/data.json."""
+    summary = data_summary(split)
+    write_json(summary, profile.results / "summaries" / "data.json")
+    return summary
+
+
+def save_arch_costs(profile: Profile) -> dict:
+    """Parameters and forward MFLOPs (32x32 input) of each compared model,
+    to results/summaries/arch_costs.json."""
+    from cifar_lib.models import count_params, create_model
+    from cifar_lib.models.summary import count_flops
+    costs = {}
+    for label, model, kw in arch_models(profile):
+        net = create_model(model, **kw)
+        costs[label] = {"params": count_params(net), "mflops": count_flops(net) / 1e6}
+    write_json(costs, profile.results / "summaries" / "arch_costs.json")
+    return costs
+
+
+def _read(profile: Profile, *parts):
+    path = profile.results.joinpath(*parts)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@register_table("data")
+def data_table(profile: Profile):
+    import pandas as pd
+    s = _read(profile, "summaries", "data.json")
+    if s is None:
+        return None
+    rows = [{"split": n, "images": f"{s['sizes'][n]:,}",
+             "per class (min-max)": f"{min(c)}-{max(c)}"}
+            for n, c in s["class_counts"].items()]
+    return pd.DataFrame(rows)
+
+
+@register_table("data_stats")
+def data_stats_table(profile: Profile):
+    import pandas as pd
+    from cifar_lib.data import CIFAR10_MEAN, CIFAR10_STD
+    s = _read(profile, "summaries", "data.json")
+    if s is None:
+        return None
+    return pd.DataFrame({"channel": ["red", "green", "blue"],
+                         "mean (train split)": [f"{v:.4f}" for v in s["mean"]],
+                         "std (train split)": [f"{v:.4f}" for v in s["std"]],
+                         "mean (original CIFAR-10)": [f"{v:.4f}" for v in CIFAR10_MEAN],
+                         "std (original CIFAR-10)": [f"{v:.4f}" for v in CIFAR10_STD]})
+
+
+@register_value("data_source")
+def data_source(profile: Profile):
+    s = _read(profile, "summaries", "data.json")
+    return None if s is None else s["source"]
+
+
+@register_value("best_model")
+def best_model(profile: Profile):
+    s = arch_summary(profile)
+    if s is None:
+        return None
+    best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
+    return f"{best['label']} ({_pm(best['test_acc_mean'], best['test_acc_std'])}% test accuracy)"
+
+
+@register_value("baseline_acc")
+def baseline_acc(profile: Profile):
+    recs = records("ablation_optimizers", profile)
+    base = [r for r in recs if "(baseline)" in r["label"]]
+    if not base:
+        return None
+    s = summarize(results_frame(base), metrics=("test_acc",))
+    return _pm(s["test_acc_mean"][0], s["test_acc_std"][0])
+
+
+@register_value("profile")
+def profile_note(profile: Profile):
+    s = _read(profile, "summaries", "data.json")
+    if s is None:
+        return f"profile `{profile.name}` (no data summary yet)"
+    n = s["sizes"]
+    return (f"profile `{profile.name}`: {s['source']}, {n['train']:,} training / "
+            f"{n['val']:,} validation / {n['test']:,} test images")
