@@ -6,6 +6,7 @@ per-batch scalars (mixing ratios, cutmix boxes) from a NumPy ``Generator``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -23,6 +24,18 @@ class Augment:
     erase_size: int = 12  # side of the erased square in pixels
     mixup: float = 0.0    # alpha of Beta(alpha, alpha) for mixup (0: off)
     cutmix: float = 0.0   # alpha of Beta(alpha, alpha) for cutmix (0: off)
+
+    def __post_init__(self):
+        ranges = [("crop", int, 0, 31), ("erase", float, 0, 1),
+                  ("erase_size", int, 1, 32), ("mixup", float, 0, math.inf),
+                  ("cutmix", float, 0, math.inf)]
+        for name, kind, lo, hi in ranges:
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float) if kind is float else int)
+            if isinstance(v, bool) or not ok or not lo <= v <= hi:
+                raise ValueError(f"bad augmentation value {name}={v!r}; expected "
+                                 f"{'an integer' if kind is int else 'a number'} "
+                                 f"in [{lo}, {hi}]")
 
     @property
     def mixes(self) -> bool:

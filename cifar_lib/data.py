@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import tarfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,8 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, path: Path, split: str)
                           "expected 3 x 32 x 32")
     if len(x) == 0:
         raise _fail(path, f"the {split} split has no images")
+    if len(y) != len(x):
+        raise _fail(path, f"the {split} split has {len(x)} images but {len(y)} labels")
     if n_classes != 10:
         raise _fail(path, f"found {n_classes} classes, expected 10")
     if y.min() < 0 or y.max() >= n_classes:
@@ -204,8 +207,11 @@ def _read_torchvision(path: Path) -> CIFARData:
     classes = CLASSES
     meta = path / "batches.meta"
     if meta.is_file():
-        with open(meta, "rb") as fh:
-            names = pickle.load(fh, encoding="bytes").get(b"label_names")
+        try:
+            with open(meta, "rb") as fh:
+                names = pickle.load(fh, encoding="bytes").get(b"label_names")
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+            raise _fail(path, f"batches.meta is corrupt ({e})") from e
         if names:
             classes = tuple(n.decode() for n in names)
     for x, y, s in ((tx, ty, "train"), (vx, vy, "test")):
@@ -226,8 +232,14 @@ def _download(root: Path) -> Path:
 
 
 def _cache_path(kind: str, path: Path) -> Path:
+    """Cache file keyed by the source's path, size and mtime; for a folder also
+    by its entries two levels down (adding, removing or rewriting a batch
+    file, or adding or removing images, changes one of their stats)."""
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    if path.is_dir():
+        for p in sorted(path.glob("*")) + sorted(path.glob("*/*")):
+            key += f"|{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
     return cache_dir() / f"cifar10-{kind}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
 
 
@@ -235,10 +247,13 @@ def save_cache(data: CIFARData, path: Path) -> None:
     """Write ``data`` to ``path`` atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"train_x": data.train_x, "train_y": data.train_y,
-                "test_x": data.test_x, "test_y": data.test_y,
-                "classes": list(data.classes), "source": data.source}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"train_x": data.train_x, "train_y": data.train_y,
+                    "test_x": data.test_x, "test_y": data.test_y,
+                    "classes": list(data.classes), "source": data.source}, tmp)
+        os.replace(tmp, path)
+    finally:  # no half-written file after a failure or an interrupt
+        tmp.unlink(missing_ok=True)
 
 
 def load_cache(path: Path) -> CIFARData:
@@ -270,7 +285,11 @@ def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARD
               "archive": _read_archive}[kind]
     data = reader(path)
     if cached is not None:
-        save_cache(data, cached)
+        try:
+            save_cache(data, cached)
+        except OSError as e:  # a read-only cache folder must not stop a load
+            warnings.warn(f"could not write the CIFAR-10 cache {cached} ({e}); "
+                          "set CIFAR_LIB_CACHE to a writable folder")
     return data
 
 

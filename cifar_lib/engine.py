@@ -4,8 +4,8 @@
 CUDA (fp32 on CPU), keeps losses and accuracies on the device (one host sync
 per epoch, plus a divergence check every ``check_every`` steps), keeps the
 best weights by validation accuracy, writes checkpoints atomically, resumes
-an interrupted run, and stops cleanly on a NaN/inf loss, recording the run
-as diverged with its history so far.
+an interrupted run, and stops cleanly when the loss turns NaN/inf or blows
+up past ``max_loss``, recording the run as diverged with its history so far.
 """
 from __future__ import annotations
 
@@ -25,10 +25,16 @@ from torch.optim.swa_utils import update_bn
 
 from cifar_lib.augment import augment_dict, resolve_augment
 from cifar_lib.data import DeviceLoader, Split
-from cifar_lib.losses import LOSSES, make_loss
+from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
 from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
                              make_optimizer, make_swa)
+
+
+# Types a TrainConfig field accepts, by its annotation.
+_KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+          "float | None": (int, float, type(None)), "dict": (dict, type(None)),
+          "dict | str": (dict, str, type(None))}
 
 
 @dataclass
@@ -65,24 +71,36 @@ class TrainConfig:
     compile: bool = False         # torch.compile the model
 
     def __post_init__(self):
+        for f in fields(self):  # e.g. lr="abc" from the command line
+            kinds, v = _KINDS.get(f.type), getattr(self, f.name)
+            if kinds and (not isinstance(v, kinds) or
+                          isinstance(v, bool) and bool not in kinds):
+                raise ValueError(f"bad config value {f.name}={v!r}; expected {f.type}")
+            if float in kinds and isinstance(v, int):  # lr=1 and lr=1.0: one run
+                setattr(self, f.name, float(v))
         self.augment = augment_dict(self.augment)
         for key in ("model_kw", "optim_kw", "sched_kw", "loss_kw"):
             setattr(self, key, dict(getattr(self, key) or {}))
-        bad_kw = set(self.model_kw) - set(model_options(self.model))
+        options = [o for o in model_options(self.model) if o != "num_classes"]
+        bad_kw = set(self.model_kw) - set(options)
         if bad_kw:
             raise ValueError(f"model {self.model!r} has no option(s) {sorted(bad_kw)}; "
-                             f"valid: {', '.join(model_options(self.model))}")
+                             f"valid: {', '.join(options)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(sorted(OPTIMIZERS))}")
         check_schedule(self.scheduler, self.sched_kw)
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if "label_smoothing" in self.loss_kw:
+            raise ValueError("set label smoothing with the field label_smoothing, "
+                             "not in loss_kw")
+        make_loss(self.loss, self.label_smoothing, **self.loss_kw)  # names, options
         checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
                   ("lr", self.lr > 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
                   ("grad_clip", self.grad_clip >= 0), ("ema", 0 <= self.ema < 1),
                   ("swa_start", 0 <= self.swa_start < 1), ("l1", self.l1 >= 0),
                   ("weight_decay", self.weight_decay >= 0),
+                  ("momentum", 0 <= self.momentum < 1),
+                  ("swa_lr", self.swa_lr is None or self.swa_lr > 0),
                   ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs)]
         for name, ok in checks:
             if not ok:
@@ -143,8 +161,11 @@ def atomic_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:  # no half-written file after a failure or an interrupt
+        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -193,7 +214,8 @@ def load_checkpoint(path, model: nn.Module | None = None) -> nn.Module:
         if "model_name" not in ck:
             raise CheckpointError(f"checkpoint {path} does not name its model; "
                                   "pass the model to load it into")
-        model = create_model(ck["model_name"], **ck.get("model_kw", {}))
+        model = create_model(ck["model_name"], num_classes=ck.get("num_classes", 10),
+                             **ck.get("model_kw", {}))
     check_state(model, ck["model"], path)
     model.load_state_dict(ck["model"])
     return model
@@ -264,6 +286,7 @@ def _snapshot(model: nn.Module) -> dict:
 def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         ckpt_path=None, resume: bool = True, progress: bool | None = None,
         callbacks: tuple[Callable, ...] = (), check_every: int = 50,
+        max_loss: float = 1e4,
         log: Callable[[str], None] | None = None) -> dict:
     """Train ``model`` as ``cfg`` says; return history, metrics and status.
 
@@ -272,6 +295,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     ``<ckpt>.last.pt`` after each epoch; a run finds that file and resumes.
     Each callback is called after an epoch as ``cb(epoch=, model=,
     optimizer=, record=)`` and may return a dict to add to the epoch record.
+    A mean train loss that is NaN/inf or above ``max_loss`` (checked every
+    ``check_every`` steps and at each epoch's end) stops the run as diverged.
     """
     from tqdm.auto import tqdm
 
@@ -352,11 +377,11 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             loss_sum += loss.detach().float() * len(x)
             correct += (out.argmax(1) == _labels(y)).sum()
             seen += len(x)
-            if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
+            if (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
                 break
         train_loss, train_correct = torch.stack([loss_sum, correct.float()]).tolist()
         train_loss /= max(seen, 1)
-        if not math.isfinite(train_loss):
+        if not train_loss < max_loss:  # NaN, inf or blown up
             status, diverged_at = "diverged", {"epoch": epoch, "step": step}
             if log:
                 log(f"{cfg.model}: loss became {train_loss} at epoch {epoch} "
@@ -383,6 +408,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             if ckpt_path is not None:
                 atomic_save({"model": best_state, "model_name": cfg.model,
                              "model_kw": cfg.model_kw, "config": cfg.to_dict(),
+                             "num_classes": loaders.train.num_classes,
                              "epoch": epoch + 1, "val_acc": val["acc"]}, ckpt_path)
         st["epoch"] = epoch + 1
         if last_path is not None and epoch + 1 < cfg.epochs:
@@ -405,12 +431,13 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             st["best_val"], st["best_epoch"] = swa_val, "swa"
             best_state = _snapshot(swa.module)
             if ckpt_path is not None:
-                save_checkpoint(ckpt_path, swa.module, cfg, epoch="swa", val_acc=swa_val)
+                save_checkpoint(ckpt_path, swa.module, cfg, epoch="swa", val_acc=swa_val,
+                                num_classes=loaders.train.num_classes)
     test = None
     if best_state is not None:
         model.load_state_dict(best_state)
         test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
-    if last_path is not None and status == "ok" and last_path.exists():
+    if last_path is not None and last_path.exists():  # done (ok or diverged)
         last_path.unlink()
     return {
         "status": status, "diverged_at": diverged_at, "history": st["history"],

@@ -75,9 +75,13 @@ def _clean(x):
 def write_json(obj, path: Path) -> None:
     """Write JSON atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_clean(obj), indent=1, allow_nan=False)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:  # no half-written file after a failure or an interrupt
+        tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -151,9 +155,7 @@ def load_model(record: dict, profile: Profile | str | None = None, device="cpu")
     if not record.get("weights"):
         raise FileNotFoundError(f"run {record['run']} kept no weights (status "
                                 f"{record['status']}); retrain it with force=True")
-    cfg = record["config"]
-    model = create_model(cfg["model"], **cfg["model_kw"])
-    return load_checkpoint(profile.root / record["weights"], model).to(device).eval()
+    return load_checkpoint(profile.root / record["weights"]).to(device).eval()
 
 
 def load_results(experiment: str, profile: Profile | str | None = None) -> list[dict]:

@@ -5,6 +5,7 @@ into (1 - eps) * t + eps / K before the loss is taken.
 """
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import torch
@@ -50,6 +51,11 @@ def make_loss(name: str, label_smoothing: float = 0.0, **kw):
     """The loss called ``name`` as ``f(logits, y)``; ``kw`` e.g. ``gamma``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    options = set(inspect.signature(LOSSES[name]).parameters)
+    options -= {"logits", "y", "label_smoothing"}  # label smoothing is an argument
+    if set(kw) - options:
+        raise ValueError(f"loss {name!r} has no option(s) {sorted(set(kw) - options)}; "
+                         f"valid: {', '.join(sorted(options)) or 'none'}")
     if name == "label_smoothing" and not label_smoothing:
         label_smoothing = 0.1
     return partial(LOSSES[name], label_smoothing=label_smoothing, **kw)

@@ -1,0 +1,110 @@
+"""The command line (`python -m cifar_lib ...`), mostly called in-process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cifar_lib.__main__ import main
+from cifar_lib.models import list_models
+from cifar_lib.profiles import get_profile
+from conftest import REPO
+
+TINY = ['model_kw={"filters": [8, 16, 16]}', 'augment="none"', "lr=0.05"]
+
+
+def summary_of(out: str) -> dict:
+    """The JSON summary `train` prints after its log lines."""
+    return json.loads(out[out.index("{"):])
+
+
+def test_list_models(capsys):
+    assert main(["list", "models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert names == list_models() and "cnn3" in names and "fastnet" in names
+
+
+def test_list_experiments(capsys):
+    assert main(["list", "experiments"]) == 0
+    assert capsys.readouterr().out.strip()  # studies register their experiments
+
+
+def test_module_entry_point(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "cifar_lib", "list", "models"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "cnn3" in out.stdout.split()
+
+
+def test_train_on_smoke(capsys):
+    code = main(["train", "--profile", "smoke", "--model", "cnn3", "--experiment", "cli",
+                 "--set", *TINY])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = summary_of(out)
+    assert summary["status"] == "ok" and summary["epochs_run"] == 1
+    assert summary["test_acc"] > 0.15
+    P = get_profile("smoke")
+    rec = json.loads((P.results / "cli" / f"{summary['run']}.json").read_text())
+    assert rec["config"]["lr"] == 0.05 and rec["config"]["model_kw"] == {"filters": [8, 16, 16]}
+    assert rec["config"]["batch_size"] == P.batch_size and rec["config"]["epochs"] == P.epochs
+    assert rec["data"]["train"] == P.train_size
+    assert "cnn3 epoch 1/1" in out  # logs each epoch
+    # the same command again loads the run (no epoch log), --force retrains
+    assert main(["train", "--profile", "smoke", "--model", "cnn3", "--experiment", "cli",
+                 "--set", *TINY]) == 0
+    assert "epoch 1/1" not in capsys.readouterr().out
+    assert main(["train", "--profile", "smoke", "--model", "cnn3", "--experiment", "cli",
+                 "--force", "--set", *TINY]) == 0
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+def test_train_profile_from_environment(monkeypatch, capsys):
+    monkeypatch.setenv("CIFAR_LIB_PROFILE", "smoke")
+    assert main(["train", "--model", "cnn3", "--epochs", "1", "--seed", "3",
+                 "--set", *TINY]) == 0
+    summary = summary_of(capsys.readouterr().out)
+    assert summary["run"].startswith("cnn3-s3-")
+
+
+def test_diverged_run_exit_code(capsys):
+    assert main(["train", "--profile", "smoke", "--model", "cnn3",
+                 "--set", *TINY[:2], "lr=1e6"]) == 3
+    assert '"status": "diverged"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "lr=abc"], "bad config value lr='abc'; expected float"),
+    (["--set", "lr"], "bad config value lr=''"),
+    (["--set", "epochs=0"], "bad config value epochs=0"),
+    (["--set", "learning_rate=0.1"], r"unknown config field(s) ['learning_rate']"),
+    (["--set", 'augment="rotate"'], "unknown augmentation preset 'rotate'"),
+    (["--set", "scheduler=\"cyclic\""], "unknown scheduler 'cyclic'"),
+    (["--model", "resnet9000"], "unknown model 'resnet9000'; registered models:"),
+])
+def test_bad_values_exit_2(args, message, capsys):
+    assert main(["train", "--profile", "smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_bad_profile_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--profile", "huge"])
+    assert e.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_missing_data_exit_2(capsys, tmp_path):
+    # the cpu profile reads real CIFAR-10 (downloads are disabled in conftest):
+    # an empty root is a clear error
+    assert main(["train", "--profile", "cpu", "--data-root", str(tmp_path / "none"),
+                 "--model", "cnn3"]) == 2
+    err = capsys.readouterr().err
+    assert "could not be loaded from" in err and "CIFAR10_ROOT" in err
+    assert "downloads are disabled" in err

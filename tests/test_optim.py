@@ -1,0 +1,331 @@
+"""Optimizers and learning-rate schedules by name, against torch's own."""
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cifar_lib.optim import (OPTIMIZERS, SCHEDULES, AdamWThenSGD, LRSchedule,
+                             SignSGD, check_schedule, lr_factor, make_ema,
+                             make_optimizer, make_swa)
+
+
+def problem(seed=0):
+    """A linear model and a least-squares loss on fixed data."""
+    g = torch.Generator().manual_seed(seed)
+    X, w = torch.randn(64, 8, generator=g), torch.randn(8, 1, generator=g)
+    y = X @ w
+    torch.manual_seed(seed)
+    model = nn.Linear(8, 1)
+    return model, lambda: ((model(X) - y) ** 2).mean()
+
+
+def saved(state):
+    """``state`` after a torch.save / torch.load(weights_only=True) round trip."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def train(opt, loss_fn, steps):
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+LRS = {"sgd": 0.05, "adam": 0.05, "adamw": 0.05, "signsgd": 0.01, "adamw_sgd": 0.02}
+
+
+@pytest.mark.parametrize("name", sorted(LRS))
+def test_optimizer_lowers_the_loss(name):
+    model, loss_fn = problem()
+    opt = make_optimizer(name, model, lr=LRS[name], total_steps=40)
+    before = loss_fn().item()
+    losses = train(opt, loss_fn, 40)
+    assert losses[1] < losses[0] and loss_fn().item() < 0.5 * before
+
+
+def test_every_registered_optimizer_is_covered():
+    assert set(LRS) <= set(OPTIMIZERS)
+    assert set(OPTIMIZERS) - set(LRS) <= {"slbi"}  # DessiLBI is tested in test_slbi
+
+
+def test_only_trainable_parameters():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    model[0].weight.requires_grad_(False)
+    opt = make_optimizer("sgd", model, lr=0.1)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    assert len(params) == 3 and all(p is not model[0].weight for p in params)
+
+
+def test_sgd_options_reach_torch():
+    model, _ = problem()
+    opt = make_optimizer("sgd", model, lr=0.1, momentum=0.8, weight_decay=1e-3,
+                         nesterov=True)
+    g = opt.param_groups[0]
+    assert (g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (0.1, 0.8, 1e-3, True)
+    # nesterov needs momentum; it is turned off rather than failing
+    assert make_optimizer("sgd", model, lr=0.1, momentum=0.0,
+                          nesterov=True).param_groups[0]["nesterov"] is False
+
+
+def test_signsgd_step_is_lr_times_sign():
+    model, loss_fn = problem()
+    opt = make_optimizer("signsgd", model, lr=0.01, momentum=0.0)
+    assert isinstance(opt, SignSGD)
+    w0 = model.weight.detach().clone()
+    loss_fn().backward()
+    grad = model.weight.grad.clone()
+    opt.step()
+    assert torch.allclose(model.weight - w0, -0.01 * grad.sign())
+    # with momentum the first step is still lr * sign(grad) (m = (1-beta) g)
+    model, loss_fn = problem()
+    opt = make_optimizer("signsgd", model, lr=0.01, momentum=0.9)
+    w0 = model.weight.detach().clone()
+    loss_fn().backward()
+    grad = model.weight.grad.clone()
+    opt.step()
+    assert torch.allclose(model.weight - w0, -0.01 * grad.sign())
+
+
+def test_adamw_sgd_switches_at_the_right_step():
+    model, loss_fn = problem()
+    opt = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=10, switch_at=0.3,
+                         momentum=0.9)
+    assert isinstance(opt, AdamWThenSGD) and opt.switch_step == 3
+    phases = []
+    for _ in range(10):
+        phases.append(opt.phase)
+        train(opt, loss_fn, 1)
+    assert phases == ["adamw"] * 3 + ["sgd"] * 7
+    p = model.weight
+    assert opt.adamw.state[p]["step"].item() == 3
+    assert "momentum_buffer" in opt.sgd.state[p]
+    # the schedule sets the outer lr; SGD runs at lr * sgd_lr_scale
+    opt.param_groups[0]["lr"] = 0.002
+    train(opt, loss_fn, 1)
+    assert opt.sgd.param_groups[0]["lr"] == pytest.approx(0.002 * opt.sgd_lr_scale)
+
+
+def test_adamw_sgd_phase_uses_adamw_then_sgd():
+    """The first steps equal plain AdamW, the later ones plain SGD."""
+    model, loss_fn = problem()
+    opt = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=4, switch_at=0.5,
+                         weight_decay=0.0)
+    ref_model, ref_loss = problem()
+    ref = torch.optim.AdamW(ref_model.parameters(), lr=0.01, weight_decay=0.0)
+    train(opt, loss_fn, 2)
+    train(ref, ref_loss, 2)
+    assert torch.allclose(model.weight, ref_model.weight)
+    sgd = torch.optim.SGD(ref_model.parameters(), lr=0.01 * opt.sgd_lr_scale,
+                          momentum=0.9)  # make_optimizer's default: no nesterov
+    train(opt, loss_fn, 2)
+    train(sgd, ref_loss, 2)
+    assert torch.allclose(model.weight, ref_model.weight, atol=1e-6)
+
+
+def test_adamw_sgd_state_dict_round_trip():
+    model, loss_fn = problem()
+    opt = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=10, switch_at=0.4)
+    train(opt, loss_fn, 5)  # past the switch: both inner states are filled
+    state = saved(opt.state_dict())
+    copy_model, copy_loss = problem()
+    copy_model.load_state_dict(model.state_dict())
+    copy = make_optimizer("adamw_sgd", copy_model, lr=0.01, total_steps=10, switch_at=0.4)
+    copy.load_state_dict(state)
+    assert copy.steps == 5 and copy.phase == "sgd"
+    train(opt, loss_fn, 3)
+    train(copy, copy_loss, 3)
+    assert torch.equal(model.weight, copy_model.weight)
+    # a copy restored before the switch switches at the same step
+    model, loss_fn = problem()
+    opt = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=10, switch_at=0.4)
+    train(opt, loss_fn, 2)
+    copy_model, copy_loss = problem()
+    copy_model.load_state_dict(model.state_dict())
+    copy = make_optimizer("adamw_sgd", copy_model, lr=0.01, total_steps=10, switch_at=0.4)
+    copy.load_state_dict(saved(opt.state_dict()))
+    phases = []
+    for _ in range(4):
+        phases.append(copy.phase)
+        train(opt, loss_fn, 1)
+        train(copy, copy_loss, 1)
+    assert phases == ["adamw", "adamw", "sgd", "sgd"]
+    assert torch.equal(model.weight, copy_model.weight)
+
+
+def test_optimizer_errors():
+    model, _ = problem()
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'; choose one of .*adam.*sgd"):
+        make_optimizer("lion", model, lr=0.1)
+    with pytest.raises(ValueError, match="learning rate must be positive"):
+        make_optimizer("sgd", model, lr=0.0)
+    with pytest.raises(ValueError, match="switch_at must be a fraction"):
+        make_optimizer("adamw_sgd", model, lr=0.1, total_steps=10, switch_at=1.5)
+    with pytest.raises(ValueError, match="needs total_steps"):
+        make_optimizer("adamw_sgd", model, lr=0.1)
+    with pytest.raises(ValueError, match="optimizer 'sgd' rejects .*switch_at"):
+        make_optimizer("sgd", model, lr=0.1, switch_at=0.5)
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def lrs(sched, steps):
+    out = []
+    for _ in range(steps):
+        out.append(sched.lr)
+        sched.step()
+    return out
+
+
+def torch_lrs(make, steps, per_epoch=1, momentum=0.0):
+    """lr used at each optimizer step by a torch scheduler stepped every
+    ``per_epoch`` optimizer steps."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4, momentum=momentum)
+    sched = make(opt)
+    out = []
+    for t in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if (t + 1) % per_epoch == 0 and t + 1 < steps:
+            sched.step()
+    return out
+
+
+def ours(name, total, per_epoch, **kw):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    return lrs(LRSchedule(opt, name, total, per_epoch, **kw), total)
+
+
+def test_cosine_matches_torch():
+    assert ours("cosine", 50, 10) == pytest.approx(torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=50), 50))
+    assert ours("cosine", 50, 10, min_ratio=0.1) == pytest.approx(torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 50, eta_min=0.04), 50))
+
+
+@pytest.mark.parametrize("kw", [{}, {"pct_start": 0.25, "div_factor": 10.0,
+                                     "final_div_factor": 100.0}])
+def test_onecycle_matches_torch(kw):
+    want = torch_lrs(lambda o: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=0.4, total_steps=60, **kw), 60, momentum=0.9)
+    got = ours("onecycle", 60, 12, **kw)
+    assert got == pytest.approx(want, rel=1e-6)
+    assert max(got) == pytest.approx(0.4, rel=1e-3)
+
+
+def test_onecycle_short_runs_do_not_fail():
+    # pct_start * total == 1 leaves no warm phase; torch divides by zero here
+    f = [lr_factor("onecycle", t, 10, 5, pct_start=0.1) for t in range(10)]
+    assert f[0] == 1.0 and all(a >= b for a, b in zip(f, f[1:]))
+    assert lr_factor("onecycle", 0, 1, 1) > 0
+
+
+def test_step_and_exponential_are_per_epoch():
+    per = 7
+    assert ours("step", 70, per, step_size=3, gamma=0.5) == pytest.approx(torch_lrs(
+        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 70, per))
+    assert ours("exponential", 70, per, gamma=0.8) == pytest.approx(torch_lrs(
+        lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.8), 70, per))
+    # default step size: a third of the epochs
+    got = ours("step", 90, 10)
+    assert got[29] == pytest.approx(0.4) and got[30] == pytest.approx(0.04)
+    assert got[60] == pytest.approx(0.004)
+
+
+def test_constant_and_linear():
+    assert ours("constant", 20, 5) == [0.4] * 20
+    got = ours("linear", 20, 5, min_ratio=0.5)
+    assert got == pytest.approx([0.4 * (1 - 0.5 * t / 20) for t in range(20)])
+
+
+def test_warmup_multiplies_the_schedule():
+    got = ours("cosine", 40, 10, warmup_steps=8)
+    plain = ours("cosine", 40, 10)
+    assert got == pytest.approx([p * min(1, (t + 1) / 8) for t, p in enumerate(plain)])
+    assert got[0] == pytest.approx(0.05) and got[7] == pytest.approx(plain[7])
+
+
+def test_hold_from_keeps_a_constant_lr():
+    got = ours("cosine", 40, 10, hold_from=30, hold_factor=0.1)
+    assert got[:30] == pytest.approx(ours("cosine", 40, 10)[:30])
+    assert got[30:] == pytest.approx([0.04] * 10)
+
+
+def test_plateau_matches_torch():
+    losses = [1.0, 0.9, 0.95, 0.9, 0.91, 0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7]
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    sched = LRSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4),
+                       "plateau", 100, 10, factor=0.5, patience=2)
+    got, want = [], []
+    for v in losses:
+        for _ in range(3):
+            sched.step()  # steps inside an epoch leave the lr alone
+        sched.epoch_end(v)
+        ref.step(v)
+        got.append(sched.lr)
+        want.append(opt.param_groups[0]["lr"])
+    assert got == pytest.approx(want)
+    assert got[0] == 0.4 and got[-1] < 0.4 / 3  # it did reduce, twice
+    sched.epoch_end(None)  # a non-finite val loss changes nothing
+    assert sched.lr == got[-1]
+
+
+def test_schedule_state_round_trip():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    a = LRSchedule(opt, "plateau", 100, 10, patience=0)
+    a.epoch_end(1.0)
+    a.epoch_end(2.0)
+    for _ in range(13):
+        a.step()
+    b = LRSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4),
+                   "plateau", 100, 10, patience=0)
+    b.load_state_dict(saved(a.state_dict()))
+    assert b.state_dict() == a.state_dict() and b.lr == a.lr == pytest.approx(0.04)
+    c_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    c = LRSchedule(c_opt, "cosine", 100, 10)
+    c.load_state_dict({"t": 50, "mult": 1.0, "best": math.inf, "bad": 0})
+    assert c.lr == pytest.approx(0.2)
+
+
+def test_schedule_errors():
+    with pytest.raises(ValueError, match="unknown scheduler 'cyclic'; choose one of "
+                                         + ", ".join(SCHEDULES)):
+        check_schedule("cyclic", {})
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        lr_factor("cyclic", 0, 10, 1)
+    with pytest.raises(ValueError, match=r"scheduler 'cosine' takes no option\(s\) "
+                                         r"\['gamma'\]; valid: min_ratio"):
+        LRSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), "cosine",
+                   10, 1, gamma=0.5)
+    with pytest.raises(ValueError, match="valid: none"):
+        check_schedule("constant", {"gamma": 0.1})
+
+
+# ---------------------------------------------------------------- averaging
+
+
+def test_ema_and_swa_average():
+    model = nn.Linear(2, 1, bias=False)
+    ema, swa = make_ema(model, 0.5), make_swa(model)
+    for v in (1.0, 2.0, 3.0):
+        with torch.no_grad():
+            model.weight.fill_(v)
+        ema.update_parameters(model)
+        swa.update_parameters(model)
+    # EMA starts from the first value: 1 -> 1.5 -> 2.25; SWA: (1 + 2 + 3) / 3
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 2.25))
+    assert torch.allclose(swa.module.weight, torch.full((1, 2), 2.0))
+    with pytest.raises(ValueError, match="EMA decay"):
+        make_ema(model, 1.0)
