@@ -60,8 +60,9 @@ def _notebooks(args) -> int:
 
 
 def _report(args) -> int:
-    from cifar_lib.report import refresh_report
+    from cifar_lib.report import refresh_readme, refresh_report
     print(refresh_report(args.profile))
+    print(refresh_readme())
     return 0
 
 

@@ -53,7 +53,7 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
 def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
     """Execute the notebooks in order and refresh the profile's report."""
     from cifar_lib.experiments import write_json
-    from cifar_lib.report import refresh_report
+    from cifar_lib.report import refresh_readme, refresh_report
     import json
 
     P = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -66,4 +66,5 @@ def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
         print(f"[{P.name}] {nb.name} done in {times[nb.stem]:.0f} s", flush=True)
         write_json(times, times_path)
     print(f"report: {refresh_report(P)}")
+    print(f"readme: {refresh_readme()}")
     return times

@@ -7,7 +7,9 @@ The report is prose with generated blocks::
     <!-- BEGIN value:best_test_acc -->93.1<!-- END value:best_test_acc -->
 
 A table or value block is filled by a function registered under its name
-(``@register_table``/``@register_value``, taking the profile); a figure
+(``@register_table``/``@register_value``, taking the profile); a name ending
+in ``@<profile>`` (``table:headline@cpu``) is rendered for that profile
+rather than the report's (README.md uses this); a figure
 block embeds ``figures/<name>`` when the profile has drawn it and says it
 is pending otherwise. The top-level report.md is the template; the full
 profile refreshes it in place, other profiles write ``<root>/report.md``.
@@ -70,6 +72,9 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
                  out_dir: Path) -> str:
     """The Markdown a block holds for ``profile``, links relative to ``out_dir``."""
     _load_studies()
+    if "@" in name:
+        name, other = name.split("@", 1)
+        profile = get_profile(other)
     if kind == "figure":
         path = profile.figures / name
         if path.is_file():
@@ -108,6 +113,12 @@ def refresh_report(profile=None, template: Path = TEMPLATE) -> Path:
     tmp.write_text(text)
     os.replace(tmp, out)
     return out
+
+
+def refresh_readme(path: Path = REPO / "README.md") -> Path:
+    """Refresh README.md's blocks (each names its profile with ``@``)."""
+    path.write_text(refresh_text(path.read_text(), get_profile("full"), path.parent))
+    return path
 
 
 def check_report(path: Path, profile=None) -> list[str]:

@@ -64,7 +64,8 @@ def test_unknown_block_name_is_a_clear_error(prof):
 
 
 @pytest.mark.parametrize("name,path", [("full", REPO / "report.md"),
-                                       ("cpu", REPO / "runs" / "cpu" / "report.md")])
+                                       ("cpu", REPO / "runs" / "cpu" / "report.md"),
+                                       ("full", REPO / "README.md")])
 def test_committed_reports_match_their_results(name, path):
     """Every image link exists and every block equals a fresh render."""
     if not path.is_file():

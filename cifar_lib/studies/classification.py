@@ -429,3 +429,25 @@ def profile_note(profile: Profile):
     n = s["sizes"]
     return (f"profile `{profile.name}`: {s['source']}, {n['train']:,} training / "
             f"{n['val']:,} validation / {n['test']:,} test images")
+
+
+@register_table("headline")
+def headline_table(profile: Profile):
+    """README's headline: best architecture and the FastNet baseline."""
+    import pandas as pd
+    rows = []
+    for what, name, pick in (("best architecture, shared recipe", "architectures", None),
+                             ("FastNet ablation baseline", "ablation_optimizers", "(baseline)")):
+        recs = [r for r in records(name, profile) if pick is None or pick in r["label"]]
+        if not recs:
+            continue
+        s = summarize(results_frame(recs), by="label",
+                      metrics=("test_acc", "train_time", "params", "epochs"))
+        best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
+        rec = next(r for r in recs if r["label"] == best["label"])
+        rows.append({"result": what, "model": rec["config"]["model"],
+                     "test acc (%)": _pm(best["test_acc_mean"], best["test_acc_std"]),
+                     "seeds": int(best["runs"]), "epochs": int(best["epochs_mean"]),
+                     "train time (s)": f"{best['train_time_mean']:.0f}",
+                     "data": rec["data"]["source"], "device": rec["env"]["device_name"]})
+    return pd.DataFrame(rows) if rows else None
