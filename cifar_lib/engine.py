@@ -356,6 +356,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     for epoch in bar:
         loaders.train.set_epoch(epoch)
         model.train()
+        lr0 = sched.lr  # the rate this epoch starts with
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -397,7 +398,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         sched.epoch_end(val["loss"])
         rec = {"epoch": epoch + 1, "train_loss": train_loss,
                "train_acc": train_correct / seen, "val_loss": val["loss"],
-               "val_acc": val["acc"], "lr": sched.lr,
+               "val_acc": val["acc"], "lr": lr0,
                "time": time.perf_counter() - t0}
         for cb in callbacks:
             rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
