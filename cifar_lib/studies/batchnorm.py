@@ -1,1 +1,811 @@
-"""BatchNorm study (report section 2): experiments, tables and values."""
+"""BatchNorm study (report section 2): VGG-A with and without BatchNorm.
+
+After Santurkar et al. 2018 ("How Does Batch Normalization Help
+Optimization?"). Both networks train with the same data, seed and recipe:
+
+* the course's loss landscape: Adam at each of ``COURSE_LRS``, the training
+  loss per step, its min-max band across learning rates; the same runs give
+  the last layer's gradient per step;
+* curves at the course's setting (Adam, lr 1e-3) and with plain SGD at a
+  large learning rate (0.1), where the network without BN struggles;
+* the paper's probes along the gradient (:func:`cifar_lib.landscape.probe`)
+  every ``probe_every`` steps of those two settings;
+* filter-normalised 1-D and 2-D loss surfaces around the trained weights
+  (Li et al. 2018).
+
+Runs are cached as ``results/batchnorm/<run>.json`` named by a hash of the
+config, the data and the recording options; surfaces as
+``results/batchnorm/surfaces/<run>-<hash>.json``. Report tables and values
+(``bn_*``) read these files.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cifar_lib import landscape as L
+from cifar_lib.data import Split
+from cifar_lib.engine import (TrainConfig, load_checkpoint, make_loaders,
+                              save_checkpoint)
+from cifar_lib.experiments import (environment, run_name, update_manifest,
+                                   write_json)
+from cifar_lib.models import create_model
+from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.report import register_table, register_value
+
+EXPERIMENT = "batchnorm"
+MODELS = ("vgg_a", "vgg_a_bn")
+LABELS = {"vgg_a": "VGG-A", "vgg_a_bn": "VGG-A + BN"}
+COLORS = {"vgg_a": "tab:green", "vgg_a_bn": "tab:red"}
+COURSE_LRS = (1e-3, 2e-3, 1e-4, 5e-4)  # the course's loss-landscape sweep
+
+
+# ---------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything the study varies with the profile."""
+
+    width: float                # VGG-A channel multiplier (1: the course's 9.75M net)
+    epochs: int                 # epochs of every run
+    batch_size: int             # the course's 128 (smoke: the profile's)
+    lrs: tuple = COURSE_LRS     # Adam learning rates of the loss landscape
+    adam_lr: float = 1e-3       # the course's setting (curves, probes, surfaces)
+    sgd_lr: float = 0.1         # large SGD learning rate (curves, probes)
+    momentum: float = 0.9       # of SGD
+    probe_every: int = 25       # steps between probes
+    probe_scales: tuple = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)  # eta / lr
+    record_every: int = 1       # per-step records kept every this many steps
+    surface_images: int = 5000  # training images the surfaces are measured on
+    surface_points: int = 41    # points of the 1-D surface over [-span, span]
+    surface_grid: int = 21      # points per side of the 2-D surface
+    surface_span: float = 1.0   # extent along each filter-normalised direction
+    seed: int = 0
+
+    def replace(self, **kw) -> "Sizes":
+        """A copy with some sizes changed (tests, one-off smaller runs)."""
+        return replace(self, **kw)
+
+
+def sizes(profile: Profile | str | None = None) -> Sizes:
+    """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100)."""
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    if P.name == "smoke":
+        return Sizes(width=1 / 16, epochs=2, batch_size=P.batch_size,
+                     probe_every=3, probe_scales=(0.5, 2, 4),
+                     surface_images=256, surface_points=9, surface_grid=5)
+    if P.name == "cpu":
+        return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8,
+                     probe_scales=(0.5, 1, 2, 3, 4), surface_images=1000,
+                     surface_points=21, surface_grid=9)
+    # full: 20 epochs of 45k images (351 steps each, 7,020 per run). A probe
+    # is 9 float32 forward-backward passes, so probing every 25 steps adds
+    # about 36% passes to the four probed runs. Estimated (not yet measured)
+    # H100 budget: ~5 min for the ten runs, ~1 min of probes, ~1 min for the
+    # surfaces (41 + 441 points on 5,000 images per model).
+    return Sizes(width=1.0, epochs=20, batch_size=128, probe_every=25,
+                 record_every=5)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One training run of the study."""
+
+    model: str
+    setting: str   # "adam" (the course's optimizer) or "sgd"
+    lr: float
+    probed: bool   # probes along the gradient
+    keep: bool     # keep the final weights (for the surfaces)
+
+    @property
+    def label(self) -> str:
+        opt = "Adam" if self.setting == "adam" else "SGD"
+        return f"{LABELS[self.model]}, {opt} lr={self.lr:g}"
+
+
+def specs(S: Sizes) -> list[Spec]:
+    """Every run: both models x (Adam at each lr, SGD at the large lr)."""
+    lrs = tuple(S.lrs) + ((S.adam_lr,) if S.adam_lr not in S.lrs else ())
+    out = []
+    for m in MODELS:
+        out += [Spec(m, "adam", lr, probed=lr == S.adam_lr, keep=lr == S.adam_lr)
+                for lr in lrs]
+        out.append(Spec(m, "sgd", S.sgd_lr, probed=True, keep=False))
+    return out
+
+
+def config(spec: Spec, S: Sizes) -> TrainConfig:
+    """The recipe: no augmentation, no weight decay, constant lr (the course's)."""
+    opt = dict(optimizer="adam") if spec.setting == "adam" else \
+        dict(optimizer="sgd", momentum=S.momentum, nesterov=False)
+    return TrainConfig(model=spec.model, model_kw={"width": S.width}, lr=spec.lr,
+                       weight_decay=0.0, scheduler="constant", epochs=S.epochs,
+                       batch_size=S.batch_size, augment="none", seed=S.seed, **opt)
+
+
+def recording(spec: Spec, S: Sizes) -> dict:
+    """The recording options of a run (part of its name)."""
+    return {"probe_every": S.probe_every if spec.probed else 0,
+            "probe_scales": list(S.probe_scales) if spec.probed else [],
+            "record_every": S.record_every}
+
+
+def _folder(P: Profile) -> Path:
+    return P.results / EXPERIMENT
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _records(P: Profile) -> list[dict]:
+    """Every run record in the profile's study folder."""
+    recs = (_load(p) for p in sorted(_folder(P).glob("*.json")))
+    return [r for r in recs if r and "config" in r]
+
+
+def find_run(P: Profile, spec: Spec, S: Sizes, data: dict | None = None,
+             records: list[dict] | None = None) -> dict | None:
+    """The newest record on disk for ``spec`` (and ``data`` when given)."""
+    cfg, rec_opts = config(spec, S).to_dict(), recording(spec, S)
+    found = [r for r in (_records(P) if records is None else records)
+             if r.get("config") == cfg and r.get("recording") == rec_opts
+             and (data is None or r.get("data") == data)]
+    return max(found, key=lambda r: r.get("created", "")) if found else None
+
+
+def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
+              force: bool = False, device=None, progress=None, log=None) -> dict:
+    """Train one run unless its record is on disk; return the record."""
+    cfg, rec_opts, data = config(spec, S), recording(spec, S), split.describe()
+    name = run_name(cfg, {"data": data, "recording": rec_opts})
+    path = _folder(P) / f"{name}.json"
+    if not force and path.is_file():
+        rec = _load(path)
+        if rec and rec.get("config") == cfg.to_dict():
+            return rec
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
+    out = L.train_recorded(model, make_loaders(split, cfg, device), cfg,
+                           probe_every=rec_opts["probe_every"],
+                           probe_scales=S.probe_scales,
+                           record_every=S.record_every, progress=progress, log=log)
+    ckpt = P.weights / EXPERIMENT / f"{name}.pt"
+    if spec.keep and out["status"] == "ok":
+        save_checkpoint(ckpt, model, cfg, epoch=cfg.epochs)
+    rec = {"experiment": EXPERIMENT, "run": name, "label": spec.label,
+           "setting": spec.setting, "status": out["status"],
+           "diverged_at": out["diverged_at"], "config": cfg.to_dict(),
+           "recording": rec_opts, "data": data, "env": environment(device),
+           "profile": P.name,
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "weights": str(ckpt.relative_to(P.root)) if spec.keep and ckpt.is_file() else None,
+           "history": out["history"], "metrics": out["metrics"],
+           "steps": out["steps"], "probes": out["probes"]}
+    write_json(rec, path)
+    if rec["weights"]:  # the kept weights are the final ones
+        m = rec["metrics"]
+        update_manifest(P, {**rec, "metrics": {**m, "best_val_acc": m["final_val_acc"]}})
+    return _load(path)
+
+
+def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
+              force: bool = False, device=None, progress=None, log=None) -> list[dict]:
+    """Every run of the study (trained or loaded), in :func:`specs` order."""
+    S = S or sizes(P)
+    return [train_run(P, split, s, S, force=force, device=device,
+                      progress=progress, log=log) for s in specs(S)]
+
+
+def load_runs(P: Profile | str | None = None, S: Sizes | None = None) -> list[dict]:
+    """The records of the profile's runs found on disk (for tables and values)."""
+    P = P if isinstance(P, Profile) else get_profile(P)
+    S = S or sizes(P)
+    records = _records(P)
+    return [r for r in (find_run(P, s, S, records=records) for s in specs(S)) if r]
+
+
+def _pick(runs, model, setting, lr=None):
+    for r in runs:
+        c = r["config"]
+        if c["model"] == model and r["setting"] == setting \
+                and (lr is None or math.isclose(c["lr"], lr)):
+            return r
+    return None
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _arr(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def loss_band(runs: list[dict], model: str, setting: str = "adam", key: str = "loss"):
+    """Steps and min/max across learning rates of a per-step quantity."""
+    rs = [r for r in runs if r["config"]["model"] == model and r["setting"] == setting]
+    if not rs:
+        return None
+    n = max(len(r["steps"]["step"]) for r in rs)
+    vals = np.full((len(rs), n), np.nan)
+    for i, r in enumerate(rs):
+        v = _arr(r["steps"][key])
+        vals[i, :len(v)] = v
+    steps = max((r["steps"]["step"] for r in rs), key=len)
+    with warnings.catch_warnings():  # all-nan columns after a divergence
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(vals, 0), np.nanmax(vals, 0)
+    return np.asarray(steps), lo, hi
+
+
+def probe_summary(run: dict) -> dict:
+    """Means over a run's probes: loss range, max gradient distance, beta."""
+    p = run["probes"]
+    rng = _arr(p["loss_max"]) - _arr(p["loss_min"])
+    gd, beta = _arr(p["gdist_max"]), _arr(p["beta"])
+    ok = np.isfinite(rng) & np.isfinite(gd) & np.isfinite(beta)
+    if not ok.any():
+        return {"probes": 0, "loss_range": None, "grad_dist": None,
+                "beta": None, "beta_max": None}
+    return {"probes": int(ok.sum()), "loss_range": float(rng[ok].mean()),
+            "grad_dist": float(gd[ok].mean()), "beta": float(beta[ok].mean()),
+            "beta_max": float(beta[ok].max())}
+
+
+def _setting_lr(setting: str, S: Sizes) -> float:
+    return S.adam_lr if setting == "adam" else S.sgd_lr
+
+
+def _setting_name(setting: str, S: Sizes) -> str:
+    return f"Adam lr={S.adam_lr:g}" if setting == "adam" else f"SGD lr={S.sgd_lr:g}"
+
+
+def _outcome(r: dict | None) -> str:
+    if r is None:
+        return "not run"
+    if r["status"] == "diverged":
+        return f"diverged at step {r['diverged_at']['step']}"
+    return r["status"]
+
+
+@register_table("bn_runs")
+def runs_table(profile=None):
+    """One row per run: model, optimizer, lr, outcome, loss and accuracies."""
+    import pandas as pd
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    rows = []
+    for r in load_runs(P):
+        c, m = r["config"], r["metrics"]
+        pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
+        rows.append({"model": LABELS[c["model"]], "optimizer": c["optimizer"],
+                     "lr": c["lr"], "outcome": _outcome(r),
+                     "final train loss": m["final_train_loss"],
+                     "best val acc (%)": pct(m["best_val_acc"]),
+                     "test acc (%)": pct(m["test_acc"]),
+                     "params": m["params"]})
+    return pd.DataFrame(rows)
+
+
+@register_table("bn_probes")
+def probe_table(profile=None):
+    """Per setting and model: mean loss range, gradient distance and beta."""
+    import pandas as pd
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    S = sizes(P)
+    rows = []
+    for r in load_runs(P, S):
+        if not r["recording"]["probe_every"]:
+            continue
+        s = probe_summary(r)
+        rows.append({"setting": _setting_name(r["setting"], S),
+                     "model": LABELS[r["config"]["model"]],
+                     "outcome": _outcome(r), "probes": s["probes"],
+                     "mean loss range": s["loss_range"],
+                     "mean max grad distance": s["grad_dist"],
+                     "mean beta": s["beta"], "max beta": s["beta_max"]})
+    return pd.DataFrame(rows)
+
+
+def _fmt(x, digits=3):
+    return None if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _times(r: float) -> str:
+    return f"{r:.0f}" if r >= 10 else f"{r:.2g}"
+
+
+def _ratio(a, b):
+    """``a / b`` as text (None when either is missing)."""
+    if a is None or b is None or b == 0 or not math.isfinite(a / b):
+        return None
+    return _times(a / b)
+
+
+def _compare(bn, plain, less="smaller", more="larger"):
+    """How the BN value compares with the plain one, e.g. '2.5 times smaller than'."""
+    if bn is None or plain is None or bn <= 0 or plain <= 0:
+        return None
+    if math.isclose(bn, plain, rel_tol=0.05):
+        return "about the same as"
+    r = plain / bn
+    return f"{_times(r)} times {less} than" if r > 1 else f"{_times(1 / r)} times {more} than"
+
+
+def _probe_means(profile, setting, key):
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    S = sizes(P)
+    runs = load_runs(P, S)
+    plain, bn = (_pick(runs, m, setting, _setting_lr(setting, S)) for m in MODELS)
+    if plain is None or bn is None:
+        return None, None
+    return probe_summary(plain)[key], probe_summary(bn)[key]
+
+
+def _band_width(runs, model, key="loss"):
+    band = loss_band(runs, model, key=key)
+    if band is None:
+        return None
+    _, lo, hi = band
+    w = hi - lo
+    return float(np.nanmean(w)) if np.isfinite(w).any() else None
+
+
+def _bands(profile, key):
+    runs = load_runs(profile)
+    return _band_width(runs, "vgg_a", key), _band_width(runs, "vgg_a_bn", key)
+
+
+@register_value("bn_band_ratio")
+def band_ratio(profile=None):
+    """Mean width of the loss band across lrs, VGG-A over VGG-A + BN."""
+    return _ratio(*_bands(profile, "loss"))
+
+
+@register_value("bn_band_compare")
+def band_compare(profile=None):
+    """The BN loss band against the plain one, e.g. '2 times narrower than'."""
+    plain, bn = _bands(profile, "loss")
+    return _compare(bn, plain, "narrower", "wider")
+
+
+@register_value("bn_last_grad_compare")
+def last_grad_compare(profile=None):
+    """The BN band of the last layer's gradient norm against the plain one."""
+    plain, bn = _bands(profile, "last_grad")
+    return _compare(bn, plain, "narrower", "wider")
+
+
+def _register_probe_values():
+    for setting in ("adam", "sgd"):
+        for key, what in (("loss_range", "loss_range"), ("grad_dist", "gdist"),
+                          ("beta", "beta")):
+            register_value(f"bn_{setting}_{what}_ratio")(
+                lambda profile=None, s=setting, k=key: _ratio(*_probe_means(profile, s, k)))
+            register_value(f"bn_{setting}_{what}_compare")(
+                lambda profile=None, s=setting, k=key:
+                    _compare(*reversed(_probe_means(profile, s, k))))
+
+
+_register_probe_values()
+
+
+@register_value("bn_probe_every")
+def probe_every(profile=None):
+    """Steps between two probes."""
+    return str(sizes(profile).probe_every)
+
+
+@register_value("bn_probe_scales")
+def probe_scales(profile=None):
+    """The probe step sizes as multiples of the learning rate."""
+    return ", ".join(f"{s:g}" for s in sizes(profile).probe_scales)
+
+
+@register_value("bn_epochs")
+def epochs(profile=None):
+    """Epochs of every run."""
+    return str(sizes(profile).epochs)
+
+
+@register_value("bn_width")
+def width(profile=None):
+    """The channel width and parameter counts of both networks."""
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    S = sizes(P)
+    counts = {m: sum(p.numel() for p in create_model(m, width=S.width).parameters())
+              for m in MODELS}
+    w = "full width" if S.width == 1 else f"width x{S.width:g}"
+    return (f"{w}: {counts['vgg_a']:,} parameters without BN, "
+            f"{counts['vgg_a_bn']:,} with BN")
+
+
+@register_value("bn_lrs")
+def lrs(profile=None):
+    """The Adam learning rates of the loss-landscape sweep."""
+    return ", ".join(f"{lr:g}" for lr in sizes(profile).lrs)
+
+
+@register_value("bn_adam_lr")
+def adam_lr(profile=None):
+    """The course's Adam learning rate (curves, probes, surfaces)."""
+    return f"{sizes(profile).adam_lr:g}"
+
+
+@register_value("bn_sgd_lr")
+def sgd_lr(profile=None):
+    """The large SGD learning rate."""
+    return f"{sizes(profile).sgd_lr:g}"
+
+
+@register_value("bn_batch")
+def batch(profile=None):
+    """Batch size of every run."""
+    return str(sizes(profile).batch_size)
+
+
+@register_value("bn_surface_images")
+def surface_images(profile=None):
+    """Training images the surfaces are measured on."""
+    return f"{sizes(profile).surface_images:,}"
+
+
+@register_value("bn_device")
+def device_name(profile=None):
+    """The device the runs trained on (from their records)."""
+    runs = load_runs(profile)
+    return runs[0]["env"]["device_name"] if runs else None
+
+
+@register_value("bn_train_minutes")
+def train_minutes(profile=None):
+    """Wall time of all the study's training runs, in minutes."""
+    runs = load_runs(profile)
+    return f"{sum(r['metrics']['wall_time'] for r in runs) / 60:.1f}" if runs else None
+
+
+@register_value("bn_train_size")
+def train_size(profile=None):
+    """Training images of the runs (from their records)."""
+    runs = load_runs(profile)
+    return f"{runs[0]['data']['train']:,}" if runs else None
+
+
+def _acc(profile, model, setting):
+    S = sizes(profile)
+    r = _pick(load_runs(profile, S), model, setting, _setting_lr(setting, S))
+    if r is None:
+        return None
+    if r["status"] != "ok":
+        return _outcome(r)
+    return f"{100 * r['metrics']['best_val_acc']:.1f}%"
+
+
+for _m in MODELS:
+    for _s in ("adam", "sgd"):
+        register_value(f"bn_{_s}_val_acc_{_m}")(
+            lambda profile=None, m=_m, s=_s: _acc(profile, m, s))
+
+
+# ---------------------------------------------------------------- surfaces
+
+
+def surface_options(S: Sizes) -> dict:
+    """What a surface depends on besides the trained weights."""
+    return {"images": S.surface_images, "points": S.surface_points,
+            "grid": S.surface_grid, "span": S.surface_span, "seed": S.seed,
+            "bn": "batch statistics", "batch_size": S.batch_size}
+
+
+def _surface_path(P: Profile, run: str, S: Sizes) -> Path:
+    blob = json.dumps(surface_options(S), sort_keys=True).encode()
+    return _folder(P) / "surfaces" / f"{run}-{hashlib.sha1(blob).hexdigest()[:8]}.json"
+
+
+def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = False,
+            device=None) -> dict:
+    """1-D and 2-D filter-normalised loss surfaces around a run's weights (cached)."""
+    path = _surface_path(P, run["run"], S)
+    if not force and path.is_file():
+        return _load(path)
+    if not run.get("weights") or not (P.root / run["weights"]).is_file():
+        raise FileNotFoundError(
+            f"the weights of {run['run']} are not on disk; retrain the study's "
+            "runs with force=True to rebuild them")
+    dev = torch.device(device) if device else \
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = run["config"]
+    model = create_model(cfg["model"], num_classes=split.num_classes, **cfg["model_kw"])
+    model = load_checkpoint(P.root / run["weights"], model).to(dev)
+    n = S.surface_images
+    norm = run["config"]["normalize"]
+    batches = L.fixed_batches(split.train[0][:n], split.train[1][:n], S.batch_size,
+                              split.mean if norm else None,
+                              split.std if norm else None, dev)
+    d1 = L.filter_normalized_direction(model, seed=S.seed)
+    d2 = L.filter_normalized_direction(model, seed=S.seed + 1)
+    alphas = np.linspace(-S.surface_span, S.surface_span, S.surface_points)
+    line = L.loss_surface(model, batches, [d1], alphas[:, None])
+    xs = np.linspace(-S.surface_span, S.surface_span, S.surface_grid)
+    grid = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
+    plane = L.loss_surface(model, batches, [d1, d2], grid).reshape(len(xs), len(xs))
+    rec = {"run": run["run"], "model": cfg["model"], "options": surface_options(S),
+           "alphas": alphas.tolist(), "line": line.tolist(), "xs": xs.tolist(),
+           "grid": plane.tolist()}
+    write_json(rec, path)
+    return _load(path)
+
+
+def surfaces(P: Profile, split: Split, runs: list[dict], S: Sizes | None = None, *,
+             force: bool = False, device=None) -> dict:
+    """Surfaces of both models at the course's setting, by model name."""
+    S = S or sizes(P)
+    out = {}
+    for m in MODELS:
+        r = _pick(runs, m, "adam", S.adam_lr)
+        if r is not None and r["status"] == "ok":
+            out[m] = surface(P, split, r, S, force=force, device=device)
+    return out
+
+
+def load_surfaces(profile=None) -> dict:
+    """The surfaces on disk for the profile's runs, by model name."""
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    S = sizes(P)
+    out = {}
+    for m in MODELS:
+        r = _pick(load_runs(P, S), m, "adam", S.adam_lr)
+        if r is not None and _surface_path(P, r["run"], S).is_file():
+            out[m] = _load(_surface_path(P, r["run"], S))
+    return out
+
+
+def surface_rise(surf: dict, at: float = 0.5) -> float | None:
+    """Mean loss increase from the centre to +-``at`` on the 1-D surface."""
+    a, line = np.asarray(surf["alphas"]), _arr(surf["line"])
+    centre = np.interp(0.0, a, line)
+    rise = (np.interp(-at, a, line) + np.interp(at, a, line)) / 2 - centre
+    return float(rise) if np.isfinite(rise) else None
+
+
+@register_table("bn_surfaces")
+def surface_table(profile=None):
+    """Loss at the trained weights and its rise along the 1-D direction."""
+    import pandas as pd
+    rows = []
+    for m, s in load_surfaces(profile).items():
+        a, line = np.asarray(s["alphas"]), _arr(s["line"])
+        rows.append({"model": LABELS[m], "loss at trained weights":
+                     float(np.interp(0.0, a, line)),
+                     "rise at +-0.25": surface_rise(s, 0.25),
+                     "rise at +-0.5": surface_rise(s, 0.5),
+                     "rise at +-1": surface_rise(s, 1.0)})
+    return pd.DataFrame(rows)
+
+
+def _rises(profile):
+    s = load_surfaces(profile)
+    if set(s) != set(MODELS):
+        return None, None
+    return surface_rise(s["vgg_a"]), surface_rise(s["vgg_a_bn"])
+
+
+@register_value("bn_surface_ratio")
+def surface_ratio(profile=None):
+    """Loss rise at +-0.5 on the 1-D surface, VGG-A over VGG-A + BN."""
+    return _ratio(*_rises(profile))
+
+
+@register_value("bn_surface_compare")
+def surface_compare(profile=None):
+    """The BN loss rise at +-0.5 against the plain one."""
+    plain, bn = _rises(profile)
+    return _compare(bn, plain)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _plain_log(ax, axis="y"):
+    """Log scale with ticks at 1, 2, 5 x 10^k written as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _diverged_note(ax, r, x, y):
+    ax.plot([x], [y], "x", color=COLORS[r["config"]["model"]], ms=10, mew=2)
+    ax.annotate(f"{LABELS[r['config']['model']]} diverged\n"
+                f"(step {r['diverged_at']['step']})", (x, y),
+                textcoords="offset points", xytext=(6, -22), fontsize=8,
+                color=COLORS[r["config"]["model"]])
+
+
+def plot_curves(runs: list[dict], S: Sizes):
+    """Train/val loss and accuracy per epoch, Adam (course) and large-lr SGD."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False)
+    for row, setting in enumerate(("adam", "sgd")):
+        for m in MODELS:
+            r = _pick(runs, m, setting, _setting_lr(setting, S))
+            if r is None:
+                continue
+            h, c = r["history"], COLORS[m]
+            ep = [e["epoch"] for e in h]
+            for col, key in enumerate(("loss", "acc")):
+                ax = axes[row, col]
+                scale = 100 if key == "acc" else 1
+                for split_, ls in (("train", "-"), ("val", "--")):
+                    ax.plot(ep, [np.nan if e[f"{split_}_{key}"] is None
+                                 else scale * e[f"{split_}_{key}"] for e in h],
+                            ls, color=c, marker="o", ms=3,
+                            label=f"{LABELS[m]} {split_}")
+                if r["status"] == "diverged":
+                    x = r["diverged_at"]["epoch"] + 1
+                    y = ax.get_ylim()[1] if h else (2.3 if key == "loss" else 10)
+                    _diverged_note(ax, r, x, y)
+        axes[row, 0].set_ylabel("cross-entropy loss (log scale)")
+        _plain_log(axes[row, 0])
+        axes[row, 1].set_ylabel("accuracy (%)")
+        for ax in axes[row]:
+            ax.set_title(_setting_name(setting, S))
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_landscape(runs: list[dict], S: Sizes):
+    """The course's figure: per-step training loss, min-max band across lrs."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for m in MODELS:
+        band = loss_band(runs, m)
+        if band is None:
+            continue
+        steps, lo, hi = band
+        ax.fill_between(steps, lo, hi, color=COLORS[m], alpha=0.45, lw=0,
+                        label=LABELS[m])
+    lrs = ", ".join(f"{lr:g}" for lr in S.lrs)
+    ax.set(xlabel="training step", ylabel="training loss (cross-entropy)",
+           title=f"Loss landscape: min-max over Adam learning rates {lrs}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_probes(runs: list[dict], S: Sizes):
+    """The paper's Fig. 4: loss range, gradient predictiveness and beta per probe."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
+    for row, setting in enumerate(("adam", "sgd")):
+        for m in MODELS:
+            r = _pick(runs, m, setting, _setting_lr(setting, S))
+            if r is None or not r["probes"]["step"]:
+                continue
+            p, c = r["probes"], COLORS[m]
+            st = np.asarray(p["step"])
+            kw = dict(color=c, alpha=0.45, lw=0, label=LABELS[m])
+            axes[row, 0].fill_between(st, _arr(p["loss_min"]), _arr(p["loss_max"]), **kw)
+            axes[row, 1].fill_between(st, _arr(p["gdist_min"]), _arr(p["gdist_max"]), **kw)
+            axes[row, 2].plot(st, _arr(p["beta"]), color=c, lw=1.2, label=LABELS[m])
+            if r["status"] == "diverged":
+                for ax in axes[row]:
+                    ax.axvline(r["diverged_at"]["step"], color=c, ls=":",
+                               label=f"{LABELS[m]} diverged")
+        name = _setting_name(setting, S)
+        titles = ("loss landscape", "gradient predictiveness",
+                  "effective beta-smoothness")
+        ylabels = ("loss at w - eta g (range over eta)",
+                   "||grad(w - eta g) - grad(w)|| (range)",
+                   "max ||grad difference|| / (eta ||g||)")
+        for ax, t, yl in zip(axes[row], titles, ylabels):
+            ax.set(title=f"{t} ({name})", xlabel="training step", ylabel=yl)
+            ax.legend(fontsize=8)
+        for ax in axes[row, 1:]:
+            _plain_log(ax)
+    fig.suptitle("Probes along the gradient, eta = "
+                 f"[{min(S.probe_scales):g}, {max(S.probe_scales):g}] x lr, "
+                 f"every {S.probe_every} steps", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def plot_last_grad(runs: list[dict], S: Sizes):
+    """Last layer's gradient per step: min-max band across the Adam lrs."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for m in MODELS:
+        for ax, key in zip(axes, ("last_grad", "last_grad_change")):
+            band = loss_band(runs, m, key=key)
+            if band is None:
+                continue
+            steps, lo, hi = band
+            ax.fill_between(steps, lo, hi, color=COLORS[m], alpha=0.45, lw=0,
+                            label=LABELS[m])
+    axes[0].set(ylabel="||grad of last-layer weights|| (l2)",
+                title="last-layer gradient norm")
+    axes[1].set(ylabel="||g_t - g_(t-1)|| of last-layer weights (l2)",
+                title="last-layer gradient change between steps")
+    for ax in axes:
+        ax.set_xlabel("training step")
+        _plain_log(ax)
+        ax.legend()
+    fig.suptitle("min-max over Adam learning rates "
+                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+    fig.tight_layout()
+    return fig
+
+
+def plot_surface_1d(surfs: dict):
+    """Loss along one filter-normalised direction, both models."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for m, s in surfs.items():
+        ax.plot(s["alphas"], _arr(s["line"]), "o-", ms=3, color=COLORS[m],
+                label=LABELS[m])
+    ax.set(xlabel="step along the filter-normalised direction (alpha)",
+           ylabel="training loss (cross-entropy, log scale)",
+           title="1-D loss surface around the trained weights")
+    _plain_log(ax)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_surface_2d(surfs: dict):
+    """Contours of the loss on a filter-normalised plane, one colour scale."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    grids = {m: np.ma.masked_invalid(_arr(np.ravel(s["grid"])).reshape(
+        len(s["xs"]), len(s["xs"]))) for m, s in surfs.items()}
+    lo = min(float(g.min()) for g in grids.values())
+    hi = max(float(g.max()) for g in grids.values())
+    lo = max(lo, 1e-4)
+    levels = np.geomspace(lo, max(hi, lo * 1.01), 16)
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids) + 1.5, 4.6),
+                             squeeze=False, layout="constrained")
+    cs = None
+    for ax, (m, g) in zip(axes[0], grids.items()):
+        xs = surfs[m]["xs"]
+        cs = ax.contourf(xs, xs, g.T, levels=levels, norm=LogNorm(lo, levels[-1]),
+                         cmap="viridis", extend="both")
+        ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
+        ax.plot([0], [0], "r*", ms=10, label="trained weights")
+        ticks = np.linspace(xs[0], xs[-1], 5)
+        ax.set(title=LABELS[m], xlabel="direction 1 (alpha)",
+               ylabel="direction 2 (beta)", aspect="equal",
+               xticks=ticks, yticks=ticks)
+        ax.legend(loc="upper right", fontsize=8)
+    if cs is not None:
+        cb = fig.colorbar(cs, ax=list(axes[0]), ticks=levels[::3],
+                          label="training loss (cross-entropy, log scale)")
+        cb.ax.set_yticklabels([f"{v:.3g}" for v in levels[::3]])
+    return fig
+
+
+def report_values(profile=None):
+    """Every ``bn_*`` report value for the profile, as a table."""
+    import pandas as pd
+    from cifar_lib.report import VALUES
+    return pd.DataFrame([{"value": k, "text": fn(profile)}
+                         for k, fn in sorted(VALUES.items()) if k.startswith("bn_")])

@@ -1,0 +1,246 @@
+"""The BatchNorm study's measurements: probes, surfaces, the recorded loop."""
+from __future__ import annotations
+
+import copy
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cifar_lib import landscape as L
+from cifar_lib.engine import TrainConfig, make_loaders
+from cifar_lib.models import create_model
+from cifar_lib.profiles import get_profile
+
+matplotlib.use("Agg")
+
+
+class Quadratic(nn.Module):
+    """A model whose output is its weight vector; the loss makes it quadratic."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, x):
+        return self.w
+
+
+def quadratic_problem(seed=0, n=6):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    lam = torch.linspace(0.5, 7.0, n, dtype=torch.float64)
+    A = q @ torch.diag(lam) @ q.T
+    c = torch.randn(n, generator=g, dtype=torch.float64)
+
+    def loss_fn(w, _y):
+        d = w - c
+        return 0.5 * d @ A @ d
+    return A, c, lam, q, loss_fn
+
+
+def test_probe_on_quadratic_is_exact():
+    A, c, _, _, loss_fn = quadratic_problem()
+    w = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model, x = Quadratic(w), torch.zeros(1, dtype=torch.float64)
+    etas = [0.01, 0.05, 0.1, 0.2]
+    p = L.probe(model, loss_fn, x, None, etas)
+    g = A @ (w - c)
+    Ag = A @ g
+    want_losses = [float(loss_fn(w - e * g, None)) for e in etas]
+    assert p["loss"] == pytest.approx(float(loss_fn(w, None)), rel=1e-12)
+    assert p["grad_norm"] == pytest.approx(float(g.norm()), rel=1e-12)
+    assert p["losses"] == pytest.approx(want_losses, rel=1e-10)
+    assert p["loss_min"] == pytest.approx(min(want_losses), rel=1e-10)
+    assert p["loss_max"] == pytest.approx(max(want_losses), rel=1e-10)
+    # grad(w - eta g) - grad(w) = -eta A g
+    assert p["grad_dists"] == pytest.approx([e * float(Ag.norm()) for e in etas], rel=1e-10)
+    assert p["gdist_min"] == pytest.approx(etas[0] * float(Ag.norm()), rel=1e-10)
+    assert p["gdist_max"] == pytest.approx(etas[-1] * float(Ag.norm()), rel=1e-10)
+    # curvature along the gradient: ||A g|| / ||g||, between the extreme eigenvalues
+    assert p["beta"] == pytest.approx(float(Ag.norm() / g.norm()), rel=1e-10)
+
+
+def test_probe_beta_is_the_curvature_along_an_eigen_direction():
+    A, c, lam, q, loss_fn = quadratic_problem()
+    for k in (0, 3, 5):  # the gradient points along eigenvector k
+        model = Quadratic(c + 0.3 * q[:, k])
+        p = L.probe(model, loss_fn, torch.zeros(1, dtype=torch.float64), None,
+                    [0.01, 0.02, 0.04])
+        assert p["beta"] == pytest.approx(float(lam[k]), rel=1e-10)
+
+
+def test_probe_rejects_bad_step_sizes():
+    _, _, _, _, loss_fn = quadratic_problem()
+    with pytest.raises(ValueError, match="positive"):
+        L.probe(Quadratic(torch.zeros(6, dtype=torch.float64)), loss_fn,
+                torch.zeros(1), None, [0.0, 1.0])
+
+
+def _tiny_state(seed=0):
+    """A tiny VGG-A-BN after two Adam steps: gradients, BN stats, optimizer state."""
+    torch.manual_seed(seed)
+    model = create_model("vgg_a_bn", width=1 / 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, opt, x, y
+
+
+def _snapshot(model, opt):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            [p.grad.clone() for p in model.parameters()],
+            copy.deepcopy(opt.state_dict()),
+            [m.training for m in model.modules()])
+
+
+def _assert_same(before, after):
+    (s0, g0, o0, m0), (s1, g1, o1, m1) = before, after
+    assert s0.keys() == s1.keys()
+    for k in s0:  # weights and BN running statistics, bit for bit
+        assert torch.equal(s0[k], s1[k]), k
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    assert o0["param_groups"] == o1["param_groups"]
+    for i, st in o0["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(o1["state"][i][k]))
+    assert m0 == m1
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+def test_probe_and_surface_leave_the_model_as_they_found_it(mode):
+    model, opt, x, y = _tiny_state()
+    model.train(mode == "train")
+    if mode == "mixed":
+        model.features[1].train()
+    before = _snapshot(model, opt)
+    p = L.probe(model, nn.functional.cross_entropy, x, y, [1e-3, 1e-2])
+    assert math.isfinite(p["beta"]) and p["gdist_max"] > 0
+    _assert_same(before, _snapshot(model, opt))
+    d = L.filter_normalized_direction(model)
+    losses = L.loss_surface(model, [(x, y)], [d], [[-0.5], [0.0], [0.5]])
+    assert losses.shape == (3,) and np.isfinite(losses).all()
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_probe_uses_batch_statistics_without_updating_them():
+    model, opt, x, y = _tiny_state()
+    model.eval()
+    p = L.probe(model, nn.functional.cross_entropy, x, y, [1e-3])
+    model.train()
+    with torch.no_grad():
+        want = nn.functional.cross_entropy(model(x), y)
+    assert p["loss"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_filter_normalized_direction_matches_filter_norms():
+    torch.manual_seed(0)
+    model = create_model("vgg_a_bn", width=1 / 16)
+    d = L.filter_normalized_direction(model, seed=3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert len(d) == len(params)
+    for p, di in zip(params, d):
+        assert di.shape == p.shape
+        if p.dim() <= 1:  # biases and BN parameters stay fixed
+            assert torch.count_nonzero(di) == 0
+        else:
+            torch.testing.assert_close(di.reshape(len(di), -1).norm(dim=1),
+                                       p.reshape(len(p), -1).norm(dim=1))
+    again = L.filter_normalized_direction(model, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(d, again))
+
+
+def test_loss_surface_at_the_origin_is_the_loss():
+    model, _, x, y = _tiny_state()
+    model.eval()
+    d = L.filter_normalized_direction(model)
+    s = L.loss_surface(model, [(x[:8], y[:8]), (x[8:], y[8:])], [d, d],
+                       [[0.0, 0.0], [0.25, -0.25]])
+    model.train()
+    with torch.no_grad():
+        halves = [nn.functional.cross_entropy(model(x[i:i + 8]), y[i:i + 8])
+                  for i in (0, 8)]
+    assert s[0] == pytest.approx(float(sum(halves) / 2), rel=1e-5)
+    assert s[1] == pytest.approx(s[0], rel=1e-5)  # d and -d cancel
+    with pytest.raises(ValueError, match="columns"):
+        L.loss_surface(model, [(x, y)], [d], [[0.0, 1.0]])
+
+
+def test_train_recorded_records_steps_probes_and_divergence(small_split):
+    cfg = TrainConfig(model="vgg_a", model_kw={"width": 1 / 16}, optimizer="sgd",
+                      lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0,
+                      scheduler="constant", epochs=2, batch_size=64,
+                      augment="none", amp=False)
+    torch.manual_seed(0)
+    model = create_model(cfg.model, **cfg.model_kw)
+    out = L.train_recorded(model, make_loaders(small_split, cfg, "cpu"), cfg,
+                           probe_every=2, probe_scales=(0.5, 4), record_every=3)
+    steps = 2 * (300 // 64)
+    assert out["status"] == "ok" and len(out["history"]) == 2
+    assert out["steps"]["step"] == list(range(0, steps, 3))
+    assert out["steps"]["last_grad_change"][0] is None  # no previous step
+    assert all(v is not None for v in out["steps"]["loss"])
+    assert out["probes"]["step"] == list(range(0, steps, 2))
+    assert all(lo <= hi for lo, hi in zip(out["probes"]["loss_min"],
+                                          out["probes"]["loss_max"]))
+    bad = cfg.replace(lr=1e6, epochs=3)
+    torch.manual_seed(0)
+    model = create_model(bad.model, **bad.model_kw)
+    out = L.train_recorded(model, make_loaders(small_split, bad, "cpu"), bad)
+    assert out["status"] == "diverged" and out["diverged_at"]["step"] >= 0
+    assert out["metrics"]["test_acc"] is None
+
+
+def test_study_end_to_end(small_split, tmp_path, monkeypatch):
+    from cifar_lib.report import TABLES, VALUES, render_block
+    from cifar_lib.studies import batchnorm as study
+
+    P = get_profile("smoke").with_(root=tmp_path / "smoke")
+    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
+    S = study.Sizes(width=1 / 16, epochs=1, batch_size=64, lrs=(1e-3, 1e-4),
+                    probe_every=2, probe_scales=(0.5, 4), surface_images=64,
+                    surface_points=5, surface_grid=3)
+    runs = study.train_all(P, small_split, S, device="cpu")
+    assert len(runs) == 6 and all(r["status"] in ("ok", "diverged") for r in runs)
+    probed = [r for r in runs if r["recording"]["probe_every"]]
+    assert {(r["config"]["model"], r["setting"]) for r in probed} == \
+        {(m, s) for m in study.MODELS for s in ("adam", "sgd")}
+    assert all(len(r["probes"]["step"]) == 2 for r in probed)
+    for r in runs:
+        assert set(r["steps"]) >= {"step", "loss", "last_grad", "last_grad_change"}
+        assert len(r["history"]) == 1 or r["status"] == "diverged"
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached run was trained again")
+    monkeypatch.setattr(study.L, "train_recorded", no_training)
+    again = study.train_all(P, small_split, S)
+    assert [r["run"] for r in again] == [r["run"] for r in runs]
+
+    surfs = study.surfaces(P, small_split, runs, S, device="cpu")
+    assert set(surfs) == set(study.MODELS)
+    for s in surfs.values():
+        assert len(s["line"]) == 5 and np.shape(s["grid"]) == (3, 3)
+    assert study.load_surfaces(P).keys() == surfs.keys()
+
+    band = study.loss_band(runs, "vgg_a_bn")
+    assert band is not None and (band[1] <= band[2]).all()
+    for name in ("bn_runs", "bn_probes", "bn_surfaces"):
+        assert len(TABLES[name](P)) > 0
+    for name in ("bn_band_ratio", "bn_adam_loss_range_ratio", "bn_adam_beta_ratio",
+                 "bn_sgd_gdist_ratio", "bn_surface_ratio", "bn_adam_val_acc_vgg_a_bn",
+                 "bn_probe_every", "bn_width"):
+        assert VALUES[name](P) is not None, name
+    assert "VGG-A + BN" in render_block("table", "bn_probes", None, P, tmp_path)
+
+    import matplotlib.pyplot as plt
+    figs = [study.plot_curves(runs, S), study.plot_loss_landscape(runs, S),
+            study.plot_probes(runs, S), study.plot_last_grad(runs, S),
+            study.plot_surface_1d(surfs), study.plot_surface_2d(surfs)]
+    assert all(f.axes for f in figs)
+    plt.close("all")
