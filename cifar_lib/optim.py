@@ -38,9 +38,13 @@ def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
                          f"{', '.join(sorted(OPTIMIZERS))}")
     if not lr > 0:
         raise ValueError(f"learning rate must be positive, got {lr}")
-    return OPTIMIZERS[name](model, lr=lr, momentum=momentum,
-                            weight_decay=weight_decay, nesterov=nesterov,
-                            total_steps=total_steps, **kw)
+    try:
+        return OPTIMIZERS[name](model, lr=lr, momentum=momentum,
+                                weight_decay=weight_decay, nesterov=nesterov,
+                                total_steps=total_steps, **kw)
+    except TypeError as e:  # an option the optimizer does not take
+        raise ValueError(f"optimizer {name!r} rejects its options {sorted(kw)} "
+                         f"({e})") from e
 
 
 @register_optimizer("sgd")
@@ -199,9 +203,10 @@ def lr_factor(name: str, step: int, total: int, steps_per_epoch: int,
         start = 1.0 / kw.get("div_factor", 25.0)
         end = start / kw.get("final_div_factor", 1e4)
         up = float(kw.get("pct_start", 0.3) * total) - 1
-        if step <= up:
+        if step <= up and up > 0:  # up <= 0: no room for a warm phase
             return _cos(start, 1.0, step / up)
-        return _cos(1.0, end, min((step - up) / (total - 1 - up), 1.0))
+        down = total - 1 - up
+        return _cos(1.0, end, min((step - up) / down, 1.0) if down > 0 else 1.0)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
@@ -290,3 +295,5 @@ def make_ema(model, decay: float) -> AveragedModel:
 def make_swa(model) -> AveragedModel:
     """Equal-weight average for SWA (Izmailov et al. 2018); BN refit at the end."""
     return AveragedModel(model)
+
+from cifar_lib import slbi as _slbi  # noqa: E402,F401  registers "slbi"

@@ -1,0 +1,371 @@
+"""DessiLBI (Split LBI) optimizer, its regularisation path, filter pruning.
+
+Fu, Liu, Xu, Xie, Zhang, Sun, Yao (ICML 2020), "DessiLBI: Exploring
+Structural Sparsity of Deep Networks via Differential Inclusion Paths".
+Each conv and linear weight W gets an augmented variable Gamma, coupled to
+W by the loss term ||W - Gamma||^2 / (2 nu), and a sub-gradient variable Z.
+One step with learning rate alpha::
+
+    W     <- W - alpha*kappa*(grad L(W) + (W - Gamma)/nu)   (SGD momentum, wd on grad L)
+    Z     <- Z + (alpha/nu)*(W - Gamma)                      (W before the step)
+    Gamma <- kappa * Prox(Z)
+
+Prox is group soft-thresholding per output filter for conv weights,
+``Z_g * max(0, 1 - lambda/||Z_g||)``, and element-wise soft-thresholding
+for linear weights. Gamma starts at zero and gains filters/weights along
+the training path ("inverse scale space": strong, stable ones first); the
+epoch at which each conv filter enters is recorded and orders filter pruning.
+Other parameters (biases, BatchNorm) take a plain SGD step.
+
+Defaults: ``kappa=1``, ``nu=20`` (the paper: kappa 1, nu 20-500), the
+recipe's lr (0.1) and momentum (0.9), ``lambda_conv=1`` (the authors' code
+thresholds at 1), ``lambda_linear=0.01``. lambda is absolute: filter ``g``
+enters when ``||Z_g|| > lambda`` and ``Z`` grows by about
+``alpha/nu * ||W_g||`` a step, so set it for the run's length (the study's
+values per profile are in ``studies/dessilbi.py``). With BatchNorm after a
+conv, the filter's scale does not change the function, so the coupling
+shrinks used and unused filters alike; read its path with that in mind.
+
+An Adam-based variant is not provided: rescaling only the loss gradient per
+coordinate while the coupling and Z keep their SGD scale changes the path's
+time and would need its own lambda and nu.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+from cifar_lib.optim import register_optimizer, trainable
+
+KINDS = ("conv", "linear", "other")
+
+
+# ---------------------------------------------------------------- proximal maps
+
+
+def prox_group(z: torch.Tensor, lam: float) -> torch.Tensor:
+    """Group soft-thresholding per output filter: ``z_g * max(0, 1 - lam/||z_g||)``."""
+    norms = z.flatten(1).norm(dim=1)
+    scale = (1 - lam / norms.clamp_min(torch.finfo(z.dtype).tiny)).clamp_min(0)
+    return z * scale.view(-1, *[1] * (z.dim() - 1))
+
+
+def prox_l1(z: torch.Tensor, lam: float) -> torch.Tensor:
+    """Element-wise soft-thresholding: ``sign(z) * max(|z| - lam, 0)``."""
+    return z.sign() * (z.abs() - lam).clamp_min(0)
+
+
+def _kind(group: dict, p: torch.Tensor) -> str:
+    kind = group.get("kind", "auto")
+    if kind == "auto":  # a plain list of parameters: decide by shape
+        return "conv" if p.dim() == 4 else "linear" if p.dim() == 2 else "other"
+    return kind
+
+
+# ---------------------------------------------------------------- optimizer
+
+
+class SLBI(torch.optim.Optimizer):
+    """Split LBI with SGD momentum; conv filters and linear weights get a path.
+
+    Param groups may carry ``kind`` ("conv", "linear", "other"; default
+    "auto": 4-D weights are conv, 2-D linear, the rest other), ``lam`` (the
+    threshold of that group) and ``names`` (one label per parameter, used by
+    :meth:`support` and :meth:`entry_epochs`). :func:`slbi_groups` builds
+    them from a model. The state (Z, Gamma, momentum, filter entry epochs)
+    is tensors only, so it round-trips through ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self, params, lr: float = 0.1, kappa: float = 1.0,
+                 nu: float = 20.0, lam: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        for name, ok in (("lr", lr > 0), ("kappa", kappa > 0), ("nu", nu > 0),
+                         ("lam", lam >= 0), ("momentum", 0 <= momentum < 1),
+                         ("weight_decay", weight_decay >= 0)):
+            if not ok:
+                raise ValueError(f"SLBI: bad value {name}={locals()[name]!r}")
+        super().__init__(params, dict(lr=lr, kappa=kappa, nu=nu, lam=lam,
+                                      momentum=momentum, weight_decay=weight_decay,
+                                      nesterov=nesterov, kind="auto", names=[]))
+        for group in self.param_groups:
+            for p in group["params"]:
+                kind = _kind(group, p)
+                if kind not in KINDS:
+                    raise ValueError(f"SLBI: unknown group kind {kind!r}; use {KINDS}")
+                if kind != "other":  # Gamma and Z start at zero
+                    st = self.state[p]
+                    st["z"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["gamma"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if kind == "conv":  # epoch each filter entered the path, -1: not yet
+                        st["entry"] = torch.full((p.shape[0],), -1, dtype=torch.long,
+                                                 device=p.device)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, kappa, nu = group["lr"], group["kappa"], group["nu"]
+            mom, wd = group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                d = p.grad.add(p, alpha=wd) if wd else p.grad
+                if mom:  # as torch.optim.SGD (dampening 0)
+                    if "momentum_buffer" not in st:
+                        st["momentum_buffer"] = d.clone()
+                    else:
+                        st["momentum_buffer"].mul_(mom).add_(d)
+                    buf = st["momentum_buffer"]
+                    d = d.add(buf, alpha=mom) if group["nesterov"] else buf
+                kind = _kind(group, p)
+                if kind == "other":
+                    p.add_(d, alpha=-lr)
+                    continue
+                diff = p - st["gamma"]                       # W_k - Gamma_k
+                p.add_(d, alpha=-lr * kappa).add_(diff, alpha=-lr * kappa / nu)
+                st["z"].add_(diff, alpha=lr / nu)
+                prox = prox_group if kind == "conv" else prox_l1
+                st["gamma"].copy_(prox(st["z"], group["lam"]).mul_(kappa))
+        return loss
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        for st in self.state.values():  # torch casts state to the weight's dtype
+            if "entry" in st:
+                st["entry"] = st["entry"].round().long()
+
+    # ------------------------------------------------------------ the path
+
+    def _path_params(self):
+        """(name, kind, param, state) for every weight with a Gamma."""
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("names") or []
+            for i, p in enumerate(group["params"]):
+                kind = _kind(group, p)
+                if kind != "other":
+                    name = names[i] if i < len(names) else f"group{gi}.{i}"
+                    yield name, kind, p, self.state[p]
+
+    def gammas(self) -> dict[str, torch.Tensor]:
+        """Gamma of every conv/linear weight, by layer name."""
+        return {name: st["gamma"] for name, _, _, st in self._path_params()}
+
+    @torch.no_grad()
+    def support_masks(self) -> dict[str, torch.Tensor]:
+        """Boolean masks of Gamma's support: per filter (conv), per weight (linear)."""
+        return {name: (st["gamma"].flatten(1).abs().amax(1) > 0) if kind == "conv"
+                else st["gamma"] != 0 for name, kind, _, st in self._path_params()}
+
+    def support(self) -> dict[str, int]:
+        """Filters (conv) or weights (linear) in Gamma's support, by layer."""
+        masks = self.support_masks()
+        counts = torch.stack([m.sum() for m in masks.values()]).tolist() if masks else []
+        return dict(zip(masks, counts))
+
+    def sizes(self) -> dict[str, int]:
+        """Filters (conv) or weights (linear) per layer: the support's maximum."""
+        return {name: p.shape[0] if kind == "conv" else p.numel()
+                for name, kind, p, _ in self._path_params()}
+
+    @torch.no_grad()
+    def epoch_end(self, epoch: int) -> None:
+        """Record ``epoch + 1`` (1-based, as in the history) for filters just entered."""
+        for name, kind, p, st in self._path_params():
+            if kind == "conv":
+                inside = st["gamma"].flatten(1).abs().amax(1) > 0
+                st["entry"] = torch.where((st["entry"] < 0) & inside,
+                                          torch.full_like(st["entry"], epoch + 1), st["entry"])
+
+    def entry_epochs(self) -> dict[str, list[int]]:
+        """Per conv layer, the epoch each filter entered Gamma's support (-1: never)."""
+        return {name: st["entry"].tolist() for name, kind, _, st in self._path_params()
+                if kind == "conv"}
+
+
+def slbi_groups(model: nn.Module, lambda_conv: float, lambda_linear: float) -> list[dict]:
+    """Param groups for :class:`SLBI`: conv weights, linear weights, the rest."""
+    conv, lin, taken = {}, {}, set()
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if not isinstance(w, nn.Parameter) or not w.requires_grad:
+            continue
+        if isinstance(m, nn.Conv2d):
+            conv[name] = w
+        elif isinstance(m, nn.Linear):
+            lin[name] = w
+        else:
+            continue
+        taken.add(id(w))
+    other = [p for p in trainable(model) if id(p) not in taken]
+    groups = [dict(params=list(conv.values()), names=list(conv), kind="conv", lam=lambda_conv),
+              dict(params=list(lin.values()), names=list(lin), kind="linear", lam=lambda_linear),
+              dict(params=other, names=[], kind="other", lam=0.0)]
+    return [g for g in groups if g["params"]]
+
+
+@register_optimizer("slbi")
+def _slbi(model, lr, momentum, weight_decay, nesterov, total_steps, kappa=1.0,
+          nu=None, mu=None, lambda_conv=1.0, lambda_linear=0.01, **kw):
+    """DessiLBI over ``model``: ``optim_kw`` takes kappa, nu (or mu), lambda_conv, lambda_linear."""
+    if kw:
+        raise ValueError(f"slbi takes no option(s) {sorted(kw)}; valid: kappa, nu "
+                         "(alias mu), lambda_conv, lambda_linear")
+    if nu is not None and mu is not None:
+        raise ValueError("slbi: give nu or its alias mu, not both")
+    nu = nu if nu is not None else mu if mu is not None else 20.0
+    return SLBI(slbi_groups(model, lambda_conv, lambda_linear), lr=lr, kappa=kappa,
+                nu=nu, momentum=momentum, weight_decay=weight_decay,
+                nesterov=nesterov and momentum > 0)
+
+
+def path_recorder(epochs: int | None = None):
+    """An engine callback: Gamma's support per layer each epoch, entry epochs at the end.
+
+    Adds ``slbi_support`` and ``slbi_sizes`` ({layer: count}) to every epoch
+    record and, at epoch ``epochs`` (or every epoch when None),
+    ``slbi_entry`` ({conv layer: [entry epoch per filter]}). Optimizers
+    other than :class:`SLBI` add nothing, so one callback serves all runs.
+    """
+    def record(epoch, model, optimizer, record):
+        if not isinstance(optimizer, SLBI):
+            return {}
+        out = {"slbi_support": optimizer.support(), "slbi_sizes": optimizer.sizes()}
+        if epochs is None or epoch + 1 >= epochs:
+            out["slbi_entry"] = optimizer.entry_epochs()
+        return out
+    return record
+
+
+def entry_from_record(record: dict) -> dict[str, list[int]]:
+    """The filter entry epochs a run's history kept (see :func:`path_recorder`)."""
+    for rec in reversed(record.get("history", [])):
+        if "slbi_entry" in rec:
+            return rec["slbi_entry"]
+    raise ValueError(f"run {record.get('run')} has no 'slbi_entry' in its history; train "
+                     "it with optimizer='slbi' and callbacks=[slbi.path_recorder(epochs)]")
+
+
+# ---------------------------------------------------------------- pruning
+
+
+def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
+    """The model's conv layers by module name, in order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _norm_after(model: nn.Module) -> dict[str, nn.Module]:
+    """For each conv, the first BatchNorm2d after it (before the next conv) that fits."""
+    pairs, last = {}, None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            last = (name, m)
+        elif isinstance(m, nn.BatchNorm2d) and last is not None:
+            if m.num_features == last[1].out_channels:
+                pairs[last[0]] = m
+            last = None
+    return pairs
+
+
+def filter_norms(conv: nn.Conv2d) -> torch.Tensor:
+    """L2 norm of each output filter of a conv layer."""
+    return conv.weight.detach().flatten(1).norm(dim=1).float().cpu()
+
+
+def prune_order(model: nn.Module, layer: str, by: str = "magnitude",
+                entry: dict | None = None) -> list[int]:
+    """Filters of ``layer``, the first to prune first.
+
+    ``by="magnitude"``: smallest filter L2 norm first. ``by="path"``: latest
+    to enter Gamma's support first (never-entered before all), ties broken by
+    the smaller filter norm; ``entry`` maps layers to entry epochs
+    (:meth:`SLBI.entry_epochs` or :func:`entry_from_record`).
+    """
+    convs = conv_layers(model)
+    if layer not in convs:
+        raise ValueError(f"no conv layer {layer!r}; conv layers: {', '.join(convs)}")
+    norms = filter_norms(convs[layer]).tolist()
+    if by == "magnitude":
+        return sorted(range(len(norms)), key=lambda i: norms[i])
+    if by != "path":
+        raise ValueError(f"unknown pruning order {by!r}; use 'magnitude' or 'path'")
+    if entry is None or layer not in entry:
+        raise ValueError(f"path pruning needs the entry epochs of {layer!r} "
+                         "(optimizer.entry_epochs() or entry_from_record(record))")
+    ent = [int(e) for e in entry[layer]]
+    if len(ent) != len(norms):
+        raise ValueError(f"entry epochs of {layer!r} list {len(ent)} filters, "
+                         f"the layer has {len(norms)}")
+    late = [math.inf if e < 0 else e for e in ent]
+    return sorted(range(len(norms)), key=lambda i: (-late[i], norms[i]))
+
+
+class Pruning:
+    """Filters zeroed by :func:`prune_filters`; :meth:`undo` restores them exactly.
+
+    ``pruned`` maps each layer to the filter indices removed. Usable as a
+    context manager: the weights come back when the block ends.
+    """
+
+    def __init__(self, saved: list[tuple[torch.Tensor, torch.Tensor]], pruned: dict):
+        self._saved, self.pruned = saved, pruned
+
+    @torch.no_grad()
+    def undo(self) -> None:
+        for t, copy in self._saved:
+            t.copy_(copy)
+        self._saved = []
+
+    def keep_mask(self, layer: str, n: int) -> torch.Tensor:
+        """Boolean mask of the filters of ``layer`` (``n`` of them) still kept."""
+        mask = torch.ones(n, dtype=torch.bool)
+        mask[self.pruned.get(layer, [])] = False
+        return mask
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.undo()
+
+
+@torch.no_grad()
+def prune_filters(model: nn.Module, fraction: float,
+                  layers: str | Iterable[str] | None = None, by: str = "magnitude",
+                  entry: dict | None = None) -> Pruning:
+    """Zero ``fraction`` of the filters of each layer in ``layers`` (default: all convs).
+
+    A pruned filter's output channel becomes exactly zero: its conv weight and
+    bias are zeroed, and the scale and shift of the BatchNorm right after it,
+    as if the channel were removed. Order: :func:`prune_order`. Returns a
+    :class:`Pruning` whose ``undo()`` puts back the original weights.
+    """
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    convs = conv_layers(model)
+    if layers is None:
+        layers = list(convs)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    norms = _norm_after(model)
+    saved, pruned = [], {}
+    for layer in layers:
+        order = prune_order(model, layer, by, entry)
+        idx = order[:int(round(fraction * len(order)))]
+        pruned[layer] = sorted(idx)
+        if not idx:
+            continue
+        conv, bn = convs[layer], norms.get(layer)
+        tensors = [conv.weight, conv.bias]
+        if bn is not None:
+            tensors += [bn.weight, bn.bias]
+        for t in tensors:
+            if t is not None:
+                saved.append((t, t.detach().clone()))
+                t[idx] = 0
+    return Pruning(saved, pruned)
