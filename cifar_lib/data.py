@@ -69,8 +69,9 @@ def cache_dir() -> Path:
 
 
 def _fail(path: Path, what: str) -> DataError:
+    where = str(path) if Path(path).is_absolute() else f"{path} ({Path(path).resolve()})"
     return DataError(
-        f"CIFAR-10 could not be loaded from {path}: {what}. Point the data "
+        f"CIFAR-10 could not be loaded from {where}: {what}. Point the data "
         "root (argument `root` or environment variable CIFAR10_ROOT) at a "
         "folder with torchvision's cifar-10-batches-py/, an ImageFolder tree "
         "(train/<class>/, test/<class>/) or a .tar.gz of one, or call "

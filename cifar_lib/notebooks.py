@@ -34,6 +34,9 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if profile.name == "smoke":  # the kernel writes where this profile points
         env["CIFAR_LIB_SCRATCH"] = str(profile.root)
+    for var in ("CIFAR10_ROOT", "CIFAR_LIB_CACHE"):  # the kernel starts in notebooks/
+        if os.environ.get(var):
+            env[var] = os.path.abspath(os.environ[var])
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t0 = time.perf_counter()

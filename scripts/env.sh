@@ -4,6 +4,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CIFAR_LIB_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
+# Paths given relative to the caller's folder stay right after the cd below.
+for var in CIFAR10_ROOT CIFAR_LIB_CACHE CIFAR_LIB_SCRATCH; do
+  val="${!var:-}"
+  if [ -n "$val" ] && [ "${val#/}" = "$val" ]; then
+    export "$var=$(cd "$(dirname "$val")" 2>/dev/null && pwd)/$(basename "$val")"
+  fi
+done
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[env] creating $VENV" >&2
   "$PY" -m venv "$VENV"
