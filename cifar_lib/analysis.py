@@ -149,9 +149,17 @@ def confident_mistakes(out: dict, n: int = 8) -> torch.Tensor:
     return wrong[conf[wrong].argsort(descending=True)[:n]]
 
 
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last ``nn.Linear`` (the classifier's output layer)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer")
+    return layers[-1]
+
+
 def penultimate(model: nn.Module, loader, limit: int = 2000):
     """Inputs of the last linear layer (features) and labels, up to ``limit``."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    last = last_linear(model)
     feats, ys, n = [], [], 0
     model.eval()
     with capture(model, {"fc": last}, inputs=True) as store, torch.no_grad():

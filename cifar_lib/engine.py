@@ -28,7 +28,7 @@ from cifar_lib.data import DeviceLoader, Split
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
 from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
-                             make_optimizer, make_swa)
+                             make_optimizer, make_swa, trainable)
 
 
 # Types a TrainConfig field accepts, by its annotation.
@@ -69,6 +69,7 @@ class TrainConfig:
     amp: bool = True              # bf16 autocast (CUDA only)
     channels_last: bool = True    # NHWC memory format (CUDA only)
     compile: bool = False         # torch.compile the model
+    keep: str = "best"            # weights kept and tested: "best" (by val acc) or "last"
 
     def __post_init__(self):
         for f in fields(self):  # e.g. lr="abc" from the command line
@@ -101,7 +102,8 @@ class TrainConfig:
                   ("weight_decay", self.weight_decay >= 0),
                   ("momentum", 0 <= self.momentum < 1),
                   ("swa_lr", self.swa_lr is None or self.swa_lr > 0),
-                  ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs)]
+                  ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs),
+                  ("keep", self.keep in ("best", "last"))]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"bad config value {name}={getattr(self, name)!r}")
@@ -285,16 +287,22 @@ def _snapshot(model: nn.Module) -> dict:
 
 def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         ckpt_path=None, resume: bool = True, progress: bool | None = None,
-        callbacks: tuple[Callable, ...] = (), check_every: int = 50,
-        max_loss: float = 1e4,
+        callbacks: tuple[Callable, ...] = (), hooks: tuple = (),
+        check_every: int = 50, max_loss: float = 1e4,
         log: Callable[[str], None] | None = None) -> dict:
     """Train ``model`` as ``cfg`` says; return history, metrics and status.
 
-    The model ends with its best weights (by validation accuracy). With
-    ``ckpt_path`` the best weights go there and the last state to
+    The model ends with the weights ``cfg.keep`` names: its best by
+    validation accuracy, or its last; they are tested. With ``ckpt_path``
+    those weights go there and the whole training state to
     ``<ckpt>.last.pt`` after each epoch; a run finds that file and resumes.
+
     Each callback is called after an epoch as ``cb(epoch=, model=,
-    optimizer=, record=)`` and may return a dict to add to the epoch record.
+    optimizer=, record=)`` and may return a dict to add to the epoch record;
+    so may the optimizer's ``epoch_end(epoch, last)``. Each hook may have
+    ``before_step(model, x, y, step)`` (before the forward pass) and
+    ``after_backward(model, loss, step)`` (gradients in place), ``step``
+    counting from the start of training; hooks may sync, the loop does not.
     A mean train loss that is NaN/inf or above ``max_loss`` (checked every
     ``check_every`` steps and at each epoch's end) stops the run as diverged.
     """
@@ -325,13 +333,15 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     ema = make_ema(model, cfg.ema) if cfg.ema else None
     swa = make_swa(model) if swa_epoch is not None else None
     net = torch.compile(model) if cfg.compile else model
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
+    before = [h.before_step for h in hooks if hasattr(h, "before_step")]
+    after = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
 
     ckpt_path = Path(ckpt_path) if ckpt_path else None
     last_path = ckpt_path.with_suffix(".last.pt") if ckpt_path else None
     st = {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": None,
-          "train_time": 0.0, "images": 0}
-    best_state = None
+          "kept_epoch": None, "kept_val": None, "train_time": 0.0, "images": 0}
+    kept_state = None  # the weights cfg.keep asks for, so far
     if resume and last_path is not None and last_path.is_file():
         last = read_checkpoint(last_path)
         if last.get("config") != cfg.to_dict():
@@ -346,9 +356,18 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
                 avg.load_state_dict(last[key])
         st = last["state"]
         if ckpt_path.is_file():
-            best_state = read_checkpoint(ckpt_path)["model"]
+            kept_state = read_checkpoint(ckpt_path)["model"]
 
     eval_model = ema.module if ema is not None else model
+
+    def keep(state, epoch, val_acc):
+        nonlocal kept_state
+        kept_state, st["kept_epoch"], st["kept_val"] = state, epoch, val_acc
+        if ckpt_path is not None:
+            atomic_save({"model": state, "model_name": cfg.model, "model_kw": cfg.model_kw,
+                         "config": cfg.to_dict(), "num_classes": loaders.train.num_classes,
+                         "epoch": epoch, "val_acc": val_acc}, ckpt_path)
+
     status, diverged_at = "ok", None
     wall0 = time.perf_counter()
     bar = tqdm(range(st["epoch"], cfg.epochs), disable=not _progress(progress),
@@ -362,6 +381,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         correct = torch.zeros((), device=dev, dtype=torch.long)
         seen = 0
         for step, (x, y) in enumerate(loaders.train):
+            for fn in before:
+                fn(model, x, y, epoch * steps + step)
             with _autocast(dev, cfg.amp):
                 out = net(x)
                 loss = loss_fn(out, y)
@@ -369,12 +390,14 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
                     loss = loss + cfg.l1 * l1_penalty(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for fn in after:
+                fn(model, loss, epoch * steps + step)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             loss_sum += loss.detach().float() * len(x)
             correct += (out.argmax(1) == _labels(y)).sum()
             seen += len(x)
@@ -390,8 +413,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             break
         st["train_time"] += time.perf_counter() - t0
         st["images"] += seen
-        if hasattr(opt, "epoch_end"):
-            opt.epoch_end(epoch)
+        extra = opt.epoch_end(epoch, epoch + 1 == cfg.epochs) if hasattr(opt, "epoch_end") else None
         if swa is not None and epoch >= swa_epoch:
             swa.update_parameters(model)
         val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
@@ -399,18 +421,15 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         rec = {"epoch": epoch + 1, "train_loss": train_loss,
                "train_acc": train_correct / seen, "val_loss": val["loss"],
                "val_acc": val["acc"], "lr": lr0,
-               "time": time.perf_counter() - t0}
+               "time": time.perf_counter() - t0, **(extra or {})}
         for cb in callbacks:
             rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
         st["history"].append(rec)
-        if val["acc"] > st["best_val"]:
+        best = val["acc"] > st["best_val"]
+        if best:
             st["best_val"], st["best_epoch"] = val["acc"], epoch + 1
-            best_state = _snapshot(eval_model)
-            if ckpt_path is not None:
-                atomic_save({"model": best_state, "model_name": cfg.model,
-                             "model_kw": cfg.model_kw, "config": cfg.to_dict(),
-                             "num_classes": loaders.train.num_classes,
-                             "epoch": epoch + 1, "val_acc": val["acc"]}, ckpt_path)
+        if best and cfg.keep == "best" or cfg.keep == "last":
+            keep(_snapshot(eval_model), epoch + 1, val["acc"])
         st["epoch"] = epoch + 1
         if last_path is not None and epoch + 1 < cfg.epochs:
             atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -430,21 +449,20 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, cfg.amp)["acc"]
         if swa_val >= st["best_val"]:
             st["best_val"], st["best_epoch"] = swa_val, "swa"
-            best_state = _snapshot(swa.module)
-            if ckpt_path is not None:
-                save_checkpoint(ckpt_path, swa.module, cfg, epoch="swa", val_acc=swa_val,
-                                num_classes=loaders.train.num_classes)
+        if swa_val >= st["best_val"] or cfg.keep == "last":  # the average is the last model
+            keep(_snapshot(swa.module), "swa", swa_val)
     test = None
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if kept_state is not None:
+        model.load_state_dict(kept_state)
         test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
     if last_path is not None and last_path.exists():  # done (ok or diverged)
         last_path.unlink()
     return {
         "status": status, "diverged_at": diverged_at, "history": st["history"],
         "metrics": {
-            "best_val_acc": st["best_val"] if best_state is not None else None,
+            "best_val_acc": st["best_val"] if st["best_epoch"] is not None else None,
             "best_epoch": st["best_epoch"], "swa_val_acc": swa_val,
+            "kept": cfg.keep, "kept_epoch": st["kept_epoch"], "kept_val_acc": st["kept_val"],
             "test_acc": test["acc"] if test else None,
             "test_loss": test["loss"] if test else None,
             "epochs_run": st["epoch"], "train_time": st["train_time"],

@@ -50,14 +50,17 @@ def _split(profile: Profile, root) -> Split:
 
 def profile_split(profile: Profile | str | None = None, root=None) -> Split:
     """The train/val/test split a profile trains on (cached in memory)."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     root = root or os.environ.get("CIFAR10_ROOT")
     return _split(profile, str(root) if root else None)
 
 
-def run_name(cfg: TrainConfig, data: dict) -> str:
-    """``<model>-s<seed>-<hash of config and data>``."""
-    blob = json.dumps({"config": cfg.to_dict(), "data": data}, sort_keys=True)
+def run_name(cfg: TrainConfig, data: dict, tag: dict | None = None) -> str:
+    """``<model>-s<seed>-<hash of config, data and tag>``."""
+    ident = {"config": cfg.to_dict(), "data": data}
+    if tag:
+        ident["tag"] = tag
+    blob = json.dumps(ident, sort_keys=True)
     return f"{cfg.model}-s{cfg.seed}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
 
@@ -102,7 +105,8 @@ def update_manifest(profile: Profile, record: dict) -> None:
     manifest[record["weights"]] = {
         "experiment": record["experiment"], "run": record["run"],
         "model": record["config"]["model"], "model_kw": record["config"]["model_kw"],
-        "val_acc": record["metrics"]["best_val_acc"],
+        "kept": record["metrics"].get("kept", "best"),
+        "val_acc": record["metrics"].get("kept_val_acc", record["metrics"]["best_val_acc"]),
         "test_acc": record["metrics"]["test_acc"],
         "bytes": ck.stat().st_size, "sha256": _sha256(ck)}
     write_json(dict(sorted(manifest.items())), path)
@@ -110,22 +114,31 @@ def update_manifest(profile: Profile, record: dict) -> None:
 
 def run(cfg: TrainConfig, split: Split, experiment: str,
         profile: Profile | str | None = None, *, label: str | None = None,
-        force: bool = False, device=None, callbacks=(), log=None) -> dict:
+        force: bool = False, need_weights: bool = False, device=None,
+        callbacks=(), hooks=(), tag: dict | None = None, log=None) -> dict:
     """Train ``cfg`` on ``split`` unless its result is on disk; return the record.
 
     The record holds the config, data description, environment, per-epoch
     history, status (``ok``/``diverged``) and final metrics. A diverged run
-    is saved like any other and does not raise.
+    is saved like any other and does not raise. With ``need_weights`` a
+    result whose checkpoint is not on this machine is trained again.
+    ``callbacks`` and ``hooks`` go to :func:`engine.fit`; a hook with a
+    ``result()`` method adds its dict to the record (e.g. per-step
+    measurements). ``tag`` (JSON-safe) joins the config in the run's name,
+    for settings outside the config that change what is recorded.
     """
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     data = split.describe()
-    name = run_name(cfg, data)
+    name = run_name(cfg, data, tag)
     path = profile.results / experiment / f"{name}.json"
     if not force:
         for found in [path, *sorted(profile.results.glob(f"*/{name}.json"))]:
             if found.is_file():
                 rec = json.loads(found.read_text())
-                if rec.get("config") == cfg.to_dict():
+                if rec.get("config") == cfg.to_dict() and rec.get("tag") == tag:
+                    if need_weights and rec.get("weights") and \
+                            not (profile.root / rec["weights"]).is_file():
+                        break  # the checkpoint was not kept here: train again
                     if found != path:  # same run made for another experiment
                         rec.update(experiment=experiment, label=label or rec.get("label"))
                         write_json(rec, path)
@@ -133,10 +146,11 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
     ckpt = profile.weights / experiment / f"{name}.pt"
-    if force and ckpt.with_suffix(".last.pt").exists():
-        ckpt.with_suffix(".last.pt").unlink()
+    if force:  # nothing of an earlier run may stand in for this one
+        ckpt.unlink(missing_ok=True)
+        ckpt.with_suffix(".last.pt").unlink(missing_ok=True)
     out = fit(model, make_loaders(split, cfg, device), cfg, ckpt_path=ckpt,
-              callbacks=callbacks, log=log)
+              callbacks=callbacks, hooks=hooks, log=log)
     rec = {"experiment": experiment, "run": name, "label": label or name,
            "status": out["status"], "diverged_at": out["diverged_at"],
            "config": cfg.to_dict(), "data": data, "env": environment(device),
@@ -144,14 +158,28 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "weights": str(ckpt.relative_to(profile.root)) if ckpt.is_file() else None,
            "history": out["history"], "metrics": out["metrics"]}
+    if tag:
+        rec["tag"] = tag
+    for h in hooks:
+        rec.update(h.result() if hasattr(h, "result") else {})
     write_json(rec, path)
     update_manifest(profile, rec)
     return json.loads(path.read_text())
 
 
+def trained_model(cfg: TrainConfig, split: Split, experiment: str,
+                  profile: Profile | str | None = None, *, label: str | None = None,
+                  force: bool = False, device=None):
+    """The model of a run with its kept weights: loaded, or trained when its
+    result or checkpoint is not on this machine."""
+    rec = run(cfg, split, experiment, profile, label=label, force=force,
+              need_weights=True, device=device)
+    return load_model(rec, profile, device or default_device())
+
+
 def load_model(record: dict, profile: Profile | str | None = None, device="cpu"):
     """The trained model of a run record, with its best weights, in eval mode."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     if not record.get("weights"):
         raise FileNotFoundError(f"run {record['run']} kept no weights (status "
                                 f"{record['status']}); retrain it with force=True")
@@ -160,7 +188,7 @@ def load_model(record: dict, profile: Profile | str | None = None, device="cpu")
 
 def load_results(experiment: str, profile: Profile | str | None = None) -> list[dict]:
     """Every run record of ``experiment`` under the profile, oldest first."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     recs = [json.loads(p.read_text()) for p in (profile.results / experiment).glob("*.json")]
     return sorted(recs, key=lambda r: (r.get("created", ""), r["run"]))
 
@@ -208,7 +236,7 @@ def register_experiment(name: str):
 def experiment_configs(name: str, profile: Profile | str | None = None):
     """The (label, config) pairs of a named experiment for a profile."""
     import cifar_lib.studies  # noqa: F401  (registers named experiments)
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of "
                          f"{', '.join(sorted(EXPERIMENTS))}")
@@ -219,7 +247,7 @@ def run_experiment(name: str, profile: Profile | str | None = None,
                    split: Split | None = None, force: bool = False,
                    device=None, log=None):
     """Run (or load) every config of a named experiment; return its table."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     split = split or profile_split(profile)
     records = [run(cfg, split, name, profile, label=label, force=force,
                    device=device, log=log)

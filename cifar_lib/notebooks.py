@@ -59,7 +59,7 @@ def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
     from cifar_lib.report import refresh_readme, refresh_report
     import json
 
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     out_dir = NOTEBOOK_DIR if P.name == "full" else P.root / "notebooks"
     times_path = P.results / "notebook_times.json"
     times = json.loads(times_path.read_text()) if times_path.is_file() else {}

@@ -11,7 +11,7 @@ import math
 from typing import Callable
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 OPTIMIZERS: dict[str, Callable] = {}
 
@@ -284,12 +284,51 @@ class LRSchedule:
 # ---------------------------------------------------------------- averaging
 
 
-def make_ema(model, decay: float) -> AveragedModel:
-    """Exponential moving average of weights and BN buffers."""
-    if not 0 < decay < 1:
-        raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
-                         use_buffers=True)
+class EMA:
+    """Exponential moving average of a model's weights and float buffers.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so
+    early weights do not linger in a short run; updates are foreach lerps on
+    the device with the count kept in Python (no host sync per step).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.n = decay, 0
+
+    def _pairs(self, model):
+        mine = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [*model.parameters(), *model.buffers()]
+        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
+        others = [(a, b) for a, b in zip(mine, theirs) if not a.is_floating_point()]
+        return floats, others
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        floats, others = self._pairs(model)
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [b.detach() for _, b in floats], 1 - d)
+        for a, b in others:  # e.g. BatchNorm's num_batches_tracked
+            a.copy_(b)
+        self.n += 1
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "n": self.n}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.n = state["n"]
+
+
+def make_ema(model, decay: float) -> EMA:
+    """An :class:`EMA` of ``model`` (weights and BN statistics)."""
+    return EMA(model, decay)
 
 
 def make_swa(model) -> AveragedModel:

@@ -8,7 +8,7 @@ size from the returned :class:`Profile`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +27,6 @@ class Profile:
     seeds: tuple[int, ...]     # seeds averaged over where a table has spread
     batch_size: int
     root: Path                 # figures/, results/, weights/ live under it
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def figures(self) -> Path:
@@ -83,8 +82,11 @@ def default_profile_name() -> str:
     return "full" if torch.cuda.is_available() else "cpu"
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name`` (default: see :func:`default_profile_name`)."""
+def get_profile(name: "str | Profile | None" = None) -> Profile:
+    """The profile called ``name`` (default: see :func:`default_profile_name`);
+    a Profile passes through unchanged."""
+    if isinstance(name, Profile):
+        return name
     name = name or default_profile_name()
     profiles = _profiles()
     if name not in profiles:

@@ -47,10 +47,6 @@ def register_value(name: str):
     return deco
 
 
-def _profile(profile) -> Profile:
-    return profile if isinstance(profile, Profile) else get_profile(profile)
-
-
 def markdown_table(df) -> str:
     """A DataFrame as a GitHub Markdown table (cells as shown by str)."""
     def cell(v):
@@ -105,7 +101,7 @@ def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
 
 def refresh_report(profile=None, template: Path = TEMPLATE) -> Path:
     """Write the profile's report from the template; return its path."""
-    P = _profile(profile)
+    P = get_profile(profile)
     out = P.report
     out.parent.mkdir(parents=True, exist_ok=True)
     text = refresh_text(Path(template).read_text(), P, out.parent)
@@ -123,7 +119,7 @@ def refresh_readme(path: Path = REPO / "README.md") -> Path:
 
 def check_report(path: Path, profile=None) -> list[str]:
     """Problems in a written report: missing images, stale blocks."""
-    P = _profile(profile)
+    P = get_profile(profile)
     path = Path(path)
     text = path.read_text()
     problems = [f"image {link} does not exist"

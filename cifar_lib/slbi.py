@@ -175,13 +175,23 @@ class SLBI(torch.optim.Optimizer):
                 for name, kind, p, _ in self._path_params()}
 
     @torch.no_grad()
-    def epoch_end(self, epoch: int) -> None:
-        """Record ``epoch + 1`` (1-based, as in the history) for filters just entered."""
+    def epoch_end(self, epoch: int, last: bool = False) -> dict:
+        """Record ``epoch + 1`` (1-based, as in the history) for filters just
+        entered; return what the engine adds to the epoch's record.
+
+        Every epoch: ``slbi_support`` and ``slbi_sizes`` ({layer: count});
+        after the last epoch also ``slbi_entry`` ({conv layer: [entry epoch
+        per filter]}, -1 for never).
+        """
         for name, kind, p, st in self._path_params():
             if kind == "conv":
                 inside = st["gamma"].flatten(1).abs().amax(1) > 0
                 st["entry"] = torch.where((st["entry"] < 0) & inside,
                                           torch.full_like(st["entry"], epoch + 1), st["entry"])
+        out = {"slbi_support": self.support(), "slbi_sizes": self.sizes()}
+        if last:
+            out["slbi_entry"] = self.entry_epochs()
+        return out
 
     def entry_epochs(self) -> dict[str, list[int]]:
         """Per conv layer, the epoch each filter entered Gamma's support (-1: never)."""
@@ -225,31 +235,13 @@ def _slbi(model, lr, momentum, weight_decay, nesterov, total_steps, kappa=1.0,
                 nesterov=nesterov and momentum > 0)
 
 
-def path_recorder(epochs: int | None = None):
-    """An engine callback: Gamma's support per layer each epoch, entry epochs at the end.
-
-    Adds ``slbi_support`` and ``slbi_sizes`` ({layer: count}) to every epoch
-    record and, at epoch ``epochs`` (or every epoch when None),
-    ``slbi_entry`` ({conv layer: [entry epoch per filter]}). Optimizers
-    other than :class:`SLBI` add nothing, so one callback serves all runs.
-    """
-    def record(epoch, model, optimizer, record):
-        if not isinstance(optimizer, SLBI):
-            return {}
-        out = {"slbi_support": optimizer.support(), "slbi_sizes": optimizer.sizes()}
-        if epochs is None or epoch + 1 >= epochs:
-            out["slbi_entry"] = optimizer.entry_epochs()
-        return out
-    return record
-
-
 def entry_from_record(record: dict) -> dict[str, list[int]]:
-    """The filter entry epochs a run's history kept (see :func:`path_recorder`)."""
+    """The filter entry epochs a run's history kept (see :meth:`SLBI.epoch_end`)."""
     for rec in reversed(record.get("history", [])):
         if "slbi_entry" in rec:
             return rec["slbi_entry"]
     raise ValueError(f"run {record.get('run')} has no 'slbi_entry' in its history; train "
-                     "it with optimizer='slbi' and callbacks=[slbi.path_recorder(epochs)]")
+                     "it to the end with optimizer='slbi'")
 
 
 # ---------------------------------------------------------------- pruning

@@ -29,7 +29,7 @@ def setup() -> None:
 
 def save(fig, profile: Profile | str | None, name: str, show: bool = True) -> Path:
     """Write ``fig`` to ``<profile>/figures/<name>``, show a small copy, close it."""
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     path = P.figures / name
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")

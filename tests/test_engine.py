@@ -419,3 +419,61 @@ def test_training_set_smaller_than_a_batch(small_split):
     cfg = tiny_config(batch_size=1000)
     _, out = train(small_split, cfg)  # one partial batch rather than none
     assert out["status"] == "ok" and out["metrics"]["images_per_s"] > 0
+
+
+def test_keep_last_tests_the_final_weights(small_split, tmp_path):
+    cfg = tiny_config(epochs=3, keep="last", lr=0.05)
+    ck = tmp_path / "run.pt"
+    model, out = train(small_split, cfg, ckpt_path=ck)
+    m = out["metrics"]
+    assert m["kept"] == "last" and m["kept_epoch"] == 3
+    assert m["kept_val_acc"] == out["history"][-1]["val_acc"]
+    assert m["best_val_acc"] == max(r["val_acc"] for r in out["history"])
+    saved = read_checkpoint(ck)
+    assert saved["epoch"] == 3
+    for k, v in model.state_dict().items():
+        assert torch.equal(saved["model"][k], v.cpu())
+    with pytest.raises(ValueError, match="keep"):
+        tiny_config(keep="first")
+
+
+def test_hooks_see_each_step_before_forward_and_after_backward(small_split):
+    cfg = tiny_config(epochs=2)
+    seen = {"before": [], "after": []}
+
+    class Hook:
+        def before_step(self, model, x, y, step):
+            assert all(p.grad is None for p in model.parameters()) or step > 0
+            seen["before"].append((step, len(x)))
+
+        def after_backward(self, model, loss, step):
+            assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+            assert loss.requires_grad
+            seen["after"].append(step)
+
+    model = create_model(cfg.model, **cfg.model_kw)
+    loaders = make_loaders(small_split, cfg, "cpu")
+    fit(model, loaders, cfg, hooks=(Hook(),))
+    steps = len(loaders.train)
+    assert [s for s, _ in seen["before"]] == list(range(2 * steps)) == seen["after"]
+    assert all(n == cfg.batch_size for _, n in seen["before"])
+
+
+def test_optimizer_epoch_end_adds_to_the_record(small_split, monkeypatch):
+    import cifar_lib.engine as engine
+    cfg = tiny_config(epochs=2)
+    calls, real = [], engine.make_optimizer
+
+    def with_epoch_end(*a, **kw):
+        opt = real(*a, **kw)
+
+        def epoch_end(epoch, last):
+            calls.append((epoch, last))
+            return {"extra": epoch * 10}
+        opt.epoch_end = epoch_end
+        return opt
+
+    monkeypatch.setattr(engine, "make_optimizer", with_epoch_end)
+    _, out = train(small_split, cfg)
+    assert calls == [(0, False), (1, True)]
+    assert [r["extra"] for r in out["history"]] == [0, 10]

@@ -177,3 +177,32 @@ def test_profiles():
     assert get_profile("cpu").data == "cifar10"
     with pytest.raises(ValueError, match="unknown profile 'huge'; choose one of smoke, cpu, full"):
         get_profile("huge")
+
+
+def test_need_weights_retrains_when_the_checkpoint_is_gone(smoke, small_split, monkeypatch):
+    cfg = tiny_config(epochs=1)
+    rec = E.run(cfg, small_split, "exp", smoke)
+    ck = smoke.root / rec["weights"]
+    ck.unlink()
+    monkeypatch.setattr(E, "fit", no_training)
+    assert E.run(cfg, small_split, "exp", smoke)["run"] == rec["run"]  # results suffice
+    monkeypatch.undo()
+    model = E.trained_model(cfg, small_split, "exp", smoke, device="cpu")
+    assert ck.is_file()
+    assert evaluate(model, make_loaders(small_split, cfg, "cpu").test)["acc"] == \
+        pytest.approx(json.loads((smoke.results / "exp" / f"{rec['run']}.json").read_text())
+                      ["metrics"]["test_acc"])
+
+
+def test_force_removes_the_old_checkpoint(smoke, small_split, monkeypatch):
+    cfg = tiny_config(epochs=1)
+    rec = E.run(cfg, small_split, "exp", smoke)
+    ck = smoke.root / rec["weights"]
+    assert ck.is_file()
+
+    def diverge_at_once(model, loaders, cfg, **kw):
+        return {"status": "diverged", "diverged_at": {"epoch": 0, "step": 0},
+                "history": [], "metrics": {"best_val_acc": None, "test_acc": None}}
+    monkeypatch.setattr(E, "fit", diverge_at_once)
+    again = E.run(cfg, small_split, "exp", smoke, force=True)
+    assert again["status"] == "diverged" and again["weights"] is None and not ck.exists()

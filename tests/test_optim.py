@@ -318,14 +318,34 @@ def test_schedule_errors():
 
 def test_ema_and_swa_average():
     model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
     ema, swa = make_ema(model, 0.5), make_swa(model)
     for v in (1.0, 2.0, 3.0):
         with torch.no_grad():
             model.weight.fill_(v)
-        ema.update_parameters(model)
+        ema.update(model)
         swa.update_parameters(model)
-    # EMA starts from the first value: 1 -> 1.5 -> 2.25; SWA: (1 + 2 + 3) / 3
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 2.25))
+    # EMA warms up: decay_n = min(0.5, (1 + n) / (10 + n)) = 0.1, 2/11, 0.25
+    e = 0.0
+    for n, v in enumerate((1.0, 2.0, 3.0)):
+        d = min(0.5, (1 + n) / (10 + n))
+        e = d * e + (1 - d) * v
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), e))
+    assert ema.n == 3 and not ema.module.weight.requires_grad
+    # SWA: (1 + 2 + 3) / 3
     assert torch.allclose(swa.module.weight, torch.full((1, 2), 2.0))
+    # later the decay is the one asked for
+    for _ in range(100):
+        ema.update(model)
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, 0.5 * before + 0.5 * 5.0)
+    # round trip
+    other = make_ema(model, 0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.n == ema.n and torch.equal(other.module.weight, ema.module.weight)
     with pytest.raises(ValueError, match="EMA decay"):
         make_ema(model, 1.0)

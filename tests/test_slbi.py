@@ -107,7 +107,9 @@ def test_gamma_starts_at_zero_and_grows_along_the_path():
             opt.zero_grad()
             F.mse_loss(model(x), y).backward()
             opt.step()
-        opt.epoch_end(epoch)
+        out = opt.epoch_end(epoch, last=epoch == 14)
+        assert out["slbi_support"] == opt.support() and out["slbi_sizes"] == {"0": 4}
+        assert ("slbi_entry" in out) == (epoch == 14)
         sizes.append(opt.support()["0"])
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     entry = opt.entry_epochs()["0"]
@@ -219,8 +221,7 @@ def test_engine_fit_with_slbi_records_the_path(small_split, cfg_factory, tmp_pat
     from cifar_lib import create_model, experiments
     cfg = cfg_factory(optimizer="slbi", epochs=2,
                       optim_kw={"nu": 10.0, "lambda_conv": 0.05, "lambda_linear": 0.001})
-    rec = experiments.run(cfg, small_split, "slbi_test", "smoke",
-                          callbacks=[slbi.path_recorder(cfg.epochs)])
+    rec = experiments.run(cfg, small_split, "slbi_test", "smoke")  # as from the CLI
     assert rec["status"] == "ok" and len(rec["history"]) == 2
     h0, h1 = rec["history"]
     assert "slbi_entry" not in h0 and set(h1["slbi_support"]) == set(h1["slbi_sizes"])
@@ -229,10 +230,10 @@ def test_engine_fit_with_slbi_records_the_path(small_split, cfg_factory, tmp_pat
     assert list(entry) == list(slbi.conv_layers(model))
     with slbi.prune_filters(model, 0.5, by="path", entry=entry) as p:
         assert sum(map(len, p.pruned.values())) > 0
-    # an SGD run with the same callback records nothing extra
+    # an SGD run records nothing of the kind
     sgd = fit(create_model(cfg.model, **cfg.model_kw),
               make_loaders(small_split, cfg.replace(optimizer="sgd", optim_kw={}), "cpu"),
-              cfg.replace(optimizer="sgd", optim_kw={}), callbacks=[slbi.path_recorder()])
+              cfg.replace(optimizer="sgd", optim_kw={}))
     assert "slbi_support" not in sgd["history"][0]
     with pytest.raises(ValueError, match="slbi_entry"):
         slbi.entry_from_record({"run": "x", "history": sgd["history"]})

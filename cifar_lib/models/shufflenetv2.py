@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, conv_norm_act, norm_layer
+from cifar_lib.models.layers import conv_norm_act, norm_layer
 
 # stage widths for each width multiplier (the paper's Table 5)
 WIDTHS = {0.5: (48, 96, 192), 1.0: (116, 232, 464), 1.5: (176, 352, 704),

@@ -78,7 +78,7 @@ class Sizes:
 
 def sizes(profile: Profile | str | None = None) -> Sizes:
     """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100)."""
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     if P.name == "smoke":
         return Sizes(width=1 / 16, epochs=2, batch_size=P.batch_size,
                      probe_every=3, probe_scales=(0.5, 2, 4),
@@ -214,7 +214,7 @@ def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
 
 def load_runs(P: Profile | str | None = None, S: Sizes | None = None) -> list[dict]:
     """The records of the profile's runs found on disk (for tables and values)."""
-    P = P if isinstance(P, Profile) else get_profile(P)
+    P = get_profile(P)
     S = S or sizes(P)
     records = _records(P)
     return [r for r in (find_run(P, s, S, records=records) for s in specs(S)) if r]
@@ -287,7 +287,7 @@ def _outcome(r: dict | None) -> str:
 def runs_table(profile=None):
     """One row per run: model, optimizer, lr, outcome, loss and accuracies."""
     import pandas as pd
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     rows = []
     for r in load_runs(P):
         c, m = r["config"], r["metrics"]
@@ -305,7 +305,7 @@ def runs_table(profile=None):
 def probe_table(profile=None):
     """Per setting and model: mean loss range, gradient distance and beta."""
     import pandas as pd
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     S = sizes(P)
     rows = []
     for r in load_runs(P, S):
@@ -347,7 +347,7 @@ def _compare(bn, plain, less="smaller", more="larger"):
 
 
 def _probe_means(profile, setting, key):
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     S = sizes(P)
     runs = load_runs(P, S)
     plain, bn = (_pick(runs, m, setting, _setting_lr(setting, S)) for m in MODELS)
@@ -425,7 +425,7 @@ def epochs(profile=None):
 @register_value("bn_width")
 def width(profile=None):
     """The channel width and parameter counts of both networks."""
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     S = sizes(P)
     counts = {m: sum(p.numel() for p in create_model(m, width=S.width).parameters())
               for m in MODELS}
@@ -564,7 +564,7 @@ def surfaces(P: Profile, split: Split, runs: list[dict], S: Sizes | None = None,
 
 def load_surfaces(profile=None) -> dict:
     """The surfaces on disk for the profile's runs, by model name."""
-    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    P = get_profile(profile)
     S = sizes(P)
     out = {}
     for m in MODELS:

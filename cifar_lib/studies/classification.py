@@ -216,18 +216,17 @@ def first_seed(recs: list[dict]) -> list[dict]:
 def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) -> dict:
     """Trained models of the architecture comparison (first seed), by label.
 
-    Runs that are missing are trained (as notebook 01 would).
+    Runs (or checkpoints) that are missing are trained, as notebook 01 would.
     """
-    from cifar_lib.engine import default_device
-    from cifar_lib.experiments import load_model, run
+    from cifar_lib.experiments import trained_model
     specs = {label: cfg for label, cfg in architectures(profile)
              if cfg.seed == profile.seeds[0]}
     missing = [lbl for lbl in labels if lbl not in specs]
     if missing:
         raise ValueError(f"{missing} are not in the {profile.name} architecture list; "
                          f"choose from {sorted(specs)}")
-    return {lbl: load_model(run(specs[lbl], split, "architectures", profile, label=lbl,
-                                force=force), profile, default_device())
+    return {lbl: trained_model(specs[lbl], split, "architectures", profile, label=lbl,
+                               force=force)
             for lbl in labels}
 
 

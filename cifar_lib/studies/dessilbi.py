@@ -13,8 +13,8 @@ import math
 import statistics
 
 from cifar_lib import slbi
-from cifar_lib.engine import TrainConfig, default_device, evaluate, make_loaders
-from cifar_lib.experiments import (load_model, load_results, register_experiment,
+from cifar_lib.engine import TrainConfig, evaluate, make_loaders
+from cifar_lib.experiments import (load_results, register_experiment, trained_model,
                                    write_json)
 from cifar_lib.profiles import Profile, get_profile
 from cifar_lib.report import register_table, register_value
@@ -41,13 +41,9 @@ _SIZES = {
 }
 
 
-def _profile(P) -> Profile:
-    return P if isinstance(P, Profile) else get_profile(P)
-
-
 def sizes(P: Profile) -> dict:
     """The study's sizes and hyper-parameters for profile ``P`` (or its name)."""
-    P = _profile(P)
+    P = get_profile(P)
     s = dict(model="vgg16_bn", lr=0.1, kappa=1.0, nu=20.0, seeds=P.seeds,
              fractions=tuple(round(0.1 * i, 1) for i in range(10)),
              panels=(1, 7, 13),   # conv layers pruned one at a time (1-based)
@@ -67,7 +63,7 @@ def recipe(P: Profile, optimizer: str, seed: int = 0) -> TrainConfig:
                        momentum=0.9, nesterov=True, weight_decay=5e-4,
                        scheduler="cosine", warmup_epochs=min(1, S["epochs"] / 4),
                        epochs=S["epochs"], batch_size=S["batch_size"],
-                       augment="crop_flip", seed=seed)
+                       augment="crop_flip", seed=seed, keep="last")
 
 
 @register_experiment(EXPERIMENT)
@@ -77,14 +73,9 @@ def configs(P: Profile) -> list[tuple[str, TrainConfig]]:
             for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]
 
 
-def callbacks(cfg: TrainConfig) -> list:
-    """Engine callbacks of a run: the SLBI path (support per layer, entry epochs)."""
-    return [slbi.path_recorder(cfg.epochs)]
-
-
 def runs_on_disk(P: Profile) -> dict[str, list[dict]]:
     """The records of this profile's current configs, by label (seed order)."""
-    P = _profile(P)
+    P = get_profile(P)
     recs = load_results(EXPERIMENT, P)
     out: dict[str, list[dict]] = {}
     for label, cfg in configs(P):
@@ -112,10 +103,12 @@ def outside_support(entry: dict, layers: list[str]) -> float:
     return sum(e < 0 for layer in layers for e in entry[layer]) / n
 
 
-def load_models(runs: dict[str, dict], P: Profile, device=None) -> dict:
-    """The trained networks of ``runs`` (label -> record), in eval mode."""
-    device = device or default_device()
-    return {label: load_model(rec, P, device) for label, rec in runs.items()}
+def load_models(runs: dict[str, dict], P: Profile, split, device=None) -> dict:
+    """The trained networks of ``runs`` (label -> record), in eval mode;
+    a run whose checkpoint is not on this machine is trained again."""
+    return {label: trained_model(TrainConfig.from_dict(rec["config"]), split, EXPERIMENT, P,
+                                 label=label, device=device)
+            for label, rec in runs.items()}
 
 
 def pruning_curves(runs: dict[str, dict], split, P: Profile, force: bool = False,
@@ -136,7 +129,7 @@ def pruning_curves(runs: dict[str, dict], split, P: Profile, force: bool = False
         if old.get("runs") == key and old.get("fractions") == list(S["fractions"]):
             return pd.DataFrame(old["rows"])
     entry = slbi.entry_from_record(runs["SLBI"])
-    models = models or load_models(runs, P)
+    models = models or load_models(runs, P, split)
     device = next(models["SLBI"].parameters()).device
     cfg = TrainConfig.from_dict(runs["SLBI"]["config"])
     test = make_loaders(split, cfg, device).test
@@ -199,6 +192,9 @@ def plot_path(record: dict):
     """Share of each layer's filters (conv) or weights (linear) in Gamma's support per epoch."""
     import matplotlib.pyplot as plt
     h = [r for r in record["history"] if "slbi_support" in r]
+    if not h:
+        raise ValueError(f"run {record.get('run')} recorded no regularisation path; "
+                         "it was not trained with optimizer='slbi'")
     layers = list(h[0]["slbi_support"])
     convs = list(h[-1].get("slbi_entry", {}))
     cmap = plt.get_cmap("viridis")
@@ -345,7 +341,7 @@ def path_table(P: Profile):
 
 
 def _pruning(P: Profile):
-    path = _profile(P).results / PRUNING_FILE
+    path = get_profile(P).results / PRUNING_FILE
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
