@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cifar_lib.experiments import environment  # noqa: E402
 from cifar_lib.models import (  # noqa: E402
     count_params, create_model, list_models, model_family)
 
@@ -81,15 +81,6 @@ def bench(name: str, batch: int = 512, steps: int = 20, warmup: int = 3,
         if cuda:
             torch.cuda.empty_cache()
     return row
-
-
-def environment(device: torch.device) -> dict:
-    """What the numbers were measured on."""
-    env = {"torch": torch.__version__, "python": platform.python_version(),
-           "device": device.type, "cpu_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
 
 
 def save(rows: list[dict], env: dict, args, out: Path) -> None:

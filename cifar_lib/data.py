@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from cifar_lib.augment import Augment, apply_augment
+from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -246,15 +247,9 @@ def _cache_path(kind: str, path: Path) -> Path:
 
 def save_cache(data: CIFARData, path: Path) -> None:
     """Write ``data`` to ``path`` atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save({"train_x": data.train_x, "train_y": data.train_y,
-                    "test_x": data.test_x, "test_y": data.test_y,
-                    "classes": list(data.classes), "source": data.source}, tmp)
-        os.replace(tmp, path)
-    finally:  # no half-written file after a failure or an interrupt
-        tmp.unlink(missing_ok=True)
+    obj = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x,
+           "test_y": data.test_y, "classes": list(data.classes), "source": data.source}
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_cache(path: Path) -> CIFARData:
@@ -288,7 +283,7 @@ def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARD
     if cached is not None:
         try:
             save_cache(data, cached)
-        except OSError as e:  # a read-only cache folder must not stop a load
+        except (OSError, RuntimeError) as e:  # read-only or full: still return the data
             warnings.warn(f"could not write the CIFAR-10 cache {cached} ({e}); "
                           "set CIFAR_LIB_CACHE to a writable folder")
     return data
@@ -330,7 +325,7 @@ def synthetic_cifar(n_train: int = 2000, n_test: int = 500, seed: int = 0,
         x = torch.where(box[:, None], colour, x)
         return x.clamp(0, 255).to(torch.uint8), y.long()
 
-    classes = CLASSES[:num_classes] if num_classes <= 10 else ()
+    classes = CLASSES[:num_classes]
     return CIFARData(*make(n_train), *make(n_test), tuple(classes), "synthetic")
 
 

@@ -25,6 +25,7 @@ from torch.optim.swa_utils import update_bn
 
 from cifar_lib.augment import augment_dict, resolve_augment
 from cifar_lib.data import DeviceLoader, Split
+from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
 from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
@@ -160,14 +161,7 @@ class CheckpointError(RuntimeError):
 
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temp file beside ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:  # no half-written file after a failure or an interrupt
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_checkpoint(path: Path) -> dict:

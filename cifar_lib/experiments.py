@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from cifar_lib.data import Split, load_cifar10, split_data, synthetic_cifar
+from cifar_lib.fsutil import atomic_write
 from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
@@ -77,14 +78,8 @@ def _clean(x):
 
 def write_json(obj, path: Path) -> None:
     """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_clean(obj), indent=1, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:  # no half-written file after a failure or an interrupt
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _sha256(path: Path) -> str:
@@ -223,12 +218,20 @@ def summarize(df, by="label", metrics=("test_acc", "best_val_acc", "train_time")
 # ---------------------------------------------------------------- named experiments
 
 EXPERIMENTS: dict[str, Callable[[Profile], list[tuple[str, TrainConfig]]]] = {}
+RUNNERS: dict[str, Callable] = {}
 
 
-def register_experiment(name: str):
-    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name."""
+def register_experiment(name: str, runner: Callable | None = None):
+    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
+
+    An experiment that records more than :func:`run` does by default (hooks,
+    tags) gives ``runner(profile, split, force=, device=, log=) -> [record]``,
+    which :func:`run_experiment` then calls instead.
+    """
     def deco(fn):
         EXPERIMENTS[name] = fn
+        if runner is not None:
+            RUNNERS[name] = runner
         return fn
     return deco
 
@@ -248,8 +251,11 @@ def run_experiment(name: str, profile: Profile | str | None = None,
                    device=None, log=None):
     """Run (or load) every config of a named experiment; return its table."""
     profile = get_profile(profile)
+    pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)
-    records = [run(cfg, split, name, profile, label=label, force=force,
-                   device=device, log=log)
-               for label, cfg in experiment_configs(name, profile)]
+    if name in RUNNERS:
+        records = RUNNERS[name](profile, split, force=force, device=device, log=log)
+    else:
+        records = [run(cfg, split, name, profile, label=label, force=force,
+                       device=device, log=log) for label, cfg in pairs]
     return results_frame(records)

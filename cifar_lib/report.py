@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
 
 TABLES: dict[str, Callable] = {}
@@ -103,18 +104,14 @@ def refresh_report(profile=None, template: Path = TEMPLATE) -> Path:
     """Write the profile's report from the template; return its path."""
     P = get_profile(profile)
     out = P.report
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = refresh_text(Path(template).read_text(), P, out.parent)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
-    return out
+    return atomic_write(out, lambda tmp: tmp.write_text(text))
 
 
 def refresh_readme(path: Path = REPO / "README.md") -> Path:
     """Refresh README.md's blocks (each names its profile with ``@``)."""
-    path.write_text(refresh_text(path.read_text(), get_profile("full"), path.parent))
-    return path
+    text = refresh_text(path.read_text(), get_profile("full"), path.parent)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def check_report(path: Path, profile=None) -> list[str]:

@@ -145,14 +145,14 @@ def learning_curves(records, labels=None, title=None):
 
 
 def lr_curves(records, labels=None):
-    """Learning rate at the end of each epoch, one line per run."""
+    """Learning rate each epoch starts with, one line per run."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, rec in enumerate(records):
         h = rec["history"]
         ax.plot([e["epoch"] for e in h], [e["lr"] for e in h], marker=".",
                 label=labels[i] if labels else rec.get("label", rec["run"]))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate (end of epoch)")
+    ax.set_ylabel("learning rate (start of epoch)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     return fig

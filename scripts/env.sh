@@ -7,9 +7,7 @@ PY="${PYTHON:-python3}"
 # Paths given relative to the caller's folder stay right after the cd below.
 for var in CIFAR10_ROOT CIFAR_LIB_CACHE CIFAR_LIB_SCRATCH; do
   val="${!var:-}"
-  if [ -n "$val" ] && [ "${val#/}" = "$val" ]; then
-    export "$var=$(cd "$(dirname "$val")" 2>/dev/null && pwd)/$(basename "$val")"
-  fi
+  if [ -n "$val" ]; then export "$var=$(realpath -m "$val")"; fi
 done
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[env] creating $VENV" >&2

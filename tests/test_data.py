@@ -276,13 +276,14 @@ def test_error_unknown_file_and_broken_cache(tmp_path):
     assert "delete it" in _error(pt, download=False)
 
 
-def test_failed_cache_write_leaves_no_temp_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [OSError, RuntimeError])  # torch.save raises either
+def test_failed_cache_write_leaves_no_temp_file(tmp_path, monkeypatch, error):
     root = write_image_folder(tmp_path / "imgs")
     real_save = torch.save
 
     def half_write(obj, f, *a, **kw):
         real_save({"partial": True}, f)
-        raise OSError("disk full")
+        raise error("disk full")
     monkeypatch.setattr(torch, "save", half_write)
     # the data still loads; the cache is skipped with a warning
     with pytest.warns(UserWarning, match="disk full.*CIFAR_LIB_CACHE"):

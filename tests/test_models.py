@@ -163,3 +163,10 @@ def test_model_table():
     assert row["MMACs"] == pytest.approx(556, rel=0.01)
     small = model_table(["lenet", "cnn3"])
     assert list(small["name"]) == ["lenet", "cnn3"]
+
+
+def test_aliases_create_the_same_net_but_are_listed_once():
+    from cifar_lib.models import model_aliases
+    assert model_aliases() == {"canet": "canet_base"}
+    assert "canet" not in list_models() and "canet" in list_models(aliases=True)
+    assert count_params(_meta("canet")) == count_params(_meta("canet_base"))

@@ -12,23 +12,38 @@ import torch.nn as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY: dict[str, str] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register(fn: Callable | None = None, *, name: str | None = None):
-    """Decorator: register a model builder under ``name`` (default: its own)."""
+    """Decorator: register a model builder under ``name`` (default: its own).
+
+    Registering a builder a second time under another name makes an alias
+    (e.g. ``canet`` for ``canet_base``): it can be created by that name but is
+    not listed again, so comparisons over ``list_models()`` train each net once.
+    """
     def deco(f):
         key = name or f.__name__
         if key in _MODELS:
             raise ValueError(f"model {key!r} is registered twice")
+        target = next((k for k, g in _MODELS.items() if g is f and k not in _ALIASES), None)
+        if target is not None:
+            _ALIASES[key] = target
         _MODELS[key] = f
         _FAMILY[key] = f.__module__.rsplit(".", 1)[-1]
         return f
     return deco(fn) if fn is not None else deco
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, sorted (optionally of one family)."""
-    return sorted(n for n in _MODELS if family in (None, _FAMILY[n]))
+def list_models(family: str | None = None, aliases: bool = False) -> list[str]:
+    """Registered model names, sorted (optionally of one family, with aliases)."""
+    return sorted(n for n in _MODELS if family in (None, _FAMILY[n])
+                  and (aliases or n not in _ALIASES))
+
+
+def model_aliases() -> dict[str, str]:
+    """Alias -> the registered name it stands for."""
+    return dict(_ALIASES)
 
 
 def model_family(name: str) -> str:
@@ -40,7 +55,7 @@ def model_family(name: str) -> str:
 def _check_name(name: str) -> None:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: "
-                         f"{', '.join(list_models())}")
+                         f"{', '.join(list_models(aliases=True))}")
 
 
 def model_options(name: str) -> list[str]:
