@@ -28,6 +28,8 @@ def _train(args) -> int:
     from cifar_lib.profiles import get_profile
 
     P = get_profile(args.profile)
+    if args.train_size:
+        P = P.with_(train_size=args.train_size)
     fields = {"model": args.model, "epochs": args.epochs or P.epochs,
               "batch_size": P.batch_size, "seed": args.seed}
     for item in args.set:
@@ -94,6 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--experiment", default="manual")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="training images kept (default: the profile's; 45000 = all)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig fields, values as JSON (e.g. lr=0.05 model_kw='{\"width\":0.5}')")
     p.set_defaults(fn=_train)
