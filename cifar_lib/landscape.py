@@ -1,5 +1,6 @@
-"""Measurements of the BatchNorm study: gradient-direction probes, a training
-loop that records them per step, and filter-normalised loss surfaces.
+"""Measurements of the BatchNorm study: gradient-direction probes, a
+recorder hook that takes them (and per-step quantities) during
+:func:`cifar_lib.engine.fit`, and filter-normalised loss surfaces.
 
 Probes follow Santurkar et al. 2018 ("How Does Batch Normalization Help
 Optimization?", Fig. 4 and appendix A.2.2): at weights w with gradient g on
@@ -12,13 +13,13 @@ Surfaces follow Li et al. 2018 ("Visualizing the Loss Landscape of Neural
 Nets"): random directions rescaled filter by filter to the norms of the
 weights, biases and BatchNorm parameters left fixed.
 
-Every measurement leaves the model as it found it: weights, gradients,
-BatchNorm running statistics and train/eval modes.
+Probes and surfaces run in float32: no autocast, and TF32 off on CUDA
+(:func:`float32_precision`). Every measurement leaves the model as it found
+it: weights, gradients, BatchNorm running statistics and train/eval modes.
 """
 from __future__ import annotations
 
 import math
-import time
 from contextlib import contextmanager
 from typing import Callable, Sequence
 
@@ -26,10 +27,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cifar_lib.analysis import last_linear
 from cifar_lib.data import DeviceLoader
-from cifar_lib.engine import Loaders, TrainConfig, _labels, _progress, evaluate
-from cifar_lib.losses import make_loss
-from cifar_lib.optim import LRSchedule, make_optimizer, trainable
+from cifar_lib.optim import trainable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,12 +43,43 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         [torch.linalg.vector_norm(t, dtype=torch.float64) for t in tensors]))
 
 
-def last_linear(model: nn.Module) -> nn.Linear:
-    """The model's last ``nn.Linear`` (the classifier's output layer)."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer")
-    return layers[-1]
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """(object, attribute, float32 value) of every TF32 switch that matters.
+
+    The ``fp32_precision`` API where torch has it (2.9 warns when the legacy
+    ``allow_tf32`` flags are set, and refuses to read them once both APIs
+    have been mixed); ``allow_tf32`` on older versions.
+    """
+    b = torch.backends
+    if hasattr(b.cuda.matmul, "fp32_precision") and hasattr(b.cudnn, "conv"):
+        return [(obj, "fp32_precision", "ieee") for obj in
+                (b.cuda.matmul, b.cudnn.conv, getattr(b.cudnn, "rnn", None))
+                if obj is not None]
+    return [(b.cuda.matmul, "allow_tf32", False), (b.cudnn, "allow_tf32", False)]
+
+
+@contextmanager
+def float32_precision(device=None):
+    """Turn TF32 off for CUDA matmuls and cuDNN convolutions inside the block.
+
+    Active when ``device`` is a CUDA device (``None``: when CUDA is
+    available); on CPU nothing is touched. The previous settings come back
+    on exit, also after an exception.
+    """
+    active = torch.device(device).type == "cuda" if device is not None \
+        else torch.cuda.is_available()
+    if not active:
+        yield
+        return
+    switches = _tf32_switches()
+    old = [getattr(obj, name) for obj, name, _ in switches]
+    try:
+        for obj, name, value in switches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for (obj, name, _), value in zip(switches, old):
+            setattr(obj, name, value)
 
 
 @contextmanager
@@ -87,18 +118,18 @@ def probe(model: nn.Module, loss_fn: LossFn, x, y, etas: Sequence[float]) -> dic
     """Loss and gradient along the negative gradient on one batch.
 
     At the current weights w, with g the gradient of ``loss_fn`` on (x, y),
-    evaluates the loss and the gradient at w - eta * g for each eta, with
-    BatchNorm in training mode (batch statistics) and everything restored
-    afterwards. Returns the loss and ||g|| at w, per-eta ``losses`` and
-    ``grad_dists`` (||grad(w - eta g) - g||), and the summaries
-    ``loss_min``/``loss_max``, ``gdist_min``/``gdist_max`` and ``beta``
-    (max over eta of grad_dist / (eta ||g||)).
+    evaluates the loss and the gradient at w - eta * g for each eta, in
+    float32 with BatchNorm in training mode (batch statistics) and
+    everything restored afterwards. Returns the loss and ||g|| at w, per-eta
+    ``losses`` and ``grad_dists`` (||grad(w - eta g) - g||), and the
+    summaries ``loss_min``/``loss_max``, ``gdist_min``/``gdist_max`` and
+    ``beta`` (max over eta of grad_dist / (eta ||g||)).
     """
     etas = [float(e) for e in etas]
     if not etas or min(etas) <= 0:
         raise ValueError(f"probe step sizes must be positive, got {etas}")
     params = trainable(model)
-    with preserved(model):
+    with preserved(model), float32_precision(params[0].device):
         model.train()
         loss0, g0 = loss_and_grad(model, loss_fn, x, y, params)
         w0 = [p.detach().clone() for p in params]
@@ -134,132 +165,81 @@ def _round(v: float, digits: int = 5):
     return float(f"{v:.{digits}g}") if math.isfinite(v) else None
 
 
-# ---------------------------------------------------------------- training
+# ---------------------------------------------------------------- recording
 
 
-def train_recorded(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
-                   probe_every: int = 0,
-                   probe_scales: Sequence[float] = (0.5, 1, 2, 3, 4),
-                   record_every: int = 1, check_every: int = 50,
-                   progress: bool | None = None,
-                   log: Callable[[str], None] | None = None) -> dict:
-    """Train as ``cfg`` says, recording per-step quantities and probes.
+class Recorder:
+    """A hook for :func:`cifar_lib.engine.fit` that records a run step by step.
 
-    Every step records the training loss, the norm of the last layer's
-    weight gradient and its change since the previous step (kept every
-    ``record_every`` steps). Every ``probe_every`` steps (0: never), before
-    the step, :func:`probe` runs on that step's batch with step sizes
-    ``probe_scales`` times the current learning rate. Validation after each
-    epoch. A non-finite loss stops the run with status ``diverged``.
-    Returns status, per-epoch history, per-step records, probes, metrics;
-    the model ends with its final weights.
+    ``after_backward`` measures, at every step, the training loss, the norm
+    of the last linear layer's weight gradient and the norm of its change
+    since the previous step; the values stay on the device, and the steps
+    whose index is a multiple of ``keep_every`` are kept. ``before_step``
+    runs :func:`probe` with step sizes ``etas`` every ``probe_every`` steps
+    (0: never) on the batch about to be trained, at the weights before the
+    step; a probe changes nothing that training uses, random state included.
+    ``result()`` gives both as JSON-safe columns (5 significant digits) for
+    the run's record; ``options()`` the settings, to name the run by. Use a
+    new recorder for each run.
     """
-    from tqdm.auto import tqdm
 
-    unsupported = [k for k in ("ema", "swa_start", "l1", "grad_clip")
-                   if getattr(cfg, k)]
-    if unsupported:
-        raise ValueError(f"train_recorded does not support {unsupported}; "
-                         "use cifar_lib.engine.fit for those options")
-    if probe_every < 0 or record_every < 1:
-        raise ValueError("probe_every must be >= 0 and record_every >= 1")
-    dev = loaders.train.device
-    model.to(dev)
-    if loaders.train.channels_last:
-        model.to(memory_format=torch.channels_last)
-    steps = len(loaders.train)
-    if steps == 0:
-        raise ValueError(f"the training set ({len(loaders.train.y)} images) is "
-                         f"smaller than one batch ({cfg.batch_size})")
-    total = cfg.epochs * steps
-    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
-                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-                         total_steps=total, **cfg.optim_kw)
-    sched = LRSchedule(opt, cfg.scheduler, total, steps,
-                       warmup_steps=round(cfg.warmup_epochs * steps), **cfg.sched_kw)
-    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
-    head = last_linear(model)
-    amp = cfg.amp and dev.type == "cuda"
-    rec = torch.full((len(STEP_KEYS), total), math.nan, device=dev)
-    probes, history, prev = [], [], None
-    status, diverged_at, t = "ok", None, 0
-    wall0, train_time = time.perf_counter(), 0.0
-    bar = tqdm(total=total, disable=not _progress(progress), desc=cfg.model,
-               leave=False)
-    for epoch in range(cfg.epochs):
-        loaders.train.set_epoch(epoch)
-        model.train()
-        t0, first = time.perf_counter(), t
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        for x, y in loaders.train:
-            if probe_every and t % probe_every == 0:
-                p = probe(model, loss_fn, x, y, [s * sched.lr for s in probe_scales])
-                probes.append({"step": t, **{k: p[k] for k in PROBE_KEYS}})
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x)
-                loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gw = head.weight.grad.detach().float()
-            rec[0, t] = loss.detach().float()
-            rec[1, t] = torch.linalg.vector_norm(gw)
-            if prev is not None:
-                rec[2, t] = torch.linalg.vector_norm(gw - prev)
-            prev = gw.clone()
-            opt.step()
-            sched.step()
-            correct += (out.argmax(1) == _labels(y)).sum()
-            seen += len(x)
-            t += 1
-            bar.update()
-            if t % check_every == 0 and not torch.isfinite(loss):
-                break
-        losses = rec[0, first:t]
-        finite = torch.isfinite(losses)
-        train_time += time.perf_counter() - t0
-        if not bool(finite.all()):
-            bad = first + int((~finite).nonzero()[0])
-            status, diverged_at = "diverged", {"epoch": epoch, "step": bad}
-            if log:
-                log(f"{cfg.model}: loss not finite at step {bad} (epoch "
-                    f"{epoch}); stopping, the run is recorded as diverged")
-            break
-        val = evaluate(model, loaders.val, amp=cfg.amp)
-        sched.epoch_end(val["loss"])
-        history.append({"epoch": epoch + 1, "train_loss": float(losses.mean()),
-                        "train_acc": int(correct) / max(seen, 1),
-                        "val_loss": val["loss"], "val_acc": val["acc"],
-                        "lr": sched.lr, "time": time.perf_counter() - t0})
-        if log:
-            h = history[-1]
-            log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs} loss "
-                f"{h['train_loss']:.4f} val {h['val_acc']:.4f}")
-    bar.close()
-    test = evaluate(model, loaders.test, amp=cfg.amp) if status == "ok" else None
-    keep = list(range(0, t, record_every))
-    table = rec[:, keep].tolist()
-    best = max(history, key=lambda h: h["val_acc"]) if history else None
-    return {
-        "status": status, "diverged_at": diverged_at, "history": history,
-        "steps": {"step": keep, "steps_per_epoch": steps,
-                  **{k: [_round(v) for v in col] for k, col in zip(STEP_KEYS, table)}},
-        "probes": {"every": probe_every, "scales": list(map(float, probe_scales)),
-                   **{k: [p[k] if k == "step" else _round(p[k]) for p in probes]
-                      for k in ("step", *PROBE_KEYS)}},
-        "metrics": {
-            "best_val_acc": best["val_acc"] if best else None,
-            "best_epoch": best["epoch"] if best else None,
-            "final_val_acc": history[-1]["val_acc"] if history else None,
-            "final_train_loss": history[-1]["train_loss"] if history else None,
-            "test_acc": test["acc"] if test else None,
-            "test_loss": test["loss"] if test else None,
-            "epochs_run": len(history), "steps_run": t,
-            "train_time": train_time, "wall_time": time.perf_counter() - wall0,
-            "images_per_s": t * cfg.batch_size / train_time if train_time else None,
-            "params": sum(p.numel() for p in model.parameters()),
-        },
-    }
+    def __init__(self, loss_fn: LossFn | None = None, etas: Sequence[float] = (),
+                 probe_every: int = 0, keep_every: int = 1):
+        if probe_every < 0 or keep_every < 1:
+            raise ValueError(f"need probe_every >= 0 and keep_every >= 1, got "
+                             f"{probe_every} and {keep_every}")
+        if probe_every and (not etas or min(etas) <= 0):
+            raise ValueError(f"probe step sizes must be positive, got {list(etas)}")
+        self.loss_fn = loss_fn or nn.functional.cross_entropy
+        self.etas = [float(e) for e in etas]
+        self.probe_every, self.keep_every = int(probe_every), int(keep_every)
+        self.steps: list[int] = []            # every step seen
+        self.rows: list[torch.Tensor] = []    # its STEP_KEYS, on the device
+        self.probes: list[dict] = []
+        self._head, self._prev = None, None
+
+    def options(self) -> dict:
+        """What is recorded, JSON-safe (a run's ``tag``)."""
+        return {"probe_every": self.probe_every, "etas": self.etas,
+                "keep_every": self.keep_every}
+
+    def before_step(self, model: nn.Module, x, y, step: int) -> None:
+        if not self.probe_every or step % self.probe_every:
+            return
+        dev = x.device
+        cuda = [] if dev.type != "cuda" else \
+            [dev.index if dev.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):  # e.g. dropout in the probe
+            p = probe(model, self.loss_fn, x, y, self.etas)
+        self.probes.append({"step": step, **{k: p[k] for k in PROBE_KEYS}})
+
+    def after_backward(self, model: nn.Module, loss: torch.Tensor, step: int) -> None:
+        if self._head is None:
+            self._head = last_linear(model)
+        g = self._head.weight.grad.detach().float()
+        change = torch.linalg.vector_norm(g - self._prev) if self._prev is not None \
+            else torch.full((), math.nan, device=g.device)
+        self.rows.append(torch.stack([loss.detach().float(),
+                                      torch.linalg.vector_norm(g), change]))
+        self.steps.append(step)
+        self._prev = g.clone()
+
+    def result(self) -> dict:
+        """``steps`` (kept steps, first non-finite loss, last step) and ``probes``."""
+        table = torch.stack(self.rows).double().cpu() if self.rows else \
+            torch.zeros(0, len(STEP_KEYS), dtype=torch.float64)  # one host sync
+        bad = (~torch.isfinite(table[:, 0])).nonzero().flatten().tolist()
+        kept = [i for i, s in enumerate(self.steps) if s % self.keep_every == 0]
+        cols = table[kept].T.tolist() if kept else [[] for _ in STEP_KEYS]
+        return {
+            "steps": {"every": self.keep_every, "step": [self.steps[i] for i in kept],
+                      **{k: [_round(v) for v in col] for k, col in zip(STEP_KEYS, cols)},
+                      "first_nonfinite": self.steps[bad[0]] if bad else None,
+                      "last_step": self.steps[-1] if self.steps else None},
+            "probes": {"every": self.probe_every, "etas": self.etas,
+                       **{k: [p[k] if k == "step" else _round(p[k]) for p in self.probes]
+                          for k in ("step", *PROBE_KEYS)}},
+        }
 
 
 # ---------------------------------------------------------------- surfaces
@@ -287,9 +267,18 @@ def filter_normalized_direction(model: nn.Module, seed: int = 0) -> list[torch.T
     return out
 
 
-def fixed_batches(x, y, batch_size: int, mean=None, std=None, device=None):
-    """Normalised, un-augmented batches of uint8 images, kept on the device."""
-    return list(DeviceLoader(x, y, batch_size, mean=mean, std=std, device=device))
+def fixed_batches(x, y, batch_size: int, mean=None, std=None, device=None,
+                  drop_last: bool = True):
+    """Normalised, un-augmented batches of uint8 images, kept on the device.
+
+    With ``drop_last`` (default) every batch is full and the last
+    ``len(y) % batch_size`` images are left out: with batch statistics, a
+    small last batch would give a noisier, different loss.
+    """
+    if drop_last and len(y) < batch_size:
+        raise ValueError(f"{len(y)} images make no full batch of {batch_size}")
+    return list(DeviceLoader(x, y, batch_size, mean=mean, std=std, device=device,
+                             drop_last=drop_last))
 
 
 @torch.no_grad()
@@ -300,6 +289,10 @@ def mean_loss(model: nn.Module, batches, loss_fn: LossFn | None = None) -> torch
     return total / sum(len(y) for _, y in batches)
 
 
+def _has_bn(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 @torch.no_grad()
 def loss_surface(model: nn.Module, batches, directions, coords,
                  loss_fn: LossFn | None = None, bn_train: bool = True) -> np.ndarray:
@@ -307,16 +300,25 @@ def loss_surface(model: nn.Module, batches, directions, coords,
 
     ``directions`` is a list of k directions (each a list of tensors shaped
     like the trainable parameters); ``coords`` is N x k. BatchNorm uses
-    batch statistics (``bn_train``) or its running statistics; the model is
-    restored afterwards. Returns N losses (inf/nan kept as they are).
+    batch statistics (``bn_train``; the batches must then be of one size,
+    see :func:`fixed_batches`) or its running statistics. Runs in float32;
+    the model is restored afterwards. Returns N losses (inf/nan kept).
     """
     coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
     if coords.shape[1] != len(directions):
         raise ValueError(f"coords have {coords.shape[1]} columns for "
                          f"{len(directions)} directions")
+    batches = list(batches)
+    sizes = sorted({len(y) for _, y in batches})
+    if bn_train and len(sizes) > 1 and _has_bn(model):
+        raise ValueError(f"batches of sizes {sizes}: with batch statistics every "
+                         "batch must have the same size (fixed_batches drops the "
+                         "last, smaller one)")
     params = trainable(model)
+    dev = params[0].device
     out = []
-    with preserved(model):
+    with preserved(model), float32_precision(dev), \
+            torch.autocast(dev.type, enabled=False):
         model.train(bn_train)
         w0 = [p.detach().clone() for p in params]
         for c in coords:

@@ -31,7 +31,7 @@ def test_list_experiments(capsys):
     assert main(["list", "experiments"]) == 0
     names = capsys.readouterr().out.split()
     for name in ("architectures", "baseline", "ablation_optimizers", "ablation_batch_size",
-                 "dessilbi"):
+                 "batchnorm", "dessilbi"):
         assert name in names  # each study registers its experiments
 
 

@@ -1,8 +1,9 @@
-"""The BatchNorm study's measurements: probes, surfaces, the recorded loop."""
+"""The BatchNorm study's measurements: probes, surfaces, the recorder hook."""
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import matplotlib
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from cifar_lib import landscape as L
-from cifar_lib.engine import TrainConfig, make_loaders
+from cifar_lib.data import split_data, synthetic_cifar
+from cifar_lib.engine import TrainConfig, fit, make_loaders
 from cifar_lib.models import create_model
 from cifar_lib.profiles import get_profile
 
@@ -172,70 +174,203 @@ def test_loss_surface_at_the_origin_is_the_loss():
         L.loss_surface(model, [(x, y)], [d], [[0.0, 1.0]])
 
 
-def test_train_recorded_records_steps_probes_and_divergence(small_split):
-    cfg = TrainConfig(model="vgg_a", model_kw={"width": 1 / 16}, optimizer="sgd",
-                      lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0,
-                      scheduler="constant", epochs=2, batch_size=64,
-                      augment="none", amp=False)
-    torch.manual_seed(0)
+def test_float32_precision_turns_tf32_off_and_restores_the_settings():
+    switches = L._tf32_switches()
+    saved = [getattr(obj, name) for obj, name, _ in switches]
+    new_api = isinstance(saved[0], str)
+    # a mixed starting state, to see each switch get its own value back
+    start = [("tf32" if new_api else True) if i % 2 == 0 else v
+             for i, (_, _, v) in enumerate(switches)]
+    try:
+        for (obj, name, _), v in zip(switches, start):
+            setattr(obj, name, v)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # neither API may warn
+            with L.float32_precision("cpu"):  # CPU: nothing touched
+                assert [getattr(o, n) for o, n, _ in switches] == start
+            with L.float32_precision("cuda"):
+                assert [getattr(o, n) for o, n, _ in switches] == \
+                    [v for _, _, v in switches]
+            assert [getattr(o, n) for o, n, _ in switches] == start
+            with pytest.raises(KeyError), L.float32_precision("cuda"):
+                raise KeyError("an error inside the block")
+            assert [getattr(o, n) for o, n, _ in switches] == start
+    finally:
+        for (obj, name, _), v in zip(switches, saved):
+            setattr(obj, name, v)
+
+
+def test_surface_batches_are_full_and_equal(small_split):
+    x, y = small_split.train
+    sizes = lambda bs: [len(yb) for _, yb in bs]  # noqa: E731
+    assert sizes(L.fixed_batches(x[:150], y[:150], 64)) == [64, 64]
+    uneven = L.fixed_batches(x[:150], y[:150], 64, drop_last=False)
+    assert sizes(uneven) == [64, 64, 22]
+    with pytest.raises(ValueError, match="no full batch"):
+        L.fixed_batches(x[:10], y[:10], 64)
+    model, _, _, _ = _tiny_state()
+    d = L.filter_normalized_direction(model)
+    with pytest.raises(ValueError, match="same size"):
+        L.loss_surface(model, uneven, [d], [[0.0]])
+    assert np.isfinite(L.loss_surface(model, uneven, [d], [[0.0]], bn_train=False)).all()
+
+
+VGG_CFG = dict(model="vgg_a_bn", model_kw={"width": 1 / 16}, optimizer="sgd",
+               lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0,
+               scheduler="constant", epochs=2, batch_size=64, augment="crop_flip",
+               amp=False, keep="last")
+
+
+@pytest.fixture(scope="module")
+def vgg_split():
+    """A little synthetic data: 256 training images, 4 batches of 64."""
+    return split_data(synthetic_cifar(n_train=320, n_test=64, seed=2),
+                      val_size=64, seed=0)
+
+
+def _fit(split, cfg, hooks=()):
+    torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_kw)
-    out = L.train_recorded(model, make_loaders(small_split, cfg, "cpu"), cfg,
-                           probe_every=2, probe_scales=(0.5, 4), record_every=3)
-    steps = 2 * (300 // 64)
-    assert out["status"] == "ok" and len(out["history"]) == 2
-    assert out["steps"]["step"] == list(range(0, steps, 3))
-    assert out["steps"]["last_grad_change"][0] is None  # no previous step
-    assert all(v is not None for v in out["steps"]["loss"])
-    assert out["probes"]["step"] == list(range(0, steps, 2))
-    assert all(lo <= hi for lo, hi in zip(out["probes"]["loss_min"],
-                                          out["probes"]["loss_max"]))
-    bad = cfg.replace(lr=1e6, epochs=3)
-    torch.manual_seed(0)
-    model = create_model(bad.model, **bad.model_kw)
-    out = L.train_recorded(model, make_loaders(small_split, bad, "cpu"), bad)
-    assert out["status"] == "diverged" and out["diverged_at"]["step"] >= 0
-    assert out["metrics"]["test_acc"] is None
+    loaders = make_loaders(split, cfg, "cpu")
+    return model, loaders, fit(model, loaders, cfg, hooks=hooks)
+
+
+def test_recorder_probes_every_k_steps_on_the_batch_about_to_be_trained(
+        vgg_split, monkeypatch):
+    cfg = TrainConfig(**VGG_CFG)
+    probed, real = [], L.probe
+
+    def spy(model, loss_fn, x, y, etas):
+        probed.append((x.clone(), y.clone()))
+        return real(model, loss_fn, x, y, etas)
+    monkeypatch.setattr(L, "probe", spy)
+    rec = L.Recorder(etas=[0.025, 0.2], probe_every=3)
+    sparse = L.Recorder(keep_every=3)  # no probes, every 3rd step kept
+    model, loaders, out = _fit(vgg_split, cfg, hooks=[rec, sparse])
+    steps = len(loaders.train)
+    assert out["status"] == "ok" and steps == 4
+    res = rec.result()
+    assert res["probes"]["step"] == [0, 3, 6] and res["probes"]["etas"] == [0.025, 0.2]
+    # the probed batch is the one trained at that step (augmented as trained) ...
+    for (x, y), t in zip(probed, res["probes"]["step"]):
+        loaders.train.set_epoch(t // steps)
+        xt, yt = list(loaders.train)[t % steps]
+        assert torch.equal(x, xt) and torch.equal(y, yt)
+    # ... at the weights before the step: its loss is that step's training loss
+    st = res["steps"]
+    assert st["step"] == list(range(2 * steps)) and st["every"] == 1
+    for t, loss in zip(res["probes"]["step"], res["probes"]["loss"]):
+        assert loss == pytest.approx(st["loss"][t], rel=1e-4)
+    assert st["last_grad_change"][0] is None  # no previous step
+    assert all(v is not None and v > 0 for v in st["last_grad"] + st["last_grad_change"][1:])
+    assert st["first_nonfinite"] is None and st["last_step"] == 2 * steps - 1
+    assert all(lo <= hi for lo, hi in zip(res["probes"]["loss_min"],
+                                          res["probes"]["loss_max"]))
+    kept = sparse.result()
+    assert kept["steps"]["step"] == [0, 3, 6] and kept["probes"]["step"] == []
+    assert kept["steps"]["loss"] == [st["loss"][t] for t in (0, 3, 6)]
+
+
+def test_probing_leaves_training_bit_for_bit_unchanged(vgg_split):
+    cfg = TrainConfig(**VGG_CFG)
+    plain, _, out0 = _fit(vgg_split, cfg)
+    rec = L.Recorder(etas=[0.05, 0.5, 5.0], probe_every=1)
+    probed, _, out1 = _fit(vgg_split, cfg, hooks=[rec])
+    assert len(rec.result()["probes"]["step"]) == 8
+    a, b = plain.state_dict(), probed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:  # weights and BN running statistics
+        assert torch.equal(a[k], b[k]), k
+    assert [h["train_loss"] for h in out0["history"]] == \
+        [h["train_loss"] for h in out1["history"]]
+
+
+def test_recorder_marks_a_diverged_run(vgg_split):
+    cfg = TrainConfig(**{**VGG_CFG, "model": "vgg_a", "lr": 1e6, "epochs": 3})
+    rec = L.Recorder(keep_every=2)
+    _, _, out = _fit(vgg_split, cfg, hooks=[rec])
+    st = rec.result()["steps"]
+    assert out["status"] == "diverged"
+    assert st["last_step"] is not None
+    assert st["first_nonfinite"] is None or st["first_nonfinite"] <= st["last_step"]
+    with pytest.raises(ValueError, match="positive"):
+        L.Recorder(etas=[], probe_every=2)
+    with pytest.raises(ValueError, match="keep_every"):
+        L.Recorder(keep_every=0)
+
+
+def test_loss_band_ends_where_a_run_diverges():
+    from cifar_lib.studies import batchnorm as study
+
+    def rec(lr, losses, status="ok"):
+        n = len(losses)
+        return {"config": {"model": "vgg_a", "optimizer": "adam", "lr": lr},
+                "status": status,
+                "steps": {"step": list(range(0, 2 * n, 2)), "loss": losses,
+                          "first_nonfinite": 6 if status == "diverged" else None,
+                          "last_step": 2 * n - 2}}
+    runs = [rec(1e-3, [2.3, 2.0, 1.8, 1.5, 1.2]),
+            rec(2e-3, [2.3, 2.5, 9.0, None, None], "diverged"),
+            rec(1e-4, [2.3, 2.2, 2.1, 2.0, 1.9])]
+    band = study.loss_band(runs, "vgg_a")
+    assert list(band.steps) == [0, 2, 4]  # not on over the two runs left
+    assert list(band.lo) == [2.3, 2.0, 1.8] and list(band.hi) == [2.3, 2.5, 9.0]
+    assert band.ends == "lr=0.002 diverged at step 6"
+    full = study.loss_band([runs[0], runs[2]], "vgg_a")
+    assert len(full.steps) == 5 and full.ends is None
+    assert study.loss_band(runs, "vgg_a_bn") is None
 
 
 def test_study_end_to_end(small_split, tmp_path, monkeypatch):
+    from cifar_lib import experiments
     from cifar_lib.report import TABLES, VALUES, render_block
     from cifar_lib.studies import batchnorm as study
 
     P = get_profile("smoke").with_(root=tmp_path / "smoke")
     monkeypatch.setattr(study, "sizes", lambda profile=None: S)
     S = study.Sizes(width=1 / 16, epochs=1, batch_size=64, lrs=(1e-3, 1e-4),
-                    probe_every=2, probe_scales=(0.5, 4), surface_images=64,
-                    surface_points=5, surface_grid=3)
+                    probe_every=2, probe_scales=(0.5, 4), keep_every=2,
+                    surface_images=100, surface_points=5, surface_grid=3)
     runs = study.train_all(P, small_split, S, device="cpu")
     assert len(runs) == 6 and all(r["status"] in ("ok", "diverged") for r in runs)
-    probed = [r for r in runs if r["recording"]["probe_every"]]
-    assert {(r["config"]["model"], r["setting"]) for r in probed} == \
+    probed = [r for r in runs if r["tag"]["probe_every"]]
+    assert {(r["config"]["model"], study.run_setting(r)) for r in probed} == \
         {(m, s) for m in study.MODELS for s in ("adam", "sgd")}
     assert all(len(r["probes"]["step"]) == 2 for r in probed)
     for r in runs:
+        assert r["config"]["keep"] == "last" and r["metrics"]["kept"] == "last"
+        assert r["steps"]["step"] == [0, 2]  # 4 steps, every 2nd kept
         assert set(r["steps"]) >= {"step", "loss", "last_grad", "last_grad_change"}
         assert len(r["history"]) == 1 or r["status"] == "diverged"
 
     def no_training(*a, **k):
         raise AssertionError("a cached run was trained again")
-    monkeypatch.setattr(study.L, "train_recorded", no_training)
+    monkeypatch.setattr(experiments, "fit", no_training)
     again = study.train_all(P, small_split, S)
     assert [r["run"] for r in again] == [r["run"] for r in runs]
+    assert [r["run"] for r in study.load_runs(P)] == [r["run"] for r in runs]
+    monkeypatch.undo()
+    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
 
+    bn = study._pick(runs, "vgg_a_bn", "adam", S.adam_lr)
+    (P.root / bn["weights"]).unlink()  # a surface without weights retrains its run
     surfs = study.surfaces(P, small_split, runs, S, device="cpu")
-    assert set(surfs) == set(study.MODELS)
+    assert set(surfs) == set(study.MODELS) and (P.root / bn["weights"]).is_file()
     for s in surfs.values():
         assert len(s["line"]) == 5 and np.shape(s["grid"]) == (3, 3)
+        assert s["options"]["images"] == 64  # full batches only
     assert study.load_surfaces(P).keys() == surfs.keys()
 
     band = study.loss_band(runs, "vgg_a_bn")
-    assert band is not None and (band[1] <= band[2]).all()
+    assert band is not None and (band.lo <= band.hi).all()
     for name in ("bn_runs", "bn_probes", "bn_surfaces"):
         assert len(TABLES[name](P)) > 0
     for name in ("bn_band_ratio", "bn_adam_loss_range_ratio", "bn_adam_beta_ratio",
                  "bn_sgd_gdist_ratio", "bn_surface_ratio", "bn_adam_val_acc_vgg_a_bn",
                  "bn_probe_every", "bn_width"):
         assert VALUES[name](P) is not None, name
+    assert VALUES["bn_kept_steps"](P) == "every 2nd step"
+    assert VALUES["bn_surface_images"](P) == "64"
     assert "VGG-A + BN" in render_block("table", "bn_probes", None, P, tmp_path)
 
     import matplotlib.pyplot as plt

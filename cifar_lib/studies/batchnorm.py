@@ -5,38 +5,39 @@ Optimization?"). Both networks train with the same data, seed and recipe:
 
 * the course's loss landscape: Adam at each of ``COURSE_LRS``, the training
   loss per step, its min-max band across learning rates; the same runs give
-  the last layer's gradient per step;
+  the last layer's gradient per step (kept every ``keep_every`` steps);
 * curves at the course's setting (Adam, lr 1e-3) and with plain SGD at a
   large learning rate (0.1), where the network without BN struggles;
 * the paper's probes along the gradient (:func:`cifar_lib.landscape.probe`)
   every ``probe_every`` steps of those two settings;
-* filter-normalised 1-D and 2-D loss surfaces around the trained weights
+* filter-normalised 1-D and 2-D loss surfaces around the final weights
   (Li et al. 2018).
 
-Runs are cached as ``results/batchnorm/<run>.json`` named by a hash of the
-config, the data and the recording options; surfaces as
+Every run is :func:`cifar_lib.experiments.run` with ``keep="last"`` and a
+:class:`cifar_lib.landscape.Recorder` hook: cached as
+``results/batchnorm/<run>.json``, named by a hash of the config, the data
+and the recording options (its ``tag``), with its final weights under
+``weights/batchnorm/``. Surfaces are cached as
 ``results/batchnorm/surfaces/<run>-<hash>.json``. Report tables and values
 (``bn_*``) read these files.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from cifar_lib import landscape as L
 from cifar_lib.data import Split
-from cifar_lib.engine import (TrainConfig, load_checkpoint, make_loaders,
-                              save_checkpoint)
-from cifar_lib.experiments import (environment, run_name, update_manifest,
-                                   write_json)
+from cifar_lib.engine import TrainConfig, default_device
+from cifar_lib.experiments import load_model, register_experiment, run, write_json
+from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
 from cifar_lib.report import register_table, register_value
@@ -64,8 +65,8 @@ class Sizes:
     momentum: float = 0.9       # of SGD
     probe_every: int = 25       # steps between probes
     probe_scales: tuple = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)  # eta / lr
-    record_every: int = 1       # per-step records kept every this many steps
-    surface_images: int = 5000  # training images the surfaces are measured on
+    keep_every: int = 1         # per-step records kept every this many steps
+    surface_images: int = 5120  # training images of the surfaces (full batches only)
     surface_points: int = 41    # points of the 1-D surface over [-span, span]
     surface_grid: int = 21      # points per side of the 2-D surface
     surface_span: float = 1.0   # extent along each filter-normalised direction
@@ -85,15 +86,16 @@ def sizes(profile: Profile | str | None = None) -> Sizes:
                      surface_images=256, surface_points=9, surface_grid=5)
     if P.name == "cpu":
         return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8,
-                     probe_scales=(0.5, 1, 2, 3, 4), surface_images=1000,
+                     probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
                      surface_points=21, surface_grid=9)
     # full: 20 epochs of 45k images (351 steps each, 7,020 per run). A probe
     # is 9 float32 forward-backward passes, so probing every 25 steps adds
     # about 36% passes to the four probed runs. Estimated (not yet measured)
     # H100 budget: ~5 min for the ten runs, ~1 min of probes, ~1 min for the
-    # surfaces (41 + 441 points on 5,000 images per model).
+    # surfaces (41 + 441 points on 5,120 images per model). Keeping every 5th
+    # step's records keeps each run's JSON small (1,404 of 7,020 steps).
     return Sizes(width=1.0, epochs=20, batch_size=128, probe_every=25,
-                 record_every=5)
+                 keep_every=5)
 
 
 # ---------------------------------------------------------------- runs
@@ -107,7 +109,6 @@ class Spec:
     setting: str   # "adam" (the course's optimizer) or "sgd"
     lr: float
     probed: bool   # probes along the gradient
-    keep: bool     # keep the final weights (for the surfaces)
 
     @property
     def label(self) -> str:
@@ -120,26 +121,36 @@ def specs(S: Sizes) -> list[Spec]:
     lrs = tuple(S.lrs) + ((S.adam_lr,) if S.adam_lr not in S.lrs else ())
     out = []
     for m in MODELS:
-        out += [Spec(m, "adam", lr, probed=lr == S.adam_lr, keep=lr == S.adam_lr)
-                for lr in lrs]
-        out.append(Spec(m, "sgd", S.sgd_lr, probed=True, keep=False))
+        out += [Spec(m, "adam", lr, probed=lr == S.adam_lr) for lr in lrs]
+        out.append(Spec(m, "sgd", S.sgd_lr, probed=True))
     return out
 
 
 def config(spec: Spec, S: Sizes) -> TrainConfig:
-    """The recipe: no augmentation, no weight decay, constant lr (the course's)."""
+    """The recipe: no augmentation, no weight decay, constant lr (the course's);
+    the run ends with (and tests) its last weights, which the surfaces use."""
     opt = dict(optimizer="adam") if spec.setting == "adam" else \
         dict(optimizer="sgd", momentum=S.momentum, nesterov=False)
     return TrainConfig(model=spec.model, model_kw={"width": S.width}, lr=spec.lr,
                        weight_decay=0.0, scheduler="constant", epochs=S.epochs,
-                       batch_size=S.batch_size, augment="none", seed=S.seed, **opt)
+                       batch_size=S.batch_size, augment="none", seed=S.seed,
+                       keep="last", **opt)
 
 
 def recording(spec: Spec, S: Sizes) -> dict:
-    """The recording options of a run (part of its name)."""
-    return {"probe_every": S.probe_every if spec.probed else 0,
-            "probe_scales": list(S.probe_scales) if spec.probed else [],
-            "record_every": S.record_every}
+    """The run's :class:`~cifar_lib.landscape.Recorder` options (its tag).
+
+    Probe step sizes are ``probe_scales`` times the run's learning rate,
+    which is constant.
+    """
+    etas = [float(f"{s * spec.lr:.6g}") for s in S.probe_scales] if spec.probed else []
+    return {"probe_every": S.probe_every if spec.probed else 0, "etas": etas,
+            "keep_every": S.keep_every}
+
+
+def run_setting(run: dict) -> str:
+    """``adam`` or ``sgd``: the optimizer a run record trained with."""
+    return "adam" if run["config"]["optimizer"] == "adam" else "sgd"
 
 
 def _folder(P: Profile) -> Path:
@@ -164,52 +175,43 @@ def find_run(P: Profile, spec: Spec, S: Sizes, data: dict | None = None,
     """The newest record on disk for ``spec`` (and ``data`` when given)."""
     cfg, rec_opts = config(spec, S).to_dict(), recording(spec, S)
     found = [r for r in (_records(P) if records is None else records)
-             if r.get("config") == cfg and r.get("recording") == rec_opts
+             if r.get("config") == cfg and r.get("tag") == rec_opts
              and (data is None or r.get("data") == data)]
     return max(found, key=lambda r: r.get("created", "")) if found else None
 
 
 def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
-              force: bool = False, device=None, progress=None, log=None) -> dict:
-    """Train one run unless its record is on disk; return the record."""
-    cfg, rec_opts, data = config(spec, S), recording(spec, S), split.describe()
-    name = run_name(cfg, {"data": data, "recording": rec_opts})
-    path = _folder(P) / f"{name}.json"
-    if not force and path.is_file():
-        rec = _load(path)
-        if rec and rec.get("config") == cfg.to_dict():
-            return rec
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
-    out = L.train_recorded(model, make_loaders(split, cfg, device), cfg,
-                           probe_every=rec_opts["probe_every"],
-                           probe_scales=S.probe_scales,
-                           record_every=S.record_every, progress=progress, log=log)
-    ckpt = P.weights / EXPERIMENT / f"{name}.pt"
-    if spec.keep and out["status"] == "ok":
-        save_checkpoint(ckpt, model, cfg, epoch=cfg.epochs)
-    rec = {"experiment": EXPERIMENT, "run": name, "label": spec.label,
-           "setting": spec.setting, "status": out["status"],
-           "diverged_at": out["diverged_at"], "config": cfg.to_dict(),
-           "recording": rec_opts, "data": data, "env": environment(device),
-           "profile": P.name,
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "weights": str(ckpt.relative_to(P.root)) if spec.keep and ckpt.is_file() else None,
-           "history": out["history"], "metrics": out["metrics"],
-           "steps": out["steps"], "probes": out["probes"]}
-    write_json(rec, path)
-    if rec["weights"]:  # the kept weights are the final ones
-        m = rec["metrics"]
-        update_manifest(P, {**rec, "metrics": {**m, "best_val_acc": m["final_val_acc"]}})
-    return _load(path)
+              force: bool = False, need_weights: bool = False, device=None,
+              log=None) -> dict:
+    """Train one run, recorded step by step, unless it is on disk; return
+    its record (with ``steps`` and ``probes``, see
+    :meth:`cifar_lib.landscape.Recorder.result`)."""
+    cfg, opts = config(spec, S), recording(spec, S)
+    recorder = L.Recorder(make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw),
+                          **opts)
+    return run(cfg, split, EXPERIMENT, P, label=spec.label, force=force,
+               need_weights=need_weights, device=device, hooks=[recorder],
+               tag=opts, log=log)
 
 
 def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
-              force: bool = False, device=None, progress=None, log=None) -> list[dict]:
+              force: bool = False, device=None, log=None) -> list[dict]:
     """Every run of the study (trained or loaded), in :func:`specs` order."""
     S = S or sizes(P)
-    return [train_run(P, split, s, S, force=force, device=device,
-                      progress=progress, log=log) for s in specs(S)]
+    return [train_run(P, split, s, S, force=force, device=device, log=log)
+            for s in specs(S)]
+
+
+def _runner(P: Profile, split: Split, *, force=False, device=None, log=None):
+    return train_all(P, split, force=force, device=device, log=log)
+
+
+@register_experiment(EXPERIMENT, runner=_runner)
+def experiment_configs(P: Profile) -> list[tuple[str, TrainConfig]]:
+    """The study's (label, config) pairs; ``python -m cifar_lib experiment
+    batchnorm`` trains them with their step recorders (:func:`train_all`)."""
+    S = sizes(P)
+    return [(s.label, config(s, S)) for s in specs(S)]
 
 
 def load_runs(P: Profile | str | None = None, S: Sizes | None = None) -> list[dict]:
@@ -223,10 +225,20 @@ def load_runs(P: Profile | str | None = None, S: Sizes | None = None) -> list[di
 def _pick(runs, model, setting, lr=None):
     for r in runs:
         c = r["config"]
-        if c["model"] == model and r["setting"] == setting \
+        if c["model"] == model and run_setting(r) == setting \
                 and (lr is None or math.isclose(c["lr"], lr)):
             return r
     return None
+
+
+def diverged_step(run: dict) -> int | None:
+    """The step at which a diverged run broke down: its first non-finite
+    loss, else the step at which its loss passed fit's ``max_loss``."""
+    if run["status"] != "diverged":
+        return None
+    st = run.get("steps", {})
+    first = st.get("first_nonfinite")
+    return first if first is not None else st.get("last_step")
 
 
 # ---------------------------------------------------------------- summaries
@@ -236,21 +248,46 @@ def _arr(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def loss_band(runs: list[dict], model: str, setting: str = "adam", key: str = "loss"):
-    """Steps and min/max across learning rates of a per-step quantity."""
-    rs = [r for r in runs if r["config"]["model"] == model and r["setting"] == setting]
+class Band(NamedTuple):
+    """A min-max band over runs, per kept training step."""
+
+    steps: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    ends: str | None  # why it stops before the longest run (None: it does not)
+
+
+def loss_band(runs: list[dict], model: str, setting: str = "adam",
+              key: str = "loss") -> Band | None:
+    """Min and max over the learning rates of a per-step quantity.
+
+    The band covers only the steps at which every run of ``model`` has a
+    finite value: it ends at the first kept step where one of them has none
+    (a diverged run), rather than going on over the runs left, which would
+    make it look narrower. ``ends`` names the run(s) that ended it. Leading
+    steps where no run has a value (the first step's gradient change) are
+    skipped.
+    """
+    rs = [r for r in runs if r["config"]["model"] == model and run_setting(r) == setting]
     if not rs:
         return None
-    n = max(len(r["steps"]["step"]) for r in rs)
-    vals = np.full((len(rs), n), np.nan)
+    steps = np.asarray(max((r["steps"]["step"] for r in rs), key=len))
+    vals = np.full((len(rs), len(steps)), np.nan)
     for i, r in enumerate(rs):
         v = _arr(r["steps"][key])
         vals[i, :len(v)] = v
-    steps = max((r["steps"]["step"] for r in rs), key=len)
-    with warnings.catch_warnings():  # all-nan columns after a divergence
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(vals, 0), np.nanmax(vals, 0)
-    return np.asarray(steps), lo, hi
+    finite = np.isfinite(vals)
+    start = int(np.argmax(finite.any(0))) if finite.any() else len(steps)
+    ok = finite[:, start:].all(0)
+    end = start + (len(ok) if ok.all() else int(np.argmin(ok)))
+    ends = None
+    if end < len(steps):
+        ends = "; ".join(
+            f"lr={r['config']['lr']:g} " + (f"diverged at step {diverged_step(r)}"
+                                            if r["status"] == "diverged" else "stopped")
+            for r, bad in zip(rs, ~finite[:, end]) if bad)
+    return Band(steps[start:end], vals[:, start:end].min(0),
+                vals[:, start:end].max(0), ends)
 
 
 def probe_summary(run: dict) -> dict:
@@ -279,24 +316,29 @@ def _outcome(r: dict | None) -> str:
     if r is None:
         return "not run"
     if r["status"] == "diverged":
-        return f"diverged at step {r['diverged_at']['step']}"
+        return f"diverged at step {diverged_step(r)}"
     return r["status"]
 
 
 @register_table("bn_runs")
 def runs_table(profile=None):
-    """One row per run: model, optimizer, lr, outcome, loss and accuracies."""
+    """One row per run: model, optimizer, lr, outcome, loss and accuracies.
+
+    "final" is the last finished epoch (of a diverged run: the last before
+    it diverged); its weights are the ones kept and tested.
+    """
     import pandas as pd
     P = get_profile(profile)
     rows = []
     for r in load_runs(P):
-        c, m = r["config"], r["metrics"]
+        c, m, h = r["config"], r["metrics"], r["history"]
         pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
         rows.append({"model": LABELS[c["model"]], "optimizer": c["optimizer"],
                      "lr": c["lr"], "outcome": _outcome(r),
-                     "final train loss": m["final_train_loss"],
+                     "final train loss": h[-1]["train_loss"] if h else None,
                      "best val acc (%)": pct(m["best_val_acc"]),
-                     "test acc (%)": pct(m["test_acc"]),
+                     "final val acc (%)": pct(m["kept_val_acc"]),
+                     "final test acc (%)": pct(m["test_acc"]),
                      "params": m["params"]})
     return pd.DataFrame(rows)
 
@@ -309,20 +351,16 @@ def probe_table(profile=None):
     S = sizes(P)
     rows = []
     for r in load_runs(P, S):
-        if not r["recording"]["probe_every"]:
+        if not r["tag"]["probe_every"]:
             continue
         s = probe_summary(r)
-        rows.append({"setting": _setting_name(r["setting"], S),
+        rows.append({"setting": _setting_name(run_setting(r), S),
                      "model": LABELS[r["config"]["model"]],
                      "outcome": _outcome(r), "probes": s["probes"],
                      "mean loss range": s["loss_range"],
                      "mean max grad distance": s["grad_dist"],
                      "mean beta": s["beta"], "max beta": s["beta_max"]})
     return pd.DataFrame(rows)
-
-
-def _fmt(x, digits=3):
-    return None if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
 def _times(r: float) -> str:
@@ -356,23 +394,23 @@ def _probe_means(profile, setting, key):
     return probe_summary(plain)[key], probe_summary(bn)[key]
 
 
-def _band_width(runs, model, key="loss"):
-    band = loss_band(runs, model, key=key)
-    if band is None:
-        return None
-    _, lo, hi = band
-    w = hi - lo
-    return float(np.nanmean(w)) if np.isfinite(w).any() else None
-
-
 def _bands(profile, key):
+    """Mean widths of the VGG-A and VGG-A + BN bands over the steps both cover."""
     runs = load_runs(profile)
-    return _band_width(runs, "vgg_a", key), _band_width(runs, "vgg_a_bn", key)
+    plain, bn = (loss_band(runs, m, key=key) for m in MODELS)
+    if plain is None or bn is None:
+        return None, None
+    common = np.intersect1d(plain.steps, bn.steps)
+    if not len(common):
+        return None, None
+    return tuple(float(np.mean((b.hi - b.lo)[np.isin(b.steps, common)]))
+                 for b in (plain, bn))
 
 
 @register_value("bn_band_ratio")
 def band_ratio(profile=None):
-    """Mean width of the loss band across lrs, VGG-A over VGG-A + BN."""
+    """Mean width of the loss band across lrs, VGG-A over VGG-A + BN (over
+    the steps where every run of both networks has a finite loss)."""
     return _ratio(*_bands(profile, "loss"))
 
 
@@ -414,6 +452,18 @@ def probe_every(profile=None):
 def probe_scales(profile=None):
     """The probe step sizes as multiples of the learning rate."""
     return ", ".join(f"{s:g}" for s in sizes(profile).probe_scales)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@register_value("bn_kept_steps")
+def kept_steps(profile=None):
+    """Which steps' per-step records are kept, e.g. 'every 5th step'."""
+    k = sizes(profile).keep_every
+    return "every step" if k == 1 else f"every {_ordinal(k)} step"
 
 
 @register_value("bn_epochs")
@@ -458,10 +508,15 @@ def batch(profile=None):
     return str(sizes(profile).batch_size)
 
 
+def _surface_n(S: Sizes) -> int:
+    """Images the surfaces use: full batches only."""
+    return S.surface_images // S.batch_size * S.batch_size
+
+
 @register_value("bn_surface_images")
 def surface_images(profile=None):
-    """Training images the surfaces are measured on."""
-    return f"{sizes(profile).surface_images:,}"
+    """Training images the surfaces are measured on (full batches)."""
+    return f"{_surface_n(sizes(profile)):,}"
 
 
 @register_value("bn_device")
@@ -506,7 +561,7 @@ for _m in MODELS:
 
 def surface_options(S: Sizes) -> dict:
     """What a surface depends on besides the trained weights."""
-    return {"images": S.surface_images, "points": S.surface_points,
+    return {"images": _surface_n(S), "points": S.surface_points,
             "grid": S.surface_grid, "span": S.surface_span, "seed": S.seed,
             "bn": "batch statistics", "batch_size": S.batch_size}
 
@@ -516,23 +571,24 @@ def _surface_path(P: Profile, run: str, S: Sizes) -> Path:
     return _folder(P) / "surfaces" / f"{run}-{hashlib.sha1(blob).hexdigest()[:8]}.json"
 
 
+def _has_weights(P: Profile, run: dict) -> bool:
+    return bool(run.get("weights")) and (P.root / run["weights"]).is_file()
+
+
 def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = False,
             device=None) -> dict:
-    """1-D and 2-D filter-normalised loss surfaces around a run's weights (cached)."""
+    """1-D and 2-D filter-normalised loss surfaces around a run's final
+    weights (cached), on the first training images in full batches."""
     path = _surface_path(P, run["run"], S)
     if not force and path.is_file():
         return _load(path)
-    if not run.get("weights") or not (P.root / run["weights"]).is_file():
+    if not _has_weights(P, run):
         raise FileNotFoundError(
             f"the weights of {run['run']} are not on disk; retrain the study's "
             "runs with force=True to rebuild them")
-    dev = torch.device(device) if device else \
-        torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = run["config"]
-    model = create_model(cfg["model"], num_classes=split.num_classes, **cfg["model_kw"])
-    model = load_checkpoint(P.root / run["weights"], model).to(dev)
-    n = S.surface_images
-    norm = run["config"]["normalize"]
+    dev = torch.device(device) if device else default_device()
+    model = load_model(run, P, dev)
+    n, norm = _surface_n(S), run["config"]["normalize"]
     batches = L.fixed_batches(split.train[0][:n], split.train[1][:n], S.batch_size,
                               split.mean if norm else None,
                               split.std if norm else None, dev)
@@ -543,22 +599,29 @@ def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = Fals
     xs = np.linspace(-S.surface_span, S.surface_span, S.surface_grid)
     grid = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
     plane = L.loss_surface(model, batches, [d1, d2], grid).reshape(len(xs), len(xs))
-    rec = {"run": run["run"], "model": cfg["model"], "options": surface_options(S),
-           "alphas": alphas.tolist(), "line": line.tolist(), "xs": xs.tolist(),
-           "grid": plane.tolist()}
+    rec = {"run": run["run"], "model": run["config"]["model"],
+           "options": surface_options(S), "alphas": alphas.tolist(),
+           "line": line.tolist(), "xs": xs.tolist(), "grid": plane.tolist()}
     write_json(rec, path)
     return _load(path)
 
 
 def surfaces(P: Profile, split: Split, runs: list[dict], S: Sizes | None = None, *,
              force: bool = False, device=None) -> dict:
-    """Surfaces of both models at the course's setting, by model name."""
+    """Surfaces of both models at the course's setting, by model name; a
+    surface not on disk whose run's weights are missing retrains that run."""
     S = S or sizes(P)
     out = {}
-    for m in MODELS:
-        r = _pick(runs, m, "adam", S.adam_lr)
-        if r is not None and r["status"] == "ok":
-            out[m] = surface(P, split, r, S, force=force, device=device)
+    for spec in specs(S):
+        if spec.setting != "adam" or spec.lr != S.adam_lr:
+            continue
+        r = _pick(runs, spec.model, "adam", S.adam_lr)
+        if r is None or r["status"] != "ok":
+            continue
+        cached = _surface_path(P, r["run"], S).is_file() and not force
+        if not cached and not _has_weights(P, r):
+            r = train_run(P, split, spec, S, need_weights=True, device=device)
+        out[spec.model] = surface(P, split, r, S, force=force, device=device)
     return out
 
 
@@ -633,7 +696,7 @@ def _plain_log(ax, axis="y"):
 def _diverged_note(ax, r, x, y):
     ax.plot([x], [y], "x", color=COLORS[r["config"]["model"]], ms=10, mew=2)
     ax.annotate(f"{LABELS[r['config']['model']]} diverged\n"
-                f"(step {r['diverged_at']['step']})", (x, y),
+                f"(step {diverged_step(r)})", (x, y),
                 textcoords="offset points", xytext=(6, -22), fontsize=8,
                 color=COLORS[r["config"]["model"]])
 
@@ -674,17 +737,27 @@ def plot_curves(runs: list[dict], S: Sizes):
     return fig
 
 
+def _draw_band(ax, band: Band | None, model: str):
+    """A model's min-max band; where it ends early, a dotted line and why."""
+    if band is None:
+        return
+    label = LABELS[model] + (f" (band ends: {band.ends})" if band.ends else "")
+    ax.fill_between(band.steps, band.lo, band.hi, color=COLORS[model], alpha=0.45,
+                    lw=0, label=label)
+    if band.ends and len(band.steps):
+        ax.axvline(band.steps[-1], color=COLORS[model], ls=":", lw=1.2)
+
+
 def plot_loss_landscape(runs: list[dict], S: Sizes):
-    """The course's figure: per-step training loss, min-max band across lrs."""
+    """The course's figure: per-step training loss, min-max band across lrs.
+
+    A band stops at the first step where one of its runs has no finite loss
+    (see :func:`loss_band`); the legend says which run ended it.
+    """
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for m in MODELS:
-        band = loss_band(runs, m)
-        if band is None:
-            continue
-        steps, lo, hi = band
-        ax.fill_between(steps, lo, hi, color=COLORS[m], alpha=0.45, lw=0,
-                        label=LABELS[m])
+        _draw_band(ax, loss_band(runs, m), m)
     lrs = ", ".join(f"{lr:g}" for lr in S.lrs)
     ax.set(xlabel="training step", ylabel="training loss (cross-entropy)",
            title=f"Loss landscape: min-max over Adam learning rates {lrs}")
@@ -710,7 +783,7 @@ def plot_probes(runs: list[dict], S: Sizes):
             axes[row, 2].plot(st, _arr(p["beta"]), color=c, lw=1.2, label=LABELS[m])
             if r["status"] == "diverged":
                 for ax in axes[row]:
-                    ax.axvline(r["diverged_at"]["step"], color=c, ls=":",
+                    ax.axvline(diverged_step(r), color=c, ls=":",
                                label=f"{LABELS[m]} diverged")
         name = _setting_name(setting, S)
         titles = ("loss landscape", "gradient predictiveness",
@@ -736,12 +809,7 @@ def plot_last_grad(runs: list[dict], S: Sizes):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for m in MODELS:
         for ax, key in zip(axes, ("last_grad", "last_grad_change")):
-            band = loss_band(runs, m, key=key)
-            if band is None:
-                continue
-            steps, lo, hi = band
-            ax.fill_between(steps, lo, hi, color=COLORS[m], alpha=0.45, lw=0,
-                            label=LABELS[m])
+            _draw_band(ax, loss_band(runs, m, key=key), m)
     axes[0].set(ylabel="||grad of last-layer weights|| (l2)",
                 title="last-layer gradient norm")
     axes[1].set(ylabel="||g_t - g_(t-1)|| of last-layer weights (l2)",
