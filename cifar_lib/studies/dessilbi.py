@@ -283,7 +283,7 @@ def plot_filters(models: dict, layer: str, fraction: float, entry: dict):
 # ---------------------------------------------------------------- report
 
 TABLE_NAMES = ("slbi_runs", "slbi_path", "slbi_pruning")
-VALUE_NAMES = ("slbi_model", "slbi_epochs", "slbi_test_acc", "sgd_test_acc",
+VALUE_NAMES = ("slbi_model", "slbi_epochs", "slbi_batch", "slbi_warmup", "slbi_test_acc", "sgd_test_acc",
                "slbi_support_pct", "slbi_support_acc", "slbi_prune_mean_path",
                "slbi_prune_mean_norm", "sgd_prune_mean_norm")
 
@@ -383,6 +383,18 @@ def _model(P: Profile):
 def _epochs(P: Profile):
     runs = runs_on_disk(P)
     return str(next(iter(runs.values()))[0]["config"]["epochs"]) if runs else None
+
+
+@register_value("slbi_batch")
+def _batch(P: Profile):
+    runs = runs_on_disk(P)
+    return str(next(iter(runs.values()))[0]["config"]["batch_size"]) if runs else None
+
+
+@register_value("slbi_warmup")
+def _warmup(P: Profile):
+    runs = runs_on_disk(P)
+    return f"{next(iter(runs.values()))[0]['config']['warmup_epochs']:g}" if runs else None
 
 
 def _test_acc(label):
