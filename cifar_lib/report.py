@@ -61,6 +61,21 @@ def markdown_table(df) -> str:
     return "\n".join([head, rule, *rows])
 
 
+@register_table("notebook_times")
+def notebook_times(profile: Profile):
+    """Wall time of each notebook in the profile's last main-job run."""
+    import json
+    import pandas as pd
+    path = profile.results / "notebook_times.json"
+    if not path.is_file():
+        return None
+    times = json.loads(path.read_text())
+    rows = [{"notebook": f"{k}.ipynb", "wall time (min)": f"{v / 60:.1f}"}
+            for k, v in times.items()]
+    rows.append({"notebook": "all", "wall time (min)": f"{sum(times.values()) / 60:.1f}"})
+    return pd.DataFrame(rows)
+
+
 def _load_studies():
     import cifar_lib.studies  # noqa: F401  (registers tables and values)
 
