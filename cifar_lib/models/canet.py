@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, conv_norm_act, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, build_stages, conv_norm_act, norm_layer
 from cifar_lib.models.resnet import _shortcut
 
 
@@ -92,28 +92,17 @@ class CABlock(nn.Module):
         return self.act(y_s + y_c + self.shortcut(x))
 
 
-class CANet(nn.Module):
+class CANet(StagedNet):
     """Stem, three stages of CA blocks (w, 2w, 4w), pool, fc."""
 
     def __init__(self, width=64, num_blocks=(3, 2, 3), num_classes=10,
                  act="relu", norm="bn", reduction=8):
         super().__init__()
-        self.stem = conv_norm_act(3, width, act, norm)
-        stages, cin = [], width
-        for i, n in enumerate(num_blocks):
+        def block(i, j, cin, stride):
             w = width * 2 ** i
-            blocks = []
-            for j in range(n):
-                stride = 2 if i and not j else 1
-                blocks.append(CABlock(cin, w, stride, act, norm, reduction))
-                cin = w
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.layers(self.stem(x))))
+            return CABlock(cin, w, stride, act, norm, reduction), w
+        layers, cout = build_stages(num_blocks, block, width)
+        self.finish(conv_norm_act(3, width, act, norm), layers, cout, num_classes)
 
     def attention_maps(self) -> list[dict]:
         """Per block, the last forward's maps: {"block", "spatial", "channel"}.

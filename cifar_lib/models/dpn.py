@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, conv_norm_act, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, build_stages, conv_norm_act, norm_layer
 
 
 class DualPathBlock(nn.Module):
@@ -46,29 +46,18 @@ class DualPathBlock(nn.Module):
         return self.act(torch.cat([res, x[:, d:], y[:, d:]], 1))
 
 
-class DPN(nn.Module):
+class DPN(StagedNet):
     """Stem, four stages of dual-path blocks, pool, fc."""
 
     def __init__(self, mids=(96, 192, 384, 768), outs=(256, 512, 1024, 2048),
                  num_blocks=(2, 2, 2, 2), dense=(16, 32, 24, 128),
                  num_classes=10, act="relu", norm="bn"):
         super().__init__()
-        self.stem = conv_norm_act(3, 64, act, norm)
-        stages, cin = [], 64
-        for i, (mid, out, n, d) in enumerate(zip(mids, outs, num_blocks, dense)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i and not j else 1
-                blocks.append(DualPathBlock(cin, mid, out, d, stride, j == 0,
-                                            act=act, norm=norm))
-                cin = out + (j + 2) * d
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.layers(self.stem(x))))
+        def block(i, j, cin, stride):
+            return (DualPathBlock(cin, mids[i], outs[i], dense[i], stride, j == 0,
+                                  act=act, norm=norm), outs[i] + (j + 2) * dense[i])
+        layers, cout = build_stages(num_blocks, block, 64)
+        self.finish(conv_norm_act(3, 64, act, norm), layers, cout, num_classes)
 
 
 @register

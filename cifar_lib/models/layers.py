@@ -41,3 +41,31 @@ def conv_norm_act(cin: int, cout: int, act: str = "relu", norm: str = "bn",
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=norm == "none"),
         norm_layer(norm, cout), act_layer(act))
+
+
+def build_stages(num_blocks, make_block, cin: int):
+    """Stages of residual-style blocks; the first block of every stage but
+    the first has stride 2. ``make_block(stage, index, cin, stride)`` returns
+    ``(block, cout)``. Returns ``(nn.Sequential of stages, final width)``."""
+    stages = []
+    for i, n in enumerate(num_blocks):
+        blocks = []
+        for j in range(n):
+            block, cin = make_block(i, j, cin, 2 if i and not j else 1)
+            blocks.append(block)
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages), cin
+
+
+class StagedNet(nn.Module):
+    """stem -> layers (stages) -> pool -> fc: the frame of the residual families."""
+
+    def finish(self, stem: nn.Module, layers: nn.Module, width: int, num_classes: int,
+               pool: nn.Module | None = None) -> None:
+        """Set the parts; ``pool`` defaults to global average pooling."""
+        self.stem, self.layers = stem, layers
+        self.pool = pool or nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.layers(self.stem(x))))

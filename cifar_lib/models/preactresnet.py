@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, build_stages, norm_layer
 
 
 class PreActBlock(nn.Module):
@@ -39,7 +39,7 @@ class PreActBlock(nn.Module):
         return out + skip
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(StagedNet):
     """Bare conv stem, stages of pre-activation blocks, norm-act, pool, fc.
 
     Also the body of the Wide ResNets (``wideresnet.py``): ``stem`` is the
@@ -50,23 +50,13 @@ class PreActResNet(nn.Module):
                  widths=(64, 128, 256, 512), stem=None, act="relu", norm="bn",
                  dropout=0.0):
         super().__init__()
-        cin = stem or widths[0]
-        self.stem = nn.Conv2d(3, cin, 3, 1, 1, bias=False)
-        stages = []
-        for i, (w, n) in enumerate(zip(widths, num_blocks)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i and not j else 1
-                blocks.append(PreActBlock(cin, w, stride, act, norm, dropout))
-                cin = w
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.head = nn.Sequential(norm_layer(norm, cin), act_layer(act),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.head(self.layers(self.stem(x))))
+        stem = stem or widths[0]
+        layers, cout = build_stages(
+            num_blocks, lambda i, j, cin, s: (PreActBlock(cin, widths[i], s, act, norm,
+                                                          dropout), widths[i]), stem)
+        pool = nn.Sequential(norm_layer(norm, cout), act_layer(act),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.finish(nn.Conv2d(3, stem, 3, 1, 1, bias=False), layers, cout, num_classes, pool)
 
 
 @register

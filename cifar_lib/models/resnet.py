@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, norm_layer
+from cifar_lib.models.layers import (StagedNet, act_layer, build_stages, conv_norm_act,
+                                    norm_layer)
 
 
 def _shortcut(cin, cout, stride, norm):
@@ -60,28 +61,17 @@ class Bottleneck(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
     """Stem, stages of residual blocks (stride 2 from the second), pool, fc."""
 
     def __init__(self, block, num_blocks, num_classes=10,
                  widths=(64, 128, 256, 512), act="relu", norm="bn", stem=None):
         super().__init__()
         stem = stem or widths[0]  # stem width (default: the first stage's)
-        self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False),
-                                  norm_layer(norm, stem), act_layer(act))
-        stages, cin = [], stem
-        for i, (w, n) in enumerate(zip(widths, num_blocks)):
-            blocks = []
-            for j in range(n):
-                blocks.append(block(cin, w, 2 if i and not j else 1, act, norm))
-                cin = w * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.layers(self.stem(x))))
+        layers, cout = build_stages(
+            num_blocks, lambda i, j, cin, s: (block(cin, widths[i], s, act, norm),
+                                              widths[i] * block.expansion), stem)
+        self.finish(conv_norm_act(3, stem, act, norm), layers, cout, num_classes)
 
 
 @register

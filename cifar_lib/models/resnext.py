@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, conv_norm_act, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, build_stages, conv_norm_act, norm_layer
 from cifar_lib.models.resnet import _shortcut
 
 
@@ -40,7 +40,7 @@ class ResNeXtBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class ResNeXt(nn.Module):
+class ResNeXt(StagedNet):
     """Stem, stages of ResNeXt blocks (width doubling per stage), pool, fc."""
 
     def __init__(self, num_blocks=(3, 3, 3), cardinality=32, width=128,
@@ -52,23 +52,12 @@ class ResNeXt(nn.Module):
                 f"{width} (width = cardinality x bottleneck width, e.g. 32x4d "
                 f"has width 128); choose a cardinality among the divisors "
                 f"of {width}")
-        self.stem = conv_norm_act(3, 64, act, norm)
-        stages, cin = [], 64
-        for i, n in enumerate(num_blocks):
+        def block(i, j, cin, stride):
             w = width * 2 ** i
-            blocks = []
-            for j in range(n):
-                stride = 2 if i and not j else 1
-                blocks.append(ResNeXtBlock(cin, w, cardinality, stride, act,
-                                           norm))
-                cin = w * ResNeXtBlock.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.layers(self.stem(x))))
+            return (ResNeXtBlock(cin, w, cardinality, stride, act, norm),
+                    w * ResNeXtBlock.expansion)
+        layers, cout = build_stages(num_blocks, block, 64)
+        self.finish(conv_norm_act(3, 64, act, norm), layers, cout, num_classes)
 
 
 @register
