@@ -2,7 +2,9 @@
 
 The full profile executes the notebooks in place (the committed record);
 other profiles write executed copies to ``<profile root>/notebooks/``.
-Wall times per notebook go to ``<profile root>/results/notebook_times.json``.
+Each main job appends its wall time per notebook to
+``<profile root>/results/notebook_times.json`` (a run that finds its results
+on disk is much faster than the first, which trains).
 """
 from __future__ import annotations
 
@@ -55,20 +57,25 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
 
 def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
     """Execute the notebooks in order and refresh the profile's report."""
-    from cifar_lib.experiments import write_json
+    import datetime as _dt
+
+    from cifar_lib.experiments import environment, write_json
     from cifar_lib.report import refresh_readme, refresh_report
     import json
 
     P = get_profile(profile)
     out_dir = NOTEBOOK_DIR if P.name == "full" else P.root / "notebooks"
     times_path = P.results / "notebook_times.json"
-    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    log = json.loads(times_path.read_text()) if times_path.is_file() else {"runs": []}
+    entry = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+             "device": environment()["device_name"], "times": {}}
+    log["runs"].append(entry)
     for nb in notebooks(only):
         print(f"[{P.name}] {nb.name} ...", flush=True)
-        times[nb.stem] = round(execute(nb, P, out_dir / nb.name, timeout), 1)
-        print(f"[{P.name}] {nb.name} done in {times[nb.stem]:.0f} s", flush=True)
-        write_json(times, times_path)
+        entry["times"][nb.stem] = round(execute(nb, P, out_dir / nb.name, timeout), 1)
+        print(f"[{P.name}] {nb.name} done in {entry['times'][nb.stem]:.0f} s", flush=True)
+        write_json(log, times_path)
     print(f"report: {refresh_report(P)}")
     if P.name != "smoke":  # README quotes the cpu and full profiles only
         print(f"readme: {refresh_readme()}")
-    return times
+    return entry["times"]

@@ -63,17 +63,23 @@ def markdown_table(df) -> str:
 
 @register_table("notebook_times")
 def notebook_times(profile: Profile):
-    """Wall time of each notebook in the profile's last main-job run."""
+    """Wall time per notebook of the profile's main-job runs: the longest
+    recorded (a first run, which trains) and the latest."""
     import json
     import pandas as pd
     path = profile.results / "notebook_times.json"
     if not path.is_file():
         return None
-    times = json.loads(path.read_text())
-    rows = [{"notebook": f"{k}.ipynb", "wall time (min)": f"{v / 60:.1f}"}
-            for k, v in times.items()]
-    rows.append({"notebook": "all", "wall time (min)": f"{sum(times.values()) / 60:.1f}"})
-    return pd.DataFrame(rows)
+    runs = json.loads(path.read_text())["runs"]
+    names = list(dict.fromkeys(k for r in runs for k in r["times"]))
+    longest = {k: max(r["times"].get(k, 0) for r in runs) for k in names}
+    latest = runs[-1]["times"]
+    rows = [{"notebook": f"{k}.ipynb", "longest (min)": f"{longest[k] / 60:.1f}",
+             "latest (min)": f"{latest[k] / 60:.1f}" if k in latest else ""} for k in names]
+    rows.append({"notebook": "all", "longest (min)": f"{sum(longest.values()) / 60:.1f}",
+                 "latest (min)": f"{sum(latest.values()) / 60:.1f}"})
+    device = {r["device"] for r in runs}
+    return pd.DataFrame(rows).assign(device=", ".join(sorted(device)))
 
 
 def _load_studies():

@@ -71,3 +71,20 @@ def test_committed_reports_match_their_results(name, path):
     if not path.is_file():
         pytest.skip(f"no {name}-profile report committed")
     assert report.check_report(path, get_profile(name)) == []
+
+
+@pytest.mark.parametrize("name", ["full", "cpu"])
+def test_checkpoints_on_disk_match_the_manifest(name):
+    """Every checkpoint kept under a profile is listed with its size and sha256."""
+    import hashlib
+    import json
+    P = get_profile(name)
+    files = sorted(P.weights.rglob("*.pt"))
+    files = [f for f in files if not f.name.endswith(".last.pt")]
+    if not files:
+        pytest.skip(f"no {name}-profile checkpoints here")
+    manifest = json.loads((P.weights / "manifest.json").read_text())
+    for f in files:
+        entry = manifest[str(f.relative_to(P.root))]
+        assert entry["bytes"] == f.stat().st_size
+        assert entry["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
