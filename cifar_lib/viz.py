@@ -81,19 +81,25 @@ def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle
     return fig
 
 
-def class_balance(counts: dict, classes):
-    """Grouped bars: images per class in each split."""
+def grouped_bars(groups: dict, classes, ylabel: str, legend: str):
+    """One group of bars per class, one bar per entry of ``groups`` (name -> values)."""
     import numpy as np
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    w = 0.8 / len(counts)
+    w = 0.8 / len(groups)
     x = np.arange(len(classes))
-    for i, (name, c) in enumerate(counts.items()):
-        ax.bar(x + i * w, c, w, label=f"{name} ({int(sum(c)):,})")
-    ax.set_xticks(x + w * (len(counts) - 1) / 2, classes, rotation=30)
-    ax.set_ylabel("images per class")
+    for i, (name, values) in enumerate(groups.items()):
+        ax.bar(x + i * w, np.asarray(values, dtype=float), w, label=name)
+    ax.set_xticks(x + w * (len(groups) - 1) / 2, classes, rotation=30)
     ax.set_xlabel("class")
-    ax.legend(title="split (total)")
+    ax.set_ylabel(ylabel)
+    ax.legend(title=legend)
     return fig
+
+
+def class_balance(counts: dict, classes):
+    """Grouped bars: images per class in each split."""
+    return grouped_bars({f"{name} ({int(sum(c)):,})": c for name, c in counts.items()},
+                        classes, "images per class", "split (total)")
 
 
 def channel_histograms(x):
@@ -252,18 +258,10 @@ def confusion_plot(cm, classes, normalize: bool = True):
 
 
 def per_class_bars(acc: dict, classes):
-    """Per-class accuracy, one group of bars per model."""
+    """Per-class accuracy, one group of bars per class, one bar per model."""
     import numpy as np
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    w = 0.8 / len(acc)
-    x = np.arange(len(classes))
-    for i, (name, a) in enumerate(acc.items()):
-        ax.bar(x + i * w, 100 * np.asarray(a), w, label=name)
-    ax.set_xticks(x + w * (len(acc) - 1) / 2, classes, rotation=30)
-    ax.set_xlabel("class")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(title="model")
-    return fig
+    return grouped_bars({name: 100 * np.asarray(a) for name, a in acc.items()},
+                        classes, "test accuracy (%)", "model")
 
 
 def reliability_plot(rels: dict):
