@@ -379,22 +379,17 @@ def _model(P: Profile):
     return name if width == 1 else f"{name} at width {width:g}"
 
 
-@register_value("slbi_epochs")
-def _epochs(P: Profile):
-    runs = runs_on_disk(P)
-    return str(next(iter(runs.values()))[0]["config"]["epochs"]) if runs else None
+def _config_value(key: str):
+    """A report value: a recipe field of the runs on disk (shared by SLBI and SGD)."""
+    def value(P: Profile):
+        runs = runs_on_disk(P)
+        return f"{next(iter(runs.values()))[0]['config'][key]:g}" if runs else None
+    return value
 
 
-@register_value("slbi_batch")
-def _batch(P: Profile):
-    runs = runs_on_disk(P)
-    return str(next(iter(runs.values()))[0]["config"]["batch_size"]) if runs else None
-
-
-@register_value("slbi_warmup")
-def _warmup(P: Profile):
-    runs = runs_on_disk(P)
-    return f"{next(iter(runs.values()))[0]['config']['warmup_epochs']:g}" if runs else None
+register_value("slbi_epochs")(_config_value("epochs"))
+register_value("slbi_batch")(_config_value("batch_size"))
+register_value("slbi_warmup")(_config_value("warmup_epochs"))
 
 
 def _test_acc(label):
