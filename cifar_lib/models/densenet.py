@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, norm_layer
 
 
 class DenseLayer(nn.Module):
@@ -38,14 +38,13 @@ def transition(cin, cout, act="relu", norm="bn") -> nn.Sequential:
                          nn.Conv2d(cin, cout, 1, bias=False), nn.AvgPool2d(2))
 
 
-class DenseNet(nn.Module):
+class DenseNet(StagedNet):
     """Stem, dense blocks and transitions, norm-act, pool, fc."""
 
     def __init__(self, num_layers=(6, 12, 24, 16), growth=32, reduction=0.5,
                  num_classes=10, act="relu", norm="bn"):
         super().__init__()
         c = 2 * growth
-        self.stem = nn.Conv2d(3, c, 3, 1, 1, bias=False)
         body = []
         for i, n in enumerate(num_layers):
             for _ in range(n):
@@ -55,13 +54,10 @@ class DenseNet(nn.Module):
                 cout = int(c * reduction)
                 body.append(transition(c, cout, act, norm))
                 c = cout
-        self.features = nn.Sequential(*body)
-        self.head = nn.Sequential(norm_layer(norm, c), act_layer(act),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(c, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.head(self.features(self.stem(x))))
+        head = nn.Sequential(norm_layer(norm, c), act_layer(act),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.finish(nn.Conv2d(3, 2 * growth, 3, 1, 1, bias=False), nn.Sequential(*body),
+                    c, num_classes, head)
 
 
 @register

@@ -58,7 +58,8 @@ def build_stages(num_blocks, make_block, cin: int):
 
 
 class StagedNet(nn.Module):
-    """stem -> layers (stages) -> pool -> fc: the frame of the residual families."""
+    """stem -> layers -> pool (or a head ending in pooling) -> fc: the frame
+    shared by the residual, dense, mobile and shuffle families."""
 
     def finish(self, stem: nn.Module, layers: nn.Module, width: int, num_classes: int,
                pool: nn.Module | None = None) -> None:

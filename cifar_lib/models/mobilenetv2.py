@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import act_layer, norm_layer
+from cifar_lib.models.layers import StagedNet, act_layer, norm_layer
 
 # expansion t, channels c, repeats n, stride s (of the first repeat)
 CONFIG = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -46,25 +46,21 @@ class InvertedResidual(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(StagedNet):
     """Stem, inverted-residual stages, 1x1 conv to 1280, pool, fc."""
 
     def __init__(self, num_classes=10, act="relu6", norm="bn"):
         super().__init__()
-        self.stem = nn.Sequential(*_cna(3, 32, act, norm, 3))
         blocks, cin = [], 32
         for t, c, n, s in CONFIG:
             for j in range(n):
                 blocks.append(InvertedResidual(cin, c, s if j == 0 else 1, t,
                                                act, norm))
                 cin = c
-        self.layers = nn.Sequential(*blocks)
-        self.head = nn.Sequential(*_cna(cin, 1280, act, norm),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(1280, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.head(self.layers(self.stem(x))))
+        head = nn.Sequential(*_cna(cin, 1280, act, norm), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten())
+        self.finish(nn.Sequential(*_cna(3, 32, act, norm, 3)), nn.Sequential(*blocks),
+                    1280, num_classes, head)
 
 
 @register

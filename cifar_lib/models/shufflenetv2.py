@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import conv_norm_act, norm_layer
+from cifar_lib.models.layers import StagedNet, conv_norm_act, norm_layer
 
 # stage widths for each width multiplier (the paper's Table 5)
 WIDTHS = {0.5: (48, 96, 192), 1.0: (116, 232, 464), 1.5: (176, 352, 704),
@@ -64,7 +64,7 @@ class ShuffleUnit(nn.Module):
         return channel_shuffle(torch.cat([keep, self.branch(x)], 1))
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(StagedNet):
     """Stem, three stages of shuffle units, 1x1 conv to 1024, pool, fc."""
 
     def __init__(self, scale=1.0, num_classes=10, repeats=(4, 8, 4),
@@ -73,20 +73,16 @@ class ShuffleNetV2(nn.Module):
         if scale not in WIDTHS:
             raise ValueError(f"unknown width multiplier {scale}; choose one "
                              f"of {sorted(WIDTHS)}")
-        self.stem = conv_norm_act(3, 24, act, norm)
         units, cin = [], 24
         for c, n in zip(WIDTHS[scale], repeats):
             for j in range(n):
                 units.append(ShuffleUnit(cin, c, 2 if j == 0 else 1, act,
                                          norm))
                 cin = c
-        self.layers = nn.Sequential(*units)
-        self.head = nn.Sequential(conv_norm_act(cin, 1024, act, norm, kernel=1),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(1024, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.head(self.layers(self.stem(x))))
+        head = nn.Sequential(conv_norm_act(cin, 1024, act, norm, kernel=1),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.finish(conv_norm_act(3, 24, act, norm), nn.Sequential(*units), 1024,
+                    num_classes, head)
 
 
 @register
