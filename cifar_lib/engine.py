@@ -49,6 +49,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    norm_bias_decay: bool = False  # weight decay on norm weights and biases too (1-D params)
     optim_kw: dict = field(default_factory=dict)   # e.g. {"switch_at": 0.5}
     scheduler: str = "cosine"     # constant, step, exponential, cosine, linear, onecycle, plateau
     sched_kw: dict = field(default_factory=dict)   # e.g. {"step_size": 10, "gamma": 0.1}
@@ -110,8 +111,16 @@ class TrainConfig:
                 raise ValueError(f"bad config value {name}={getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """A JSON-safe dict (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """A JSON-safe dict (tuples become lists).
+
+        ``norm_bias_decay`` is left out where it changes nothing (no weight
+        decay), so runs without weight decay keep the names they had before
+        the field existed.
+        """
+        d = json.loads(json.dumps(asdict(self)))
+        if not self.weight_decay:
+            d.pop("norm_bias_decay")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,6 +129,8 @@ class TrainConfig:
         if bad:
             raise ValueError(f"unknown config field(s) {sorted(bad)}; valid: "
                              f"{', '.join(sorted(names))}")
+        if "norm_bias_decay" not in d and d.get("weight_decay", 5e-4):
+            d = {**d, "norm_bias_decay": True}  # records from before the field
         return cls(**d)
 
     def replace(self, **kw) -> "TrainConfig":
@@ -316,7 +327,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     total = cfg.epochs * steps
     opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-                         total_steps=total, **cfg.optim_kw)
+                         total_steps=total, norm_bias_decay=cfg.norm_bias_decay,
+                         **cfg.optim_kw)
     swa_epoch = math.ceil(cfg.swa_start * cfg.epochs) if cfg.swa_start else None
     swa_lr = cfg.swa_lr if cfg.swa_lr is not None else cfg.lr / 10
     sched = LRSchedule(opt, cfg.scheduler, total, steps,

@@ -29,10 +29,25 @@ def trainable(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def decay_groups(model, weight_decay: float, norm_bias_decay: bool = False) -> list[dict]:
+    """Parameter groups: weights of two or more dimensions decay; norm
+    weights and biases (1-D) do not, unless ``norm_bias_decay`` (as in
+    nanoGPT's ``configure_optimizers`` and the DessiLBI reference)."""
+    params = trainable(model)
+    if norm_bias_decay or not weight_decay:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": rest, "weight_decay": 0.0}) if g["params"]]
+
+
 def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, nesterov: bool = False,
-                   total_steps: int | None = None, **kw):
-    """The optimizer called ``name`` over ``model``'s trainable parameters."""
+                   total_steps: int | None = None, norm_bias_decay: bool = False,
+                   **kw):
+    """The optimizer called ``name`` over ``model``'s trainable parameters;
+    norm weights and biases get no weight decay unless ``norm_bias_decay``."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
@@ -41,28 +56,33 @@ def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
     try:
         return OPTIMIZERS[name](model, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, nesterov=nesterov,
-                                total_steps=total_steps, **kw)
+                                total_steps=total_steps,
+                                norm_bias_decay=norm_bias_decay, **kw)
     except TypeError as e:  # an option the optimizer does not take
         raise ValueError(f"optimizer {name!r} rejects its options {sorted(kw)} "
                          f"({e})") from e
 
 
 @register_optimizer("sgd")
-def _sgd(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
-    return torch.optim.SGD(trainable(model), lr=lr, momentum=momentum,
+def _sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
+         norm_bias_decay=False, **kw):
+    return torch.optim.SGD(decay_groups(model, weight_decay, norm_bias_decay),
+                           lr=lr, momentum=momentum,
                            weight_decay=weight_decay,
                            nesterov=nesterov and momentum > 0, **kw)
 
 
 @register_optimizer("adam")
-def _adam(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
-    return torch.optim.Adam(trainable(model), lr=lr,
+def _adam(model, lr, momentum, weight_decay, nesterov, total_steps,
+          norm_bias_decay=False, **kw):
+    return torch.optim.Adam(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
                             weight_decay=weight_decay, **kw)
 
 
 @register_optimizer("adamw")
-def _adamw(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
-    return torch.optim.AdamW(trainable(model), lr=lr,
+def _adamw(model, lr, momentum, weight_decay, nesterov, total_steps,
+           norm_bias_decay=False, **kw):
+    return torch.optim.AdamW(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
                              weight_decay=weight_decay, **kw)
 
 
@@ -98,8 +118,10 @@ class SignSGD(torch.optim.Optimizer):
 
 
 @register_optimizer("signsgd")
-def _signsgd(model, lr, momentum, weight_decay, nesterov, total_steps, **kw):
-    return SignSGD(trainable(model), lr=lr, momentum=momentum,
+def _signsgd(model, lr, momentum, weight_decay, nesterov, total_steps,
+             norm_bias_decay=False, **kw):
+    return SignSGD(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
+                   momentum=momentum,
                    weight_decay=weight_decay, **kw)
 
 
@@ -115,10 +137,13 @@ class AdamWThenSGD(torch.optim.Optimizer):
                  momentum=0.9, nesterov=True, weight_decay=0.0,
                  betas=(0.9, 0.999)):
         params = list(params)
-        super().__init__(params, dict(lr=lr))
-        self.adamw = torch.optim.AdamW(params, lr=lr, betas=betas,
+        if params and not isinstance(params[0], dict):
+            params = [{"params": params}]
+        copy = lambda: [dict(g) for g in params]  # noqa: E731 (each optimizer owns its groups)
+        super().__init__(copy(), dict(lr=lr))
+        self.adamw = torch.optim.AdamW(copy(), lr=lr, betas=betas,
                                        weight_decay=weight_decay)
-        self.sgd = torch.optim.SGD(params, lr=lr * sgd_lr_scale,
+        self.sgd = torch.optim.SGD(copy(), lr=lr * sgd_lr_scale,
                                    momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
         self.switch_step, self.sgd_lr_scale, self.steps = switch_step, sgd_lr_scale, 0
@@ -148,12 +173,12 @@ class AdamWThenSGD(torch.optim.Optimizer):
 
 @register_optimizer("adamw_sgd")
 def _adamw_sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
-               switch_at=0.5, **kw):
+               switch_at=0.5, norm_bias_decay=False, **kw):
     if not 0 < switch_at < 1:
         raise ValueError(f"switch_at must be a fraction in (0, 1), got {switch_at}")
     if total_steps is None:
         raise ValueError("adamw_sgd needs total_steps to place the switch")
-    return AdamWThenSGD(trainable(model), lr=lr,
+    return AdamWThenSGD(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
                         switch_step=int(switch_at * total_steps),
                         momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, **kw)

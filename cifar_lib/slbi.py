@@ -222,7 +222,8 @@ def slbi_groups(model: nn.Module, lambda_conv: float, lambda_linear: float) -> l
 
 @register_optimizer("slbi")
 def _slbi(model, lr, momentum, weight_decay, nesterov, total_steps, kappa=1.0,
-          nu=None, mu=None, lambda_conv=1.0, lambda_linear=0.01, **kw):
+          nu=None, mu=None, lambda_conv=1.0, lambda_linear=0.01,
+          norm_bias_decay=True, **kw):
     """DessiLBI over ``model``: ``optim_kw`` takes kappa, nu (or mu), lambda_conv, lambda_linear."""
     if kw:
         raise ValueError(f"slbi takes no option(s) {sorted(kw)}; valid: kappa, nu "
