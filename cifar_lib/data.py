@@ -7,10 +7,13 @@ environment variable ``CIFAR10_ROOT``, else ``<repo>/data``):
 * torchvision's format (``cifar-10-batches-py/``);
 * an ImageFolder tree (``train/<class>/*``, ``test/<class>/*``), directly or
   one folder down, or a ``.tar.gz`` of one (such as the JPEG copy);
-* torchvision's download into the root (the default for users).
+* torchvision's download into the root (the default for users). Only the
+  default root ``<repo>/data`` is created for it; any other root must exist,
+  so that a mistyped path is an error rather than a new empty folder.
 
 The first load decodes the source once and writes a cache under
-``CIFAR_LIB_CACHE`` (default ``<repo>/data/cache``); later loads read it.
+``CIFAR_LIB_CACHE`` (default ``<repo>/data/cache``); later loads read it. A
+cache file that cannot be read is rebuilt from its source, with a warning.
 """
 from __future__ import annotations
 
@@ -56,9 +59,15 @@ class CIFARData:
     source: str  # how to quote it: "CIFAR-10", "CIFAR-10 (JPEG copy)", ...
 
 
+def default_root() -> Path:
+    """``<repo>/data``: the root used when none is given; the only one that
+    is created for a download."""
+    return REPO / "data"
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: ``root``, else ``$CIFAR10_ROOT``, else ``<repo>/data``."""
-    return Path(root or os.environ.get("CIFAR10_ROOT") or REPO / "data")
+    return Path(root or os.environ.get("CIFAR10_ROOT") or default_root())
 
 
 def cache_dir() -> Path:
@@ -104,8 +113,14 @@ def _find_source(root: Path, download: bool) -> tuple[str, Path]:
                           and not p.name.startswith("cifar-10-python"))
         if archives:
             return "archive", archives[0]
+    elif download and root.resolve() != default_root().resolve():
+        # only the default root is made for a download: a mistyped path is an error
+        raise _fail(root, "the folder does not exist (to download CIFAR-10 there, "
+                          "create it first)")
     if download:
         return "download", root
+    if not root.exists():
+        raise _fail(root, "it does not exist (download=False)")
     raise _fail(root, "no dataset found there and download=False")
 
 
@@ -259,11 +274,27 @@ def load_cache(path: Path) -> CIFARData:
         data = CIFARData(d["train_x"], d["train_y"], d["test_x"], d["test_y"],
                          tuple(d["classes"]), d["source"])
     except Exception as e:  # a broken pickle/zip raises many types
-        raise _fail(path, f"the cache file is unreadable ({e}); delete it") from e
+        raise _fail(path, f"the cache file is unreadable ({e}); delete it and load "
+                          "from the dataset it was made from") from e
     for x, y, s in ((data.train_x, data.train_y, "train"),
                     (data.test_x, data.test_y, "test")):
         _check(x.numpy(), y.numpy(), len(data.classes), path, s)
     return data
+
+
+def _cached_or_none(cached: Path | None, source: Path) -> CIFARData | None:
+    """The data in ``cached`` if it is there and readable; a broken cache
+    (truncated, not a cache, wrong shapes) is rebuilt from ``source``: warn
+    and return None."""
+    if cached is None or not cached.is_file():
+        return None
+    try:
+        return load_cache(cached)
+    except DataError as e:
+        why = (str(e.__cause__ or e).strip().splitlines() or ["?"])[0][:200]
+        warnings.warn(f"the CIFAR-10 cache {cached} is unreadable ({why}); "
+                      f"rebuilding it from the source {source}", stacklevel=3)
+        return None
 
 
 def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARData:
@@ -275,8 +306,9 @@ def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARD
     if kind == "download":
         kind, path = "torchvision", _download(path)
     cached = _cache_path(kind, path) if cache else None
-    if cached is not None and cached.is_file():
-        return load_cache(cached)
+    data = _cached_or_none(cached, path)
+    if data is not None:
+        return data
     reader = {"torchvision": _read_torchvision, "folder": _read_folder,
               "archive": _read_archive}[kind]
     data = reader(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,6 +173,7 @@ def test_download_goes_through_torchvision(tmp_path, monkeypatch):
             fake_torchvision(tmp_path / "dl")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    (tmp_path / "dl").mkdir()  # a root other than the default must exist
     data = load_cifar10(tmp_path / "dl", download=True)
     assert calls == [(str(tmp_path / "dl"), True)]
     assert data.train_x.shape == (100, 3, 32, 32)
@@ -185,6 +187,7 @@ def test_failed_download_is_a_data_error(tmp_path, monkeypatch):
             raise OSError("network unreachable")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    (tmp_path / "dl").mkdir()
     with pytest.raises(DataError, match="download failed.*network unreachable"):
         load_cifar10(tmp_path / "dl", download=True)
     assert cache_files() == []
@@ -204,9 +207,28 @@ def _error(root, **kw) -> str:
 
 
 def test_error_nothing_there(tmp_path):
-    assert "download=False" in _error(tmp_path / "missing", download=False)
+    assert "does not exist" in _error(tmp_path / "missing", download=False)
     (tmp_path / "empty").mkdir()
     assert "no dataset found" in _error(tmp_path / "empty", download=False)
+
+
+def test_missing_root_is_an_error_and_is_not_created(tmp_path, monkeypatch):
+    """A mistyped --data-root must not leave a new empty folder behind."""
+    import torchvision
+    calls = []
+    def fake_download(root, **kw):
+        calls.append(root)
+        fake_torchvision(Path(root))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake_download)
+    missing = tmp_path / "typo" / "cifar"
+    msg = _error(missing, download=True)
+    assert "does not exist" in msg and "create it first" in msg
+    assert not (tmp_path / "typo").exists() and calls == []
+    # the default root is the one a download may create
+    monkeypatch.setattr(D, "default_root", lambda: missing)
+    monkeypatch.delenv("CIFAR10_ROOT")
+    assert load_cifar10(download=True).train_x.shape == (100, 3, 32, 32)
+    assert calls == [str(missing)]
 
 
 def test_error_no_image_files(tmp_path):
@@ -274,6 +296,46 @@ def test_error_unknown_file_and_broken_cache(tmp_path):
     pt = tmp_path / "broken.pt"
     pt.write_bytes(b"not a torch file")
     assert "delete it" in _error(pt, download=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_shape"])
+def test_corrupt_cache_is_rebuilt_from_its_source(tmp_path, damage):
+    root = write_image_folder(tmp_path / "imgs")
+    load_cifar10(root, download=False)
+    (name,) = cache_files()
+    f = cache_dir() / name
+    good = f.read_bytes()
+    if damage == "truncate":
+        f.write_bytes(good[: len(good) // 3])
+    elif damage == "garbage":
+        f.write_bytes(b"not a torch file")
+    else:
+        torch.save({"train_x": torch.zeros(2, 3, 8, 8, dtype=torch.uint8),
+                    "train_y": torch.zeros(2, dtype=torch.long),
+                    "test_x": torch.zeros(2, 3, 8, 8, dtype=torch.uint8),
+                    "test_y": torch.zeros(2, dtype=torch.long),
+                    "classes": list(CLASSES), "source": "x"}, f)
+    with pytest.warns(UserWarning, match="unreadable.*rebuilding it from the source"):
+        data = load_cifar10(root, download=False)
+    check_folder_data(data)
+    assert cache_files() == [name]  # rewritten in place, no temp file left
+    check_folder_data(D.load_cache(f))  # and readable again
+
+
+def test_corrupt_cache_with_a_bad_source_fails_on_the_source(tmp_path):
+    root = write_image_folder(tmp_path / "imgs")
+    load_cifar10(root, download=False)
+    (name,) = cache_files()
+    (cache_dir() / name).write_bytes(b"junk")
+    # the source changes size but keeps its mtime (same cache key): now broken too
+    img = root / "train" / CLASSES[2] / "1.png"
+    st = img.stat()
+    img.write_bytes(b"\x89PNG garbage")
+    import os
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.warns(UserWarning, match="rebuilding"), \
+            pytest.raises(DataError, match="cannot be decoded"):
+        load_cifar10(root, download=False)
 
 
 @pytest.mark.parametrize("error", [OSError, RuntimeError])  # torch.save raises either
