@@ -287,33 +287,134 @@ def _progress(enabled):
 
 
 def _snapshot(model: nn.Module) -> dict:
+    """A copy of the state dict on the model's device (no host copy)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
-        ckpt_path=None, resume: bool = True, progress: bool | None = None,
-        callbacks: tuple[Callable, ...] = (), hooks: tuple = (),
-        check_every: int = 50, max_loss: float = 1e4,
-        log: Callable[[str], None] | None = None) -> dict:
-    """Train ``model`` as ``cfg`` says; return history, metrics and status.
+class Averager:
+    """The weight averages a config asks for: an EMA (evaluated instead of
+    the model) and/or SWA from epoch ``swa_epoch`` on."""
 
-    The model ends with the weights ``cfg.keep`` names: its best by
-    validation accuracy, or its last; they are tested. With ``ckpt_path``
-    those weights go there and the whole training state to
-    ``<ckpt>.last.pt`` after each epoch; a run finds that file and resumes.
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        self.ema = make_ema(model, cfg.ema) if cfg.ema else None
+        self.swa_epoch = math.ceil(cfg.swa_start * cfg.epochs) if cfg.swa_start else None
+        self.swa = make_swa(model) if self.swa_epoch is not None else None
 
-    Each callback is called after an epoch as ``cb(epoch=, model=,
-    optimizer=, record=)`` and may return a dict to add to the epoch record;
-    so may the optimizer's ``epoch_end(epoch, last)``. Each hook may have
-    ``before_step(model, x, y, step)`` (before the forward pass) and
-    ``after_backward(model, loss, step)`` (gradients in place), ``step``
-    counting from the start of training; hooks may sync, the loop does not.
-    A mean train loss that is NaN/inf or above ``max_loss`` (checked every
-    ``check_every`` steps and at each epoch's end) stops the run as diverged.
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        return self.ema.module if self.ema is not None else model
+
+    def step(self, model: nn.Module) -> None:
+        if self.ema is not None:
+            self.ema.update(model)
+
+    def epoch_end(self, model: nn.Module, epoch: int) -> None:
+        if self.swa is not None and epoch >= self.swa_epoch:
+            self.swa.update_parameters(model)
+
+    def state_dict(self) -> dict:
+        return {k: a.state_dict() for k, a in (("ema", self.ema), ("swa", self.swa))
+                if a is not None}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, avg in (("ema", self.ema), ("swa", self.swa)):
+            if avg is not None:
+                avg.load_state_dict(state[key])
+
+
+class Checkpointer:
+    """Where a run's weights and resume state go.
+
+    The kept weights stay in device memory during training and are written
+    once, at the end, to ``path``; the whole training state goes to
+    ``<path>.last.pt`` at most every ``every`` seconds (0: after every
+    epoch), and is removed when the run ends.
     """
-    from tqdm.auto import tqdm
 
+    def __init__(self, path, every: float = 120.0):
+        self.path = Path(path) if path else None
+        self.last = self.path.with_suffix(".last.pt") if self.path else None
+        self.every = every
+        self.saved_at = time.perf_counter()
+
+    def resume_state(self, cfg: TrainConfig) -> dict | None:
+        if self.last is None or not self.last.is_file():
+            return None
+        last = read_checkpoint(self.last)
+        if last.get("config") != cfg.to_dict():
+            raise CheckpointError(f"{self.last} was written by another config; "
+                                  "delete it or pass resume=False")
+        return last
+
+    def maybe_save(self, state_fn: Callable[[], dict], final: bool) -> None:
+        if self.last is None or final:
+            return
+        if time.perf_counter() - self.saved_at >= self.every:
+            atomic_save(state_fn(), self.last)
+            self.saved_at = time.perf_counter()
+
+    def finish(self, kept: dict | None) -> None:
+        """Write the kept weights (if any) and drop the resume state."""
+        if self.path is None:
+            return
+        if kept is not None:
+            atomic_save(kept, self.path)
+        if self.last.exists():
+            self.last.unlink()
+
+
+class EpochStats(NamedTuple):
+    loss: float
+    acc: float
+    seen: int
+    diverged_step: int | None
+
+
+def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss_fn,
+                avg: Averager, hooks: tuple, epoch: int, check_every: int,
+                max_loss: float) -> EpochStats:
+    """One pass over the training set; losses stay on the device except at
+    every ``check_every``-th step's divergence check."""
+    dev, steps = loaders.train.device, len(loaders.train)
+    before = [h.before_step for h in hooks if hasattr(h, "before_step")]
+    after = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
+    params = trainable(model)
+    model.train()
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen, step = 0, -1
+    for step, (x, y) in enumerate(loaders.train):
+        for fn in before:
+            fn(model, x, y, epoch * steps + step)
+        with _autocast(dev, cfg.amp):
+            out = net(x)
+            loss = loss_fn(out, y)
+            if cfg.l1:
+                loss = loss + cfg.l1 * l1_penalty(model)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for fn in after:
+            fn(model, loss, epoch * steps + step)
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        avg.step(model)
+        loss_sum += loss.detach().float() * len(x)
+        correct += (out.argmax(1) == _labels(y)).sum()
+        seen += len(x)
+        if (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
+            break
+    loss_v, correct_v = torch.stack([loss_sum, correct.float()]).tolist()
+    loss_v /= max(seen, 1)
+    bad = None if loss_v < max_loss else step  # NaN, inf or blown up
+    return EpochStats(loss_v, correct_v / max(seen, 1), seen, bad)
+
+
+def _setup(model: nn.Module, loaders: Loaders, cfg: TrainConfig):
+    """Model on the device; optimizer and schedule for the whole run."""
     dev = loaders.train.device
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
     torch.manual_seed(cfg.seed)
     model.to(dev)
     if loaders.train.channels_last:
@@ -335,98 +436,98 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
                        warmup_steps=round(cfg.warmup_epochs * steps),
                        hold_from=None if swa_epoch is None else swa_epoch * steps,
                        hold_factor=swa_lr / cfg.lr, **cfg.sched_kw)
-    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
-    ema = make_ema(model, cfg.ema) if cfg.ema else None
-    swa = make_swa(model) if swa_epoch is not None else None
-    net = torch.compile(model) if cfg.compile else model
-    params = trainable(model)
-    before = [h.before_step for h in hooks if hasattr(h, "before_step")]
-    after = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
+    return opt, sched
 
-    ckpt_path = Path(ckpt_path) if ckpt_path else None
-    last_path = ckpt_path.with_suffix(".last.pt") if ckpt_path else None
-    st = {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": None,
-          "kept_epoch": None, "kept_val": None, "train_time": 0.0, "images": 0}
-    kept_state = None  # the weights cfg.keep asks for, so far
-    if resume and last_path is not None and last_path.is_file():
-        last = read_checkpoint(last_path)
-        if last.get("config") != cfg.to_dict():
-            raise CheckpointError(f"{last_path} was written by another config; "
-                                  "delete it or pass resume=False")
-        check_state(model, last["model"], last_path)
+
+def _new_state() -> dict:
+    return {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": None,
+            "kept_epoch": None, "kept_val": None, "train_time": 0.0, "images": 0,
+            "wall_time": 0.0}
+
+
+def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
+        ckpt_path=None, resume: bool = True, progress: bool | None = None,
+        callbacks: tuple[Callable, ...] = (), hooks: tuple = (),
+        check_every: int = 50, max_loss: float = 1e4, save_every: float = 120.0,
+        log: Callable[[str], None] | None = None) -> dict:
+    """Train ``model`` as ``cfg`` says; return history, metrics and status.
+
+    The model ends with the weights ``cfg.keep`` names: its best by
+    validation accuracy, or its last; they are tested. With ``ckpt_path``
+    those weights are written there once, at the end; the whole training
+    state goes to ``<ckpt>.last.pt`` at most every ``save_every`` seconds
+    (0: after each epoch), and a run that finds that file resumes from it.
+    Times (``train_time``, ``wall_time``) cover the whole run, resumes
+    included.
+
+    Each callback is called after an epoch as ``cb(epoch=, model=,
+    optimizer=, record=)`` and may return a dict to add to the epoch record;
+    so may the optimizer's ``epoch_end(epoch, last)``. Each hook may have
+    ``before_step(model, x, y, step)`` (before the forward pass) and
+    ``after_backward(model, loss, step)`` (gradients in place), ``step``
+    counting from the start of training; hooks may sync, the loop does not.
+    A mean train loss that is NaN/inf or above ``max_loss`` (checked every
+    ``check_every`` steps and at each epoch's end) stops the run as diverged.
+    """
+    from tqdm.auto import tqdm
+
+    opt, sched = _setup(model, loaders, cfg)
+    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
+    avg = Averager(model, cfg)
+    net = torch.compile(model) if cfg.compile else model
+    ckpt = Checkpointer(ckpt_path, save_every)
+    st, kept = _new_state(), None  # kept: the weights cfg.keep asks for, so far
+    last = ckpt.resume_state(cfg) if resume else None
+    if last is not None:
+        check_state(model, last["model"], ckpt.last)
         model.load_state_dict(last["model"])
         opt.load_state_dict(last["optimizer"])
         sched.load_state_dict(last["schedule"])
-        for avg, key in ((ema, "ema"), (swa, "swa")):
-            if avg is not None:
-                avg.load_state_dict(last[key])
-        st = last["state"]
-        if ckpt_path.is_file():
-            kept_state = read_checkpoint(ckpt_path)["model"]
-
-    eval_model = ema.module if ema is not None else model
+        avg.load_state_dict(last["averages"])
+        st, kept = {**_new_state(), **last["state"]}, last.get("kept")
+        if kept is not None:
+            kept = {"model": {k: v.to(loaders.train.device) for k, v in kept["model"].items()},
+                    **{k: v for k, v in kept.items() if k != "model"}}
+        if log:
+            log(f"{cfg.model}: resuming from {ckpt.last.name} at epoch {st['epoch']}")
+    eval_model = avg.eval_model(model)
+    meta = {"model_name": cfg.model, "model_kw": cfg.model_kw, "config": cfg.to_dict(),
+            "num_classes": loaders.train.num_classes}
 
     def keep(state, epoch, val_acc):
-        nonlocal kept_state
-        kept_state, st["kept_epoch"], st["kept_val"] = state, epoch, val_acc
-        if ckpt_path is not None:
-            atomic_save({"model": state, "model_name": cfg.model, "model_kw": cfg.model_kw,
-                         "config": cfg.to_dict(), "num_classes": loaders.train.num_classes,
-                         "epoch": epoch, "val_acc": val_acc}, ckpt_path)
+        nonlocal kept
+        kept = {"model": state, **meta, "epoch": epoch, "val_acc": val_acc}
+        st["kept_epoch"], st["kept_val"] = epoch, val_acc
+
+    def full_state():
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(), "config": cfg.to_dict(),
+                "averages": avg.state_dict(), "state": st, "kept": kept}
 
     status, diverged_at = "ok", None
-    wall0 = time.perf_counter()
+    wall0 = time.perf_counter() - st["wall_time"]
     bar = tqdm(range(st["epoch"], cfg.epochs), disable=not _progress(progress),
                desc=cfg.model, leave=False)
     for epoch in bar:
         loaders.train.set_epoch(epoch)
-        model.train()
         lr0 = sched.lr  # the rate this epoch starts with
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        for step, (x, y) in enumerate(loaders.train):
-            for fn in before:
-                fn(model, x, y, epoch * steps + step)
-            with _autocast(dev, cfg.amp):
-                out = net(x)
-                loss = loss_fn(out, y)
-                if cfg.l1:
-                    loss = loss + cfg.l1 * l1_penalty(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for fn in after:
-                fn(model, loss, epoch * steps + step)
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.detach().float() * len(x)
-            correct += (out.argmax(1) == _labels(y)).sum()
-            seen += len(x)
-            if (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
-                break
-        train_loss, train_correct = torch.stack([loss_sum, correct.float()]).tolist()
-        train_loss /= max(seen, 1)
-        if not train_loss < max_loss:  # NaN, inf or blown up
-            status, diverged_at = "diverged", {"epoch": epoch, "step": step}
+        ep = train_epoch(net, model, loaders, cfg, opt, sched, loss_fn, avg, hooks,
+                         epoch, check_every, max_loss)
+        if ep.diverged_step is not None:
+            status, diverged_at = "diverged", {"epoch": epoch, "step": ep.diverged_step}
             if log:
-                log(f"{cfg.model}: loss became {train_loss} at epoch {epoch} "
-                    f"step {step}; stopping, the run is recorded as diverged")
+                log(f"{cfg.model}: loss became {ep.loss} at epoch {epoch} "
+                    f"step {ep.diverged_step}; stopping, the run is recorded as diverged")
             break
         st["train_time"] += time.perf_counter() - t0
-        st["images"] += seen
+        st["images"] += ep.seen
         extra = opt.epoch_end(epoch, epoch + 1 == cfg.epochs) if hasattr(opt, "epoch_end") else None
-        if swa is not None and epoch >= swa_epoch:
-            swa.update_parameters(model)
+        avg.epoch_end(model, epoch)
         val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
         sched.epoch_end(val["loss"])
-        rec = {"epoch": epoch + 1, "train_loss": train_loss,
-               "train_acc": train_correct / seen, "val_loss": val["loss"],
-               "val_acc": val["acc"], "lr": lr0,
+        rec = {"epoch": epoch + 1, "train_loss": ep.loss, "train_acc": ep.acc,
+               "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr0,
                "time": time.perf_counter() - t0, **(extra or {})}
         for cb in callbacks:
             rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
@@ -437,43 +538,47 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         if best and cfg.keep == "best" or cfg.keep == "last":
             keep(_snapshot(eval_model), epoch + 1, val["acc"])
         st["epoch"] = epoch + 1
-        if last_path is not None and epoch + 1 < cfg.epochs:
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "schedule": sched.state_dict(), "config": cfg.to_dict(),
-                         "ema": ema.state_dict() if ema else None,
-                         "swa": swa.state_dict() if swa else None,
-                         "state": st}, last_path)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val['acc']:.3f}")
+        st["wall_time"] = time.perf_counter() - wall0
+        ckpt.maybe_save(full_state, final=epoch + 1 == cfg.epochs)
+        bar.set_postfix(loss=f"{ep.loss:.3f}", val=f"{val['acc']:.3f}")
         if log:
-            log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} "
-                f"train {rec['train_acc']:.4f} val {val['acc']:.4f} lr {sched.lr:.2e}")
+            log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs} loss {ep.loss:.4f} "
+                f"train {ep.acc:.4f} val {val['acc']:.4f} lr {lr0:.2e}")
     bar.close()
-
-    swa_val = None
-    if swa is not None and status == "ok" and swa.n_averaged.item() > 0:
-        update_bn(loaders.train, swa.module)
-        swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, cfg.amp)["acc"]
-        if swa_val >= st["best_val"]:
-            st["best_val"], st["best_epoch"] = swa_val, "swa"
-        if swa_val >= st["best_val"] or cfg.keep == "last":  # the average is the last model
-            keep(_snapshot(swa.module), "swa", swa_val)
+    swa_val = _finish_swa(avg, loaders, cfg, st, keep) if status == "ok" else None
     test = None
-    if kept_state is not None:
-        model.load_state_dict(kept_state)
+    if kept is not None:
+        model.load_state_dict(kept["model"])
         test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
-    if last_path is not None and last_path.exists():  # done (ok or diverged)
-        last_path.unlink()
+    ckpt.finish(None if kept is None else
+                {**kept, "model": {k: v.cpu() for k, v in kept["model"].items()}})
+    return {"status": status, "diverged_at": diverged_at, "history": st["history"],
+            "metrics": _metrics(st, cfg, swa_val, test, model,
+                                time.perf_counter() - wall0)}
+
+
+def _finish_swa(avg: Averager, loaders: Loaders, cfg: TrainConfig, st: dict, keep):
+    """BN statistics and validation of the SWA average; keep it if it wins."""
+    swa = avg.swa
+    if swa is None or swa.n_averaged.item() == 0 or st["best_epoch"] is None:
+        return None
+    update_bn(loaders.train, swa.module)
+    swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, cfg.amp)["acc"]
+    if swa_val >= st["best_val"]:
+        st["best_val"], st["best_epoch"] = swa_val, "swa"
+    if swa_val >= st["best_val"] or cfg.keep == "last":  # the average is the last model
+        keep(_snapshot(swa.module), "swa", swa_val)
+    return swa_val
+
+
+def _metrics(st: dict, cfg: TrainConfig, swa_val, test, model, wall: float) -> dict:
     return {
-        "status": status, "diverged_at": diverged_at, "history": st["history"],
-        "metrics": {
-            "best_val_acc": st["best_val"] if st["best_epoch"] is not None else None,
-            "best_epoch": st["best_epoch"], "swa_val_acc": swa_val,
-            "kept": cfg.keep, "kept_epoch": st["kept_epoch"], "kept_val_acc": st["kept_val"],
-            "test_acc": test["acc"] if test else None,
-            "test_loss": test["loss"] if test else None,
-            "epochs_run": st["epoch"], "train_time": st["train_time"],
-            "wall_time": time.perf_counter() - wall0,
-            "images_per_s": st["images"] / st["train_time"] if st["train_time"] else None,
-            "params": sum(p.numel() for p in model.parameters()),
-        },
+        "best_val_acc": st["best_val"] if st["best_epoch"] is not None else None,
+        "best_epoch": st["best_epoch"], "swa_val_acc": swa_val,
+        "kept": cfg.keep, "kept_epoch": st["kept_epoch"], "kept_val_acc": st["kept_val"],
+        "test_acc": test["acc"] if test else None,
+        "test_loss": test["loss"] if test else None,
+        "epochs_run": st["epoch"], "train_time": st["train_time"], "wall_time": wall,
+        "images_per_s": st["images"] / st["train_time"] if st["train_time"] else None,
+        "params": sum(p.numel() for p in model.parameters()),
     }

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -103,8 +104,70 @@ def update_manifest(profile: Profile, record: dict) -> None:
         "kept": record["metrics"].get("kept", "best"),
         "val_acc": record["metrics"].get("kept_val_acc", record["metrics"]["best_val_acc"]),
         "test_acc": record["metrics"]["test_acc"],
-        "bytes": ck.stat().st_size, "sha256": _sha256(ck)}
+        "bytes": ck.stat().st_size,
+        "sha256": record.get("weights_sha256") or _sha256(ck)}
     write_json(dict(sorted(manifest.items())), path)
+
+
+def _manifest_sha(profile: Profile, weights: str) -> str | None:
+    path = profile.weights / "manifest.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get(weights, {}).get("sha256")
+
+
+def weights_problem(record: dict, profile: Profile | str | None = None) -> str | None:
+    """Why a run's weights cannot be used (None: they can).
+
+    Weights are used only when the record says the run finished (``ok`` or
+    ``diverged``) and the checkpoint's sha256 is the one the record (or, for
+    older records, ``weights/manifest.json``) wrote down for it.
+    """
+    profile = get_profile(profile)
+    if record.get("status") not in ("ok", "diverged"):
+        return f"its record has no final status ({record.get('status')!r})"
+    if not record.get("weights"):
+        return "the run kept no weights"
+    ck = profile.root / record["weights"]
+    if not ck.is_file():
+        return f"{record['weights']} is not on this machine"
+    want = record.get("weights_sha256") or _manifest_sha(profile, record["weights"])
+    if want is None:
+        return None if ck.stat().st_mtime <= _record_time(record) else \
+            f"{record['weights']} is newer than its record and has no hash to check"
+    if _sha256(ck) != want:
+        return (f"{record['weights']} does not match its record (sha256 differs: "
+                "left by an interrupted rebuild?)")
+    return None
+
+
+def _record_time(record: dict) -> float:
+    try:
+        return _dt.datetime.fromisoformat(record["created"]).timestamp() + 60
+    except (KeyError, ValueError):
+        return math.inf
+
+
+def find_record(cfg: TrainConfig, split_or_data, experiment: str,
+                profile: Profile | str | None = None, tag: dict | None = None):
+    """``(path, record)`` of the run of ``cfg`` on disk (any experiment), else None."""
+    profile = get_profile(profile)
+    data = split_or_data if isinstance(split_or_data, dict) else split_or_data.describe()
+    name = run_name(cfg, data, tag)
+    path = profile.results / experiment / f"{name}.json"
+    for found in [path, *sorted(profile.results.glob(f"*/{name}.json"))]:
+        if found.is_file():
+            try:
+                rec = json.loads(found.read_text())
+            except json.JSONDecodeError:
+                continue  # a damaged record is trained again
+            if rec.get("config") == cfg.to_dict() and rec.get("tag") == tag:
+                return found, rec
+    return None
+
+
+def _say(log, text: str) -> None:
+    (log or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
 
 
 def run(cfg: TrainConfig, split: Split, experiment: str,
@@ -114,36 +177,38 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     """Train ``cfg`` on ``split`` unless its result is on disk; return the record.
 
     The record holds the config, data description, environment, per-epoch
-    history, status (``ok``/``diverged``) and final metrics. A diverged run
-    is saved like any other and does not raise. With ``need_weights`` a
-    result whose checkpoint is not on this machine is trained again.
-    ``callbacks`` and ``hooks`` go to :func:`engine.fit`; a hook with a
-    ``result()`` method adds its dict to the record (e.g. per-step
-    measurements). ``tag`` (JSON-safe) joins the config in the run's name,
-    for settings outside the config that change what is recorded.
+    history, status (``ok``/``diverged``), final metrics and the sha256 of
+    the kept weights. A diverged run is saved like any other and does not
+    raise. With ``need_weights`` a result whose checkpoint is missing or
+    does not match its record (see :func:`weights_problem`) is trained
+    again (resuming from its ``.last.pt`` if an interrupted attempt left
+    one), and the reason is printed. ``callbacks`` and ``hooks`` go to
+    :func:`engine.fit`; a hook with a ``result()`` method adds its dict to
+    the record (e.g. per-step measurements). ``tag`` (JSON-safe) joins the
+    config in the run's name, for settings outside the config that change
+    what is recorded. Used by every notebook (01-05) through its study.
     """
     profile = get_profile(profile)
     data = split.describe()
     name = run_name(cfg, data, tag)
     path = profile.results / experiment / f"{name}.json"
-    if not force:
-        for found in [path, *sorted(profile.results.glob(f"*/{name}.json"))]:
-            if found.is_file():
-                rec = json.loads(found.read_text())
-                if rec.get("config") == cfg.to_dict() and rec.get("tag") == tag:
-                    if need_weights and rec.get("weights") and \
-                            not (profile.root / rec["weights"]).is_file():
-                        break  # the checkpoint was not kept here: train again
-                    if found != path:  # same run made for another experiment
-                        rec.update(experiment=experiment, label=label or rec.get("label"))
-                        write_json(rec, path)
-                    return rec
+    found = None if force else find_record(cfg, data, experiment, profile, tag)
+    if found is not None:
+        where, rec = found
+        problem = weights_problem(rec, profile) if need_weights else None
+        if problem is None:
+            if where != path:  # same run made for another experiment
+                rec.update(experiment=experiment, label=label or rec.get("label"))
+                write_json(rec, path)
+            return rec
+        _say(log, f"{experiment}/{name}: retraining, {problem}")
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
     ckpt = profile.weights / experiment / f"{name}.pt"
+    ckpt.unlink(missing_ok=True)  # weights are written when the run ends
     if force:  # nothing of an earlier run may stand in for this one
-        ckpt.unlink(missing_ok=True)
         ckpt.with_suffix(".last.pt").unlink(missing_ok=True)
+    _say(log, f"training {experiment}/{name} ({cfg.model}, {cfg.epochs} epochs)")
     out = fit(model, make_loaders(split, cfg, device), cfg, ckpt_path=ckpt,
               callbacks=callbacks, hooks=hooks, log=log)
     rec = {"experiment": experiment, "run": name, "label": label or name,
@@ -152,6 +217,7 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
            "profile": profile.name,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "weights": str(ckpt.relative_to(profile.root)) if ckpt.is_file() else None,
+           "weights_sha256": _sha256(ckpt) if ckpt.is_file() else None,
            "history": out["history"], "metrics": out["metrics"]}
     if tag:
         rec["tag"] = tag
@@ -159,6 +225,10 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
         rec.update(h.result() if hasattr(h, "result") else {})
     write_json(rec, path)
     update_manifest(profile, rec)
+    acc = out["metrics"].get("test_acc")
+    _say(log, f"done {experiment}/{name}: {out['status']}, test acc "
+              f"{'n/a' if acc is None else f'{acc:.4f}'}, "
+              f"{out['metrics'].get('wall_time') or 0:.0f} s")
     return json.loads(path.read_text())
 
 
@@ -175,9 +245,10 @@ def trained_model(cfg: TrainConfig, split: Split, experiment: str,
 def load_model(record: dict, profile: Profile | str | None = None, device="cpu"):
     """The trained model of a run record, with its best weights, in eval mode."""
     profile = get_profile(profile)
-    if not record.get("weights"):
-        raise FileNotFoundError(f"run {record['run']} kept no weights (status "
-                                f"{record['status']}); retrain it with force=True")
+    problem = weights_problem(record, profile)
+    if problem is not None:
+        raise FileNotFoundError(f"the weights of run {record['run']} cannot be used: "
+                                f"{problem}; retrain it (trained_model or force=True)")
     return load_checkpoint(profile.root / record["weights"]).to(device).eval()
 
 

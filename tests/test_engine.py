@@ -325,17 +325,23 @@ def test_resume_after_interrupt(tmp_path, small_split):
         if epoch == 2:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train(small_split, cfg, ckpt_path=ck, callbacks=(stop_at_2,))
-    assert last.is_file() and ck.is_file()
-    assert read_checkpoint(last)["state"]["epoch"] == 2
+        train(small_split, cfg, ckpt_path=ck, callbacks=(stop_at_2,), save_every=0)
+    # an interrupted run leaves its resume state, never weights that look final
+    assert last.is_file() and not ck.exists()
+    state = read_checkpoint(last)
+    assert state["state"]["epoch"] == 2 and state["kept"]["epoch"] in (1, 2)
     assert not list(tmp_path.glob("*.tmp"))
+    before = state["state"]["train_time"]
 
     ran = []
     _, resumed = train(small_split, cfg, model=tiny_model(5), ckpt_path=ck,
-                       callbacks=(lambda epoch, **_: ran.append(epoch),))
+                       callbacks=(lambda epoch, **_: ran.append(epoch),), save_every=0)
     assert ran == [2, 3]  # only the missing epochs ran
     assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
-    assert resumed["metrics"]["epochs_run"] == 4 and not last.exists()
+    assert resumed["metrics"]["epochs_run"] == 4 and not last.exists() and ck.is_file()
+    # times cover the whole run, the part before the interrupt included
+    m = resumed["metrics"]
+    assert m["train_time"] > before and m["wall_time"] >= m["train_time"]
     # the same history as a run that was never interrupted
     _, whole = train(small_split, cfg)
     for a, b in zip(resumed["history"], whole["history"]):
@@ -353,7 +359,7 @@ def test_resume_refuses_another_config(tmp_path, small_split):
         if epoch == 1:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train(small_split, cfg, ckpt_path=ck, callbacks=(stop,))
+        train(small_split, cfg, ckpt_path=ck, callbacks=(stop,), save_every=0)
     with pytest.raises(CheckpointError, match="another config.*resume=False"):
         train(small_split, cfg.replace(lr=0.01), ckpt_path=ck)
     _, out = train(small_split, cfg.replace(lr=0.01), ckpt_path=ck, resume=False)
@@ -477,3 +483,18 @@ def test_optimizer_epoch_end_adds_to_the_record(small_split, monkeypatch):
     _, out = train(small_split, cfg)
     assert calls == [(0, False), (1, True)]
     assert [r["extra"] for r in out["history"]] == [0, 10]
+
+
+def test_resume_state_is_written_at_most_every_save_every(tmp_path, small_split):
+    cfg = tiny_config(epochs=3)
+    ck = tmp_path / "run.pt"
+
+    def stop(epoch, **_):
+        if epoch == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):  # an hour between saves: none yet
+        train(small_split, cfg, ckpt_path=ck, callbacks=(stop,), save_every=3600)
+    assert not ck.with_suffix(".last.pt").exists() and not ck.exists()
+    _, out = train(small_split, cfg, ckpt_path=ck, save_every=3600)
+    assert out["metrics"]["epochs_run"] == 3 and ck.is_file()
+    assert read_checkpoint(ck)["epoch"] == out["metrics"]["kept_epoch"]
