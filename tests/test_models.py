@@ -15,6 +15,8 @@ EXPECTED = {
     "wrn28_10": 36.49e6, "wrn16_8": 10.96e6,
     "resnext29_2x32d": 2.30e6, "resnext29_2x64d": 9.13e6,
     "resnext29_32x4d": 4.77e6, "resnext29_8x64d": 89.6e6,
+    # ResNeXt-50 at the widths course report D ablates (17.30 / 20.86 / 22.98M)
+    "resnext50_2x40d": 17.30e6, "resnext50_8x14d": 20.86e6, "resnext50_32x4d": 22.98e6,
     "densenet121": 6.96e6, "dpn26": 11.57e6, "dla": 16.29e6,
     "mobilenetv2": 2.24e6, "shufflenetv2": 1.26e6, "shufflenetv2_0_5": 0.352e6,
     "lenet": 62.0e3, "vgg16_bn": 14.7e6,
@@ -170,3 +172,49 @@ def test_aliases_create_the_same_net_but_are_listed_once():
     assert model_aliases() == {"canet": "canet_base"}
     assert "canet" not in list_models() and "canet" in list_models(aliases=True)
     assert count_params(_meta("canet")) == count_params(_meta("canet_base"))
+
+
+def test_imagenet_stem_resnet18_matches_report_e():
+    """Course report E's ResNet-18 (7x7 stride-2 stem + max-pool): 11,181,642."""
+    assert count_params(_meta("resnet18", stem="imagenet")) == 11_181_642
+    assert count_params(_meta("resnet18")) == 11_173_962
+    stem = create_model("resnet18", stem="imagenet").stem
+    assert stem[0].kernel_size == (7, 7) and stem[0].stride == (2, 2)
+    assert isinstance(stem[-1], nn.MaxPool2d) and stem[-1].stride == 2
+    assert stem(_x()).shape == (2, 64, 8, 8)  # 32 -> 16 (conv) -> 8 (pool)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet_s2", "resnext29_2x32d", "resnext50_2x40d"])
+def test_stem_option_keeps_parameter_names(name):
+    """Both stems name their parameters alike; the default is the CIFAR stem,
+    so checkpoints saved before the option existed load into the default."""
+    default, cifar, imagenet = (_meta(name).state_dict(), _meta(name, stem="cifar").state_dict(),
+                                _meta(name, stem="imagenet").state_dict())
+    assert list(default) == list(cifar) == list(imagenet)
+    assert all(default[k].shape == cifar[k].shape for k in default)
+    assert default["stem.0.weight"].shape[-2:] == (3, 3)
+    assert imagenet["stem.0.weight"].shape[-2:] == (7, 7)
+    assert [k for k in default if default[k].shape != imagenet[k].shape] == ["stem.0.weight"]
+    assert create_model(name, stem="imagenet")(_x()).shape == (2, 10)
+
+
+def test_stem_option_in_configs_and_bad_values():
+    from cifar_lib.engine import TrainConfig
+    cfg = TrainConfig(model="resnet18", model_kw={"stem": "imagenet"})
+    assert cfg.to_dict()["model_kw"] == {"stem": "imagenet"}
+    assert "stem" not in TrainConfig(model="resnet18").to_dict()["model_kw"]
+    with pytest.raises(ValueError, match="unknown stem 'imagenett'; choose one of cifar, imagenet"):
+        create_model("resnet34", stem="imagenett")
+    with pytest.raises(ValueError, match="no option"):
+        TrainConfig(model="vgg_a", model_kw={"stem": "imagenet"})  # not a ResNet
+
+
+def test_resnext50_is_the_paper_layout():
+    """(3, 4, 6, 3) blocks; 32x4d ends with 2048 channels like ResNeXt-50."""
+    model = _meta("resnext50_32x4d")
+    assert [len(stage) for stage in model.layers] == [3, 4, 6, 3]
+    assert model.fc.in_features == 2048
+    groups = {m.groups for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1}
+    assert groups == {32}
+    assert {m.groups for m in _meta("resnext50_8x14d").modules()
+            if isinstance(m, nn.Conv2d) and m.groups > 1} == {8}

@@ -43,6 +43,25 @@ def conv_norm_act(cin: int, cout: int, act: str = "relu", norm: str = "bn",
         norm_layer(norm, cout), act_layer(act))
 
 
+STEMS = ("cifar", "imagenet")
+
+
+def make_stem(kind: str, cout: int, act: str = "relu", norm: str = "bn") -> nn.Sequential:
+    """The layers before the first stage, by name.
+
+    ``cifar``: a 3x3 stride-1 conv, norm, activation (keeps 32 x 32).
+    ``imagenet``: a 7x7 stride-2 conv, norm, activation and a 3x3 stride-2
+    max-pool (32 x 32 -> 8 x 8), as in He et al. 2016. Both put their conv
+    and norm at ``0`` and ``1``, so parameter names are the same.
+    """
+    if kind == "cifar":
+        return conv_norm_act(3, cout, act, norm)
+    if kind == "imagenet":
+        return nn.Sequential(*conv_norm_act(3, cout, act, norm, kernel=7, stride=2),
+                             nn.MaxPool2d(3, 2, 1))
+    raise ValueError(f"unknown stem {kind!r}; choose one of {', '.join(STEMS)}")
+
+
 def build_stages(num_blocks, make_block, cin: int):
     """Stages of residual-style blocks; the first block of every stage but
     the first has stride 2. ``make_block(stage, index, cin, stride)`` returns

@@ -2,7 +2,9 @@
 
 CIFAR variant: 3x3 stride-1 stem with no max-pool, four stages of
 64-128-256-512 channels, global average pooling, one linear layer.
-ResNet-18 has 11,173,962 parameters for 10 classes.
+ResNet-18 has 11,173,962 parameters for 10 classes. Every size takes
+``stem="imagenet"`` for the ImageNet stem instead (7x7 stride-2 conv and a
+3x3 stride-2 max-pool; ResNet-18 then has 11,181,642 parameters).
 
 The small nets ``resnet_s2`` / ``resnet_s3`` have a 16-channel stem and three
 stages of 32-64-128 channels with 2 or 3 BasicBlocks each (0.69M / 1.08M).
@@ -12,8 +14,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from cifar_lib.models import register
-from cifar_lib.models.layers import (StagedNet, act_layer, build_stages, conv_norm_act,
-                                    norm_layer)
+from cifar_lib.models.layers import StagedNet, act_layer, build_stages, make_stem, norm_layer
 
 
 def _shortcut(cin, cout, stride, norm):
@@ -65,42 +66,43 @@ class ResNet(StagedNet):
     """Stem, stages of residual blocks (stride 2 from the second), pool, fc."""
 
     def __init__(self, block, num_blocks, num_classes=10,
-                 widths=(64, 128, 256, 512), act="relu", norm="bn", stem=None):
+                 widths=(64, 128, 256, 512), act="relu", norm="bn", stem_width=None,
+                 stem="cifar"):
         super().__init__()
-        stem = stem or widths[0]  # stem width (default: the first stage's)
+        stem_width = stem_width or widths[0]  # default: the first stage's width
         layers, cout = build_stages(
             num_blocks, lambda i, j, cin, s: (block(cin, widths[i], s, act, norm),
-                                              widths[i] * block.expansion), stem)
-        self.finish(conv_norm_act(3, stem, act, norm), layers, cout, num_classes)
+                                              widths[i] * block.expansion), stem_width)
+        self.finish(make_stem(stem, stem_width, act, norm), layers, cout, num_classes)
 
 
 @register
-def resnet18(num_classes=10, act="relu", norm="bn"):
+def resnet18(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-18: BasicBlock x (2, 2, 2, 2), 11.17M parameters."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, act=act, norm=norm)
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, act=act, norm=norm, stem=stem)
 
 
 @register
-def resnet34(num_classes=10, act="relu", norm="bn"):
+def resnet34(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-34: BasicBlock x (3, 4, 6, 3), 21.28M parameters."""
-    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, act=act, norm=norm)
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, act=act, norm=norm, stem=stem)
 
 
 @register
-def resnet50(num_classes=10, act="relu", norm="bn"):
+def resnet50(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-50: Bottleneck x (3, 4, 6, 3), 23.52M parameters."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, act=act, norm=norm)
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, act=act, norm=norm, stem=stem)
 
 
 @register
-def resnet_s2(num_classes=10, act="relu", norm="bn"):
+def resnet_s2(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """Small ResNet: stem 16, BasicBlock x (2, 2, 2) at 32-64-128, 0.69M."""
     return ResNet(BasicBlock, (2, 2, 2), num_classes, widths=(32, 64, 128),
-                  act=act, norm=norm, stem=16)
+                  act=act, norm=norm, stem_width=16, stem=stem)
 
 
 @register
-def resnet_s3(num_classes=10, act="relu", norm="bn"):
+def resnet_s3(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """Small ResNet: stem 16, BasicBlock x (3, 3, 3) at 32-64-128, 1.08M."""
     return ResNet(BasicBlock, (3, 3, 3), num_classes, widths=(32, 64, 128),
-                  act=act, norm=norm, stem=16)
+                  act=act, norm=norm, stem_width=16, stem=stem)
