@@ -1,13 +1,17 @@
-"""Measurements of the BatchNorm study: gradient-direction probes, a
-recorder hook that takes them (and per-step quantities) during
+"""Measurements of the BatchNorm study: probes along the optimizer's step,
+a recorder hook that takes them (and per-step quantities) during
 :func:`cifar_lib.engine.fit`, and filter-normalised loss surfaces.
 
 Probes follow Santurkar et al. 2018 ("How Does Batch Normalization Help
 Optimization?", Fig. 4 and appendix A.2.2): at weights w with gradient g on
 the current batch, the loss and the gradient are taken on the same batch at
-w - eta * g for several step sizes eta. From them come the loss range (loss
-landscape), the distances ||grad(w - eta g) - g|| (gradient predictiveness)
-and max ||grad(w - eta g) - g|| / (eta ||g||) (effective beta-smoothness).
+w + eta * u for several multiples eta of a direction u. In the paper u is
+the SGD step -lr * g; here u is, by default, the update the run's optimizer
+would take with that gradient (:func:`optimizer_update`: the SGD step, the
+momentum step, Adam's step, ...), so every optimizer is probed at the scale
+at which it moves. From the probes come the loss range (loss landscape),
+the distances ||grad(w + eta u) - g|| (gradient predictiveness) and
+max ||grad(w + eta u) - g|| / (eta ||u||) (effective beta-smoothness).
 
 Surfaces follow Li et al. 2018 ("Visualizing the Loss Landscape of Neural
 Nets"): random directions rescaled filter by filter to the norms of the
@@ -15,10 +19,13 @@ weights, biases and BatchNorm parameters left fixed.
 
 Probes and surfaces run in float32: no autocast, and TF32 off on CUDA
 (:func:`float32_precision`). Every measurement leaves the model as it found
-it: weights, gradients, BatchNorm running statistics and train/eval modes.
+it: weights, gradients, BatchNorm running statistics and train/eval modes;
+and a probe along the optimizer's update leaves the optimizer's state and
+hyper-parameters exactly as they were.
 """
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager
 from typing import Callable, Sequence
@@ -26,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from cifar_lib.analysis import last_linear
 from cifar_lib.data import DeviceLoader
@@ -114,16 +122,103 @@ def loss_and_grad(model: nn.Module, loss_fn: LossFn, x, y, params):
 # ---------------------------------------------------------------- probes
 
 
-def probe(model: nn.Module, loss_fn: LossFn, x, y, etas: Sequence[float]) -> dict:
-    """Loss and gradient along the negative gradient on one batch.
+def _optimizer_params(optimizer) -> list[torch.Tensor]:
+    return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def _save_optimizer(optimizer) -> tuple[dict, list[dict]]:
+    """Copies of the optimizer's per-parameter state and of its groups'
+    hyper-parameters (everything but the parameters themselves)."""
+    state = {p: {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+                 for k, v in optimizer.state[p].items()}
+             for p in list(optimizer.state)}
+    groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+              for g in optimizer.param_groups]
+    return state, groups
+
+
+@torch.no_grad()
+def _restore_optimizer(optimizer, saved: tuple[dict, list[dict]]) -> None:
+    """Put back what :func:`_save_optimizer` copied, in place where it can:
+    tensors keep their identity, state a step created is removed."""
+    state, groups = saved
+    for p in list(optimizer.state):
+        if p not in state:
+            del optimizer.state[p]
+            continue
+        cur, old = optimizer.state[p], state[p]
+        for k in [k for k in cur if k not in old]:
+            del cur[k]
+        for k, v in old.items():
+            c = cur.get(k)
+            if torch.is_tensor(v) and torch.is_tensor(c) and c.shape == v.shape \
+                    and c.dtype == v.dtype and c.device == v.device:
+                c.copy_(v)
+            else:
+                cur[k] = v
+    for g, old in zip(optimizer.param_groups, groups):
+        for k in [k for k in g if k != "params" and k not in old]:
+            del g[k]
+        g.update(old)
+
+
+def optimizer_update(optimizer, params: Sequence[torch.Tensor],
+                     grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The update ``w_new - w`` that ``optimizer.step()`` would make to
+    ``params`` if their gradients were ``grads``; nothing is changed.
+
+    A trial step: the gradients are put in ``.grad`` (parameters of the
+    optimizer not in ``params`` get none, so they do not move), the step is
+    taken, the change read, and then the parameters, their ``.grad`` and
+    the optimizer's state and hyper-parameters are put back exactly (state
+    tensors in place; state that the step created, e.g. Adam's moments or
+    SGD's momentum buffer at the first step, removed again). For SGD
+    without momentum the update is ``-lr * g``; with momentum it is the
+    momentum step; for Adam, Adam's step. Optimizers that keep state
+    outside ``optimizer.state`` and ``param_groups`` are not supported.
+    """
+    params = list(params)
+    own = {id(p) for p in params}
+    if not own <= {id(p) for p in _optimizer_params(optimizer)}:
+        raise ValueError("the optimizer does not hold every probed parameter")
+    by_id = {id(p): g for p, g in zip(params, grads)}
+    everything = _optimizer_params(optimizer)
+    old_grads = [p.grad for p in everything]
+    w0 = [p.detach().clone() for p in params]
+    saved = _save_optimizer(optimizer)
+    try:
+        for p in everything:
+            g = by_id.get(id(p))
+            p.grad = None if g is None else g.detach().clone().to(p.dtype)
+        with torch.no_grad():
+            optimizer.step()
+            delta = [p.detach() - w for p, w in zip(params, w0)]
+    finally:
+        with torch.no_grad():
+            for p, w in zip(params, w0):
+                p.copy_(w)
+        for p, g in zip(everything, old_grads):
+            p.grad = g
+        _restore_optimizer(optimizer, saved)
+    return delta
+
+
+def probe(model: nn.Module, loss_fn: LossFn, x, y, etas: Sequence[float],
+          optimizer=None) -> dict:
+    """Loss and gradient along a direction u on one batch.
 
     At the current weights w, with g the gradient of ``loss_fn`` on (x, y),
-    evaluates the loss and the gradient at w - eta * g for each eta, in
+    evaluates the loss and the gradient at w + eta * u for each eta, in
     float32 with BatchNorm in training mode (batch statistics) and
-    everything restored afterwards. Returns the loss and ||g|| at w, per-eta
-    ``losses`` and ``grad_dists`` (||grad(w - eta g) - g||), and the
-    summaries ``loss_min``/``loss_max``, ``gdist_min``/``gdist_max`` and
-    ``beta`` (max over eta of grad_dist / (eta ||g||)).
+    everything restored afterwards. With ``optimizer``, u is the update
+    that optimizer would take with gradient g (:func:`optimizer_update`)
+    and the etas are multiples of it (1: the real step); without, u = -g
+    and the etas are step sizes (the paper's SGD probe). Returns the loss,
+    ||g|| and ``step_norm`` = ||u|| at w, ``direction`` ("update" or
+    "gradient"), per-eta ``losses`` and ``grad_dists``
+    (||grad(w + eta u) - g||), and the summaries ``loss_min``/``loss_max``,
+    ``gdist_min``/``gdist_max`` and ``beta`` (max over eta of grad_dist /
+    (eta ||u||)).
     """
     etas = [float(e) for e in etas]
     if not etas or min(etas) <= 0:
@@ -132,32 +227,36 @@ def probe(model: nn.Module, loss_fn: LossFn, x, y, etas: Sequence[float]) -> dic
     with preserved(model), float32_precision(params[0].device):
         model.train()
         loss0, g0 = loss_and_grad(model, loss_fn, x, y, params)
+        u = [-g for g in g0] if optimizer is None else \
+            optimizer_update(optimizer, params, g0)
         w0 = [p.detach().clone() for p in params]
         losses, dists = [], []
         for eta in etas:
             with torch.no_grad():
-                for p, w, g in zip(params, w0, g0):
-                    p.copy_(w).add_(g, alpha=-eta)
+                for p, w, d in zip(params, w0, u):
+                    p.copy_(w).add_(d, alpha=eta)
             loss, grads = loss_and_grad(model, loss_fn, x, y, params)
             losses.append(loss)
             dists.append(global_norm([a - b for a, b in zip(grads, g0)]))
-        gnorm = global_norm(g0)
-    vals = torch.stack([v.double() for v in (loss0, gnorm, *losses, *dists)]
+        gnorm, unorm = global_norm(g0), global_norm(u)
+    vals = torch.stack([v.double() for v in (loss0, gnorm, unorm, *losses, *dists)]
                        ).tolist()  # one host sync
-    loss0, gnorm = vals[:2]
-    losses, dists = vals[2:2 + len(etas)], vals[2 + len(etas):]
-    betas = [d / (e * gnorm) if gnorm > 0 else math.nan
+    loss0, gnorm, unorm = vals[:3]
+    losses, dists = vals[3:3 + len(etas)], vals[3 + len(etas):]
+    betas = [d / (e * unorm) if unorm > 0 else math.nan
              for d, e in zip(dists, etas)]
-    return {"loss": loss0, "grad_norm": gnorm, "etas": etas,
-            "losses": losses, "grad_dists": dists,
+    return {"loss": loss0, "grad_norm": gnorm, "step_norm": unorm,
+            "direction": "gradient" if optimizer is None else "update",
+            "etas": etas, "losses": losses, "grad_dists": dists,
             "loss_min": min(losses), "loss_max": max(losses),
             "gdist_min": min(dists), "gdist_max": max(dists),
             "beta": max(betas)}
 
 
-PROBE_KEYS = ("loss", "grad_norm", "loss_min", "loss_max",
+PROBE_KEYS = ("loss", "grad_norm", "step_norm", "loss_min", "loss_max",
               "gdist_min", "gdist_max", "beta")
 STEP_KEYS = ("loss", "last_grad", "last_grad_change")
+DIRECTIONS = ("update", "gradient")
 
 
 def _round(v: float, digits: int = 5):
@@ -174,44 +273,92 @@ class Recorder:
     ``after_backward`` measures, at every step, the training loss, the norm
     of the last linear layer's weight gradient and the norm of its change
     since the previous step; the values stay on the device, and the steps
-    whose index is a multiple of ``keep_every`` are kept. ``before_step``
-    runs :func:`probe` with step sizes ``etas`` every ``probe_every`` steps
-    (0: never) on the batch about to be trained, at the weights before the
-    step; a probe changes nothing that training uses, random state included.
-    ``result()`` gives both as JSON-safe columns (5 significant digits) for
-    the run's record; ``options()`` the settings, to name the run by. Use a
-    new recorder for each run.
+    whose index is a multiple of ``keep_every`` are kept. Every
+    ``probe_every`` steps (0: never) the recorder runs :func:`probe` on the
+    batch about to be trained, at the weights before the step, with ``etas``:
+
+    * ``direction="update"`` (default): along the update the run's
+      optimizer is about to take, the etas being multiples of it. The probe
+      runs just before that ``optimizer.step()`` (a step pre-hook: fit does
+      not hand hooks its optimizer, so the recorder finds the optimizer that
+      holds the model's parameters when it first steps). The update is
+      computed from the probe's own float32 gradient of the batch (no
+      gradient clipping).
+    * ``direction="gradient"``: along -g, the etas being step sizes (the
+      paper's SGD probe for any optimizer); it runs in ``before_step``.
+
+    A probe changes nothing that training uses: weights, gradients, BN
+    statistics, optimizer state, random state. ``result()`` gives the
+    records as JSON-safe columns (5 significant digits) for the run's
+    record; ``options()`` the settings, to name the run by. Use a new
+    recorder for each run.
     """
 
     def __init__(self, loss_fn: LossFn | None = None, etas: Sequence[float] = (),
-                 probe_every: int = 0, keep_every: int = 1):
+                 probe_every: int = 0, keep_every: int = 1,
+                 direction: str = "update"):
         if probe_every < 0 or keep_every < 1:
             raise ValueError(f"need probe_every >= 0 and keep_every >= 1, got "
                              f"{probe_every} and {keep_every}")
         if probe_every and (not etas or min(etas) <= 0):
             raise ValueError(f"probe step sizes must be positive, got {list(etas)}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"unknown probe direction {direction!r}; choose one "
+                             f"of {', '.join(DIRECTIONS)}")
         self.loss_fn = loss_fn or nn.functional.cross_entropy
         self.etas = [float(e) for e in etas]
         self.probe_every, self.keep_every = int(probe_every), int(keep_every)
+        self.direction = direction
         self.steps: list[int] = []            # every step seen
         self.rows: list[torch.Tensor] = []    # its STEP_KEYS, on the device
         self.probes: list[dict] = []
         self._head, self._prev = None, None
+        self._pending = None                  # (model, x, y, step) to probe
+        self._opt = self._finder = None
 
     def options(self) -> dict:
-        """What is recorded, JSON-safe (a run's ``tag``)."""
-        return {"probe_every": self.probe_every, "etas": self.etas,
-                "keep_every": self.keep_every}
+        """What is recorded, JSON-safe (a run's ``tag``); ``direction`` only
+        when probing, so runs without probes keep their names."""
+        out = {"probe_every": self.probe_every, "etas": self.etas,
+               "keep_every": self.keep_every}
+        return {**out, "direction": self.direction} if self.probe_every else out
 
-    def before_step(self, model: nn.Module, x, y, step: int) -> None:
-        if not self.probe_every or step % self.probe_every:
-            return
+    def _probe(self, model, x, y, step, optimizer=None) -> None:
         dev = x.device
         cuda = [] if dev.type != "cuda" else \
             [dev.index if dev.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=cuda):  # e.g. dropout in the probe
-            p = probe(model, self.loss_fn, x, y, self.etas)
+            p = probe(model, self.loss_fn, x, y, self.etas, optimizer=optimizer)
         self.probes.append({"step": step, **{k: p[k] for k in PROBE_KEYS}})
+
+    def before_step(self, model: nn.Module, x, y, step: int) -> None:
+        if not self.probe_every or step % self.probe_every:
+            return
+        if self.direction == "gradient":
+            self._probe(model, x, y, step)
+            return
+        self._pending = (model, x, y, step)
+        if self._opt is None and self._finder is None:
+            self._finder = register_optimizer_step_pre_hook(
+                self._find_optimizer)
+
+    def _find_optimizer(self, optimizer, args, kwargs) -> None:
+        """Global step pre-hook: bind the optimizer that trains the model."""
+        if self._pending is None or self._opt is not None:
+            return
+        held = {id(p) for p in _optimizer_params(optimizer)}
+        if not all(id(p) in held for p in trainable(self._pending[0])):
+            return  # another optimizer
+        self._finder.remove()
+        self._finder, self._opt = None, optimizer
+        optimizer.register_step_pre_hook(self._before_optimizer_step)
+        self._before_optimizer_step(optimizer, args, kwargs)
+
+    def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self._pending is None:  # nothing due, or the probe's trial step
+            return
+        (model, x, y, step), self._pending = self._pending, None
+        self._probe(model, x, y, step, optimizer)
 
     def after_backward(self, model: nn.Module, loss: torch.Tensor, step: int) -> None:
         if self._head is None:
@@ -226,19 +373,24 @@ class Recorder:
 
     def result(self) -> dict:
         """``steps`` (kept steps, first non-finite loss, last step) and ``probes``."""
+        if self._finder is not None:  # no optimizer ever stepped
+            self._finder.remove()
+            self._finder = None
         table = torch.stack(self.rows).double().cpu() if self.rows else \
             torch.zeros(0, len(STEP_KEYS), dtype=torch.float64)  # one host sync
         bad = (~torch.isfinite(table[:, 0])).nonzero().flatten().tolist()
         kept = [i for i, s in enumerate(self.steps) if s % self.keep_every == 0]
         cols = table[kept].T.tolist() if kept else [[] for _ in STEP_KEYS]
+        probes = {"every": self.probe_every, "etas": self.etas,
+                  **({"direction": self.direction} if self.probe_every else {}),
+                  **{k: [p[k] if k == "step" else _round(p[k]) for p in self.probes]
+                     for k in ("step", *PROBE_KEYS)}}
         return {
             "steps": {"every": self.keep_every, "step": [self.steps[i] for i in kept],
                       **{k: [_round(v) for v in col] for k, col in zip(STEP_KEYS, cols)},
                       "first_nonfinite": self.steps[bad[0]] if bad else None,
                       "last_step": self.steps[-1] if self.steps else None},
-            "probes": {"every": self.probe_every, "etas": self.etas,
-                       **{k: [p[k] if k == "step" else _round(p[k]) for p in self.probes]
-                          for k in ("step", *PROBE_KEYS)}},
+            "probes": probes,
         }
 
 

@@ -240,9 +240,10 @@ def test_recorder_probes_every_k_steps_on_the_batch_about_to_be_trained(
     cfg = TrainConfig(**VGG_CFG)
     probed, real = [], L.probe
 
-    def spy(model, loss_fn, x, y, etas):
+    def spy(model, loss_fn, x, y, etas, optimizer=None):
         probed.append((x.clone(), y.clone()))
-        return real(model, loss_fn, x, y, etas)
+        assert isinstance(optimizer, torch.optim.SGD)  # the run's own
+        return real(model, loss_fn, x, y, etas, optimizer=optimizer)
     monkeypatch.setattr(L, "probe", spy)
     rec = L.Recorder(etas=[0.025, 0.2], probe_every=3)
     sparse = L.Recorder(keep_every=3)  # no probes, every 3rd step kept
@@ -251,6 +252,8 @@ def test_recorder_probes_every_k_steps_on_the_batch_about_to_be_trained(
     assert out["status"] == "ok" and steps == 4
     res = rec.result()
     assert res["probes"]["step"] == [0, 3, 6] and res["probes"]["etas"] == [0.025, 0.2]
+    assert res["probes"]["direction"] == "update"
+    assert rec.options()["direction"] == "update" and "direction" not in sparse.options()
     # the probed batch is the one trained at that step (augmented as trained) ...
     for (x, y), t in zip(probed, res["probes"]["step"]):
         loaders.train.set_epoch(t // steps)
@@ -379,3 +382,144 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
             study.plot_surface_1d(surfs), study.plot_surface_2d(surfs)]
     assert all(f.axes for f in figs)
     plt.close("all")
+
+
+# ------------------------------------------------ probes along the optimizer's update
+
+
+def _optimizers(params):
+    return {"sgd": torch.optim.SGD(params, lr=0.05),
+            "momentum": torch.optim.SGD(params, lr=0.05, momentum=0.9),
+            "adam": torch.optim.Adam(params, lr=1e-3)}
+
+
+def _state_of(opt):
+    """The optimizer's state (tensors cloned, keyed by position) and groups."""
+    index = {id(p): i for i, p in enumerate(L._optimizer_params(opt))}
+    state = {index[id(p)]: {k: v.clone() if torch.is_tensor(v) else v
+                            for k, v in st.items()} for p, st in opt.state.items()}
+    return state, [{k: v for k, v in g.items() if k != "params"}
+                   for g in opt.param_groups]
+
+
+def _assert_state_equal(a, b):
+    (s0, g0), (s1, g1) = a, b
+    assert g0 == g1 and s0.keys() == s1.keys()
+    for i in s0:
+        assert s0[i].keys() == s1[i].keys()
+        for k in s0[i]:
+            assert torch.equal(torch.as_tensor(s0[i][k]), torch.as_tensor(s1[i][k])), (i, k)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("warm", [0, 2])  # first step (no state yet), or later
+def test_optimizer_update_is_the_step_and_changes_nothing(name, warm):
+    torch.manual_seed(0)
+    model = create_model("vgg_a_bn", width=1 / 16)
+    params = list(model.parameters())
+    opt = _optimizers(params)[name]
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(warm):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    _, g = L.loss_and_grad(model, nn.functional.cross_entropy, x, y, params)
+    weights0 = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _snapshot(model, opt) if warm else None  # (.grad is None at first)
+    state0, grads0 = _state_of(opt), [p.grad for p in params]
+    u = L.optimizer_update(opt, params, g)
+    if warm:
+        _assert_same(before, _snapshot(model, opt))
+    assert all(torch.equal(v, weights0[k]) for k, v in model.state_dict().items())
+    assert all(a is b for a, b in zip([p.grad for p in params], grads0))  # same objects
+    _assert_state_equal(state0, _state_of(opt))
+    assert (len(opt.state) == 0) == (warm == 0 or name == "sgd")
+    if name == "sgd":  # plain SGD: the update is -lr * g
+        for a, b in zip(u, g):
+            torch.testing.assert_close(a, -0.05 * b, rtol=1e-5, atol=1e-6)
+    w0 = [p.detach().clone() for p in params]  # the real step, taken now
+    for p, gi in zip(params, g):
+        p.grad = gi.clone()
+    opt.step()
+    for a, p, w in zip(u, params, w0):
+        assert torch.equal(a, p.detach() - w)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_probe_along_the_sgd_update_is_the_papers_probe(momentum):
+    """SGD without momentum: eta x update = (eta lr) x -g, the paper's probe;
+    its first momentum step is the same (the buffer starts at g)."""
+    A, c, _, _, loss_fn = quadratic_problem()
+    w = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model, x, lr = Quadratic(w), torch.zeros(1, dtype=torch.float64), 0.05
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    scales = [0.5, 1.0, 4.0]
+    along = L.probe(model, loss_fn, x, None, scales, optimizer=opt)
+    paper = L.probe(model, loss_fn, x, None, [s * lr for s in scales])
+    assert along["direction"] == "update" and paper["direction"] == "gradient"
+    for k in ("losses", "grad_dists", "beta", "loss"):
+        assert along[k] == pytest.approx(paper[k], rel=1e-12), k
+    assert along["step_norm"] == pytest.approx(lr * paper["grad_norm"], rel=1e-12)
+    assert len(opt.state) == 0 and torch.equal(model.w.detach(), w)
+
+
+def test_probe_along_the_momentum_step_uses_the_buffer():
+    A, c, _, _, loss_fn = quadratic_problem()
+    w = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model, x = Quadratic(w), torch.zeros(1, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    buf = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    opt.state[model.w]["momentum_buffer"] = buf.clone()
+    g = A @ (w - c)
+    u = -0.05 * (0.9 * buf + g)  # torch's momentum step
+    p = L.probe(model, loss_fn, x, None, [1.0, 2.0], optimizer=opt)
+    assert p["losses"] == pytest.approx([float(loss_fn(w + e * u, None))
+                                         for e in (1.0, 2.0)], rel=1e-12)
+    assert p["grad_dists"] == pytest.approx([e * float((A @ u).norm())
+                                             for e in (1.0, 2.0)], rel=1e-12)
+    assert p["beta"] == pytest.approx(float((A @ u).norm() / u.norm()), rel=1e-12)
+    assert torch.equal(opt.state[model.w]["momentum_buffer"], buf)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_recorder_probes_along_the_step_the_run_takes(vgg_split, optimizer):
+    """The probed update is the optimizer's real step (Adam: not lr x g), and
+    a run with probes ends bit for bit like the run without."""
+    cfg = TrainConfig(**{**VGG_CFG, "optimizer": optimizer,
+                         "lr": 1e-3 if optimizer == "adam" else 0.05})
+
+    class Weights:  # the weights before every step
+        def __init__(self):
+            self.w = []
+
+        def before_step(self, model, x, y, step):
+            self.w.append(torch.cat([p.detach().flatten().clone()
+                                     for p in model.parameters()]))
+
+    rec, seen = L.Recorder(etas=[0.5, 1.0, 4.0], probe_every=3), Weights()
+    probed, _, out1 = _fit(vgg_split, cfg, hooks=[seen, rec])
+    plain, _, out0 = _fit(vgg_split, cfg)
+    res = rec.result()["probes"]
+    assert res["step"] == [0, 3, 6] and res["direction"] == "update"
+    for t, norm, gnorm in zip(res["step"], res["step_norm"], res["grad_norm"]):
+        real = float((seen.w[t + 1] - seen.w[t]).norm())
+        assert norm == pytest.approx(real, rel=1e-3)
+        if optimizer == "adam":  # far from lr x ||g||
+            assert norm > 3 * cfg.lr * gnorm
+    a, b = plain.state_dict(), probed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["train_loss"] for h in out0["history"]] == \
+        [h["train_loss"] for h in out1["history"]]
+    from torch.optim import optimizer as torch_optimizer
+    assert not torch_optimizer._global_optimizer_pre_hooks  # finder removed
+
+
+def test_recorder_can_still_probe_along_the_gradient(vgg_split):
+    cfg = TrainConfig(**{**VGG_CFG, "optimizer": "adam", "lr": 1e-3, "epochs": 1})
+    rec = L.Recorder(etas=[1e-3, 4e-3], probe_every=2, direction="gradient")
+    _fit(vgg_split, cfg, hooks=[rec])
+    res = rec.result()["probes"]
+    assert res["direction"] == "gradient" and res["step"] == [0, 2]
+    assert res["step_norm"] == res["grad_norm"]
+    with pytest.raises(ValueError, match="direction"):
+        L.Recorder(etas=[1.0], probe_every=1, direction="sideways")
