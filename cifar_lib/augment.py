@@ -24,11 +24,12 @@ class Augment:
     erase_size: int = 12  # side of the erased square in pixels
     mixup: float = 0.0    # alpha of Beta(alpha, alpha) for mixup (0: off)
     cutmix: float = 0.0   # alpha of Beta(alpha, alpha) for cutmix (0: off)
+    rotate: float = 0.0   # largest rotation in degrees, uniform in +-rotate (0: off)
 
     def __post_init__(self):
         ranges = [("crop", int, 0, 31), ("erase", float, 0, 1),
                   ("erase_size", int, 1, 32), ("mixup", float, 0, math.inf),
-                  ("cutmix", float, 0, math.inf)]
+                  ("cutmix", float, 0, math.inf), ("rotate", float, 0, 180)]
         for name, kind, lo, hi in ranges:
             v = getattr(self, name)
             ok = isinstance(v, (int, float) if kind is float else int)
@@ -50,7 +51,11 @@ PRESETS = {
     "crop_flip_erase": Augment(erase=0.5),
     "crop_flip_mixup": Augment(mixup=1.0),
     "crop_flip_cutmix": Augment(cutmix=1.0),
+    "crop_flip_rotate": Augment(rotate=15.0),  # course report E's small rotations
 }
+# Fields left out of a config's augmentation dict while at their default, so
+# configs (and run names) from before the field existed stay the same.
+_OMITTED_AT_DEFAULT = {"rotate": 0.0}
 
 
 def resolve_augment(spec) -> Augment:
@@ -77,8 +82,14 @@ def resolve_augment(spec) -> Augment:
 
 
 def augment_dict(spec) -> dict:
-    """The plain-dict form of an augmentation spec (stored in configs)."""
-    return asdict(resolve_augment(spec))
+    """The plain-dict form of an augmentation spec (stored in configs).
+
+    ``rotate`` appears only when on, so configs without rotation keep the
+    dict (and the run name) they had before rotation existed.
+    """
+    d = asdict(resolve_augment(spec))
+    return {k: v for k, v in d.items()
+            if not (k in _OMITTED_AT_DEFAULT and v == _OMITTED_AT_DEFAULT[k])}
 
 
 def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
@@ -99,6 +110,31 @@ def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Flip each image left-right with probability 1/2."""
     flip = torch.rand(len(x), generator=g, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate image ``i`` by ``degrees[i]`` (counter-clockwise) about its centre.
+
+    One ``affine_grid``/``grid_sample`` call for the whole batch, bilinear;
+    pixels from outside the image are zero (the dataset mean once the batch
+    is normalised, as for erasing).
+    """
+    a = torch.deg2rad(degrees.to(x.dtype))
+    cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1),   # output -> input
+                         torch.stack([sin, cos, zero], 1)], 1)   # coordinates
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
+def random_rotate(x: torch.Tensor, max_degrees: float,
+                  g: torch.Generator) -> torch.Tensor:
+    """Rotate each image by an angle drawn uniformly from +-``max_degrees``."""
+    if max_degrees <= 0:
+        return x
+    u = torch.rand(len(x), generator=g, device=x.device)
+    return rotate(x, (2 * u - 1) * max_degrees)
 
 
 def random_erase(x: torch.Tensor, p: float, size: int,
@@ -147,10 +183,11 @@ def cutmix(x, t, alpha: float, g: torch.Generator, rng: np.random.Generator):
 
 def apply_augment(aug: Augment, x, y, num_classes: int,
                   g: torch.Generator, rng: np.random.Generator):
-    """Crop, flip, erase, then mixup or cutmix (one of them per batch)."""
+    """Crop, flip, rotate, erase, then mixup or cutmix (one of them per batch)."""
     x = random_crop(x, aug.crop, g)
     if aug.flip:
         x = random_flip(x, g)
+    x = random_rotate(x, aug.rotate, g)  # draws nothing when off
     x = random_erase(x, aug.erase, aug.erase_size, g)
     if not aug.mixes:
         return x, y

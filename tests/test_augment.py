@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from cifar_lib.augment import (PRESETS, Augment, apply_augment, augment_dict,
                                cutmix, mixup, random_crop, random_erase,
-                               random_flip, resolve_augment)
+                               random_flip, random_rotate, resolve_augment, rotate)
 
 
 def gen(seed=0):
@@ -149,18 +149,91 @@ def test_resolve_augment():
     assert resolve_augment({"crop": 2, "flip": False}) == Augment(crop=2, flip=False)
     assert resolve_augment(augment_dict("crop_flip_cutmix")) == PRESETS["crop_flip_cutmix"]
     assert augment_dict("crop_flip_mixup")["mixup"] == 1.0
-    with pytest.raises(ValueError, match="unknown augmentation preset 'rotate'.*crop_flip"):
-        resolve_augment("rotate")
-    with pytest.raises(ValueError, match=r"unknown augmentation option\(s\) \['rotate'\].*"
+    with pytest.raises(ValueError, match="unknown augmentation preset 'shear'.*crop_flip"):
+        resolve_augment("shear")
+    with pytest.raises(ValueError, match=r"unknown augmentation option\(s\) \['shear'\].*"
                                          r"valid: crop, cutmix"):
-        resolve_augment({"rotate": 10})
+        resolve_augment({"shear": 10})
     with pytest.raises(TypeError, match="preset name, dict or Augment"):
         resolve_augment(3)
 
 
 @pytest.mark.parametrize("bad", [{"crop": -1}, {"crop": 40}, {"crop": 2.5},
                                  {"erase": 1.5}, {"erase_size": 0},
-                                 {"mixup": -1.0}, {"cutmix": "a"}])
+                                 {"mixup": -1.0}, {"cutmix": "a"},
+                                 {"rotate": -5.0}, {"rotate": 200}])
 def test_bad_augmentation_values(bad):
     with pytest.raises(ValueError, match=f"bad augmentation value {next(iter(bad))}="):
         resolve_augment(bad)
+
+
+# ---------------------------------------------------------------- rotation
+
+
+def test_rotation_by_zero_is_identity_and_by_90_is_rot90():
+    x = batch(8)
+    assert torch.allclose(rotate(x, torch.zeros(8)), x, atol=1e-6)
+    assert random_rotate(x, 0.0, gen()) is x
+    # positive angles turn counter-clockwise, like torch.rot90(k=1) and torchvision
+    assert torch.allclose(rotate(x, torch.full((8,), 90.0)), x.rot90(1, (2, 3)), atol=1e-5)
+    assert torch.allclose(rotate(x, torch.full((8,), -90.0)), x.rot90(-1, (2, 3)), atol=1e-5)
+
+
+def test_rotation_angles_per_image_from_the_generator():
+    x = batch(64)
+    out = random_rotate(x, 15.0, gen(5))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out, random_rotate(x, 15.0, gen(5)))      # seeded
+    assert not torch.equal(out, random_rotate(x, 15.0, gen(6)))
+    angles = (2 * torch.rand(64, generator=gen(5)) - 1) * 15.0   # the same draws
+    assert torch.equal(out, rotate(x, angles))
+    assert angles.abs().max() <= 15 and angles.std() > 5          # per image, both ways
+    # a small rotation keeps the centre and fills the corners it uncovers with zero
+    c = torch.ones(64, 3, 32, 32)
+    turned = random_rotate(c, 15.0, gen(5))
+    assert torch.allclose(turned[:, :, 12:20, 12:20], c[:, :, 12:20, 12:20], atol=1e-5)
+    big = angles.abs() > 5
+    assert (turned[big][:, :, 0, 0] < 0.5).all()
+
+
+def test_rotation_off_leaves_the_other_augmentations_draws_unchanged():
+    """Configs without rotation augment exactly as before it existed."""
+    x = batch(32)
+    out, _ = apply_augment(PRESETS["crop_flip_erase"], x, torch.zeros(32).long(), 10,
+                           gen(7), np.random.default_rng(0))
+    g = gen(7)
+    want = random_erase(random_flip(random_crop(x, 4, g), g), 0.5, 12, g)
+    assert torch.equal(out, want)
+
+
+def test_rotation_is_left_out_of_config_dicts_when_off():
+    """Run names hash the augmentation dict: without rotation it is unchanged."""
+    from cifar_lib.engine import TrainConfig
+    old = {"crop": 4, "flip": True, "erase": 0.0, "erase_size": 12, "mixup": 0.0, "cutmix": 0.0}
+    assert augment_dict("crop_flip") == old
+    assert TrainConfig(augment="crop_flip").to_dict()["augment"] == old
+    d = augment_dict("crop_flip_rotate")
+    assert d == {**old, "rotate": 15.0}
+    assert resolve_augment(d) == PRESETS["crop_flip_rotate"] == Augment(rotate=15.0)
+    assert resolve_augment(old).rotate == 0.0
+
+
+def test_rotation_in_the_device_loader():
+    """uint8 images, normalised to floats on the device, then rotated."""
+    from cifar_lib.data import DeviceLoader
+    g = gen(0)
+    x = torch.randint(0, 256, (40, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.arange(40) % 10
+    kw = dict(train=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), seed=3)
+
+    def batches(preset):
+        loader = DeviceLoader(x, y, 16, augment=resolve_augment(preset), **kw)
+        return list(loader)
+    rot, rot2, plain = batches("crop_flip_rotate"), batches("crop_flip_rotate"), batches("crop_flip")
+    assert len(rot) == len(plain) == 2
+    for (xr, yr), (xr2, yr2), (xp, yp) in zip(rot, rot2, plain):
+        assert xr.shape == (16, 3, 32, 32) and xr.dtype == torch.float32
+        assert torch.equal(yr, yp) and yr.dtype == torch.long     # labels untouched
+        assert torch.equal(xr, xr2) and torch.equal(yr, yr2)      # seeded
+        assert not torch.allclose(xr, xp)
+        assert torch.isfinite(xr).all()
