@@ -2,6 +2,8 @@
 
     python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05
     python -m cifar_lib experiment architectures ablation_optimizers --profile full
+    python -m cifar_lib plan --profile full [--json plan.json] [--extended]
+    python -m cifar_lib run --profile full --budget-min 9 [--extended]
     python -m cifar_lib notebooks --profile cpu [--only 00 01]
     python -m cifar_lib report --profile cpu
     python -m cifar_lib list models|experiments
@@ -52,6 +54,36 @@ def _experiment(args) -> int:
         df = run_experiment(name, P, split, force=args.force, log=print)
         print(f"\n== {name} ({P.name})")
         print(summarize(df).to_string(index=False))
+    return 0
+
+
+def _plan(args) -> int:
+    from cifar_lib import plan as pl
+    from cifar_lib.profiles import get_profile
+
+    P = get_profile(args.profile)
+    jobs = pl.plan(P, args.extended, args.tflops, args.step_ms)
+    print(pl.format_plan(jobs, P, args.tflops, args.step_ms))
+    if args.json:
+        from cifar_lib.experiments import write_json
+        from pathlib import Path
+        write_json({"profile": P.name, "extended": args.extended,
+                    "tflops": args.tflops, "step_ms": args.step_ms,
+                    "runs": [j.row() for j in jobs], "total": pl.totals(jobs)},
+                   Path(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run(args) -> int:
+    from cifar_lib import plan as pl
+
+    out = pl.run_budget(args.profile, args.budget_min, args.extended, args.data_root,
+                        args.tflops, args.step_ms)
+    if args.json:
+        from cifar_lib.experiments import write_json
+        from pathlib import Path
+        write_json(out, Path(args.json))
     return 0
 
 
@@ -106,6 +138,31 @@ def main(argv=None) -> int:
     common(p)
     p.add_argument("names", nargs="+")
     p.set_defaults(fn=_experiment)
+
+    def rates(p):
+        from cifar_lib.plan import DEFAULT_STEP_MS, DEFAULT_TFLOPS
+        p.add_argument("--extended", action="store_true",
+                       help="include the opt-in extended set (heaviest variants)")
+        p.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                       help="effective training TFLOP/s the estimate assumes "
+                            "(default: measured on one H100)")
+        p.add_argument("--step-ms", type=float, default=DEFAULT_STEP_MS,
+                       help="floor per optimizer step in ms (launch-bound small nets)")
+        p.add_argument("--json", default=None, metavar="PATH", help="also write JSON here")
+
+    p = sub.add_parser("plan", help="list every run of a profile: cost, estimate, done/pending")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    rates(p)
+    p.set_defaults(fn=_plan)
+
+    p = sub.add_parser("run", help="train a profile's pending runs in priority order "
+                                   "within a time budget (call again to continue)")
+    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--data-root", default=None, help="default: $CIFAR10_ROOT")
+    p.add_argument("--budget-min", type=float, default=9.0,
+                   help="stop launching runs that would end after this many minutes")
+    rates(p)
+    p.set_defaults(fn=_run)
 
     p = sub.add_parser("notebooks", help="execute the notebooks in order, refresh the report")
     p.add_argument("--profile", choices=PROFILES, default=None)

@@ -15,9 +15,10 @@ from cifar_lib.experiments import (experiment_configs, load_results,
 from cifar_lib.profiles import Profile
 from cifar_lib.report import register_table, register_value
 
-# FastNet width and ablation epochs per profile.
+# FastNet width and ablation epochs per profile (full: sized with
+# `python -m cifar_lib plan` so the whole study fits about 15 minutes on an H100).
 FAST_WIDTH = {"smoke": 0.125, "cpu": 0.5, "full": 1.0}
-FAST_EPOCHS = {"smoke": 1, "cpu": 4, "full": 10}
+FAST_EPOCHS = {"smoke": 1, "cpu": 4, "full": 8}
 # Batch sizes of the batch-size ablation per profile (plus the baseline's).
 BATCH_SIZES = {"smoke": (32, 64), "cpu": (32, 64, 128, 256), "full": (128, 256, 512, 1024)}
 # EMA decay per profile (few steps on cpu/smoke need a short horizon).
@@ -60,6 +61,15 @@ ARCH_CPU = [("lenet", "lenet", {}), ("cnn3", "cnn3", {}), ("cnn3_64", "cnn3_64",
             ("fastnet", "fastnet", {"width": 0.5}), ("resnet_s2", "resnet_s2", {}),
             ("vgg_a", "vgg_a", {}), ("vgg_a_bn", "vgg_a_bn", {}),
             ("resnet18", "resnet18", {}), ("canet_tiny", "canet_tiny", {})]
+# Every architecture of the earlier course reports, in the full profile's
+# 20-minute set (one seed each except the core models); WRN-28-10 with fewer
+# epochs. The heaviest variants are in the opt-in extended set (EXTENDED).
+ARCH_FULL = [(m, m, {}) for m in (
+    "lenet", "cnn3", "cnn3_64", "fastnet", "resnet_s2", "resnet_s3", "resnet18",
+    "resnet34", "resnet50", "preactresnet18", "wrn28_10", "resnext29_2x32d",
+    "densenet121", "dpn26", "dla", "mobilenetv2", "shufflenetv2", "canet_tiny",
+    "canet_light", "canet_base", "vgg_a", "vgg_a_bn")]
+ARCH_EPOCHS = {"wrn28_10": 4}  # full profile: fewer epochs for the 10 GFLOP net
 # Models trained with every seed of the full profile; the rest with one.
 ARCH_CORE = {"lenet", "cnn3", "fastnet", "vgg_a", "vgg_a_bn", "resnet18"}
 # Models the visualisation notebook (03) loads from this experiment.
@@ -67,15 +77,18 @@ VIS_MODELS = ("resnet18", "fastnet")
 ATTENTION_MODEL = "canet_tiny"
 
 
-def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0) -> TrainConfig:
+def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0,
+                epochs: int | None = None) -> TrainConfig:
     """One recipe for every architecture: Nesterov SGD, lr 0.05 per 128
-    images, weight decay 5e-4, warm-up then cosine, crop+flip."""
+    images, weight decay 5e-4 (not on norm weights and biases), warm-up then
+    cosine, crop+flip."""
     bs = profile.batch_size
+    epochs = epochs or profile.epochs
     return TrainConfig(model=model, model_kw=model_kw, optimizer="sgd",
                        lr=0.05 * bs / 128, momentum=0.9, nesterov=True,
                        weight_decay=5e-4, scheduler="cosine",
-                       warmup_epochs=min(1.0, profile.epochs / 4),
-                       epochs=profile.epochs, batch_size=bs, augment="crop_flip",
+                       warmup_epochs=min(1.0, epochs / 4),
+                       epochs=epochs, batch_size=bs, augment="crop_flip",
                        seed=seed)
 
 
@@ -85,8 +98,11 @@ def arch_models(profile: Profile) -> list[tuple[str, str, dict]]:
         return ARCH_SMOKE
     if profile.name == "cpu":
         return ARCH_CPU
-    from cifar_lib.models import list_models
-    return [(m, m, {}) for m in list_models()]
+    return ARCH_FULL
+
+
+def _arch_epochs(profile: Profile, label: str) -> int | None:
+    return ARCH_EPOCHS.get(label) if profile.name == "full" else None
 
 
 @register_experiment("architectures")
@@ -95,8 +111,30 @@ def architectures(profile: Profile):
     out = []
     for label, model, kw in arch_models(profile):
         seeds = profile.seeds if label in ARCH_CORE else profile.seeds[:1]
-        out += [(label, arch_recipe(profile, model, kw, s)) for s in seeds]
+        out += [(label, arch_recipe(profile, model, kw, s, _arch_epochs(profile, label)))
+                for s in seeds]
     return out
+
+
+# The opt-in extended set of the full profile (`plan --extended`,
+# `run --extended`): the heaviest variants, longer schedules, a third seed.
+EXTENDED_MODELS = ("resnext29_8x64d", "canet_pro", "resnext29_32x4d", "resnext29_2x64d",
+                   "resnext50_2x40d", "resnext50_8x14d", "resnext50_32x4d", "wrn16_8")
+EXTENDED_SEEDS = (2,)
+
+
+@register_experiment("architectures_extended")
+def architectures_extended(profile: Profile):
+    """Heavy models, WRN-28-10 at the full epochs, and a third seed of the core."""
+    out = [(m, arch_recipe(profile, m, {}, 0)) for m in EXTENDED_MODELS]
+    out.append(("wrn28_10", arch_recipe(profile, "wrn28_10", {}, 0)))
+    out += [(label, arch_recipe(profile, model, kw, s))
+            for label, model, kw in arch_models(profile) if label in ARCH_CORE
+            for s in EXTENDED_SEEDS]
+    return out
+
+
+EXTENDED = ("architectures_extended",)
 
 
 # ---------------------------------------------------------------- ablations
@@ -155,6 +193,7 @@ def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
             "crop + flip + erasing": base.replace(augment="crop_flip_erase"),
             "crop + flip + mixup": base.replace(augment="crop_flip_mixup"),
             "crop + flip + cutmix": base.replace(augment="crop_flip_cutmix"),
+            "crop + flip + rotation (15 degrees)": base.replace(augment="crop_flip_rotate"),
             "crop + flip, no normalisation": base.replace(normalize=False),
         },
         "lr_grid": {
@@ -183,6 +222,20 @@ def _register_ablation(name: str):
 
 for _name in ABLATIONS:
     _register_ablation(_name)
+
+
+def stem_variants(profile: Profile) -> dict[str, TrainConfig]:
+    """ResNet-18 with the CIFAR stem (3x3, stride 1) against the ImageNet stem
+    (7x7 stride 2 and a max-pool, course report E), all else equal."""
+    base = arch_recipe(profile, "resnet18", {})
+    return {"CIFAR stem 3x3 (baseline)": base,
+            "ImageNet stem 7x7/2 + max-pool": base.replace(model_kw={"stem": "imagenet"})}
+
+
+@register_experiment("ablation_stem")
+def ablation_stem(profile: Profile):
+    """One-factor ablation of the ResNet-18 stem over the profile's seeds."""
+    return _seeded(profile, stem_variants(profile))
 
 
 # ---------------------------------------------------------------- reading results
@@ -228,6 +281,148 @@ def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) 
     return {lbl: trained_model(specs[lbl], split, "architectures", profile, label=lbl,
                                force=force)
             for lbl in labels}
+
+
+# ---------------------------------------------------------------- notebook 03
+
+
+VIS_FIGURES = ("vis_filters.png", "vis_weights.png", "vis_feature_maps.png",
+               "vis_attention.png", "vis_attention_weights.png", "vis_cam_correct.png",
+               "vis_cam_wrong.png", "vis_confusion.png", "vis_per_class.png",
+               "vis_mistakes.png", "vis_reliability.png", "vis_embedding.png")
+VIS_STAMP = ("summaries", "vis.json")
+
+
+def _vis_runs(profile: Profile) -> dict | None:
+    """Run names of the models notebook 03 draws (first seed), or None
+    while one of them has no finished record."""
+    want = set(VIS_MODELS) | {ATTENTION_MODEL}
+    runs = {r["label"]: r["run"] for r in records("architectures", profile)
+            if r["label"] in want and r["config"]["seed"] == profile.seeds[0]
+            and r["status"] == "ok"}
+    return runs if set(runs) == want else None
+
+
+def vis_stored(profile: Profile) -> bool:
+    """Whether notebook 03's figures and calibration are on disk for the
+    current runs of its models (then nothing needs their weights)."""
+    stamp = _read(profile, *VIS_STAMP)
+    runs = _vis_runs(profile)
+    return bool(stamp and runs and stamp.get("runs") == runs
+                and all((profile.figures / f).is_file() for f in VIS_FIGURES)
+                and _read(profile, "summaries", "calibration.json") is not None)
+
+
+def measure(profile: Profile, split, *, force: bool = False, device=None, log=None) -> dict:
+    """Notebook 03 (report section 1.4): filters, feature maps, attention,
+    CAMs, errors, calibration and embedding of the trained ResNet-18,
+    FastNet and CANet-tiny, saved to figures/ and results/summaries/.
+
+    Skipped when they are stored for the current runs (no weights needed);
+    otherwise the models are loaded (trained when their weights are not on
+    this machine). The budgeted runner calls it right after those runs.
+    """
+    from cifar_lib import analysis, viz
+    if not force and vis_stored(profile):
+        return _read(profile, *VIS_STAMP)
+    models = vis_models(profile, split, VIS_MODELS + (ATTENTION_MODEL,))
+    test = test_loader(profile, split)
+    if device is not None:
+        models = {k: m.to(device) for k, m in models.items()}
+    viz.setup()
+    outs = {name: analysis.predictions(m, test) for name, m in models.items()}
+    draw_inside(profile, models, test, split)
+    draw_cams(profile, models, outs, test, split)
+    draw_errors(profile, outs, split)
+    draw_calibration(profile, outs)
+    draw_embedding(profile, models["resnet18"], test, split)
+    stamp = {"runs": _vis_runs(profile), "figures": list(VIS_FIGURES)}
+    write_json(stamp, profile.results.joinpath(*VIS_STAMP))
+    return stamp
+
+
+def draw_inside(profile: Profile, models: dict, test, split) -> None:
+    """First-layer filters, weight distributions and feature maps of
+    ResNet-18; CANet's attention maps and weights."""
+    import torch
+    from cifar_lib import analysis, viz
+    net, images = models["resnet18"], split.test[0]
+    x, _ = next(iter(test))
+    viz.save(viz.filter_grid(analysis.first_conv(net)), profile, "vis_filters.png", show=False)
+    viz.save(viz.weight_distributions(analysis.conv_weights(net)), profile,
+             "vis_weights.png", show=False)
+    maps = analysis.feature_maps(net, x[:1], n_layers=4)
+    viz.save(viz.feature_map_grid(maps, images[0]), profile, "vis_feature_maps.png", show=False)
+    canet = models[ATTENTION_MODEL].eval()
+    with torch.no_grad():
+        canet(x)
+    att = canet.attention_maps()
+    viz.save(viz.attention_maps(images[:6], att, n=6), profile, "vis_attention.png", show=False)
+    viz.save(viz.attention_weights(att), profile, "vis_attention_weights.png", show=False)
+
+
+def _pair_titles(split, y, pred, idx) -> list[str]:
+    return [f"{split.classes[int(y[i])]}->{split.classes[int(pred[i])]}" for i in idx]
+
+
+def draw_cams(profile: Profile, models: dict, outs: dict, test, split) -> None:
+    """Grad-CAM panels for correct and wrong predictions of ResNet-18."""
+    from cifar_lib import analysis, viz
+    ref, images = outs["resnet18"], split.test[0]
+    cam_models = {name: models[name] for name in VIS_MODELS}
+    for kind, pick in (("correct", ref["pred"] == ref["y"]), ("wrong", ref["pred"] != ref["y"])):
+        idx = pick.nonzero().flatten()[:8]
+        preds = {name: outs[name]["pred"][idx] for name in cam_models}
+        panels = analysis.cam_panels(cam_models, test.prepare(test.x[idx.to(test.x.device)]), preds)
+        titles = _pair_titles(split, ref["y"], ref["pred"], idx)
+        viz.save(viz.cam_grid(images[idx], panels, titles), profile, f"vis_cam_{kind}.png",
+                 show=False)
+
+
+def draw_errors(profile: Profile, outs: dict, split) -> None:
+    """Confusion matrix and most confident mistakes of ResNet-18, per-class
+    accuracy of every model."""
+    from cifar_lib import analysis, viz
+    ref, k = outs["resnet18"], split.num_classes
+    viz.save(viz.confusion_plot(analysis.confusion(ref["pred"], ref["y"], k), split.classes),
+             profile, "vis_confusion.png", show=False)
+    acc = {name: analysis.per_class_accuracy(analysis.confusion(o["pred"], o["y"], k))
+           for name, o in outs.items()}
+    viz.save(viz.per_class_bars(acc, split.classes), profile, "vis_per_class.png", show=False)
+    worst = analysis.confident_mistakes(ref, n=10)
+    titles = [f"{t} {ref['probs'][i].max():.2f}"
+              for t, i in zip(_pair_titles(split, ref["y"], ref["pred"], worst), worst)]
+    fig = viz.image_grid(split.test[0][worst], titles, ncols=5, size=1.5)
+    fig.suptitle("ResNet-18: its most confident mistakes (true->predicted, confidence)")
+    viz.save(fig, profile, "vis_mistakes.png", show=False)
+
+
+def draw_calibration(profile: Profile, outs: dict) -> None:
+    """Reliability diagrams; accuracy, ECE and mean confidence per model."""
+    from cifar_lib import analysis, viz
+    rel = {name: analysis.reliability(o["probs"], o["y"]) for name, o in outs.items()}
+    viz.save(viz.reliability_plot(rel), profile, "vis_reliability.png", show=False)
+    save_calibration(profile, {name: {"acc": float((o["pred"] == o["y"]).float().mean()),
+                                      "ece": rel[name]["ece"],
+                                      "confidence": float(o["probs"].max(1).values.mean())}
+                               for name, o in outs.items()})
+
+
+def draw_embedding(profile: Profile, net, test, split) -> None:
+    """t-SNE of ResNet-18's penultimate features on 2,000 test images."""
+    from cifar_lib import analysis, viz
+    feats, labels = analysis.penultimate(net, test, limit=2000)
+    z = analysis.embed_2d(feats, "tsne")
+    viz.save(viz.embedding_plot(z, labels, split.classes,
+                                "ResNet-18 penultimate features (t-SNE)"),
+             profile, "vis_embedding.png", show=False)
+
+
+def show(profile: Profile, *names: str):
+    """Stored figures as Markdown image links (relative to the executed
+    notebook, which sits beside the profile's figures/)."""
+    from IPython.display import Markdown
+    return Markdown("\n\n".join(f"![{n}](../figures/{n})" for n in names))
 
 
 def test_loader(profile: Profile, split):
@@ -325,7 +520,7 @@ def _register_ablation_table(name: str):
         return summary_table(records(f"ablation_{name}", profile))
 
 
-for _name in ABLATIONS:
+for _name in ABLATIONS + ("stem",):
     _register_ablation_table(_name)
 
 

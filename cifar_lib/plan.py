@@ -1,0 +1,299 @@
+"""What a profile's main job trains, what it costs, and a budgeted runner.
+
+``plan(profile)`` lists every run the notebooks of a profile would launch,
+de-duplicated where experiments share a run, in priority order (section 1's
+core models and ablations, then the BatchNorm study, DessiLBI, the rest of
+the zoo, and with ``extended=True`` the heaviest variants), each with its
+forward GFLOPs per image, training PFLOPs and an estimated time at a stated
+throughput. ``run_budget(profile, budget_min)`` trains the pending runs in
+that order until the next one would pass the budget, saving each as it
+completes, and runs the post-training measurements that need a run's
+weights (CAMs and calibration, surfaces, pruning) right after the training
+that produced them, so that the notebooks then render from results/ alone.
+
+    python -m cifar_lib plan --profile full [--json plan.json]
+    python -m cifar_lib run --profile full --budget-min 9
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cifar_lib.engine import TrainConfig
+from cifar_lib.profiles import Profile, get_profile
+
+# Throughput the estimates assume, for one H100 with bf16 autocast and
+# channels_last (eager mode). Measured on an H100 by benchmarks/plan_rates.py
+# (see README); override with --tflops / --step-ms.
+DEFAULT_TFLOPS = 120.0    # effective training TFLOP/s of a compute-bound net
+DEFAULT_STEP_MS = 4.0     # floor per optimizer step (launch-bound small nets)
+RUN_OVERHEAD_S = 2.0      # building, first-step kernel selection, test set
+
+# Groups of runs in the order the budgeted runner trains them.
+PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
+
+
+@dataclass
+class Job:
+    """One run of the plan (a config trained once, whoever needs it)."""
+
+    experiment: str
+    label: str
+    cfg: TrainConfig
+    group: str
+    tag: dict | None = None
+    also: list = field(default_factory=list)   # other experiments sharing it
+    gflops_forward: float = 0.0
+    images: int = 0
+    train_pflops: float = 0.0
+    est_s: float = 0.0
+    done: bool = False
+
+    def row(self) -> dict:
+        c = self.cfg
+        return {"experiment": self.experiment, "label": self.label, "group": self.group,
+                "model": c.model, "model_kw": c.model_kw, "epochs": c.epochs,
+                "images": self.images, "batch_size": c.batch_size, "seed": c.seed,
+                "gflops_forward": round(self.gflops_forward, 4),
+                "train_pflops": round(self.train_pflops, 4),
+                "est_s": round(self.est_s, 1), "done": self.done,
+                "also": self.also}
+
+
+@functools.lru_cache(maxsize=None)
+def forward_gflops(model: str, model_kw_json: str = "{}") -> float:
+    """Forward GFLOPs of one 32x32 image (2 per multiply-add)."""
+    from cifar_lib.models import create_model
+    from cifar_lib.models.summary import count_flops
+    return count_flops(create_model(model, **json.loads(model_kw_json))) / 1e9
+
+
+def profile_images(P: Profile) -> tuple[int, int, int]:
+    """(train, val, test) images a profile's runs see."""
+    n_test = P.test_size or 10_000
+    if P.data == "synthetic":
+        return P.train_size, P.val_size, n_test
+    return (P.train_size or 50_000 - P.val_size), P.val_size, n_test
+
+
+def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
+         tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS):
+    """(forward GFLOPs/image, training PFLOPs, estimated seconds) of a run.
+
+    Training counts 3 forward passes per image (forward and backward), each
+    epoch's validation and the final test 1 (2 with flip-TTA). Probes of the
+    BatchNorm study (``tag``) add their float32 forward-backward passes.
+    """
+    n_train, n_val, n_test = profile_images(P)
+    g = forward_gflops(cfg.model, json.dumps(cfg.model_kw, sort_keys=True))
+    tta = 2 if cfg.tta_flip else 1
+    steps = cfg.epochs * (n_train // cfg.batch_size)
+    train = 3 * g * n_train * cfg.epochs
+    evals = g * tta * (n_val * cfg.epochs + n_test)
+    probe = 0.0
+    if tag and tag.get("probe_every"):
+        probes = steps // tag["probe_every"]
+        probe = probes * (len(tag.get("etas", ())) + 1) * 3 * g * cfg.batch_size * 2
+    pflops = (train + evals + probe) / 1e6
+    secs = max((train + probe) * 1e9 / (tflops * 1e12), steps * step_ms / 1e3)
+    secs += evals * 1e9 / (tflops * 1e12) + RUN_OVERHEAD_S
+    return g, pflops, secs
+
+
+def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
+    """(group, experiment, [(label, cfg, tag)]) in priority order."""
+    from cifar_lib.experiments import experiment_configs
+    from cifar_lib.studies import batchnorm, classification as cls
+    out = []
+    arch = experiment_configs("architectures", P)
+    core = [(lbl, c, None) for lbl, c in arch if lbl in cls.ARCH_CORE]
+    out.append(("core", "architectures", core))
+    for name in cls.ABLATIONS + ("stem",):
+        out.append(("ablations", f"ablation_{name}",
+                    [(lbl, c, None) for lbl, c in experiment_configs(f"ablation_{name}", P)]))
+    out.append(("batchnorm", batchnorm.EXPERIMENT,
+                [(lbl, c, batchnorm.run_tag(P, c))
+                 for lbl, c in experiment_configs(batchnorm.EXPERIMENT, P)]))
+    out.append(("dessilbi", "dessilbi",
+                [(lbl, c, None) for lbl, c in experiment_configs("dessilbi", P)]))
+    out.append(("zoo", "architectures",
+                [(lbl, c, None) for lbl, c in arch if lbl not in cls.ARCH_CORE]))
+    if extended:
+        for name in cls.EXTENDED:
+            out.append(("extended", name,
+                        [(lbl, c, None) for lbl, c in experiment_configs(name, P)]))
+    return out
+
+
+def _done_keys(P: Profile) -> set[str]:
+    """Identity (config, tag, data sizes) of every finished run on disk."""
+    keys = set()
+    for path in P.results.glob("*/*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("status") in ("ok", "diverged") \
+                and "config" in rec:
+            keys.add(_key(rec["config"], rec.get("tag"), rec.get("data", {})))
+    return keys
+
+
+def _key(config: dict, tag, data: dict) -> str:
+    sizes = {k: data.get(k) for k in ("train", "val", "test")}
+    return json.dumps([config, tag, sizes], sort_keys=True)
+
+
+def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
+         step_ms: float = DEFAULT_STEP_MS) -> list[Job]:
+    """Every run of the profile's main job, once each, in priority order."""
+    P = get_profile(profile)
+    n_train, n_val, n_test = profile_images(P)
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    done = _done_keys(P)
+    jobs: dict[str, Job] = {}
+    for group, experiment, runs in _groups(P, extended):
+        for label, cfg, tag in runs:
+            key = _key(cfg.to_dict(), tag, sizes)
+            if key in jobs:
+                if experiment not in jobs[key].also and experiment != jobs[key].experiment:
+                    jobs[key].also.append(experiment)
+                continue
+            g, pf, secs = cost(cfg, P, tag, tflops, step_ms)
+            jobs[key] = Job(experiment, label, cfg, group, tag, [], g, n_train, pf, secs,
+                            key in done)
+    return list(jobs.values())
+
+
+def totals(jobs: list[Job]) -> dict:
+    """Run counts, PFLOPs and estimated minutes, overall and still pending."""
+    pend = [j for j in jobs if not j.done]
+    return {"runs": len(jobs), "done": len(jobs) - len(pend), "pending": len(pend),
+            "train_pflops": round(sum(j.train_pflops for j in jobs), 2),
+            "est_min": round(sum(j.est_s for j in jobs) / 60, 1),
+            "pending_est_min": round(sum(j.est_s for j in pend) / 60, 1),
+            "by_group": {g: round(sum(j.est_s for j in jobs if j.group == g) / 60, 2)
+                         for g in PRIORITY if any(j.group == g for j in jobs)}}
+
+
+def format_plan(jobs: list[Job], P: Profile, tflops: float, step_ms: float) -> str:
+    """The plan as a text table with totals."""
+    lines = [f"{'':1} {'group':9} {'experiment':24} {'label':34} {'model':16} "
+             f"{'ep':>3} {'images':>6} {'seed':>4} {'GF/img':>7} {'PFLOP':>7} {'est s':>6}"]
+    for j in jobs:
+        lines.append(f"{'x' if j.done else '.'} {j.group:9} {j.experiment[:24]:24} "
+                     f"{j.label[:34]:34} {j.cfg.model[:16]:16} {j.cfg.epochs:>3} "
+                     f"{j.images:>6} {j.cfg.seed:>4} {j.gflops_forward:>7.3f} "
+                     f"{j.train_pflops:>7.2f} {j.est_s:>6.1f}")
+    t = totals(jobs)
+    lines += ["", f"profile {P.name}: {t['runs']} runs ({t['done']} done, "
+              f"{t['pending']} pending), {t['train_pflops']} PFLOPs; estimated "
+              f"{t['est_min']} min at {tflops:g} TFLOP/s and {step_ms:g} ms/step "
+              f"(pending: {t['pending_est_min']} min)",
+              "by group (min): " + ", ".join(f"{g} {m}" for g, m in t["by_group"].items()),
+              "x: done (a finished record is in results/), .: pending"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the budgeted runner
+
+
+def _trainer(job: Job) -> Callable:
+    """How a job trains: the BatchNorm study records per step, the rest is
+    :func:`cifar_lib.experiments.run`."""
+    from cifar_lib.experiments import run
+    from cifar_lib.studies import batchnorm
+    if job.experiment == batchnorm.EXPERIMENT:
+        return lambda P, split, log: batchnorm.train_one(P, split, job.cfg, log=log)
+    return lambda P, split, log: run(job.cfg, split, job.experiment, P,
+                                     label=job.label, log=log)
+
+
+def _post_steps(P: Profile) -> list[tuple[str, set, Callable]]:
+    """(name, groups whose runs it needs, fn(P, split, log)) of every
+    measurement that needs weights."""
+    from cifar_lib.studies import batchnorm, classification, dessilbi
+    return [("visualisation (notebook 03)", {"core", "zoo"}, classification.measure),
+            ("BatchNorm surfaces (notebook 04)", {"batchnorm"}, batchnorm.measure),
+            ("DessiLBI pruning (notebook 05)", {"dessilbi"}, dessilbi.measure)]
+
+
+def _post_ready(P: Profile, jobs: list[Job], groups: set, name: str) -> bool:
+    from cifar_lib.studies import classification
+    if name.startswith("visualisation"):  # needs the models notebook 03 draws
+        want = set(classification.VIS_MODELS) | {classification.ATTENTION_MODEL}
+        return all(j.done for j in jobs if j.experiment == "architectures"
+                   and j.label in want and j.cfg.seed == P.seeds[0])
+    return all(j.done for j in jobs if j.group in groups)
+
+
+def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
+               root=None, tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS,
+               log=print, only_groups=None) -> dict:
+    """Train pending runs in priority order within ``budget_min`` minutes.
+
+    A run is launched only when its estimate (scaled by how the runs so far
+    compared with theirs) fits in the time left; each is saved when it
+    completes, so a second call continues where this one stopped. The
+    post-training measurements run as soon as the runs they need are done.
+    Returns what ran and what is left.
+    """
+    from cifar_lib.experiments import profile_split
+    P = get_profile(profile)
+    t0, budget = time.perf_counter(), budget_min * 60
+    jobs = plan(P, extended, tflops, step_ms)
+    if only_groups:
+        jobs = [j for j in jobs if j.group in only_groups]
+    split = profile_split(P, root)
+    ratio, ran, skipped, posted = 1.0, [], [], []
+    posts = _post_steps(P)
+
+    def left():
+        return budget - (time.perf_counter() - t0)
+
+    def do_posts():
+        for name, groups, fn in posts:
+            if name not in posted and _post_ready(P, jobs, groups, name):
+                log(f"[run] {name}: measuring ({left() / 60:.1f} min left)")
+                s = time.perf_counter()
+                fn(P, split, log=log)
+                posted.append(name)
+                log(f"[run] {name}: done in {time.perf_counter() - s:.0f} s")
+
+    do_posts()
+    for j in jobs:
+        if j.done:
+            continue
+        est = j.est_s * ratio
+        if est > left():
+            skipped.append(j)
+            continue
+        log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
+            f"est {est:.0f} s, {left() / 60:.1f} min left")
+        s = time.perf_counter()
+        _trainer(j)(P, split, log)
+        took = time.perf_counter() - s
+        j.done = True
+        ran.append({**j.row(), "took_s": round(took, 1)})
+        ratio = _update_ratio(ratio, took, j.est_s, len(ran))
+        do_posts()
+    summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped),
+               "minutes": round((time.perf_counter() - t0) / 60, 2),
+               "estimate_ratio": round(ratio, 3), "runs": ran,
+               "posted": posted, "left": [j.row() for j in skipped]}
+    log(f"[run] {len(ran)} runs trained in {summary['minutes']} min; "
+        f"{len(skipped)} pending (call again to continue); measured/estimated "
+        f"time {ratio:.2f}")
+    return summary
+
+
+def _update_ratio(ratio: float, took: float, est: float, n: int) -> float:
+    """Running mean of measured/estimated time (the first run counts half:
+    it pays for warm-up)."""
+    r = took / max(est, 1e-3)
+    w = 0.5 if n == 1 else 1.0
+    return ratio + w * (r - ratio) / (n if n > 1 else 1) if math.isfinite(r) else ratio
