@@ -1,0 +1,260 @@
+"""Beside the earlier course reports: their quoted numbers next to our runs.
+
+``cifar_lib/reference/course_reports.json`` keeps what course reports A-E
+reported (as quoted, original CIFAR-10, their recipes and epochs, one run
+each, not verified by us) and, per setting, the run of ours that matches it:
+an experiment and label, or a model and options found in any experiment of
+the profile. The report table ``course_reports`` puts both side by side,
+ours read from results/ (mean ± std over seeds); a setting we have not run
+in the profile says so. :func:`report_b_recipe` is course report B's recipe
+as a :class:`TrainConfig`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from cifar_lib.engine import TrainConfig
+from cifar_lib.experiments import EXPERIMENTS, experiment_configs
+from cifar_lib.profiles import Profile
+from cifar_lib.report import register_table, register_value
+
+DATA = Path(__file__).resolve().parent.parent / "reference" / "course_reports.json"
+THEIR_DATA = "original CIFAR-10"
+METRICS = ("test acc", "test error", "best val acc")
+
+
+@functools.lru_cache(maxsize=1)
+def reference() -> dict:
+    """The quoted reports and settings (checked: metric, report, key)."""
+    ref = json.loads(DATA.read_text())
+    for s in ref["settings"]:
+        ours = s["ours"]
+        if s["metric"] not in METRICS or s["report"] not in ref["reports"] or \
+                not ({"experiment", "label"} <= set(ours) or "model" in ours):
+            raise ValueError(f"bad course-report setting in {DATA.name}: {s}")
+    return ref
+
+
+def settings() -> list[dict]:
+    """Each setting with the report's epochs and recipe filled in."""
+    ref = reference()
+    out = []
+    for s in ref["settings"]:
+        rep = ref["reports"][s["report"]]
+        out.append({"epochs": rep["epochs"], "recipe": rep["recipe"], **s})
+    return out
+
+
+def report_b_recipe(model: str, epochs: int = 70, batch_size: int = 256,
+                    **over) -> TrainConfig:
+    """Course report B's recipe: AdamW, then SGD (momentum 0.9) for the last
+    20% of steps; ExponentialLR 0.96 per epoch from 1e-3; label smoothing
+    0.1; weight decay 1e-3 on every parameter; crop, flip and erasing.
+
+    The report quotes one learning rate for both phases, so SGD continues
+    at the scheduled rate (``sgd_lr_scale`` 1, plain momentum).
+    """
+    cfg = dict(model=model, optimizer="adamw_sgd", lr=1e-3, momentum=0.9,
+               nesterov=False, weight_decay=1e-3, norm_bias_decay=True,
+               optim_kw={"switch_at": 0.8, "sgd_lr_scale": 1.0},
+               scheduler="exponential", sched_kw={"gamma": 0.96}, warmup_epochs=0.0,
+               label_smoothing=0.1, epochs=epochs, batch_size=batch_size,
+               augment="crop_flip_erase")
+    cfg.update(over)
+    return TrainConfig(**cfg)
+
+
+# ---------------------------------------------------------------- our runs
+
+
+class _Runs:
+    """Our runs of one profile, looked up by a setting's key (cached)."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self._configs: dict[str, list] = {}
+        self._records: dict[str, list] = {}
+
+    def configs(self, name: str) -> list:
+        if name not in self._configs:
+            known = name in _registered()
+            self._configs[name] = experiment_configs(name, self.profile) if known else []
+        return self._configs[name]
+
+    def records(self, name: str) -> list[dict]:
+        if name not in self._records:
+            from cifar_lib.studies.classification import records
+            self._records[name] = records(name, self.profile) if self.configs(name) else []
+        return self._records[name]
+
+    def find(self, key: dict) -> tuple[list[dict], bool]:
+        """(records of the setting, whether the profile's spec has it)."""
+        if "label" in key:
+            name, labels = key["experiment"], {key["label"]}
+            planned = any(lbl == key["label"] for lbl, _ in self.configs(name))
+        else:
+            name, labels, planned = None, set(), False
+            for exp in [key["experiment"]] if "experiment" in key else sorted(_registered()):
+                labels = {lbl for lbl, c in self.configs(exp) if c.model == key["model"]
+                          and c.model_kw == key.get("model_kw", {})}
+                if labels:
+                    name, planned = exp, True
+                    break
+        recs = [r for r in self.records(name) if r["label"] in labels] if planned else []
+        return recs, planned
+
+
+def _registered() -> set[str]:
+    import cifar_lib.studies  # noqa: F401  (registers the named experiments)
+    return set(EXPERIMENTS)
+
+
+def _pct(v: float) -> str:
+    return f"{v:g}"
+
+
+def theirs_cell(s: dict) -> str:
+    """The quoted number, as accuracy (%), with the report's own metric."""
+    if s["metric"] == "test error":
+        return f"{100 - s['value']:.2f} (100 - test error {_pct(s['value'])})"
+    if s["metric"] == "best val acc":
+        return f"{_pct(s['value'])} (best val acc)"
+    return _pct(s["value"])
+
+
+def recipe_words(cfg: dict) -> str:
+    """A short description of one of our configs (model, optimiser, schedule)."""
+    kw = ", ".join(f"{k}={v}" for k, v in cfg["model_kw"].items())
+    parts = [cfg["model"] + (f" ({kw})" if kw else ""),
+             f"{cfg['optimizer']} lr {cfg['lr']:g}", cfg["scheduler"]]
+    if cfg["weight_decay"]:
+        parts.append(f"wd {cfg['weight_decay']:g}")
+    if cfg["loss"] != "cross_entropy":
+        parts.append(cfg["loss"])
+    if cfg["label_smoothing"]:
+        parts.append(f"label smoothing {cfg['label_smoothing']:g}")
+    aug = cfg["augment"]
+    on = [k for k in ("crop", "flip", "rotate", "erase", "mixup", "cutmix") if aug.get(k)]
+    parts.append("+".join(on) if on else "no augmentation")
+    if not cfg["normalize"]:
+        parts.append("no normalisation")
+    return ", ".join(parts + [f"batch {cfg['batch_size']}"])
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def comparison(profile: Profile) -> list[dict]:
+    """Per setting: the quoted number (as accuracy, %) and ours from the
+    profile's runs (mean and std over seeds, %; None when not run)."""
+    from cifar_lib.experiments import results_frame, summarize
+    runs, out = _Runs(profile), []
+    for s in settings():
+        recs, planned = runs.find(s["ours"])
+        theirs = 100 - s["value"] if s["metric"] == "test error" else s["value"]
+        row = {**s, "theirs_acc": theirs, "planned": planned, "runs": len(recs),
+               "ours_mean": None, "ours_std": None}
+        if recs:
+            metric = "best_val_acc" if s["metric"] == "best val acc" else "test_acc"
+            g = summarize(results_frame(recs), by="label", metrics=(metric, "train_time"))
+            std = g[f"{metric}_std"][0]
+            cfg = recs[0]["config"]
+            row.update(ours_mean=100 * float(g[f"{metric}_mean"][0]),
+                       ours_std=None if std != std else 100 * float(std),
+                       train_time=float(g["train_time_mean"][0]),
+                       our_epochs=cfg["epochs"], our_recipe=recipe_words(cfg),
+                       our_params=recs[0]["metrics"].get("params"),
+                       our_run=f"{recs[0]['experiment']}: {recs[0]['label']}",
+                       source=", ".join(sorted({r["data"]["source"] for r in recs})))
+        out.append(row)
+    return out
+
+
+def _ours_cell(row: dict, profile: Profile) -> str:
+    if row["ours_mean"] is None:
+        return "not run" if row["planned"] else f"not run (not in the {profile.name} profile)"
+    if row["ours_std"] is None:
+        return f"{row['ours_mean']:.1f}"
+    return f"{row['ours_mean']:.1f} ± {row['ours_std']:.1f}"
+
+
+def _params_cell(row: dict) -> str:
+    fmt = lambda p: "-" if not p else f"{p / 1e6:.3g}"  # noqa: E731
+    return f"{fmt(row.get('params'))} / {fmt(row.get('our_params'))}"
+
+
+@register_table("course_reports")
+def course_reports_table(profile: Profile):
+    """Theirs (quoted) beside ours (from results/) for every shared setting."""
+    import pandas as pd
+    rows = []
+    for r in comparison(profile):
+        ran = r["ours_mean"] is not None
+        rows.append({
+            "reported by": f"course report {r['report']}", "setting": r["setting"],
+            "their recipe": r["recipe"], "theirs (%)": theirs_cell(r),
+            "ours (%)": _ours_cell(r, profile),
+            "epochs theirs / ours": f"{r['epochs'] or 'not stated'} / "
+                                    f"{r['our_epochs'] if ran else '-'}",
+            "params (M) theirs / ours": _params_cell(r),
+            "our run": r["our_run"] if ran else _key_words(r["ours"]),
+            "our recipe": r["our_recipe"] if ran else "-",
+            "seeds": r["runs"],
+            "our train time (s)": f"{r['train_time']:.0f}" if ran else "-",
+            "data theirs / ours": f"{THEIR_DATA} / {r['source'] if ran else '-'}"})
+    return pd.DataFrame(rows)
+
+
+def _key_words(key: dict) -> str:
+    if "label" in key:
+        return f"{key['experiment']}: {key['label']}"
+    kw = ", ".join(f"{k}={v}" for k, v in key.get("model_kw", {}).items())
+    return f"{key['model']}{f' ({kw})' if kw else ''} in any experiment"
+
+
+def _ran(profile: Profile) -> list[dict]:
+    return [r for r in comparison(profile) if r["ours_mean"] is not None]
+
+
+@register_value("course_reports_matched")
+def matched_value(profile: Profile):
+    """How many of the shared settings have a run of ours in the profile."""
+    return f"{len(_ran(profile))} of {len(settings())}"
+
+
+@register_value("course_reports_below")
+def below_value(profile: Profile):
+    """Settings where our mean is below the quoted number."""
+    ran = _ran(profile)
+    return str(sum(r["ours_mean"] < r["theirs_acc"] for r in ran)) if ran else None
+
+
+@register_value("course_reports_below_fewer_epochs")
+def below_fewer_epochs_value(profile: Profile):
+    """Of the settings where ours is below, those we trained fewer epochs."""
+    ran = [r for r in _ran(profile) if r["ours_mean"] < r["theirs_acc"]]
+    return str(sum(bool(r["epochs"]) and r["our_epochs"] < r["epochs"] for r in ran)) \
+        if ran else None
+
+
+@register_value("course_reports_our_epochs")
+def our_epochs_value(profile: Profile):
+    """The epochs of our matched runs (one number or a range)."""
+    e = sorted({r["our_epochs"] for r in _ran(profile)})
+    return None if not e else str(e[0]) if len(e) == 1 else f"{e[0]} to {e[-1]}"
+
+
+@register_value("course_reports_their_epochs")
+def their_epochs_value(profile: Profile):
+    """The epochs the earlier reports state for the shared settings."""
+    e = sorted({s["epochs"] for s in settings() if s["epochs"]})
+    return f"{e[0]} to {e[-1]}"
+
+
+@register_value("course_reports_our_data")
+def our_data_value(profile: Profile):
+    """The data source(s) of our matched runs."""
+    src = sorted({r["source"] for r in _ran(profile)})
+    return ", ".join(src) if src else None

@@ -1,0 +1,168 @@
+"""Beside the earlier course reports: the quoted data, the table, report B's recipe."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from cifar_lib.engine import TrainConfig, fit, make_loaders
+from cifar_lib.experiments import experiment_configs, write_json
+from cifar_lib.models import count_params, create_model, list_models
+from cifar_lib.profiles import REPO, get_profile
+from cifar_lib.report import BLOCK, TABLES, VALUES, refresh_text
+from cifar_lib.studies import course_reports as CR
+from conftest import TINY_MODEL
+
+# Our model is not the size of theirs here: report B's VGG-11 has the
+# ImageNet-size classifier (128.8M), ours the CIFAR one.
+NOT_SAME_SIZE = {"vgg11"}
+
+
+def test_every_setting_names_a_setting_of_ours():
+    """Each key names a registered model of the architecture comparison (whose
+    full list may leave it out: then the table says so) or a label of the full
+    profile's ablations (a renamed label fails here)."""
+    for s in CR.settings():
+        key = s["ours"]
+        assert s["report"] in "ABCDE" and s["metric"] in CR.METRICS
+        assert isinstance(s["value"], (int, float)) and s["recipe"]
+        if key.get("experiment") == "architectures":
+            assert key["label"] in list_models(), (s["setting"], key)
+        elif "label" in key:
+            labels = [lbl for lbl, _ in experiment_configs(key["experiment"], "full")]
+            assert key["label"] in labels, (s["setting"], key)
+        else:  # a model with options, found in whichever experiment runs it
+            TrainConfig(model=key["model"], model_kw=key["model_kw"])
+
+
+def test_our_models_are_the_size_they_report():
+    checked = 0
+    for s in CR.settings():
+        key = s["ours"]
+        model = key.get("model") or (key["label"] if key.get("experiment") == "architectures"
+                                     else None)
+        if not s.get("params") or model is None or model in NOT_SAME_SIZE:
+            continue
+        with torch.device("meta"):
+            n = count_params(create_model(model, **key.get("model_kw", {})))
+        assert n == pytest.approx(s["params"], rel=0.01), s["setting"]
+        checked += 1
+    assert checked >= 25
+
+
+def test_quoted_numbers_and_metrics():
+    by = {(s["report"], s["setting"]): s for s in CR.settings()}
+    d = by["D", "ResNeXt-50 32x4d"]
+    assert (d["metric"], d["value"], d["epochs"]) == ("test error", 4.54, 200)
+    assert CR.theirs_cell(d) == "95.46 (100 - test error 4.54)"
+    b = by["B", "VGG-A with BN"]
+    assert CR.theirs_cell(b) == "84.29 (best val acc)" and b["epochs"] == 50
+    e = by["E", "ResNet-18, ImageNet stem (baseline)"]
+    assert e["ours"] == {"model": "resnet18", "model_kw": {"stem": "imagenet"}}
+    assert e["epochs"] is None  # report E does not say
+    assert CR.theirs_cell(by["C", "LeNet-style CNN"]) == "64"
+
+
+def _record(cfg, label, experiment, acc, val=0.6, source="synthetic", seconds=12.0):
+    return {"experiment": experiment, "run": f"{label}-{cfg.seed}", "label": label,
+            "status": "ok", "config": cfg.to_dict(), "created": "2024-01-01T00:00:00",
+            "data": {"source": source}, "history": [],
+            "metrics": {"test_acc": acc, "best_val_acc": val, "train_time": seconds,
+                        "params": 1000, "epochs_run": cfg.epochs}}
+
+
+@pytest.fixture
+def profile(tmp_path):
+    """The smoke profile with two seeds, writing into a temp folder, with runs
+    of three shared settings on disk."""
+    P = get_profile("smoke").with_(root=tmp_path, seeds=(0, 1))
+    for exp, label, accs in (("ablation_optimizers", "Adam", (0.50, 0.54)),
+                             ("architectures", "lenet", (0.95,)),
+                             ("batchnorm", "VGG-A + BN, Adam lr=0.001", (0.10,))):
+        cfgs = [c for lbl, c in experiment_configs(exp, P) if lbl == label]
+        for i, (cfg, acc) in enumerate(zip(cfgs, accs)):
+            write_json(_record(cfg, label, exp, acc, val=0.7),
+                       P.results / exp / f"r{i}.json")
+    return P
+
+
+def test_table_puts_ours_beside_theirs(profile):
+    df = TABLES["course_reports"](profile)
+    assert len(df) == len(CR.settings())
+    rows = {(r["reported by"], r["setting"]): r for r in df.to_dict("records")}
+    adam = rows["course report A", "optimizer: Adam"]
+    assert adam["theirs (%)"] == "88.42" and adam["ours (%)"] == "52.0 ± 2.8"
+    assert adam["seeds"] == 2 and adam["our train time (s)"] == "12"
+    assert adam["epochs theirs / ours"] == "50 / 1"
+    assert adam["data theirs / ours"] == "original CIFAR-10 / synthetic"
+    assert adam["our run"] == "ablation_optimizers: Adam"
+    assert adam["our recipe"].startswith("fastnet (width=0.125), adam lr 0.002")
+    lenet = rows["course report C", "LeNet-style CNN"]
+    assert lenet["ours (%)"] == "95.0" and lenet["epochs theirs / ours"] == "200 / 1"
+    # their metric is the best validation accuracy: ours is too
+    assert rows["course report B", "VGG-A with BN"]["ours (%)"] == "70.0"
+    assert rows["course report A", "optimizer: sign-SGD"]["ours (%)"] == "not run"
+    assert rows["course report D", "WRN-28-10"]["ours (%)"] == \
+        "not run (not in the smoke profile)"
+    assert rows["course report D", "WRN-28-10"]["seeds"] == 0
+
+
+def test_values_for_the_prose(profile):
+    n = len(CR.settings())
+    assert VALUES["course_reports_matched"](profile) == f"3 of {n}"
+    # Adam (52 < 88.42) and VGG-A + BN (70 < 84.29) are below; LeNet (95 > 64) is not
+    assert VALUES["course_reports_below"](profile) == "2"
+    assert VALUES["course_reports_below_fewer_epochs"](profile) == "2"
+    bn_epochs = experiment_configs("batchnorm", profile)[0][1].epochs
+    assert bn_epochs > 1
+    assert VALUES["course_reports_our_epochs"](profile) == f"1 to {bn_epochs}"
+    assert VALUES["course_reports_our_data"](profile) == "synthetic"
+    assert VALUES["course_reports_their_epochs"](profile) == "50 to 200"
+    empty = get_profile("smoke").with_(root=profile.root / "nothing")
+    assert VALUES["course_reports_matched"](empty) == f"0 of {n}"
+    assert VALUES["course_reports_below"](empty) is None
+
+
+def test_model_key_finds_the_run_in_any_experiment(profile):
+    runs = CR._Runs(profile)
+    recs, planned = runs.find({"model": "lenet", "model_kw": {}})
+    assert planned and [r["label"] for r in recs] == ["lenet"]
+    recs, planned = runs.find({"model": "resnet34", "model_kw": {"stem": "imagenet"}})
+    assert recs == [] and planned is False  # no experiment of the smoke profile runs it
+    assert runs.find({"experiment": "no_such_experiment", "label": "x"}) == ([], False)
+
+
+def test_report_section_renders_and_states_no_typed_numbers(profile):
+    text = (REPO / "report.md").read_text()
+    start = text.index("## Beside the earlier course reports")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end > 0 else len(text)]
+    assert "<!-- BEGIN table:course_reports -->" in section
+    out = refresh_text(section, profile, profile.root)
+    assert "| course report B | ResNet-18 |" in out and "52.0 ± 2.8" in out
+    prose = BLOCK.sub("", section)
+    names = r"CIFAR-10|ResNet-18|ResNeXt-50|VGG-11|[A-E]-[A-E]|\b[A-E]\b"
+    assert not re.search(r"\d", re.sub(names, "", prose)), "numbers typed by hand"
+
+
+def test_report_b_recipe_trains(small_split):
+    cfg = CR.report_b_recipe(TINY_MODEL["model"], epochs=5, batch_size=64,
+                             model_kw=TINY_MODEL["model_kw"], amp=False)
+    assert (cfg.optimizer, cfg.optim_kw["switch_at"], cfg.scheduler) == ("adamw_sgd", 0.8,
+                                                                          "exponential")
+    assert (cfg.lr, cfg.sched_kw, cfg.label_smoothing, cfg.weight_decay) == \
+        (1e-3, {"gamma": 0.96}, 0.1, 1e-3)
+    assert cfg.augment["erase"] > 0 and cfg.augment["crop"] and cfg.augment["flip"]
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert CR.report_b_recipe("resnet18").epochs == 70
+    torch.manual_seed(0)
+    model = create_model(cfg.model, **cfg.model_kw)
+    phases = []
+    out = fit(model, make_loaders(small_split, cfg, "cpu"), cfg,
+              callbacks=(lambda optimizer, **_: phases.append(optimizer.phase),))
+    assert out["status"] == "ok" and len(out["history"]) == 5
+    lrs = [h["lr"] for h in out["history"]]
+    assert lrs == pytest.approx([1e-3 * 0.96 ** e for e in range(5)])
+    assert phases[0] == "adamw" and phases[-1] == "sgd"  # switched for the last 20%
