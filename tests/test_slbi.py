@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 
 import pytest
@@ -55,7 +56,7 @@ def test_two_steps_match_the_equations_by_hand():
     lr, kappa, nu, mom, wd = 0.5, 2.0, 4.0, 0.9, 0.01
     lam = {"conv.weight": 0.05, "fc.weight": 0.02}
     opt = make_optimizer("slbi", model, lr=lr, momentum=mom, weight_decay=wd,
-                         nesterov=True, kappa=kappa, nu=nu,
+                         nesterov=True, kappa=kappa, nu=nu, norm_bias_decay=True,
                          lambda_conv=lam["conv.weight"], lambda_linear=lam["fc.weight"])
     W = {n: p.detach().clone() for n, p in model.named_parameters()}
     Z = {n: torch.zeros_like(W[n]) for n in lam}
@@ -208,7 +209,9 @@ def test_created_by_name_with_clear_errors():
     assert isinstance(opt, slbi.SLBI)
     kinds = {g["kind"]: g for g in opt.param_groups}
     assert kinds["conv"]["names"] == ["conv"] and kinds["linear"]["names"] == ["fc"]
-    assert kinds["conv"]["nu"] == 50.0 and len(kinds["other"]["params"]) == 4
+    assert kinds["conv"]["nu"] == 50.0
+    others = [g for g in opt.param_groups if g["kind"] == "other"]
+    assert sum(len(g["params"]) for g in others) == 4
     with pytest.raises(ValueError, match="no option"):
         make_optimizer("slbi", model, lr=0.1, lambda_fc=1.0)
     with pytest.raises(ValueError, match="not both"):
@@ -247,7 +250,12 @@ def test_study_configs_and_empty_tables():
         P = get_profile(name)
         S = study.sizes(P)
         labels = [label for label, cfg in study.configs(P)]
-        assert {"SLBI", "SGD"} <= set(labels) and isinstance(S, dict)
+        assert {"SLBI", "SGD"} <= set(labels) and S.lambda_conv > 0
+        slbi_cfg = dict(study.configs(P))["SLBI"]
+        assert slbi_cfg.optim_kw["relative"] and not slbi_cfg.nesterov
+        assert 100 <= slbi_cfg.optim_kw["nu"] <= 500          # the reference's range
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            S.epochs = 1
     P = get_profile("smoke")   # scratch is an empty temp folder here
     for name in study.TABLE_NAMES:
         out = TABLES[name](P)
@@ -258,3 +266,234 @@ def test_study_configs_and_empty_tables():
 def test_train_config_accepts_slbi():
     cfg = TrainConfig(model="cnn3", optimizer="slbi", optim_kw={"kappa": 1.0, "mu": 20})
     assert cfg.to_dict()["optimizer"] == "slbi"
+
+
+def test_no_weight_decay_on_norm_and_bias_unless_asked():
+    torch.manual_seed(0)
+    model = Tiny()
+    opt = make_optimizer("slbi", model, lr=0.1, weight_decay=0.1, momentum=0.0)
+    flat = {id(p) for p in (model.conv.bias, model.bn.weight, model.bn.bias, model.fc.bias)}
+    for g in opt.param_groups:
+        for p in g["params"]:
+            assert g["weight_decay"] == (0.0 if id(p) in flat else 0.1)
+    before = model.bn.weight.detach().clone()
+    for p in model.parameters():      # zero loss gradient: only decay moves a weight
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.equal(model.bn.weight, before)
+    opt2 = make_optimizer("slbi", Tiny(), lr=0.1, weight_decay=0.1, norm_bias_decay=True)
+    assert all(g["weight_decay"] == 0.1 for g in opt2.param_groups)
+
+
+def _clone_step(foreach, model, n=4, **kw):
+    model = copy.deepcopy(model)
+    opt = slbi.SLBI(slbi.slbi_groups(model, 0.02, 0.002, norm_bias_decay=False),
+                    foreach=foreach, **kw)
+    _train_steps(model, opt, n)
+    return model, opt
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0.3, nu=2.0, momentum=0.9, weight_decay=1e-2),
+                                dict(lr=0.3, nu=2.0, momentum=0.9, nesterov=True,
+                                     relative=True, z_lr_min=0.5),
+                                dict(lr=0.3, nu=2.0, momentum=0.0)])
+def test_foreach_step_equals_the_loop(kw):
+    torch.manual_seed(0)
+    model = Tiny()
+    (m1, o1), (m2, o2) = _clone_step(True, model, **kw), _clone_step(False, model, **kw)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=0)
+    for n, g in o1.gammas().items():
+        assert torch.allclose(g, o2.gammas()[n], atol=1e-6, rtol=0)
+    assert any(g.count_nonzero() > 0 for g in o1.gammas().values())  # the prox acted
+
+
+def test_relative_thresholds_scale_with_each_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3))
+    with torch.no_grad():
+        model[1].weight.mul_(0.5)
+    opt = slbi.SLBI(slbi.slbi_groups(model, 0.3, 0.01), relative=True)
+    th = opt.thresholds()
+    for name, conv in slbi.conv_layers(model).items():
+        want = 0.3 * float(slbi.filter_norms(conv).median())
+        assert th[name] == pytest.approx(want, rel=1e-5)
+    absolute = slbi.SLBI(slbi.slbi_groups(model, 0.3, 0.01)).thresholds()
+    assert all(v == pytest.approx(0.3) for v in absolute.values())
+
+
+def test_z_lr_floor_keeps_the_path_moving_at_zero_lr():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 1, bias=False))
+    opt = slbi.SLBI(slbi.slbi_groups(model, 10.0, 1.0), lr=0.1, nu=2.0, z_lr_min=0.05)
+    opt.param_groups[0]["lr"] = 0.0          # a schedule at its end
+    w = model[0].weight.detach().clone()
+    model[0].weight.grad = torch.ones_like(w)
+    opt.step()
+    z = opt.state[model[0].weight]["z"]
+    assert torch.equal(model[0].weight, w)                   # W does not move at lr 0
+    assert torch.allclose(z, 0.05 / 2.0 * w)                 # Z does, at the floor
+
+
+def test_relative_support_is_non_empty_in_every_layer():
+    """Relative thresholds on a tiny BN net whose second conv starts 4x smaller."""
+    from cifar_lib import create_model
+    torch.manual_seed(0)
+    model = create_model("cnn3", filters=(8, 16, 16))
+    with torch.no_grad():
+        list(slbi.conv_layers(model).values())[1].weight.mul_(0.25)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g)
+    opt = slbi.SLBI(slbi.slbi_groups(model, 1.0, 0.01, norm_bias_decay=False),
+                    lr=0.05, nu=1.0, relative=True, momentum=0.9, weight_decay=5e-4)
+    for step in range(40):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    opt.epoch_end(0, last=True)
+    sup, size = opt.support(), opt.sizes()
+    convs = list(slbi.conv_layers(model))
+    assert all(0 < sup[c] for c in convs), sup
+    assert any(sup[c] < size[c] for c in convs), sup   # a path, not all in at once
+
+
+def _bn_net():
+    from cifar_lib import create_model
+    torch.manual_seed(0)
+    model = create_model("cnn3", filters=(8, 16, 16)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(-1, 1)
+                m.bias.uniform_(-1, 1)
+    return model
+
+
+def _expected(before, model, name, by, entry, k):
+    """The k filters ``by`` should prune, computed from the saved state."""
+    norms = before[f"{name}.weight"].flatten(1).norm(dim=1)
+    if by == "magnitude":
+        return set(norms.argsort()[:k].tolist())
+    if by == "bn":
+        bn = _bn_name(model, slbi._norm_after(model)[name])
+        return set(before[f"{bn}.weight"].abs().argsort()[:k].tolist())
+    late = [99 if e < 0 else e for e in entry[name]]      # never entered: latest
+    return set(sorted(range(len(late)), key=lambda i: (-late[i], float(norms[i])))[:k])
+
+
+@pytest.mark.parametrize("by", ["magnitude", "bn", "path"])
+def test_pruning_removes_exactly_the_filters_asked_for(by):
+    model = _bn_net()
+    convs, norms = slbi.conv_layers(model), slbi._norm_after(model)
+    entry = {n: torch.randint(-1, 5, (m.out_channels,)).tolist() for n, m in convs.items()}
+    before = copy.deepcopy(model.state_dict())
+    with slbi.prune_filters(model, 0.25, by=by, entry=entry) as p:
+        for name, conv in convs.items():
+            n = conv.out_channels
+            want = _expected(before, model, name, by, entry, n // 4)
+            assert set(p.pruned[name]) == want and len(want) == n // 4
+            keep = torch.ones(n, dtype=torch.bool)
+            keep[list(want)] = False
+            bn = norms[name]
+            for t in (conv.weight, conv.bias, bn.weight, bn.bias):
+                if t is not None:
+                    assert (t[list(want)] == 0).all() and (t[keep] != 0).all()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _bn_name(model, bn):
+    return next(n for n, m in model.named_modules() if m is bn)
+
+
+def test_bn_order_by_scale_and_clear_error_without_bn():
+    model = _bn_net()
+    name = list(slbi.conv_layers(model))[0]
+    bn = slbi._norm_after(model)[name]
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, -0.1, 2.0, -3.0, 0.2, 1.0, -0.05, 0.7]))
+    assert slbi.prune_order(model, name, "bn") == [6, 1, 4, 0, 7, 5, 2, 3]
+    with pytest.raises(ValueError, match="no affine BatchNorm2d"):
+        slbi.prune_order(nn.Sequential(nn.Conv2d(1, 2, 1)), "0", "bn")
+
+
+def test_prune_indices_outside_support_and_reapply():
+    model = _bn_net()
+    convs = list(slbi.conv_layers(model))
+    entry = {c: [-1, 2, -1, 1] + [1] * (m.out_channels - 4)
+             for c, m in slbi.conv_layers(model).items()}
+    assert slbi.outside(entry)[convs[0]] == [0, 2]
+    p = slbi.prune_indices(model, slbi.outside(entry))
+    conv = slbi.conv_layers(model)[convs[0]]
+    with torch.no_grad():
+        conv.weight.add_(1.0)                       # a fine-tuning step moves them
+    p.reapply()
+    assert (conv.weight[[0, 2]] == 0).all() and (conv.weight[1] != 0).all()
+
+
+def test_recalibrate_bn_and_finetune_keep_pruned_channels_zero():
+    from cifar_lib.data import DeviceLoader
+    model = _bn_net()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    loader = DeviceLoader(x, y, 16, train=True)
+    p = slbi.prune_filters(model, 0.5, by="bn")
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    mean_before = bn.running_mean.clone()
+    slbi.recalibrate_bn(model, loader, 2)
+    assert not model.training and not torch.equal(bn.running_mean, mean_before)
+    assert bn.momentum == 0.1
+    slbi.finetune(model, loader, 3, p, lr=0.05)
+    first = list(slbi.conv_layers(model))[0]
+    _check_channels_zero(model, p.pruned[first])
+
+
+def test_study_measure_stores_everything_and_renders_without_weights(
+        small_split, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from cifar_lib import experiments
+    from cifar_lib.profiles import get_profile
+    from cifar_lib.report import TABLES, VALUES
+    from cifar_lib.studies import dessilbi as study
+    P = get_profile("smoke")
+
+    def tiny_recipe(P, optimizer, seed=0):   # the study's recipe on the tiny CNN
+        cfg = study.TrainConfig(model="cnn3", model_kw={"filters": [8, 16, 16]},
+                                optimizer=optimizer, lr=0.05, batch_size=64, epochs=2,
+                                augment="none", scheduler="constant", amp=False,
+                                seed=seed, keep="last")
+        if optimizer == "slbi":
+            cfg = cfg.replace(optim_kw=dict(nu=1.0, lambda_conv=0.5, lambda_linear=0.5,
+                                            relative=True, z_lr_floor=0.1))
+        return cfg
+    monkeypatch.setattr(study, "recipe", tiny_recipe)
+    assert study.measured(P) is None
+    for label, cfg in study.configs(P):
+        experiments.run(cfg, small_split, study.EXPERIMENT, P, label=label)
+    study.measure(P, small_split, device="cpu")
+    data = study.measured(P)
+    S, seed = study.sizes(P), data["seeds"][0]
+    n_panels = 2                                   # conv1 and all convs (cnn3 has 3 convs)
+    assert len(seed["rows"]) == len(study.METHODS) * n_panels * len(S.fractions)
+    assert all(r["kept"] == 1.0 for r in seed["rows"] if r["fraction"] == 0)
+    assert all("bn_acc" in r for r in seed["rows"] if r["layer"] == "all convs")
+    assert [r["layer"] for r in seed["support"]["layers"]] == ["features.0", "features.4",
+                                                                "features.8"]
+    assert {"bn_acc", "finetune_acc"} <= set(seed["support"]["total"])
+    assert len(seed["finetuned"]) == len(study.METHODS)
+    # the weights are gone: measure is a no-op and everything renders from results/
+    for pt in P.weights.rglob("*.pt"):
+        pt.unlink()
+    monkeypatch.setattr(study, "trained_model", lambda *a, **k: pytest.fail("retrained"))
+    study.measure(P, small_split)
+    for name in study.TABLE_NAMES:
+        assert TABLES[name](P) is not None and len(TABLES[name](P)) > 0, name
+    assert "cut to support: acc kept (%)" in study.path_table(P)
+    assert all(VALUES[n](P) is not None for n in study.VALUE_NAMES if n != "slbi_entry_at")
+    study.plot_pruning(data, P)
+    study.plot_filters(data)
+    # other measuring sizes make the stored file stale
+    monkeypatch.setattr(study, "_PROFILE_SIZES", {**study._PROFILE_SIZES, "smoke": dict(
+        study._PROFILE_SIZES["smoke"], fractions=(0.0, 0.5))})
+    assert study.measured(P) is None
