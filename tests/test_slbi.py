@@ -497,3 +497,13 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     monkeypatch.setattr(study, "_PROFILE_SIZES", {**study._PROFILE_SIZES, "smoke": dict(
         study._PROFILE_SIZES["smoke"], fractions=(0.0, 0.5))})
     assert study.measured(P) is None
+
+
+def test_study_measure_without_runs_is_a_no_op(small_split):
+    from cifar_lib.profiles import get_profile
+    from cifar_lib.studies import dessilbi as study
+    P = get_profile("smoke")
+    said = []
+    study.measure(P, small_split, log=said.append)
+    assert study.measured(P) is None and not (P.results / study.MEASURE_FILE).exists()
+    assert "not all on disk" in said[0]

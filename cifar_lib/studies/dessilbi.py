@@ -196,17 +196,18 @@ def measure(P: Profile, split, *, force: bool = False, device=None, log=None) ->
     in total (raw, BN re-estimated, fine-tuned); every method at
     ``finetune_fraction`` in all conv layers fine-tuned; the filters drawn by
     :func:`plot_filters` (first seed). A no-op (no weights needed) when the
-    stored file matches the current runs and sizes; a run whose checkpoint
-    is missing is trained again.
+    stored file matches the current runs and sizes, or (with a message) when
+    the runs are not all on disk; a run whose checkpoint is missing is
+    trained again.
     """
     P = get_profile(P)
     if measured(P) is not None and not force:
         return
     runs = runs_on_disk(P)
     if not {"SLBI", "SGD"} <= set(runs) or len(runs["SLBI"]) != len(runs["SGD"]):
-        raise ValueError(f"DessiLBI measurements need the SLBI and SGD runs of every seed "
-                         f"of profile {P.name!r}; train configs(P) first "
-                         "(cifar_lib.run or python -m cifar_lib run)")
+        (log or print)(f"dessilbi: nothing measured; the SLBI and SGD runs of every seed of "
+                       f"profile {P.name!r} are not all on disk (train configs(P) first)")
+        return
     out = {"key": _key(P, runs), "seeds": []}
     for i, (rec_slbi, rec_sgd) in enumerate(zip(runs["SLBI"], runs["SGD"])):
         if log:
