@@ -104,9 +104,9 @@ def test_table_puts_ours_beside_theirs(profile):
     # their metric is the best validation accuracy: ours is too
     assert rows["course report B", "VGG-A with BN"]["ours (%)"] == "70.0"
     assert rows["course report A", "optimizer: sign-SGD"]["ours (%)"] == "not run"
-    assert rows["course report D", "WRN-28-10"]["ours (%)"] == \
+    assert rows["course report D", "PreActResNet-18"]["ours (%)"] == \
         "not run (not in the smoke profile)"
-    assert rows["course report D", "WRN-28-10"]["seeds"] == 0
+    assert rows["course report D", "PreActResNet-18"]["seeds"] == 0
 
 
 def test_values_for_the_prose(profile):
@@ -128,10 +128,35 @@ def test_values_for_the_prose(profile):
 def test_model_key_finds_the_run_in_any_experiment(profile):
     runs = CR._Runs(profile)
     recs, planned = runs.find({"model": "lenet", "model_kw": {}})
-    assert planned and [r["label"] for r in recs] == ["lenet"]
+    assert "architectures" in planned and [r["label"] for r in recs] == ["lenet"]
     recs, planned = runs.find({"model": "resnet34", "model_kw": {"stem": "imagenet"}})
-    assert recs == [] and planned is False  # no experiment of the smoke profile runs it
-    assert runs.find({"experiment": "no_such_experiment", "label": "x"}) == ([], False)
+    assert recs == [] and planned == []  # no experiment of the smoke profile runs it
+    assert runs.find({"experiment": "no_such_experiment", "label": "x"}) == ([], [])
+
+
+def test_runs_of_a_setting_pool_seeds_and_prefer_the_longest_recipe(profile):
+    """A third seed in another experiment joins the mean; of two recipes of one
+    label (e.g. WRN-28-10 short in the main set, long in the extended set) the
+    longer-trained one is shown."""
+    short, long_ = TrainConfig(epochs=2), TrainConfig(epochs=6)
+    runs = CR._Runs(profile)
+    runs._configs = {"main": [("x", short)], "more": [("x", long_), ("x", long_.replace(seed=1))]}
+    runs._records = {"main": [_record(short, "x", "main", 0.9)],
+                     "more": [_record(long_, "x", "more", 0.5),
+                              _record(long_.replace(seed=1), "x", "more", 0.7)]}
+    CR.ALSO["main"] = ("more",)
+    try:
+        recs, planned = runs.find({"experiment": "main", "label": "x"})
+    finally:
+        del CR.ALSO["main"]
+    assert planned == ["main", "more"]
+    assert [(r["config"]["epochs"], r["config"]["seed"]) for r in recs] == [(6, 0), (6, 1)]
+
+
+def test_heavy_models_are_opt_in(profile):
+    """ResNeXt-50 runs only in the extended set: the table says so."""
+    df = TABLES["course_reports"](profile).set_index("setting")
+    assert df.loc["ResNeXt-50 32x4d", "ours (%)"].startswith("not run (opt-in: ")
 
 
 def test_report_section_renders_and_states_no_typed_numbers(profile):

@@ -22,6 +22,9 @@ from cifar_lib.report import register_table, register_value
 
 DATA = Path(__file__).resolve().parent.parent / "reference" / "course_reports.json"
 THEIR_DATA = "original CIFAR-10"
+# Experiments that also run an experiment's labels (the opt-in extended set
+# of the architecture comparison: heavy models, longer runs, a third seed).
+ALSO = {"architectures": ("architectures_extended",)}
 METRICS = ("test acc", "test error", "best val acc")
 
 
@@ -89,21 +92,41 @@ class _Runs:
             self._records[name] = records(name, self.profile) if self.configs(name) else []
         return self._records[name]
 
-    def find(self, key: dict) -> tuple[list[dict], bool]:
-        """(records of the setting, whether the profile's spec has it)."""
+    def candidates(self, key: dict) -> dict[str, set[str]]:
+        """Experiment -> labels of the profile's spec that run the setting."""
         if "label" in key:
-            name, labels = key["experiment"], {key["label"]}
-            planned = any(lbl == key["label"] for lbl, _ in self.configs(name))
+            names = [key["experiment"], *ALSO.get(key["experiment"], ())]
+            match = lambda lbl, c: lbl == key["label"]  # noqa: E731
         else:
-            name, labels, planned = None, set(), False
-            for exp in [key["experiment"]] if "experiment" in key else sorted(_registered()):
-                labels = {lbl for lbl, c in self.configs(exp) if c.model == key["model"]
-                          and c.model_kw == key.get("model_kw", {})}
-                if labels:
-                    name, planned = exp, True
-                    break
-        recs = [r for r in self.records(name) if r["label"] in labels] if planned else []
-        return recs, planned
+            names = [key["experiment"]] if "experiment" in key else sorted(_registered())
+            match = lambda lbl, c: (c.model == key["model"]  # noqa: E731
+                                    and c.model_kw == key.get("model_kw", {}))
+        found = {n: {lbl for lbl, c in self.configs(n) if match(lbl, c)} for n in names}
+        return {n: labels for n, labels in found.items() if labels}
+
+    def find(self, key: dict) -> tuple[list[dict], list[str]]:
+        """(records of the setting, experiments whose spec has it).
+
+        Runs of the setting in several experiments (e.g. a third seed in the
+        extended set) are pooled by recipe; the longest-trained recipe is
+        the one shown, over all its seeds.
+        """
+        where = self.candidates(key)
+        runs = {r["run"]: r for n, labels in where.items()
+                for r in self.records(n) if r["label"] in labels}
+        groups: dict[str, list[dict]] = {}
+        for r in runs.values():
+            recipe = {k: v for k, v in r["config"].items() if k != "seed"}
+            groups.setdefault(json.dumps(recipe, sort_keys=True), []).append(r)
+        best = max(groups.values(), default=[],
+                   key=lambda g: (g[0]["config"]["epochs"], len(g)))
+        return sorted(best, key=lambda r: r["config"]["seed"]), list(where)
+
+
+def _opt_in() -> tuple[str, ...]:
+    """Experiments a plain profile run leaves out (the extended set)."""
+    from cifar_lib.studies import classification
+    return tuple(getattr(classification, "EXTENDED", ()))
 
 
 def _registered() -> set[str]:
@@ -118,7 +141,7 @@ def _pct(v: float) -> str:
 def theirs_cell(s: dict) -> str:
     """The quoted number, as accuracy (%), with the report's own metric."""
     if s["metric"] == "test error":
-        return f"{100 - s['value']:.2f} (100 - test error {_pct(s['value'])})"
+        return f"{100 - s['value']:.2f} (100 - test error {s['value']:.2f})"
     if s["metric"] == "best val acc":
         return f"{_pct(s['value'])} (best val acc)"
     return _pct(s["value"])
@@ -154,8 +177,11 @@ def comparison(profile: Profile) -> list[dict]:
     for s in settings():
         recs, planned = runs.find(s["ours"])
         theirs = 100 - s["value"] if s["metric"] == "test error" else s["value"]
-        row = {**s, "theirs_acc": theirs, "planned": planned, "runs": len(recs),
-               "ours_mean": None, "ours_std": None}
+        row = {**s, "theirs_acc": theirs, "planned_in": planned, "runs": len(recs),
+               "ours_mean": None, "ours_std": None, "our_run": _key_words(s["ours"])}
+        if planned:  # not run yet: name the run the plan has
+            labels = sorted(runs.candidates(s["ours"])[planned[0]])
+            row["our_run"] = f"{planned[0]}: {labels[0]}"
         if recs:
             metric = "best_val_acc" if s["metric"] == "best val acc" else "test_acc"
             g = summarize(results_frame(recs), by="label", metrics=(metric, "train_time"))
@@ -174,7 +200,11 @@ def comparison(profile: Profile) -> list[dict]:
 
 def _ours_cell(row: dict, profile: Profile) -> str:
     if row["ours_mean"] is None:
-        return "not run" if row["planned"] else f"not run (not in the {profile.name} profile)"
+        if not row["planned_in"]:
+            return f"not run (not in the {profile.name} profile)"
+        if all(n in _opt_in() for n in row["planned_in"]):
+            return f"not run (opt-in: {', '.join(row['planned_in'])})"
+        return "not run"
     if row["ours_std"] is None:
         return f"{row['ours_mean']:.1f}"
     return f"{row['ours_mean']:.1f} ± {row['ours_std']:.1f}"
@@ -199,7 +229,7 @@ def course_reports_table(profile: Profile):
             "epochs theirs / ours": f"{r['epochs'] or 'not stated'} / "
                                     f"{r['our_epochs'] if ran else '-'}",
             "params (M) theirs / ours": _params_cell(r),
-            "our run": r["our_run"] if ran else _key_words(r["ours"]),
+            "our run": r["our_run"],
             "our recipe": r["our_recipe"] if ran else "-",
             "seeds": r["runs"],
             "our train time (s)": f"{r['train_time']:.0f}" if ran else "-",
