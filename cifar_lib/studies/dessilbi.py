@@ -66,6 +66,11 @@ class Sizes:
     panels: tuple = (1, 7, 13)       # conv layers pruned one at a time (1-based)
     show_layer: int = 1              # conv layer whose filters are drawn
 
+    def __post_init__(self):
+        if self.finetune_fraction not in self.fractions:
+            raise ValueError(f"finetune_fraction {self.finetune_fraction} must be one of "
+                             f"the pruning fractions {self.fractions}")
+
     @property
     def warmup_epochs(self) -> float:
         return min(1, self.epochs / 4)
@@ -80,9 +85,9 @@ class Sizes:
 
 
 _PROFILE_SIZES = {
-    "smoke": dict(width=1 / 16, epochs=2, batch_size=64, fractions=(0.0, 0.3, 0.6, 0.9),
+    "smoke": dict(width=1 / 16, epochs=2, batch_size=64, fractions=(0.0, 0.3, 0.5, 0.9),
                   bn_batches=2, finetune_steps=2),
-    "cpu": dict(width=0.25, epochs=15, batch_size=128, fractions=(0.0, 0.2, 0.4, 0.6, 0.8),
+    "cpu": dict(width=0.25, epochs=15, batch_size=128, fractions=(0.0, 0.25, 0.5, 0.75, 0.9),
                 bn_batches=10, finetune_steps=30),
     "full": dict(width=1.0, epochs=FULL_EPOCHS, batch_size=128, bn_batches=40,
                  fractions=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), finetune_steps=200),
