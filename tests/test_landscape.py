@@ -340,6 +340,9 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     assert {(r["config"]["model"], study.run_setting(r)) for r in probed} == \
         {(m, s) for m in study.MODELS for s in ("adam", "sgd")}
     assert all(len(r["probes"]["step"]) == 2 for r in probed)
+    assert all(r["tag"]["direction"] == "update" and r["probes"]["direction"] == "update"
+               and r["tag"]["etas"] == [0.5, 4.0] for r in probed)
+    assert all("direction" not in r["tag"] for r in runs if r not in probed)
     for r in runs:
         assert r["config"]["keep"] == "last" and r["metrics"]["kept"] == "last"
         assert r["steps"]["step"] == [0, 2]  # 4 steps, every 2nd kept
@@ -352,17 +355,42 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     again = study.train_all(P, small_split, S)
     assert [r["run"] for r in again] == [r["run"] for r in runs]
     assert [r["run"] for r in study.load_runs(P)] == [r["run"] for r in runs]
+    # the budgeted runner's interface: one run by its config, and its tag
+    for spec, r in zip(study.specs(S), runs):
+        cfg = study.config(spec, S)
+        assert study.run_tag(P, cfg) == r["tag"]
+        assert study.train_one(P, small_split, cfg)["run"] == r["run"]
+    with pytest.raises(ValueError, match="not a run of the batchnorm study"):
+        study.train_one(P, small_split, study.config(study.Spec("vgg_a", "adam", 0.3, False), S))
     monkeypatch.undo()
     monkeypatch.setattr(study, "sizes", lambda profile=None: S)
 
     bn = study._pick(runs, "vgg_a_bn", "adam", S.adam_lr)
     (P.root / bn["weights"]).unlink()  # a surface without weights retrains its run
-    surfs = study.surfaces(P, small_split, runs, S, device="cpu")
+    with pytest.raises(ValueError, match="pass the data split"):
+        study.measure(P, None)
+    study.measure(P, small_split, device="cpu")
+    surfs = study.load_surfaces(P)
     assert set(surfs) == set(study.MODELS) and (P.root / bn["weights"]).is_file()
-    for s in surfs.values():
+    for m, s in surfs.items():
         assert len(s["line"]) == 5 and np.shape(s["grid"]) == (3, 3)
         assert s["options"]["images"] == 64  # full batches only
-    assert study.load_surfaces(P).keys() == surfs.keys()
+        assert "running statistics" in s["options"]["bn"]
+        # the centre of the eval-mode surfaces is the loss with running statistics
+        if m == "vgg_a":  # without BN the two modes are one
+            assert s["line"] == pytest.approx(s["line_batch"], rel=1e-5)
+    assert surfs["vgg_a_bn"]["line"] != pytest.approx(surfs["vgg_a_bn"]["line_batch"])
+
+    # measured: a no-op that needs neither weights nor data nor training
+    for r in runs:
+        if r.get("weights"):
+            (P.root / r["weights"]).unlink(missing_ok=True)
+    monkeypatch.setattr(experiments, "fit", no_training)
+    monkeypatch.setattr(study.L, "loss_surface", no_training)
+    study.measure(P, None)
+    assert study.surfaces(P, None) == surfs
+    monkeypatch.undo()
+    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
 
     band = study.loss_band(runs, "vgg_a_bn")
     assert band is not None and (band.lo <= band.hi).all()
@@ -370,14 +398,19 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
         assert len(TABLES[name](P)) > 0
     for name in ("bn_band_ratio", "bn_adam_loss_range_ratio", "bn_adam_beta_ratio",
                  "bn_sgd_gdist_ratio", "bn_surface_ratio", "bn_adam_val_acc_vgg_a_bn",
-                 "bn_probe_every", "bn_width"):
+                 "bn_probe_every", "bn_width", "bn_band_rel_compare",
+                 "bn_surface_loss_vgg_a", "bn_adam_step_ratio"):
         assert VALUES[name](P) is not None, name
+    for key, rel in (("line", True), ("line_batch", False)):  # may be < 0 here
+        assert all(math.isfinite(v) for v in study._rises(P, key, rel))
+    assert VALUES["bn_probe_direction"](P).startswith("the update")
     assert VALUES["bn_kept_steps"](P) == "every 2nd step"
     assert VALUES["bn_surface_images"](P) == "64"
     assert "VGG-A + BN" in render_block("table", "bn_probes", None, P, tmp_path)
 
     import matplotlib.pyplot as plt
     figs = [study.plot_curves(runs, S), study.plot_loss_landscape(runs, S),
+            study.plot_loss_band_views(runs, S),
             study.plot_probes(runs, S), study.plot_last_grad(runs, S),
             study.plot_surface_1d(surfs), study.plot_surface_2d(surfs)]
     assert all(f.axes for f in figs)
@@ -523,3 +556,31 @@ def test_recorder_can_still_probe_along_the_gradient(vgg_split):
     assert res["step_norm"] == res["grad_norm"]
     with pytest.raises(ValueError, match="direction"):
         L.Recorder(etas=[1.0], probe_every=1, direction="sideways")
+
+
+def test_relative_and_matched_band_views_take_out_the_speed():
+    """A net that learns twice as fast with the same relative spread over
+    learning rates: same relative band, same width at matched loss, though
+    its min-max band per step is wider in the early steps."""
+    from cifar_lib.studies import batchnorm as study
+
+    def rec(model, lr, losses):
+        return {"config": {"model": model, "optimizer": "adam", "lr": lr},
+                "status": "ok",
+                "steps": {"step": list(range(len(losses))), "loss": list(losses),
+                          "first_nonfinite": None, "last_step": len(losses) - 1}}
+    t = np.arange(200)
+    slow = [2.3 * np.exp(-k * t / 200) for k in (1.0, 1.2)]
+    fast = [2.3 * np.exp(-k * t / 100) for k in (1.0, 1.2)]
+    runs = [rec("vgg_a", lr, v) for lr, v in zip((1e-3, 2e-3), slow)] + \
+        [rec("vgg_a_bn", lr, v) for lr, v in zip((1e-3, 2e-3), fast)]
+    plain, bn = (study.loss_band(runs, m) for m in study.MODELS)
+    np.testing.assert_allclose(plain.mean, (slow[0] + slow[1]) / 2)
+    rel_p, rel_b = study.relative_band(plain), study.relative_band(bn)
+    assert rel_b[50] == pytest.approx(rel_p[100], rel=1e-9)  # same loss level
+    edges, wp, wb = study.matched_widths(plain, bn, bins=4)
+    assert edges[0] == pytest.approx(bn.mean.min() if bn.mean.min() > plain.mean.min()
+                                     else plain.mean.min())
+    ok = np.isfinite(wp) & np.isfinite(wb)
+    assert ok.sum() >= 3
+    np.testing.assert_allclose(wb[ok], wp[ok], rtol=0.1)

@@ -6,12 +6,18 @@ Optimization?"). Both networks train with the same data, seed and recipe:
 * the course's loss landscape: Adam at each of ``COURSE_LRS``, the training
   loss per step, its min-max band across learning rates; the same runs give
   the last layer's gradient per step (kept every ``keep_every`` steps);
-* curves at the course's setting (Adam, lr 1e-3) and with plain SGD at a
-  large learning rate (0.1), where the network without BN struggles;
-* the paper's probes along the gradient (:func:`cifar_lib.landscape.probe`)
-  every ``probe_every`` steps of those two settings;
+* the same band relative to the mean loss over learning rates, and its
+  width at matched loss levels, which take out how fast each network
+  learns (:func:`relative_band`, :func:`matched_widths`);
+* curves at the course's setting (Adam, lr 1e-3) and with SGD with momentum
+  at a learning rate at which both networks train;
+* the paper's probes (:func:`cifar_lib.landscape.probe`) every
+  ``probe_every`` steps of those two settings, along the update the run's
+  optimizer takes at that step (for Adam, Adam's step, not lr x gradient);
 * filter-normalised 1-D and 2-D loss surfaces around the final weights
-  (Li et al. 2018).
+  (Li et al. 2018), with BatchNorm on its running statistics (evaluation
+  mode), the 1-D one also with batch statistics; :func:`measure` makes
+  them after training and keeps them under ``results/``.
 
 Every run is :func:`cifar_lib.experiments.run` with ``keep="last"`` and a
 :class:`cifar_lib.landscape.Recorder` hook: cached as
@@ -19,7 +25,10 @@ Every run is :func:`cifar_lib.experiments.run` with ``keep="last"`` and a
 and the recording options (its ``tag``), with its final weights under
 ``weights/batchnorm/``. Surfaces are cached as
 ``results/batchnorm/surfaces/<run>-<hash>.json``. Report tables and values
-(``bn_*``) read these files.
+(``bn_*``) read these files. For a budgeted runner: :func:`train_one` trains
+one run given its config, :func:`run_tag` gives its recording tag, and
+:func:`measure` makes the post-training measurements (a no-op, needing no
+weights, when they are on disk).
 """
 from __future__ import annotations
 
@@ -61,10 +70,10 @@ class Sizes:
     batch_size: int             # the course's 128 (smoke: the profile's)
     lrs: tuple = COURSE_LRS     # Adam learning rates of the loss landscape
     adam_lr: float = 1e-3       # the course's setting (curves, probes, surfaces)
-    sgd_lr: float = 0.1         # large SGD learning rate (curves, probes)
+    sgd_lr: float = 0.1         # SGD learning rate (curves, probes); both nets train
     momentum: float = 0.9       # of SGD
     probe_every: int = 25       # steps between probes
-    probe_scales: tuple = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)  # eta / lr
+    probe_scales: tuple = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)  # multiples of the update
     keep_every: int = 1         # per-step records kept every this many steps
     surface_images: int = 5120  # training images of the surfaces (full batches only)
     surface_points: int = 41    # points of the 1-D surface over [-span, span]
@@ -85,12 +94,17 @@ def sizes(profile: Profile | str | None = None) -> Sizes:
                      probe_every=3, probe_scales=(0.5, 2, 4),
                      surface_images=256, surface_points=9, surface_grid=5)
     if P.name == "cpu":
-        return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8,
+        # SGD lr 0.02: at 0.1 the plain net barely learns on 5k images in 8
+        # epochs (train loss 1.83, val acc 28% in a check run; 0.02: 1.57, 41%;
+        # with BN 0.68, 50%). At full scale both nets train at 0.1.
+        return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
                      probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
                      surface_points=21, surface_grid=9)
     # full: 20 epochs of 45k images (351 steps each, 7,020 per run). A probe
-    # is 9 float32 forward-backward passes, so probing every 25 steps adds
-    # about 36% passes to the four probed runs. Estimated (not yet measured)
+    # is 9 float32 forward-backward passes and a trial optimizer step, so
+    # probing every 25 steps adds about 36% passes to the four probed runs.
+    # SGD lr 0.1 trains both nets here (4-epoch check on an H100: train loss
+    # 1.10 without BN, 1.12 with). Estimated (not yet measured)
     # H100 budget: ~5 min for the ten runs, ~1 min of probes, ~1 min for the
     # surfaces (41 + 441 points on 5,120 images per model). Keeping every 5th
     # step's records keeps each run's JSON small (1,404 of 7,020 steps).
@@ -108,7 +122,7 @@ class Spec:
     model: str
     setting: str   # "adam" (the course's optimizer) or "sgd"
     lr: float
-    probed: bool   # probes along the gradient
+    probed: bool   # probes along the optimizer's update
 
     @property
     def label(self) -> str:
@@ -137,15 +151,20 @@ def config(spec: Spec, S: Sizes) -> TrainConfig:
                        keep="last", **opt)
 
 
+PROBE_DIRECTION = "update"  # probes follow the optimizer's own step
+
+
 def recording(spec: Spec, S: Sizes) -> dict:
     """The run's :class:`~cifar_lib.landscape.Recorder` options (its tag).
 
-    Probe step sizes are ``probe_scales`` times the run's learning rate,
-    which is constant.
+    A probed run probes along its optimizer's update, at ``probe_scales``
+    times that update (``direction`` in the tag); a run without probes has
+    no ``direction``, so its tag and name are those of earlier versions.
     """
-    etas = [float(f"{s * spec.lr:.6g}") for s in S.probe_scales] if spec.probed else []
-    return {"probe_every": S.probe_every if spec.probed else 0, "etas": etas,
-            "keep_every": S.keep_every}
+    if not spec.probed:
+        return {"probe_every": 0, "etas": [], "keep_every": S.keep_every}
+    return {"probe_every": S.probe_every, "etas": [float(s) for s in S.probe_scales],
+            "keep_every": S.keep_every, "direction": PROBE_DIRECTION}
 
 
 def run_setting(run: dict) -> str:
@@ -189,6 +208,7 @@ def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
     cfg, opts = config(spec, S), recording(spec, S)
     recorder = L.Recorder(make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw),
                           **opts)
+    assert recorder.options() == opts  # the tag says what is recorded
     return run(cfg, split, EXPERIMENT, P, label=spec.label, force=force,
                need_weights=need_weights, device=device, hooks=[recorder],
                tag=opts, log=log)
@@ -200,6 +220,33 @@ def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
     S = S or sizes(P)
     return [train_run(P, split, s, S, force=force, device=device, log=log)
             for s in specs(S)]
+
+
+def spec_of(P: Profile | str | None, cfg: TrainConfig) -> tuple[Spec, Sizes]:
+    """The study's run whose config is ``cfg`` (ValueError if there is none)."""
+    S = sizes(P)
+    want = cfg.to_dict()
+    for spec in specs(S):
+        if config(spec, S).to_dict() == want:
+            return spec, S
+    raise ValueError(f"{cfg.model} with {cfg.optimizer} lr={cfg.lr:g} is not a run "
+                     f"of the {EXPERIMENT} study in the {get_profile(P).name} "
+                     "profile (see experiment_configs)")
+
+
+def run_tag(P: Profile | str | None, cfg: TrainConfig) -> dict:
+    """The recording tag that run gets (``run(..., tag=...)``)."""
+    spec, S = spec_of(P, cfg)
+    return recording(spec, S)
+
+
+def train_one(P: Profile | str | None, split: Split, cfg: TrainConfig, *,
+              force: bool = False, device=None, log=None) -> dict:
+    """Train (or load) the study's run whose config is ``cfg``, with its
+    recorder; ValueError if ``cfg`` is not one of the study's."""
+    P = get_profile(P)
+    spec, S = spec_of(P, cfg)
+    return train_run(P, split, spec, S, force=force, device=device, log=log)
 
 
 def _runner(P: Profile, split: Split, *, force=False, device=None, log=None):
@@ -255,6 +302,7 @@ class Band(NamedTuple):
     lo: np.ndarray
     hi: np.ndarray
     ends: str | None  # why it stops before the longest run (None: it does not)
+    mean: np.ndarray | None = None  # mean over the runs at each step
 
 
 def loss_band(runs: list[dict], model: str, setting: str = "adam",
@@ -286,22 +334,63 @@ def loss_band(runs: list[dict], model: str, setting: str = "adam",
             f"lr={r['config']['lr']:g} " + (f"diverged at step {diverged_step(r)}"
                                             if r["status"] == "diverged" else "stopped")
             for r, bad in zip(rs, ~finite[:, end]) if bad)
-    return Band(steps[start:end], vals[:, start:end].min(0),
-                vals[:, start:end].max(0), ends)
+    v = vals[:, start:end]
+    return Band(steps[start:end], v.min(0), v.max(0), ends, v.mean(0))
+
+
+def relative_band(band: Band) -> np.ndarray:
+    """Band width over the mean loss at each step, (max - min) / mean: how
+    much the learning rate changes the loss, as a fraction of the loss."""
+    return (band.hi - band.lo) / band.mean
+
+
+MATCHED_BINS = 8  # mean-loss bins of :func:`matched_widths`
+
+
+def matched_widths(plain: Band, bn: Band, bins: int = MATCHED_BINS):
+    """Band widths of the two networks at matched loss levels.
+
+    The steps of each band are grouped by their mean loss over the learning
+    rates into ``bins`` geometric bins spanning the loss levels that both
+    networks pass through; returns the bin edges and each network's mean
+    width per bin (NaN where a network has no step in a bin). Comparing at
+    equal loss takes out that one network gets there in fewer steps.
+    """
+    lo = max(np.nanmin(plain.mean), np.nanmin(bn.mean))
+    hi = min(np.nanmax(plain.mean), np.nanmax(bn.mean))
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
+        return None
+    edges = np.geomspace(lo, hi, bins + 1)
+
+    def per_bin(b):
+        idx = np.digitize(b.mean, edges[1:-1])
+        inside = (b.mean >= lo) & (b.mean <= hi)
+        w = b.hi - b.lo
+        return np.array([w[inside & (idx == i)].mean() if (inside & (idx == i)).any()
+                         else np.nan for i in range(bins)])
+    return edges, per_bin(plain), per_bin(bn)
 
 
 def probe_summary(run: dict) -> dict:
-    """Means over a run's probes: loss range, max gradient distance, beta."""
+    """Means over a run's probes: loss range, max gradient distance, beta,
+    the norms of the update probed along and of the gradient, and the
+    update's length over lr x ||g|| (1 for plain SGD)."""
     p = run["probes"]
+    n = len(p["step"])
     rng = _arr(p["loss_max"]) - _arr(p["loss_min"])
-    gd, beta = _arr(p["gdist_max"]), _arr(p["beta"])
+    gd, beta, g = _arr(p["gdist_max"]), _arr(p["beta"]), _arr(p["grad_norm"])
+    u = _arr(p.get("step_norm", [None] * n))
     ok = np.isfinite(rng) & np.isfinite(gd) & np.isfinite(beta)
     if not ok.any():
         return {"probes": 0, "loss_range": None, "grad_dist": None,
-                "beta": None, "beta_max": None}
+                "beta": None, "beta_max": None, "step_norm": None,
+                "grad_norm": None, "step_over_lr_grad": None}
+    lr = run["config"]["lr"]
+    mean = lambda a: float(np.nanmean(a[ok])) if np.isfinite(a[ok]).any() else None  # noqa: E731
     return {"probes": int(ok.sum()), "loss_range": float(rng[ok].mean()),
             "grad_dist": float(gd[ok].mean()), "beta": float(beta[ok].mean()),
-            "beta_max": float(beta[ok].max())}
+            "beta_max": float(beta[ok].max()), "step_norm": mean(u),
+            "grad_norm": mean(g), "step_over_lr_grad": mean(u / (lr * g))}
 
 
 def _setting_lr(setting: str, S: Sizes) -> float:
@@ -345,7 +434,8 @@ def runs_table(profile=None):
 
 @register_table("bn_probes")
 def probe_table(profile=None):
-    """Per setting and model: mean loss range, gradient distance and beta."""
+    """Per setting and model: mean loss range, gradient distance and beta,
+    and the mean lengths of the update probed along and of the gradient."""
     import pandas as pd
     P = get_profile(profile)
     S = sizes(P)
@@ -359,7 +449,10 @@ def probe_table(profile=None):
                      "outcome": _outcome(r), "probes": s["probes"],
                      "mean loss range": s["loss_range"],
                      "mean max grad distance": s["grad_dist"],
-                     "mean beta": s["beta"], "max beta": s["beta_max"]})
+                     "mean beta": s["beta"], "max beta": s["beta_max"],
+                     "mean ||update||": s["step_norm"],
+                     "mean ||grad||": s["grad_norm"],
+                     "||update|| / (lr ||grad||)": s["step_over_lr_grad"]})
     return pd.DataFrame(rows)
 
 
@@ -394,17 +487,35 @@ def _probe_means(profile, setting, key):
     return probe_summary(plain)[key], probe_summary(bn)[key]
 
 
-def _bands(profile, key):
-    """Mean widths of the VGG-A and VGG-A + BN bands over the steps both cover."""
+def _band_pair(profile, key="loss"):
     runs = load_runs(profile)
-    plain, bn = (loss_band(runs, m, key=key) for m in MODELS)
+    return tuple(loss_band(runs, m, key=key) for m in MODELS)
+
+
+def _bands(profile, key, width=lambda b: b.hi - b.lo):
+    """Mean ``width`` of the VGG-A and VGG-A + BN bands over the steps both
+    cover (default: max - min)."""
+    plain, bn = _band_pair(profile, key)
     if plain is None or bn is None:
         return None, None
     common = np.intersect1d(plain.steps, bn.steps)
     if not len(common):
         return None, None
-    return tuple(float(np.mean((b.hi - b.lo)[np.isin(b.steps, common)]))
+    return tuple(float(np.mean(width(b)[np.isin(b.steps, common)]))
                  for b in (plain, bn))
+
+
+def _matched(profile):
+    """Mean band widths over the mean-loss bins both networks fill."""
+    plain, bn = _band_pair(profile)
+    m = None if plain is None or bn is None else matched_widths(plain, bn)
+    if m is None:
+        return None, None, None
+    edges, wp, wb = m
+    ok = np.isfinite(wp) & np.isfinite(wb)
+    if not ok.any():
+        return None, None, None
+    return float(wp[ok].mean()), float(wb[ok].mean()), edges[[0, -1]]
 
 
 @register_value("bn_band_ratio")
@@ -419,6 +530,28 @@ def band_compare(profile=None):
     """The BN loss band against the plain one, e.g. '2 times narrower than'."""
     plain, bn = _bands(profile, "loss")
     return _compare(bn, plain, "narrower", "wider")
+
+
+@register_value("bn_band_rel_compare")
+def band_rel_compare(profile=None):
+    """The BN band relative to its mean loss, (max - min) / mean, against
+    the plain one, over the steps both cover."""
+    plain, bn = _bands(profile, "loss", relative_band)
+    return _compare(bn, plain, "narrower", "wider")
+
+
+@register_value("bn_band_matched_compare")
+def band_matched_compare(profile=None):
+    """The BN band width against the plain one at matched mean loss."""
+    plain, bn, _ = _matched(profile)
+    return _compare(bn, plain, "narrower", "wider")
+
+
+@register_value("bn_band_matched_levels")
+def band_matched_levels(profile=None):
+    """The mean-loss levels both networks pass through, e.g. '2.2 to 1.3'."""
+    levels = _matched(profile)[2]
+    return None if levels is None else f"{levels[1]:.2g} to {levels[0]:.2g}"
 
 
 @register_value("bn_last_grad_compare")
@@ -442,6 +575,29 @@ def _register_probe_values():
 _register_probe_values()
 
 
+@register_value("bn_adam_step_ratio")
+def adam_step_ratio(profile=None):
+    """How many times longer Adam's update is than lr x ||gradient||, the
+    step a probe along the raw gradient would take (mean over the probes
+    of both Adam runs), e.g. '60'."""
+    P = get_profile(profile)
+    S = sizes(P)
+    vals = [probe_summary(r)["step_over_lr_grad"] for r in
+            (_pick(load_runs(P, S), m, "adam", S.adam_lr) for m in MODELS) if r]
+    vals = [v for v in vals if v is not None]
+    return _times(float(np.mean(vals))) if vals else None
+
+
+@register_value("bn_probe_direction")
+def probe_direction(profile=None):
+    """What the probes of the runs on disk step along."""
+    P = get_profile(profile)
+    dirs = {r["tag"].get("direction", "gradient") for r in load_runs(P)
+            if r["tag"]["probe_every"]}
+    names = {"update": "the update the run's optimizer takes at that step",
+             "gradient": "the negative gradient, by multiples of the learning rate"}
+    return " and ".join(names[d] for d in sorted(dirs)) or None
+
 @register_value("bn_probe_every")
 def probe_every(profile=None):
     """Steps between two probes."""
@@ -450,7 +606,7 @@ def probe_every(profile=None):
 
 @register_value("bn_probe_scales")
 def probe_scales(profile=None):
-    """The probe step sizes as multiples of the learning rate."""
+    """The probe steps as multiples of the optimizer's update."""
     return ", ".join(f"{s:g}" for s in sizes(profile).probe_scales)
 
 
@@ -563,7 +719,8 @@ def surface_options(S: Sizes) -> dict:
     """What a surface depends on besides the trained weights."""
     return {"images": _surface_n(S), "points": S.surface_points,
             "grid": S.surface_grid, "span": S.surface_span, "seed": S.seed,
-            "bn": "batch statistics", "batch_size": S.batch_size}
+            "bn": "running statistics (eval mode); 1-D also batch statistics",
+            "batch_size": S.batch_size}
 
 
 def _surface_path(P: Profile, run: str, S: Sizes) -> Path:
@@ -578,7 +735,13 @@ def _has_weights(P: Profile, run: dict) -> bool:
 def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = False,
             device=None) -> dict:
     """1-D and 2-D filter-normalised loss surfaces around a run's final
-    weights (cached), on the first training images in full batches."""
+    weights (cached), on the first training images in full batches.
+
+    ``line`` and ``grid`` use BatchNorm's running statistics (evaluation
+    mode, as Li et al. 2018 draw them); ``line_batch`` is the 1-D surface
+    with the statistics of each batch (training mode). For the network
+    without BN the two lines are the same.
+    """
     path = _surface_path(P, run["run"], S)
     if not force and path.is_file():
         return _load(path)
@@ -595,89 +758,169 @@ def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = Fals
     d1 = L.filter_normalized_direction(model, seed=S.seed)
     d2 = L.filter_normalized_direction(model, seed=S.seed + 1)
     alphas = np.linspace(-S.surface_span, S.surface_span, S.surface_points)
-    line = L.loss_surface(model, batches, [d1], alphas[:, None])
+    line = L.loss_surface(model, batches, [d1], alphas[:, None], bn_train=False)
+    line_batch = L.loss_surface(model, batches, [d1], alphas[:, None], bn_train=True)
     xs = np.linspace(-S.surface_span, S.surface_span, S.surface_grid)
     grid = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
-    plane = L.loss_surface(model, batches, [d1, d2], grid).reshape(len(xs), len(xs))
+    plane = L.loss_surface(model, batches, [d1, d2], grid, bn_train=False)
     rec = {"run": run["run"], "model": run["config"]["model"],
            "options": surface_options(S), "alphas": alphas.tolist(),
-           "line": line.tolist(), "xs": xs.tolist(), "grid": plane.tolist()}
+           "line": line.tolist(), "line_batch": line_batch.tolist(),
+           "xs": xs.tolist(), "grid": plane.reshape(len(xs), len(xs)).tolist()}
     write_json(rec, path)
     return _load(path)
 
 
-def surfaces(P: Profile, split: Split, runs: list[dict], S: Sizes | None = None, *,
-             force: bool = False, device=None) -> dict:
-    """Surfaces of both models at the course's setting, by model name; a
-    surface not on disk whose run's weights are missing retrains that run."""
-    S = S or sizes(P)
-    out = {}
+def _surface_runs(P: Profile, S: Sizes) -> dict[str, tuple[Spec, dict]]:
+    """The runs whose final weights get surfaces (the course's setting, by
+    model), among the finished runs on disk."""
+    runs, out = load_runs(P, S), {}
     for spec in specs(S):
-        if spec.setting != "adam" or spec.lr != S.adam_lr:
-            continue
-        r = _pick(runs, spec.model, "adam", S.adam_lr)
-        if r is None or r["status"] != "ok":
-            continue
-        cached = _surface_path(P, r["run"], S).is_file() and not force
-        if not cached and not _has_weights(P, r):
-            r = train_run(P, split, spec, S, need_weights=True, device=device)
-        out[spec.model] = surface(P, split, r, S, force=force, device=device)
+        if spec.setting == "adam" and spec.lr == S.adam_lr:
+            r = _pick(runs, spec.model, "adam", S.adam_lr)
+            if r is not None and r["status"] == "ok":
+                out[spec.model] = (spec, r)
     return out
 
 
-def load_surfaces(profile=None) -> dict:
+def measure(P: Profile | str | None, split: Split | None = None, *,
+            force: bool = False, device=None, log=None,
+            S: Sizes | None = None) -> None:
+    """Every post-training measurement that needs weights: the surfaces of
+    the runs at the course's setting, written under
+    ``results/batchnorm/surfaces/``.
+
+    Looks at what is on disk first: when every surface of the current runs
+    is there (and not ``force``), it returns without loading weights or
+    data (``split`` may then be None). A surface whose run's weights are
+    missing or do not match its record retrains that run first.
+    """
+    P = get_profile(P)
+    S = S or sizes(P)
+    todo = [(spec, r) for spec, r in _surface_runs(P, S).values()
+            if force or not _surface_path(P, r["run"], S).is_file()]
+    if not todo:
+        return
+    if split is None:
+        raise ValueError(f"surfaces of {', '.join(r['run'] for _, r in todo)} are "
+                         "not on disk: pass the data split to measure them")
+    for spec, r in todo:
+        r = train_run(P, split, spec, S, need_weights=True, device=device, log=log)
+        if log:
+            log(f"{EXPERIMENT}: loss surfaces of {r['run']}")
+        surface(P, split, r, S, force=True, device=device)
+
+
+def surfaces(P: Profile, split: Split | None, runs: list[dict] | None = None,
+             S: Sizes | None = None, *, force: bool = False, device=None) -> dict:
+    """The surfaces of both models at the course's setting, by model name,
+    measured first where they are not on disk (:func:`measure`); ``runs``
+    is not needed (kept for older callers)."""
+    P = get_profile(P)
+    S = S or sizes(P)
+    measure(P, split, force=force, device=device, S=S)
+    return load_surfaces(P, S)
+
+
+def load_surfaces(profile=None, S: Sizes | None = None) -> dict:
     """The surfaces on disk for the profile's runs, by model name."""
     P = get_profile(profile)
-    S = sizes(P)
+    S = S or sizes(P)
     out = {}
-    for m in MODELS:
-        r = _pick(load_runs(P, S), m, "adam", S.adam_lr)
-        if r is not None and _surface_path(P, r["run"], S).is_file():
-            out[m] = _load(_surface_path(P, r["run"], S))
+    for m, (_, r) in _surface_runs(P, S).items():
+        path = _surface_path(P, r["run"], S)
+        if path.is_file():
+            out[m] = _load(path)
     return out
 
 
-def surface_rise(surf: dict, at: float = 0.5) -> float | None:
-    """Mean loss increase from the centre to +-``at`` on the 1-D surface."""
-    a, line = np.asarray(surf["alphas"]), _arr(surf["line"])
+def surface_rise(surf: dict, at: float = 0.5, key: str = "line") -> float | None:
+    """Mean loss increase from the centre to +-``at`` on the 1-D surface
+    (``key``: ``line``, running statistics, or ``line_batch``)."""
+    if key not in surf:
+        return None
+    a, line = np.asarray(surf["alphas"]), _arr(surf[key])
     centre = np.interp(0.0, a, line)
     rise = (np.interp(-at, a, line) + np.interp(at, a, line)) / 2 - centre
     return float(rise) if np.isfinite(rise) else None
 
 
+def surface_centre(surf: dict, key: str = "line") -> float | None:
+    """The loss at the trained weights on the 1-D surface."""
+    if key not in surf:
+        return None
+    v = float(np.interp(0.0, np.asarray(surf["alphas"]), _arr(surf[key])))
+    return v if math.isfinite(v) else None
+
+
 @register_table("bn_surfaces")
 def surface_table(profile=None):
-    """Loss at the trained weights and its rise along the 1-D direction."""
+    """Loss at the trained weights and its rise along the 1-D direction,
+    with running statistics (eval) and with batch statistics."""
     import pandas as pd
     rows = []
     for m, s in load_surfaces(profile).items():
-        a, line = np.asarray(s["alphas"]), _arr(s["line"])
-        rows.append({"model": LABELS[m], "loss at trained weights":
-                     float(np.interp(0.0, a, line)),
-                     "rise at +-0.25": surface_rise(s, 0.25),
-                     "rise at +-0.5": surface_rise(s, 0.5),
-                     "rise at +-1": surface_rise(s, 1.0)})
+        c, r = surface_centre(s), surface_rise(s, 0.5)
+        rows.append({"model": LABELS[m], "loss at trained weights (eval)": c,
+                     "rise at +-0.25 (eval)": surface_rise(s, 0.25),
+                     "rise at +-0.5 (eval)": r,
+                     "rise at +-1 (eval)": surface_rise(s, 1.0),
+                     "rise at +-0.5 / loss (eval)": None if r is None or not c else r / c,
+                     "loss at trained weights (batch stats)": surface_centre(s, "line_batch"),
+                     "rise at +-0.5 (batch stats)": surface_rise(s, 0.5, "line_batch")})
     return pd.DataFrame(rows)
 
 
-def _rises(profile):
+def _rises(profile, key="line", relative=False):
     s = load_surfaces(profile)
     if set(s) != set(MODELS):
         return None, None
-    return surface_rise(s["vgg_a"]), surface_rise(s["vgg_a_bn"])
+    out = []
+    for m in MODELS:
+        r, c = surface_rise(s[m], 0.5, key), surface_centre(s[m], key)
+        out.append(r / c if relative and r is not None and c else
+                   None if relative else r)
+    return tuple(out)
 
 
 @register_value("bn_surface_ratio")
 def surface_ratio(profile=None):
-    """Loss rise at +-0.5 on the 1-D surface, VGG-A over VGG-A + BN."""
+    """Loss rise at +-0.5 on the 1-D surface (eval mode), VGG-A over VGG-A + BN."""
     return _ratio(*_rises(profile))
 
 
 @register_value("bn_surface_compare")
 def surface_compare(profile=None):
-    """The BN loss rise at +-0.5 against the plain one."""
+    """The BN loss rise at +-0.5 (eval mode) against the plain one."""
     plain, bn = _rises(profile)
     return _compare(bn, plain)
+
+
+@register_value("bn_surface_rel_compare")
+def surface_rel_compare(profile=None):
+    """The BN loss rise at +-0.5 relative to its loss at the trained weights
+    (eval mode), against the plain one."""
+    plain, bn = _rises(profile, relative=True)
+    return _compare(bn, plain)
+
+
+@register_value("bn_surface_batch_compare")
+def surface_batch_compare(profile=None):
+    """The BN loss rise at +-0.5 with batch statistics against the plain one."""
+    plain, bn = _rises(profile, "line_batch")
+    return _compare(bn, plain)
+
+
+def _surface_loss(profile, model):
+    """A model's loss at its trained weights on the surface images (eval)."""
+    s = load_surfaces(profile).get(model)
+    c = None if s is None else surface_centre(s)
+    return None if c is None else f"{c:.3g}"
+
+
+for _m in MODELS:
+    register_value(f"bn_surface_loss_{_m}")(
+        lambda profile=None, m=_m: _surface_loss(profile, m))
 
 
 # ---------------------------------------------------------------- plots
@@ -766,8 +1009,62 @@ def plot_loss_landscape(runs: list[dict], S: Sizes):
     return fig
 
 
+def _smooth(v: np.ndarray, n: int) -> np.ndarray:
+    """Moving average over ``n`` points (edges averaged over fewer)."""
+    if n <= 1 or len(v) < 2:
+        return v
+    k = np.ones(n)
+    return np.convolve(v, k, "same") / np.convolve(np.ones(len(v)), k, "same")
+
+
+def plot_loss_band_views(runs: list[dict], S: Sizes):
+    """The course's band without the training speed in it.
+
+    Left: band width over the mean loss at each step, (max - min) / mean
+    over the Adam learning rates (faint: per step; line: moving average).
+    Right: band width against the mean loss, so that the networks are
+    compared where their loss is the same, not at the same step (faint:
+    per step; line: mean per loss bin over the levels both pass through).
+    """
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    bands = {m: loss_band(runs, m) for m in MODELS}
+    for m, b in bands.items():
+        if b is None or not len(b.steps):
+            continue
+        c, rel = COLORS[m], relative_band(b)
+        axes[0].plot(b.steps, rel, color=c, alpha=0.2, lw=0.6)
+        axes[0].plot(b.steps, _smooth(rel, max(1, len(rel) // 40)), color=c,
+                     lw=1.6, label=LABELS[m])
+        axes[1].plot(b.mean, b.hi - b.lo, ".", color=c, alpha=0.2, ms=2,
+                     label=f"{LABELS[m]} (per step)")
+    if all(b is not None and len(b.steps) for b in bands.values()):
+        m = matched_widths(bands["vgg_a"], bands["vgg_a_bn"])
+        if m is not None:
+            edges, wp, wb = m
+            mid = np.sqrt(edges[1:] * edges[:-1])
+            for model, w in (("vgg_a", wp), ("vgg_a_bn", wb)):
+                axes[1].plot(mid, w, "o-", color=COLORS[model], lw=1.6,
+                             label=f"{LABELS[model]} (mean per loss bin)")
+    axes[0].set(xlabel="training step", ylabel="(max - min) / mean of the loss",
+                title="band width relative to the loss")
+    axes[1].set(xlabel="mean training loss over the learning rates (log scale; "
+                "training goes right to left)", ylabel="max - min of the loss",
+                title="band width at matched loss")
+    for ax in axes:
+        _plain_log(ax)
+        ax.legend(fontsize=8)
+    _plain_log(axes[1], "x")
+    axes[1].invert_xaxis()
+    fig.suptitle("Loss landscape without the training speed: Adam learning rates "
+                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+    fig.tight_layout()
+    return fig
+
+
 def plot_probes(runs: list[dict], S: Sizes):
-    """The paper's Fig. 4: loss range, gradient predictiveness and beta per probe."""
+    """The paper's Fig. 4: loss range, gradient predictiveness and beta per
+    probe, along the update each run's optimizer takes."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
     for row, setting in enumerate(("adam", "sgd")):
@@ -788,16 +1085,17 @@ def plot_probes(runs: list[dict], S: Sizes):
         name = _setting_name(setting, S)
         titles = ("loss landscape", "gradient predictiveness",
                   "effective beta-smoothness")
-        ylabels = ("loss at w - eta g (range over eta)",
-                   "||grad(w - eta g) - grad(w)|| (range)",
-                   "max ||grad difference|| / (eta ||g||)")
+        ylabels = ("loss at w + eta u (range over eta)",
+                   "||grad(w + eta u) - grad(w)|| (range)",
+                   "max ||grad difference|| / (eta ||u||)")
         for ax, t, yl in zip(axes[row], titles, ylabels):
             ax.set(title=f"{t} ({name})", xlabel="training step", ylabel=yl)
             ax.legend(fontsize=8)
         for ax in axes[row, 1:]:
             _plain_log(ax)
-    fig.suptitle("Probes along the gradient, eta = "
-                 f"[{min(S.probe_scales):g}, {max(S.probe_scales):g}] x lr, "
+    fig.suptitle("Probes along the optimizer's update u (Adam's step, SGD's "
+                 "momentum step), eta = "
+                 f"[{min(S.probe_scales):g}, {max(S.probe_scales):g}], "
                  f"every {S.probe_every} steps", y=1.0)
     fig.tight_layout()
     return fig
@@ -825,12 +1123,16 @@ def plot_last_grad(runs: list[dict], S: Sizes):
 
 
 def plot_surface_1d(surfs: dict):
-    """Loss along one filter-normalised direction, both models."""
+    """Loss along one filter-normalised direction, both models; BN with its
+    running statistics (solid) and with batch statistics (dashed)."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for m, s in surfs.items():
         ax.plot(s["alphas"], _arr(s["line"]), "o-", ms=3, color=COLORS[m],
-                label=LABELS[m])
+                label=f"{LABELS[m]} (eval: running statistics)")
+        if "line_batch" in s and m != "vgg_a":  # without BN both lines are one
+            ax.plot(s["alphas"], _arr(s["line_batch"]), "s--", ms=3, color=COLORS[m],
+                    alpha=0.7, label=f"{LABELS[m]} (batch statistics)")
     ax.set(xlabel="step along the filter-normalised direction (alpha)",
            ylabel="training loss (cross-entropy, log scale)",
            title="1-D loss surface around the trained weights")
@@ -841,7 +1143,8 @@ def plot_surface_1d(surfs: dict):
 
 
 def plot_surface_2d(surfs: dict):
-    """Contours of the loss on a filter-normalised plane, one colour scale."""
+    """Contours of the loss on a filter-normalised plane, one colour scale
+    (BN on its running statistics, evaluation mode)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     grids = {m: np.ma.masked_invalid(_arr(np.ravel(s["grid"])).reshape(
@@ -860,7 +1163,7 @@ def plot_surface_2d(surfs: dict):
         ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
         ax.plot([0], [0], "r*", ms=10, label="trained weights")
         ticks = np.linspace(xs[0], xs[-1], 5)
-        ax.set(title=LABELS[m], xlabel="direction 1 (alpha)",
+        ax.set(title=f"{LABELS[m]} (eval mode)", xlabel="direction 1 (alpha)",
                ylabel="direction 2 (beta)", aspect="equal",
                xticks=ticks, yticks=ticks)
         ax.legend(loc="upper right", fontsize=8)
