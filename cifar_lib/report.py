@@ -64,18 +64,23 @@ def markdown_table(df) -> str:
 @register_table("notebook_times")
 def notebook_times(profile: Profile):
     """Wall time per notebook of the profile's main-job runs: the longest
-    recorded (a first run, which trains) and the latest."""
+    recorded (a first run, which trains) and the latest recorded. The main
+    job records a time only when a notebook trained (or ran for the first
+    time), so a re-run that finds its results changes neither column."""
     import json
     import pandas as pd
     path = profile.results / "notebook_times.json"
     if not path.is_file():
         return None
-    runs = json.loads(path.read_text())["runs"]
+    runs = [r for r in json.loads(path.read_text())["runs"] if r.get("times")]
+    if not runs:
+        return None
     names = list(dict.fromkeys(k for r in runs for k in r["times"]))
     longest = {k: max(r["times"].get(k, 0) for r in runs) for k in names}
-    latest = runs[-1]["times"]
+    latest = {k: next(r["times"][k] for r in reversed(runs) if k in r["times"])
+              for k in names}
     rows = [{"notebook": f"{k}.ipynb", "longest (min)": f"{longest[k] / 60:.1f}",
-             "latest (min)": f"{latest[k] / 60:.1f}" if k in latest else ""} for k in names]
+             "latest (min)": f"{latest[k] / 60:.1f}"} for k in names]
     rows.append({"notebook": "all", "longest (min)": f"{sum(longest.values()) / 60:.1f}",
                  "latest (min)": f"{sum(latest.values()) / 60:.1f}"})
     device = {r["device"] for r in runs}

@@ -6,13 +6,15 @@ small JPEG copy is shown inline so that the .ipynb stays light.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 
-from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.fsutil import atomic_write
+from cifar_lib.profiles import REPO, Profile, get_profile
 
 DPI = 150
 INLINE_DPI = 72
@@ -27,12 +29,47 @@ def setup() -> None:
                                 "axes.titlesize": "medium"})
 
 
-def save(fig, profile: Profile | str | None, name: str, show: bool = True) -> Path:
-    """Write ``fig`` to ``<profile>/figures/<name>``, show a small copy, close it."""
+# Metadata that would make two saves of the same figure differ (version, date).
+NO_METADATA = {"png": {"Software": None},
+               "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+               "svg": {"Creator": None, "Date": None},
+               "eps": {"Creator": None}, "ps": {"Creator": None}}
+
+
+class FigurePath(type(Path())):
+    """The path of a saved figure; shown relative to the repository (or as
+    ``figures/<name>`` outside it), so notebook outputs carry no absolute
+    path of the clone. ``str()`` and ``open()`` use the full path."""
+
+    def __repr__(self) -> str:
+        repo = Path(os.path.realpath(REPO))
+        real = Path(os.path.realpath(self))
+        shown = (real.relative_to(repo) if real.is_relative_to(repo)
+                 else Path(*real.parts[-2:]))
+        return f"FigurePath('{shown.as_posix()}')"
+
+
+def _write_figure(fig, path: Path) -> None:
+    """Save ``fig`` to ``path`` reproducibly (no date or version in the file,
+    fixed SVG ids), atomically, and only when its bytes change."""
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "cifar_lib"}):
+        fig.savefig(buf, format=fmt, dpi=DPI, bbox_inches="tight",
+                    metadata=NO_METADATA.get(fmt))
+    data = buf.getvalue()
+    if not (path.is_file() and path.read_bytes() == data):
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def save(fig, profile: Profile | str | None, name: str, show: bool = True) -> FigurePath:
+    """Write ``fig`` to ``<profile>/figures/<name>``, show a small copy, close it.
+
+    The file is the same bytes for the same figure (a re-run leaves it as it
+    was); legends and titles outside the axes are kept (tight bounding box)."""
     P = get_profile(profile)
-    path = P.figures / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    path = FigurePath(P.figures / name)
+    _write_figure(fig, path)
     if show and "ipykernel" in sys.modules:
         from IPython.display import Image, display
         from PIL import Image as PILImage
@@ -64,20 +101,21 @@ def denormalize(x, mean, std):
 
 
 def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None):
-    """A grid of images (N x 3 x H x W) with optional titles."""
+    """A grid of images (N x 3 x H x W) with optional titles and an optional
+    ``suptitle`` over the grid (e.g. which model's mistakes are shown)."""
     n = len(images)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(_to_hwc(images[i]), interpolation="nearest")
             if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=7)
+                ax.set_title(_two_lines(titles[i]) if "->" in str(titles[i]) else str(titles[i]),
+                             fontsize=7 if size < 1.4 else 8.5)
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+        fig.suptitle(suptitle, fontsize="large")
     return fig
 
 
@@ -119,34 +157,77 @@ def _diverged(rec) -> bool:
     return rec.get("status") == "diverged"
 
 
+def readable_log_axis(ax, values, axis: str = "y", decades: float = 1.0) -> None:
+    """A log scale with plain-number ticks at 1-2-5 steps where ``values``
+    span more than ``decades`` decades; a linear axis (more ticks) otherwise,
+    so that the axis never shows only one or two labels."""
+    import numpy as np
+    from matplotlib import ticker
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) == 0 or v.max() / v.min() <= 10 ** decades:
+        return
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    a.set_major_formatter(ticker.FuncFormatter(lambda t, _: f"{t:g}"))
+    a.set_minor_formatter(ticker.NullFormatter())
+
+
+def _mark_divergence(ax, rec, ep, vals, color) -> None:
+    """An x where a diverged run stopped: at its last finite value, or, when
+    it diverged before finishing an epoch, at the top edge with a label."""
+    import math
+    finite = [(e, v) for e, v in zip(ep, vals) if v is not None and math.isfinite(v)]
+    if finite:
+        ax.plot(*finite[-1], "x", color=color, ms=9, mew=2)
+        return
+    epoch = (rec.get("diverged_at") or {}).get("epoch", len(ep)) + 1  # 1-based, as plotted
+    where = ax.get_xaxis_transform()  # x in epochs, y as a fraction of the axes
+    ax.plot([epoch], [0.93], "x", color=color, ms=10, mew=2, transform=where, clip_on=False)
+    ax.annotate(f"diverged in epoch {epoch}", (epoch, 0.93), xycoords=where,
+                xytext=(6, -3), textcoords="offset points", color=color, fontsize=8,
+                va="top")
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, epoch - 0.5), max(hi, epoch + 0.5))
+
+
 def learning_curves(records, labels=None, title=None):
-    """Train/val loss and accuracy per epoch; diverged runs end in an x."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    """Train/val loss and accuracy per epoch; a diverged run ends in an x
+    (drawn at the top, labelled, when it diverged in its first epoch).
+
+    Loss axes are logarithmic only where the losses span more than a decade
+    (with plain-number ticks); the legend sits below the panels, inside the
+    figure (constrained layout); more than ten runs take colours from tab20."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
             ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
+    series = {k: [] for k, _ in keys}
+    diverged = []
+    colours = [f"C{i}" for i in range(10)] if len(records) <= 10 else \
+        [plt.get_cmap("tab20")(i % 20) for i in range(len(records))]
     for i, rec in enumerate(records):
         label = labels[i] if labels else rec.get("label", rec["run"])
         label = f"{label} (diverged)" if _diverged(rec) else label
         h = rec["history"]
         ep = [e["epoch"] for e in h]
         for ax, (k, _) in zip(axes, keys):
-            vals = [e.get(k) for e in h]
-            vals = [float("nan") if v is None else v for v in vals]
-            line, = ax.plot(ep, vals, marker="." if len(ep) < 15 else None,
-                            label=label if ax is axes[0] else None, color=f"C{i % 10}")
+            vals = [float("nan") if e.get(k) is None else e[k] for e in h]
+            series[k] += vals
+            ax.plot(ep, vals, marker="." if len(ep) < 15 else None,
+                    label=label if ax is axes[0] else None, color=colours[i])
             if _diverged(rec):
-                ax.plot(ep[-1:] or [0], vals[-1:] or [float("nan")], "x",
-                        color=line.get_color(), ms=9)
-    for ax, (_, name) in zip(axes, keys):
+                diverged.append((ax, rec, ep, vals, colours[i]))
+    for ax, (k, name) in zip(axes, keys):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
-    axes[0].set_yscale("log")
-    axes[1].set_yscale("log")
-    fig.legend(loc="upper center", ncol=min(len(records), 6), fontsize=8,
-               bbox_to_anchor=(0.5, 1.12 if len(records) > 6 else 1.05))
+        if k.endswith("loss"):
+            readable_log_axis(ax, series[k])
+    for args in diverged:  # after autoscaling, so a mark at the edge stays visible
+        _mark_divergence(*args)
+    fig.legend(loc="outside lower center", ncol=min(len(records), 6), fontsize=8)
     if title:
-        fig.suptitle(title, y=1.18 if len(records) > 6 else 1.1)
-    fig.tight_layout()
+        fig.suptitle(title)
     return fig
 
 
@@ -223,24 +304,43 @@ def feature_map_grid(maps: dict, image, channels: int = 8):
     return fig
 
 
+def _two_lines(text: str) -> str:
+    """'dog->cat' as 'dog\n→ cat'; 'resnet18 gradcam++' as 'resnet18\ngradcam++'."""
+    text = str(text)
+    if "->" in text:
+        return "\n→ ".join(part.strip() for part in text.split("->", 1))
+    return text.replace(" ", "\n", 1) if "\n" not in text else text
+
+
+def _row_label(ax, text: str, fontsize: float = 9) -> None:
+    """A horizontal label left of a row of images (no overlap with the next row)."""
+    ax.set_ylabel(_two_lines(text), rotation=0, ha="right", va="center",
+                  fontsize=fontsize, labelpad=6)
+
+
 def cam_grid(images, maps: dict, titles):
-    """Rows: input, then each CAM method overlaid on it; one column per image."""
+    """Rows: input, then each CAM method overlaid on it; one column per image.
+
+    Titles ('true->predicted') and row labels ('model method') are set on two
+    lines at a readable size."""
     n = len(images)
     rows = 1 + len(maps)
-    fig, axes = plt.subplots(rows, n, figsize=(n * 1.3, rows * 1.45), squeeze=False)
+    fig, axes = plt.subplots(rows, n, figsize=(1.6 + n * 1.45, rows * 1.55), squeeze=False,
+                             layout="constrained")
     for j in range(n):
         img = _to_hwc(images[j])
         axes[0, j].imshow(img)
-        axes[0, j].set_title(titles[j], fontsize=6)
+        axes[0, j].set_title(_two_lines(titles[j]), fontsize=9)
         for i, (method, cam) in enumerate(maps.items(), start=1):
             axes[i, j].imshow(img)
             im = axes[i, j].imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            if j == 0:
-                axes[i, j].set_ylabel(method, fontsize=8)
+    _row_label(axes[0, 0], "input")
+    for i, method in enumerate(maps, start=1):
+        _row_label(axes[i, 0], method)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, label="CAM weight (0-1)")
+    fig.colorbar(im, ax=axes, shrink=0.5, label="CAM weight (0-1)")
     return fig
 
 
@@ -328,8 +428,8 @@ def attention_maps(images, maps: list[dict], n: int = 6):
         for i, m in enumerate(maps, start=1):
             im = axes[i, j].imshow(m["spatial"][j, 0].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
             if j == 0:
-                axes[i, j].set_ylabel(m["block"].replace("layers.", "stage "), fontsize=7)
-    axes[0, 0].set_ylabel("input", fontsize=7)
+                _row_label(axes[i, j], m["block"].replace("layers.", "stage "), 8)
+    _row_label(axes[0, 0], "input", 8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -88,3 +88,176 @@ def test_checkpoints_on_disk_match_the_manifest(name):
         entry = manifest[str(f.relative_to(P.root))]
         assert entry["bytes"] == f.stat().st_size
         assert entry["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- notebook times
+
+
+def test_times_table_latest_is_per_notebook(prof):
+    """Only notebooks that trained are recorded by a run: a notebook missing
+    from the last run keeps its latest recorded time."""
+    import json
+    prof.results.mkdir(parents=True)
+    (prof.results / "notebook_times.json").write_text(json.dumps({"runs": [
+        {"started": "a", "device": "cpu", "times": {"00_data": 60, "01_arch": 600}},
+        {"started": "b", "device": "cpu", "times": {"01_arch": 300}}],
+        "failures": [{"notebook": "02_x", "cell": 3, "error": "ValueError: x"}]}))
+    df = report.notebook_times(prof)
+    rows = {r["notebook"]: r for r in df.to_dict("records")}
+    assert rows["00_data.ipynb"]["latest (min)"] == "1.0"
+    assert rows["01_arch.ipynb"]["latest (min)"] == "5.0"
+    assert rows["01_arch.ipynb"]["longest (min)"] == "10.0"
+    assert rows["all"]["latest (min)"] == "6.0"
+    assert "02_x.ipynb" not in rows  # a failure has no time
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _mpl():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _record(name, losses, status="ok", diverged_at=None):
+    h = [{"epoch": i + 1, "train_loss": l, "val_loss": 1.1 * l, "train_acc": 0.1 + 0.05 * i,
+          "val_acc": 0.1 + 0.04 * i, "lr": 0.1} for i, l in enumerate(losses)]
+    return {"run": name, "history": h, "status": status, "diverged_at": diverged_at}
+
+
+def _inside(inner, outer, tol=1.0) -> bool:
+    return (inner.x0 >= outer.x0 - tol and inner.y0 >= outer.y0 - tol
+            and inner.x1 <= outer.x1 + tol and inner.y1 <= outer.y1 + tol)
+
+
+def test_saved_figures_are_reproducible_and_carry_no_metadata(prof):
+    from cifar_lib import viz
+    plt = _mpl()
+    for name in ("a.png", "b.pdf", "c.svg"):
+        blobs = []
+        for _ in range(2):
+            fig, ax = plt.subplots()
+            ax.plot([0, 1], [1, 0], label="line")
+            ax.legend()
+            path = viz.save(fig, prof, name, show=False)
+            blobs.append(path.read_bytes())
+        assert blobs[0] == blobs[1], f"{name} differs between two saves"
+        assert b"Matplotlib" not in blobs[0] and b"matplotlib.org" not in blobs[0], name
+        assert b"CreationDate" not in blobs[0], name
+    assert sorted(p.name for p in prof.figures.iterdir()) == ["a.png", "b.pdf", "c.svg"]
+    # a save with the same bytes leaves the file (and its mtime) alone
+    before = (prof.figures / "a.png").stat().st_mtime_ns
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0], label="line")
+    ax.legend()
+    viz.save(fig, prof, "a.png", show=False)
+    assert (prof.figures / "a.png").stat().st_mtime_ns == before
+
+
+def test_saved_figure_path_prints_without_the_clone_path(prof):
+    from cifar_lib import viz
+    plt = _mpl()
+    path = viz.save(plt.figure(), prof, "x.png", show=False)
+    assert path.is_file() and str(path) == str(prof.figures / "x.png")  # opens as usual
+    assert repr(path) == "FigurePath('figures/x.png')"
+    inside = viz.FigurePath(REPO / "runs" / "cpu" / "figures" / "arch_lr.png")
+    assert repr(inside) == "FigurePath('runs/cpu/figures/arch_lr.png')"
+    assert str(REPO) not in repr(inside) and str(prof.root) not in repr(path)
+
+
+def test_learning_curves_keep_legend_and_title_inside_the_figure():
+    from cifar_lib import viz
+    _mpl()
+    recs = [_record(f"model{i}", [2.3 - 0.2 * j - 0.05 * i for j in range(4)])
+            for i in range(9)]
+    fig = viz.learning_curves(recs, title="Architectures")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(r)
+    assert _inside(box, fig.bbox), f"legend {box} outside the figure {fig.bbox}"
+    title = fig._suptitle.get_window_extent(r)
+    assert _inside(title, fig.bbox) and not title.overlaps(box)
+    for ax in fig.axes:
+        assert not ax.get_window_extent(r).overlaps(box), "legend covers a panel"
+
+
+@pytest.mark.parametrize("losses", [[2.3, 2.0, 1.7, 1.4], [2.3, 0.5, 0.1, 0.02]])
+def test_loss_axes_show_at_least_three_labelled_ticks(losses):
+    from cifar_lib import viz
+    _mpl()
+    fig = viz.learning_curves([_record("m", losses)])
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:  # train and validation loss
+        lo, hi = ax.get_ylim()
+        labels = [t.get_text() for t in ax.get_yticklabels()
+                  if lo <= t.get_position()[1] <= hi and t.get_text()]
+        assert len(labels) >= 3, (ax.get_yscale(), labels)
+        assert not any("^" in t for t in labels), "plain numbers, not 10^x"
+
+
+def test_run_diverging_in_its_first_epoch_is_drawn_and_labelled():
+    from cifar_lib import viz
+    _mpl()
+    recs = [_record("ok", [2.3, 2.0]),
+            _record("boom", [], "diverged", {"epoch": 0, "step": 3})]
+    fig = viz.learning_curves(recs)
+    fig.canvas.draw()
+    colour = "C1"
+    for ax in fig.axes:
+        marks = [ln for ln in ax.get_lines() if ln.get_marker() == "x"
+                 and ln.get_color() == colour]
+        assert marks, f"no mark for the diverged run on {ax.get_ylabel()}"
+        x, y = marks[0].get_xydata()[0]
+        assert x == 1 and y == y, "at epoch 1, a finite point"
+        assert ax.get_xlim()[0] < 1 < ax.get_xlim()[1] + 1e-9
+        assert any("diverged in epoch 1" in t.get_text() for t in ax.texts)
+    assert "boom (diverged)" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _boxes_apart(texts, r):
+    boxes = [t.get_window_extent(r) for t in texts if t.get_text()]
+    return all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_cam_grid_row_labels_and_titles_are_readable():
+    import torch
+    from cifar_lib import viz
+    _mpl()
+    imgs = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8)
+    maps = {f"{m} {k}": torch.rand(8, 32, 32) for m in ("resnet18", "fastnet")
+            for k in ("gradcam", "gradcam++")}
+    titles = ["airplane->airplane", "automobile->truck"] * 4
+    fig = viz.cam_grid(imgs, maps, titles)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.images]
+    rows = [ax.yaxis.label for ax in axes if ax.get_ylabel()]
+    assert len(rows) == 1 + len(maps)
+    assert all(t.get_fontsize() >= 8 for t in rows)
+    assert _boxes_apart(rows, r), "row labels overlap"
+    heads = [ax.title for ax in axes if ax.get_title()]
+    assert len(heads) == 8 and all(t.get_fontsize() >= 8 for t in heads)
+    assert _boxes_apart(heads, r), "titles overlap"
+    for t in rows + heads:
+        assert _inside(t.get_window_extent(r), fig.bbox)
+
+
+def test_image_grid_suptitle_names_the_model_without_covering_titles():
+    import torch
+    from cifar_lib import viz
+    _mpl()
+    imgs = torch.randint(0, 255, (10, 3, 32, 32), dtype=torch.uint8)
+    titles = ["automobile->truck 0.99"] * 10
+    fig = viz.image_grid(imgs, titles, ncols=5, size=1.5,
+                         suptitle="ResNet-18: most confident mistakes")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    sup = fig._suptitle.get_window_extent(r)
+    assert fig._suptitle.get_text().startswith("ResNet-18")
+    assert _inside(sup, fig.bbox)
+    heads = [ax.title for ax in fig.axes if ax.get_title()]
+    assert not any(sup.overlaps(t.get_window_extent(r)) for t in heads)
+    assert _boxes_apart(heads, r), "titles overlap"
