@@ -316,7 +316,8 @@ def _filter_data(models: dict, layer: str, entry: dict) -> dict:
         conv = slbi.conv_layers(model)[layer]
         bys = [by for _, lab, by in METHODS if lab == label]
         out["models"][label] = {
-            "weight": [[round(float(v), 5) for v in f.flatten()] for f in conv.weight.detach().cpu()],
+            "weight": [[round(float(v), 5) for v in f.flatten()]
+                       for f in conv.weight.detach().float().cpu()],
             "shape": list(conv.weight.shape),
             "orders": {by: slbi.prune_order(model, layer, by, entry) for by in bys}}
     return out
@@ -522,7 +523,8 @@ def path_table(P: Profile):
                "first entry (epoch)": min(inside) if inside else math.nan,
                "median entry (epoch)": statistics.median(inside) if inside else math.nan}
         if cut:
-            row["cut to support: acc kept (%)"] = 100 * statistics.mean(c[layer]["kept"] for c in cut)
+            row["cut to support: acc kept (%)"] = 100 * statistics.mean(
+                c[layer]["kept"] for c in cut)
         rows.append(row)
     if data:
         tot = [s["support"]["total"] for s in data["seeds"]]
@@ -576,7 +578,8 @@ def after_table(P: Profile):
                      "unpruned": mean([s["base"][label] for s in data["seeds"]]),
                      "pruned": 100 * d["test_acc"].mean() if len(d) else math.nan,
                      "+ BN re-estimated": 100 * d["bn_acc"].mean() if len(d) else math.nan,
-                     "+ fine-tuned": mean([r["finetune_acc"] for r in ft if r["method"] == method])})
+                     "+ fine-tuned": mean([r["finetune_acc"] for r in ft
+                                           if r["method"] == method])})
     return pd.DataFrame(rows).round(1)
 
 
