@@ -13,6 +13,7 @@ from cifar_lib.experiments import (load_model, load_results, profile_split,
                                    results_frame, run, run_experiment,
                                    summarize)
 from cifar_lib.models import count_params, create_model, list_models
+from cifar_lib.models.summary import model_table, summary
 from cifar_lib.profiles import Profile, get_profile
 
 __version__ = "0.1.0"

@@ -53,9 +53,15 @@ def model_family(name: str) -> str:
 
 
 def _check_name(name: str) -> None:
+    """Unknown names raise, offering what ``list_models()`` shows (aliases
+    still work but are not offered: each net is named once)."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: "
-                         f"{', '.join(list_models(aliases=True))}")
+        import difflib
+        names = list_models()
+        close = difflib.get_close_matches(str(name), names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; registered models: "
+                         f"{', '.join(names)}")
 
 
 def model_options(name: str) -> list[str]:
