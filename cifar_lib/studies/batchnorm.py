@@ -706,6 +706,25 @@ def _acc(profile, model, setting):
     return f"{100 * r['metrics']['best_val_acc']:.1f}%"
 
 
+LEARNS = 0.2  # best val acc above twice chance (10 classes): the run learns
+
+
+@register_value("bn_sgd_trains")
+def sgd_trains(profile=None):
+    """Whether both networks learn with SGD, e.g. 'both networks learn' or
+    'VGG-A does not learn (best validation accuracy 11.0%)'."""
+    S = sizes(profile)
+    runs = load_runs(profile, S)
+    found = {m: _pick(runs, m, "sgd", S.sgd_lr) for m in MODELS}
+    if any(r is None for r in found.values()):
+        return None
+    bad = [f"{LABELS[m]} does not learn ({_outcome(r)}, best validation accuracy "
+           f"{100 * (r['metrics']['best_val_acc'] or 0):.1f}%)"
+           for m, r in found.items()
+           if r["status"] != "ok" or (r["metrics"]["best_val_acc"] or 0) < LEARNS]
+    return "; ".join(bad) if bad else "both networks learn"
+
+
 for _m in MODELS:
     for _s in ("adam", "sgd"):
         register_value(f"bn_{_s}_val_acc_{_m}")(
