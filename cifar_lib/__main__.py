@@ -16,6 +16,10 @@ import sys
 
 from cifar_lib.profiles import PROFILES
 
+# Groups of the plan, in the order the budgeted runner trains them (the same
+# tuple as cifar_lib.plan.PRIORITY, kept here so --help needs no torch).
+PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
+
 
 def _value(text: str):
     try:
@@ -79,7 +83,7 @@ def _run(args) -> int:
     from cifar_lib import plan as pl
 
     out = pl.run_budget(args.profile, args.budget_min, args.extended, args.data_root,
-                        args.tflops, args.step_ms)
+                        args.tflops, args.step_ms, only_groups=args.groups)
     if args.json:
         from cifar_lib.experiments import write_json
         from pathlib import Path
@@ -161,6 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="default: $CIFAR10_ROOT")
     p.add_argument("--budget-min", type=float, default=9.0,
                    help="stop launching runs that would end after this many minutes")
+    p.add_argument("--groups", nargs="*", default=None, choices=PRIORITY,
+                   help="train only these groups of the plan (default: all, in this order)")
     rates(p)
     p.set_defaults(fn=_run)
 

@@ -26,12 +26,19 @@ from typing import Callable
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
 
-# Throughput the estimates assume, for one H100 with bf16 autocast and
-# channels_last (eager mode). Measured on an H100 by benchmarks/plan_rates.py
-# (see README); override with --tflops / --step-ms.
-DEFAULT_TFLOPS = 120.0    # effective training TFLOP/s of a compute-bound net
-DEFAULT_STEP_MS = 4.0     # floor per optimizer step (launch-bound small nets)
-RUN_OVERHEAD_S = 2.0      # building, first-step kernel selection, test set
+# Throughput the estimates assume: one H100, bf16 autocast, channels_last,
+# eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
+# results/benchmarks/rates.json). Models measured there use their own rate;
+# the others DEFAULT_TFLOPS (override with --tflops / --step-ms).
+MEASURED_TFLOPS = {"resnet18": 150.8, "vgg_a": 86.1, "fastnet": 78.9,
+                   "densenet121": 35.3, "mobilenetv2": 10.6}
+DEFAULT_TFLOPS = 60.0     # effective training TFLOP/s of an unmeasured net
+DEFAULT_STEP_MS = 3.4     # floor per optimizer step (LeNet: launch-bound)
+RUN_OVERHEAD_S = 1.0      # building the model, the test set
+# The first run of a model in a process pays for cudnn's kernel selection
+# and warm-up: measured 2 s (VGG-A) to 27 s (MobileNetV2), 4 to 12 epochs.
+WARMUP_EPOCHS = 5.0
+WARMUP_MAX_S = 25.0
 
 # Groups of runs in the order the budgeted runner trains them.
 PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
@@ -72,6 +79,16 @@ def forward_gflops(model: str, model_kw_json: str = "{}") -> float:
     return count_flops(create_model(model, **json.loads(model_kw_json))) / 1e9
 
 
+def model_tflops(model: str, default: float = DEFAULT_TFLOPS) -> float:
+    """The model's measured training rate, else its family's (the mean of
+    the measured members of its file), else ``default``."""
+    if model in MEASURED_TFLOPS:
+        return MEASURED_TFLOPS[model]
+    from cifar_lib.models import model_family
+    fam = [v for m, v in MEASURED_TFLOPS.items() if model_family(m) == model_family(model)]
+    return sum(fam) / len(fam) if fam else default
+
+
 def profile_images(P: Profile) -> tuple[int, int, int]:
     """(train, val, test) images a profile's runs see."""
     n_test = P.test_size or 10_000
@@ -81,26 +98,32 @@ def profile_images(P: Profile) -> tuple[int, int, int]:
 
 
 def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
-         tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS):
+         tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS,
+         first: bool = True):
     """(forward GFLOPs/image, training PFLOPs, estimated seconds) of a run.
 
     Training counts 3 forward passes per image (forward and backward), each
     epoch's validation and the final test 1 (2 with flip-TTA). Probes of the
     BatchNorm study (``tag``) add their float32 forward-backward passes.
+    An epoch takes its FLOPs at the model's rate, or ``step_ms`` a step if
+    that is longer; the ``first`` run of a model also pays its warm-up.
     """
     n_train, n_val, n_test = profile_images(P)
     g = forward_gflops(cfg.model, json.dumps(cfg.model_kw, sort_keys=True))
     tta = 2 if cfg.tta_flip else 1
-    steps = cfg.epochs * (n_train // cfg.batch_size)
+    steps_per_epoch = n_train // cfg.batch_size
     train = 3 * g * n_train * cfg.epochs
     evals = g * tta * (n_val * cfg.epochs + n_test)
     probe = 0.0
     if tag and tag.get("probe_every"):
-        probes = steps // tag["probe_every"]
+        probes = cfg.epochs * steps_per_epoch // tag["probe_every"]
         probe = probes * (len(tag.get("etas", ())) + 1) * 3 * g * cfg.batch_size * 2
     pflops = (train + evals + probe) / 1e6
-    secs = max((train + probe) * 1e9 / (tflops * 1e12), steps * step_ms / 1e3)
-    secs += evals * 1e9 / (tflops * 1e12) + RUN_OVERHEAD_S
+    rate = model_tflops(cfg.model, tflops) * 1e12 / 1e9  # GFLOP/s
+    epoch_s = max(3 * g * n_train / rate, steps_per_epoch * step_ms / 1e3)
+    secs = cfg.epochs * epoch_s + (probe + evals) / rate + RUN_OVERHEAD_S
+    if first:
+        secs += min(WARMUP_EPOCHS * epoch_s, WARMUP_MAX_S)
     return g, pflops, secs
 
 
@@ -156,6 +179,7 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     done = _done_keys(P)
     jobs: dict[str, Job] = {}
+    seen_models = set()
     for group, experiment, runs in _groups(P, extended):
         for label, cfg, tag in runs:
             key = _key(cfg.to_dict(), tag, sizes)
@@ -163,7 +187,9 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
                 if experiment not in jobs[key].also and experiment != jobs[key].experiment:
                     jobs[key].also.append(experiment)
                 continue
-            g, pf, secs = cost(cfg, P, tag, tflops, step_ms)
+            arch = (cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size)
+            g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models)
+            seen_models.add(arch)
             jobs[key] = Job(experiment, label, cfg, group, tag, [], g, n_train, pf, secs,
                             key in done)
     return list(jobs.values())
@@ -250,7 +276,7 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         jobs = [j for j in jobs if j.group in only_groups]
     split = profile_split(P, root)
     ratio, ran, skipped, posted = 1.0, [], [], []
-    posts = _post_steps(P)
+    posts = [p for p in _post_steps(P) if not only_groups or p[1] & set(only_groups)]
 
     def left():
         return budget - (time.perf_counter() - t0)

@@ -67,7 +67,7 @@ def _profiles() -> dict[str, Profile]:
         # about 15 minutes on one H100 (a third seed and the heaviest
         # variants are in the opt-in extended set).
         "full": Profile("full", "cifar10", train_size=None, val_size=5000,
-                        test_size=None, epochs=10, seeds=(0, 1),
+                        test_size=None, epochs=8, seeds=(0, 1),
                         batch_size=512, root=REPO),
     }
 
