@@ -191,8 +191,10 @@ def _failure_message(record: dict, profile: Profile, out: Path) -> str:
     where = (f"its executed copy with the failing cell marked is "
              f"{failed_dir(profile) / Path(record['failed_copy']).name}"
              if record["failed_copy"] else "no executed copy was written")
+    before = (f"the previous executed notebook {out} was left as it was" if out.is_file()
+              else f"nothing was written to {out}")
     return (f"notebook {record['notebook']} failed at cell {record['cell']} "
-            f"({record['error']}); {where}; {out} was left as it was "
+            f"({record['error']}); {where}; {before} "
             f"(failure recorded in {profile.results / 'notebook_times.json'})")
 
 

@@ -240,7 +240,7 @@ def lr_curves(records, labels=None):
                 label=labels[i] if labels else rec.get("label", rec["run"]))
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate (start of epoch)")
-    ax.set_yscale("log")
+    readable_log_axis(ax, [e["lr"] for rec in records for e in rec["history"]])
     ax.legend(fontsize=8)
     return fig
 
