@@ -130,6 +130,13 @@ def clean_notebook(nb, source: Path, out: Path, root: Path | None = None,
     return nb
 
 
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: another notebook of this folder is running
+        pass
+
+
 def _write_if_changed(nb, tmp: Path, out: Path) -> None:
     """Write ``nb`` to ``tmp`` and move it over ``out`` unless the bytes are
     the same (then ``out`` keeps its mtime)."""
@@ -172,6 +179,7 @@ def _keep_failed(nb_path: Path, profile: Profile, tmp: Path, exc: BaseException)
         if nb is not None:
             nbformat.write(nb, str(tmp))
         os.replace(tmp, kept)
+    _remove_if_empty(tmp.parent)
     cell, error = _failed_cell(nb)
     if hasattr(exc, "ename"):  # papermill's error names the cell and the exception
         cell, error = exc.exec_count, f"{exc.ename}: {exc.evalue}"
@@ -250,10 +258,7 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
         seconds = time.perf_counter() - t0
     clean = clean_notebook(nbformat.read(str(tmp), 4), nb, out, profile.root)
     _write_if_changed(clean, tmp, out)
-    try:
-        tmp.parent.rmdir()
-    except OSError:  # another notebook of this folder is running
-        pass
+    _remove_if_empty(tmp.parent)
     return seconds
 
 
