@@ -100,16 +100,16 @@ def sizes(profile: Profile | str | None = None) -> Sizes:
         return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
                      probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
                      surface_points=21, surface_grid=9)
-    # full: 20 epochs of 45k images (351 steps each, 7,020 per run). A probe
+    # full: 6 epochs of 45k images (351 steps each, 2,106 per run). A probe
     # is 9 float32 forward-backward passes and a trial optimizer step, so
     # probing every 25 steps adds about 36% passes to the four probed runs.
     # SGD lr 0.1 trains both nets here (4-epoch check on an H100: train loss
-    # 1.10 without BN, 1.12 with). Estimated (not yet measured)
-    # H100 budget: ~5 min for the ten runs, ~1 min of probes, ~1 min for the
-    # surfaces (41 + 441 points on 5,120 images per model). Keeping every 5th
-    # step's records keeps each run's JSON small (1,404 of 7,020 steps).
-    return Sizes(width=1.0, epochs=20, batch_size=128, probe_every=25,
-                 keep_every=5)
+    # 1.10 without BN, 1.12 with). Sized with `python -m cifar_lib plan` to
+    # about 2.5 minutes on an H100 for the ten runs and their probes, plus
+    # the surfaces (41 + 41 + 441 points on 5,120 images per model). Keeping
+    # every 2nd step's records keeps each run's JSON small (1,053 of 2,106).
+    return Sizes(width=1.0, epochs=6, batch_size=128, probe_every=25,
+                 keep_every=2)
 
 
 # ---------------------------------------------------------------- runs

@@ -36,7 +36,7 @@ METHODS = (("SLBI, path order", "SLBI", "path"),
            ("SLBI, filter norm", "SLBI", "magnitude"),
            ("SGD, |BN scale|", "SGD", "bn"),
            ("SGD, filter norm", "SGD", "magnitude"))
-FULL_EPOCHS = 60      # the full profile's training length: the one number to size it
+FULL_EPOCHS = 12      # the full profile's training length: the one number to size it
 
 
 @dataclasses.dataclass(frozen=True)
