@@ -173,7 +173,8 @@ def _say(log, text: str) -> None:
 def run(cfg: TrainConfig, split: Split, experiment: str,
         profile: Profile | str | None = None, *, label: str | None = None,
         force: bool = False, need_weights: bool = False, device=None,
-        callbacks=(), hooks=(), tag: dict | None = None, log=None) -> dict:
+        callbacks=(), hooks=(), tag: dict | None = None, log=None,
+        save_every: float = 120.0) -> dict:
     """Train ``cfg`` on ``split`` unless its result is on disk; return the record.
 
     The record holds the config, data description, environment, per-epoch
@@ -186,7 +187,8 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     :func:`engine.fit`; a hook with a ``result()`` method adds its dict to
     the record (e.g. per-step measurements). ``tag`` (JSON-safe) joins the
     config in the run's name, for settings outside the config that change
-    what is recorded. Used by every notebook (01-05) through its study.
+    what is recorded; ``save_every`` (s) how often the resume state is
+    written. Used by every notebook (01-05) through its study.
     """
     profile = get_profile(profile)
     data = split.describe()
@@ -210,7 +212,7 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
         ckpt.with_suffix(".last.pt").unlink(missing_ok=True)
     _say(log, f"training {experiment}/{name} ({cfg.model}, {cfg.epochs} epochs)")
     out = fit(model, make_loaders(split, cfg, device), cfg, ckpt_path=ckpt,
-              callbacks=callbacks, hooks=hooks, log=log)
+              callbacks=callbacks, hooks=hooks, log=log, save_every=save_every)
     rec = {"experiment": experiment, "run": name, "label": label or name,
            "status": out["status"], "diverged_at": out["diverged_at"],
            "config": cfg.to_dict(), "data": data, "env": environment(device),

@@ -1,0 +1,95 @@
+"""The plan (every run of a profile, once, with its cost) and the budgeted runner."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifar_lib import plan as pl
+from cifar_lib.__main__ import main
+from cifar_lib.profiles import get_profile
+
+FIELDS = {"experiment", "model", "model_kw", "epochs", "images", "seed",
+          "gflops_forward", "train_pflops"}
+
+
+def test_full_plan_lists_each_run_once_with_its_cost():
+    P = get_profile("full")
+    jobs = pl.plan(P)
+    keys = [json.dumps([j.cfg.to_dict(), j.tag], sort_keys=True) for j in jobs]
+    assert len(keys) == len(set(keys))  # runs shared by experiments appear once
+    groups = [j.group for j in jobs]
+    assert groups == sorted(groups, key=pl.PRIORITY.index)  # priority order
+    assert {"core", "ablations", "batchnorm", "dessilbi", "zoo"} <= set(groups)
+    assert all(j.images == 45_000 and j.train_pflops > 0 and j.est_s > 0 for j in jobs)
+    # the baseline is shared by the ablations: named once, with the others listed
+    base = [j for j in jobs if "(baseline)" in j.label and j.cfg.model == "fastnet"]
+    assert len(base) == len(P.seeds) and all(j.also for j in base)
+    # every architecture of the course reports is in the 20-minute set
+    models = {j.cfg.model for j in jobs}
+    for m in ("lenet", "cnn3", "resnet_s2", "resnet18", "resnet34", "resnet50",
+              "preactresnet18", "wrn28_10", "resnext29_2x32d", "densenet121", "dpn26",
+              "dla", "mobilenetv2", "shufflenetv2", "canet_tiny", "canet_light",
+              "canet_base", "vgg_a", "vgg_a_bn", "vgg16_bn"):
+        assert m in models, m
+    assert "resnext29_8x64d" not in models and "canet_pro" not in models
+    ext = {j.cfg.model for j in pl.plan(P, extended=True)}
+    assert {"resnext29_8x64d", "canet_pro", "resnext50_32x4d"} <= ext
+
+
+def test_plan_estimate_scales_with_the_rate():
+    P = get_profile("full")
+    t_slow = pl.totals(pl.plan(P, tflops=30.0))["est_min"]
+    t_fast = pl.totals(pl.plan(P, tflops=120.0))["est_min"]
+    assert t_slow > t_fast > 0
+
+
+def test_cost_counts_flops_epochs_and_probes():
+    from cifar_lib.engine import TrainConfig
+    P = get_profile("full")
+    cfg = TrainConfig(model="resnet18", epochs=2, batch_size=512)
+    g, pf, secs = pl.cost(cfg, P)
+    assert g == pytest.approx(1.11, rel=0.01)
+    train = 3 * g * 45_000 * 2 / 1e6
+    assert train < pf < train * 1.2  # plus validation and test passes
+    g2, pf2, secs2 = pl.cost(cfg.replace(epochs=4), P, first=False)
+    assert pf2 > 1.9 * pf and secs2 > secs - pl.WARMUP_MAX_S
+    _, pf3, _ = pl.cost(cfg, P, tag={"probe_every": 10, "etas": [1, 2]})
+    assert pf3 > pf
+
+
+def test_cli_plan_prints_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--profile", "smoke", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pending" in text and "estimated" in text
+    d = json.loads(out.read_text())
+    assert d["profile"] == "smoke" and d["runs"] and FIELDS <= set(d["runs"][0])
+    assert d["total"]["runs"] == len(d["runs"]) and d["total"]["pending"] == len(d["runs"])
+
+
+def test_budgeted_runner_stops_within_budget_and_resumes(monkeypatch):
+    P = get_profile("smoke")
+    # every run is estimated at 1 s; a 2.5 s budget launches a few, not all
+    monkeypatch.setattr(pl, "cost", lambda cfg, P, tag=None, tflops=0, step_ms=0,
+                        first=True: (0.01, 0.001, 1.0))
+    monkeypatch.setattr(pl, "_update_ratio", lambda ratio, took, est, n: 1.0)
+    logs = []
+    first = pl.run_budget(P, budget_min=2.5 / 60, only_groups=("core",), log=logs.append)
+    assert first["ran"] >= 1 and first["pending"] >= 1
+    done_after_first = sum(j.done for j in pl.plan(P) if j.group == "core")
+    assert done_after_first == first["ran"]
+    second = pl.run_budget(P, budget_min=30, only_groups=("core",), log=logs.append)
+    assert second["ran"] == first["pending"] and second["pending"] == 0
+    ran = [r["label"] + str(r["seed"]) for r in first["runs"] + second["runs"]]
+    assert len(ran) == len(set(ran))  # nothing trained twice
+    third = pl.run_budget(P, budget_min=30, only_groups=("core",), log=logs.append)
+    assert third["ran"] == 0
+    assert all(j.done for j in pl.plan(P) if j.group == "core")
+
+
+def test_cli_run_help_names_groups(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--budget-min" in out and "ablations" in out
