@@ -92,7 +92,10 @@ def _run(args) -> int:
 
 
 def _notebooks(args) -> int:
+    import os
     from cifar_lib.notebooks import run_notebooks
+    if args.no_train:  # the kernels inherit it: a missing run raises instead of training
+        os.environ["CIFAR_LIB_NO_TRAIN"] = "1"
     run_notebooks(args.profile, only=args.only)
     return 0
 
@@ -173,6 +176,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("notebooks", help="execute the notebooks in order, refresh the report")
     p.add_argument("--profile", choices=PROFILES, default=None)
     p.add_argument("--only", nargs="*", default=None, help="notebook prefixes, e.g. 00 02")
+    p.add_argument("--no-train", action="store_true",
+                   help="render from results/ only: a notebook that would train fails "
+                        "(and keeps its previous executed copy)")
     p.set_defaults(fn=_notebooks)
 
     p = sub.add_parser("report", help="refresh the profile's report from its results")

@@ -204,6 +204,11 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
                 write_json(rec, path)
             return rec
         _say(log, f"{experiment}/{name}: retraining, {problem}")
+    if os.environ.get("CIFAR_LIB_NO_TRAIN", "") not in ("", "0"):
+        raise RuntimeError(f"{experiment}/{name} ({cfg.model}) would train, but training "
+                           "is off (CIFAR_LIB_NO_TRAIN / notebooks --no-train): its "
+                           "record or weights are not here; train it with `python -m "
+                           "cifar_lib run` first")
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
     ckpt = profile.weights / experiment / f"{name}.pt"

@@ -181,8 +181,9 @@ def _key(config: dict, tag, data: dict) -> str:
 
 
 def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
-         step_ms: float = DEFAULT_STEP_MS) -> list[Job]:
-    """Every run of the profile's main job, once each, in priority order."""
+         step_ms: float = DEFAULT_STEP_MS, costs: bool = True) -> list[Job]:
+    """Every run of the profile's main job, once each, in priority order
+    (``costs=False``: without FLOPs and estimates, which take a while)."""
     P = get_profile(profile)
     n_train, n_val, n_test = profile_images(P)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -197,7 +198,8 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
                     jobs[key].also.append(experiment)
                 continue
             arch = (cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size)
-            g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models)
+            g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models) \
+                if costs else (0.0, 0.0, 0.0)
             seen_models.add(arch)
             jobs[key] = Job(experiment, label, cfg, group, tag, [], g, n_train, pf, secs,
                             key in done)
@@ -332,3 +334,24 @@ def _update_ratio(ratio: float, took: float, est: float, n: int) -> float:
     r = took / max(est, 1e-3)
     w = 0.5 if n == 1 else 1.0
     return ratio + w * (r - ratio) / (n if n > 1 else 1) if math.isfinite(r) else ratio
+
+
+def status_line(profile=None) -> str:
+    """One line for the top of a report: which runs of the profile are in
+    results/ (and whether the extended set contributed)."""
+    P = get_profile(profile)
+    jobs = plan(P, costs=False)
+    done = [j for j in jobs if j.done]
+    ext = [j for j in plan(P, extended=True, costs=False) if j.group == "extended" and j.done]
+    sets = "the core set" + (f" and {len(ext)} run{'s' * (len(ext) != 1)} of the "
+                             "extended set" if ext else "")
+    if len(done) == len(jobs):
+        return f"All {len(jobs)} runs of the {P.name} profile are in results/ ({sets})."
+    pending = sorted({j.group for j in jobs if not j.done}, key=PRIORITY.index)
+    line = (f"The {P.name} profile has not finished: {len(done)} of its {len(jobs)} "
+            f"runs are in results/ ({sets}); still pending: {', '.join(pending)}. "
+            "Tables and figures of pending runs say so below")
+    if P.name == "full":
+        line += ("; the [cpu-profile report](runs/cpu/report.md) shows the whole "
+                 "study at small scale")
+    return line + "."

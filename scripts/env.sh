@@ -1,23 +1,60 @@
 # Sourced by run.sh and test.sh: create (once) and activate the project's
 # virtual environment in .venv, reinstalling when requirements.txt changes.
+#
+# Three ways to get the packages, chosen here:
+# - default: a fresh venv with requirements.txt (torch and torchvision pinned);
+# - a GPU box whose python3 already imports a CUDA build of torch >= 2.4: the
+#   venv sees the system packages (--system-site-packages) and keeps that torch
+#   and torchvision, installing the rest of requirements.txt
+#   (CIFAR_LIB_SYSTEM_TORCH=0 turns this off, =1 forces it);
+# - offline: CIFAR_LIB_WHEELS=<folder of wheels> (made by
+#   ../shared/tools/offline-wheels.sh) installs those wheels with no index,
+#   on top of the system's torch, numpy, pandas, matplotlib, ...
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CIFAR_LIB_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 # Paths given relative to the caller's folder stay right after the cd below.
-for var in CIFAR10_ROOT CIFAR_LIB_CACHE CIFAR_LIB_SCRATCH; do
+for var in CIFAR10_ROOT CIFAR_LIB_CACHE CIFAR_LIB_SCRATCH CIFAR_LIB_WHEELS; do
   val="${!var:-}"
   if [ -n "$val" ]; then export "$var=$(realpath -m "$val")"; fi
 done
+SYSTEM_TORCH="${CIFAR_LIB_SYSTEM_TORCH:-auto}"
+if [ "$SYSTEM_TORCH" = auto ]; then
+  SYSTEM_TORCH=0
+  if "$PY" - >/dev/null 2>&1 <<'PYEOF'
+import sys, torch, torchvision
+major, minor = (int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+sys.exit(0 if (major, minor) >= (2, 4) and torch.cuda.is_available() else 1)
+PYEOF
+  then SYSTEM_TORCH=1; fi
+fi
+WHEELS="${CIFAR_LIB_WHEELS:-}"
+MODE="pinned"
+[ "$SYSTEM_TORCH" = 1 ] && MODE="system-torch"
+[ -n "$WHEELS" ] && MODE="wheels:$WHEELS"
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "[env] creating $VENV" >&2
-  "$PY" -m venv "$VENV"
+  echo "[env] creating $VENV ($MODE)" >&2
+  if [ "$SYSTEM_TORCH" = 1 ] || [ -n "$WHEELS" ]; then
+    "$PY" -m venv --system-site-packages "$VENV"
+  else
+    "$PY" -m venv "$VENV"
+  fi
 fi
 STAMP="$VENV/.requirements.sha256"
-WANT="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/requirements.txt" <(echo "$MODE") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  echo "[env] installing requirements.txt (first time: a few minutes)" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt"
+  pip_install() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
+  if [ -n "$WHEELS" ]; then
+    echo "[env] installing the wheels in $WHEELS (no index)" >&2
+    pip_install --no-index --no-deps "$WHEELS"/*.whl
+  elif [ "$SYSTEM_TORCH" = 1 ]; then
+    echo "[env] keeping the system's torch; installing the rest of requirements.txt" >&2
+    pip_install -r <(grep -vE '^(torch|torchvision)==' "$ROOT/requirements.txt")
+  else
+    echo "[env] installing requirements.txt (first time: a few minutes)" >&2
+    pip_install -r "$ROOT/requirements.txt"
+  fi
   echo "$WANT" > "$STAMP"
 fi
 # Make the package importable from any folder (Jupyter starts in notebooks/).

@@ -110,3 +110,12 @@ def test_record_whose_weights_are_missing(smoke, small_split):
         E.load_model(rec, smoke)
     model = E.trained_model(cfg, small_split, "exp", smoke)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_no_train_mode_refuses_to_train(smoke, small_split, monkeypatch):
+    cfg = tiny_config(epochs=1)
+    rec = E.run(cfg, small_split, "exp", smoke)
+    monkeypatch.setenv("CIFAR_LIB_NO_TRAIN", "1")
+    assert E.run(cfg, small_split, "exp", smoke)["run"] == rec["run"]  # on disk: fine
+    with pytest.raises(RuntimeError, match="training is off"):
+        E.run(cfg.replace(seed=9), small_split, "exp", smoke)

@@ -488,7 +488,8 @@ def arch_summary(profile: Profile):
     if not recs:
         return None
     df = results_frame(recs)
-    s = summarize(df, by="label", metrics=("test_acc", "train_time", "images_per_s", "params"))
+    s = summarize(df, by="label",
+                  metrics=("test_acc", "train_time", "images_per_s", "params", "epochs"))
     costs = _read(profile, "summaries", "arch_costs.json") or {}
     s["mflops"] = [costs.get(lbl, {}).get("mflops") for lbl in s["label"]]
     s["params"] = s.pop("params_mean").astype(int)
@@ -506,6 +507,7 @@ def arch_table(profile: Profile):
         "model": s["label"],
         "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
         "seeds": s["runs"],
+        "epochs": s["epochs_mean"].astype(int),
         "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
         "MFLOPs": ["n/a" if f is None else f"{f:.0f}" for f in s["mflops"]],
         "train time (s)": [f"{t:.0f}" for t in s["train_time_mean"]],
@@ -602,6 +604,12 @@ def data_stats_table(profile: Profile):
 def data_source(profile: Profile):
     s = _read(profile, "summaries", "data.json")
     return None if s is None else s["source"]
+
+
+@register_value("run_status")
+def run_status(profile: Profile):
+    from cifar_lib.plan import status_line
+    return status_line(profile)
 
 
 @register_value("best_model")
