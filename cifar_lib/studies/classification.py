@@ -606,6 +606,43 @@ def data_source(profile: Profile):
     return None if s is None else s["source"]
 
 
+@register_table("benchmarks")
+def benchmarks_table(profile: Profile):
+    """README: the speed record against airbench94 and the pipeline against
+    a DataLoader with PIL transforms (results/benchmarks.json, written by
+    benchmarks/summarize.py from the GPU runs)."""
+    import pandas as pd
+    b = _read(profile, "benchmarks.json")
+    if not b:
+        return None
+    race, rows = b["airbench_race"], []
+    ab = race["airbench94"]
+    rows.append({"measure": "airbench94 (9.9 epochs), median of 5",
+                 "time (s)": f"{ab['time_s']['median']:.2f} ({ab['time_s']['min']:.2f}-{ab['time_s']['max']:.2f})",
+                 "test acc (%)": _pm(ab["test_acc"]["median"], None, digits=2),
+                 "ratio": "1 (reference)"})
+    for name, v in race["fastnet"].items():
+        rows.append({"measure": f"FastNet, this engine, {name}, median of 5",
+                     "time (s)": f"{v['time_s']['median']:.2f} ({v['time_s']['min']:.2f}-{v['time_s']['max']:.2f})",
+                     "test acc (%)": _pm(v["test_acc"]["median"], None, digits=2),
+                     "ratio": f"{v['time_s']['median'] / ab['time_s']['median']:.2f}x airbench's time"})
+    for model, t in b["throughput"].items():
+        rows.append({"measure": f"{model} training images/s: ours vs DataLoader+PIL "
+                                f"({t['workers']} workers), batch {t['batch_size']}",
+                     "time (s)": f"{t['ours_images_per_s']:,.0f} vs {t['dataloader_pil_images_per_s']:,.0f} img/s",
+                     "test acc (%)": "",
+                     "ratio": f"{t['ratio']:.2f}x"})
+    df = pd.DataFrame(rows)
+    df.columns = ["measure", "time (s) or throughput", "test acc (%)", "ratio"]
+    return df
+
+
+@register_value("benchmark_device")
+def benchmark_device(profile: Profile):
+    b = _read(profile, "benchmarks.json")
+    return None if not b else f"{b['device']}, torch {b['torch']}, {b['data']}"
+
+
 @register_value("run_status")
 def run_status(profile: Profile):
     from cifar_lib.plan import status_line
