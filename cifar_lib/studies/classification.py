@@ -658,6 +658,19 @@ def best_model(profile: Profile):
     return f"{best['label']} ({_pm(best['test_acc_mean'], best['test_acc_std'])}% test accuracy)"
 
 
+@register_value("arch_weak")
+def arch_weak(profile: Profile):
+    """Architectures whose mean test accuracy stays below 50% (report 1.2)."""
+    s = arch_summary(profile)
+    if s is None:
+        return None
+    weak = s[s["test_acc_mean"] < 0.5]
+    if not len(weak):
+        return "none"
+    return ", ".join(f"{r['label']} ({_pm(r['test_acc_mean'], r['test_acc_std'])}%)"
+                     for _, r in weak.iterrows())
+
+
 @register_value("baseline_acc")
 def baseline_acc(profile: Profile):
     recs = records("ablation_optimizers", profile)
