@@ -93,9 +93,10 @@ class SignSGD(torch.optim.Optimizer):
     With momentum 0 this is plain signSGD.
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0, foreach=True):
         super().__init__(params, dict(lr=lr, momentum=momentum,
                                       weight_decay=weight_decay))
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -104,17 +105,33 @@ class SignSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta, wd = group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=wd) if wd else p.grad
-                if beta:
-                    m = self.state[p].setdefault("momentum", torch.zeros_like(p))
-                    m.mul_(beta).add_(g, alpha=1 - beta)
-                    g = m
-                p.add_(g.sign(), alpha=-group["lr"])
+            ps = [p for p in group["params"] if p.grad is not None]
+            if ps:
+                (self._step_foreach if self.foreach else self._step_loop)(group, ps)
         return loss
+
+    def _step_loop(self, group, ps):
+        beta, wd = group["momentum"], group["weight_decay"]
+        for p in ps:
+            g = p.grad.add(p, alpha=wd) if wd else p.grad
+            if beta:
+                m = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                m.mul_(beta).add_(g, alpha=1 - beta)
+                g = m
+            p.add_(g.sign(), alpha=-group["lr"])
+
+    def _step_foreach(self, group, ps):
+        """The same step with one fused call per operation over the group."""
+        beta, wd = group["momentum"], group["weight_decay"]
+        grads = [p.grad for p in ps]
+        if wd:
+            grads = torch._foreach_add(grads, ps, alpha=wd)
+        if beta:
+            ms = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in ps]
+            torch._foreach_mul_(ms, beta)
+            torch._foreach_add_(ms, grads, alpha=1 - beta)
+            grads = ms
+        torch._foreach_add_(ps, torch._foreach_sign(grads), alpha=-group["lr"])
 
 
 @register_optimizer("signsgd")

@@ -349,3 +349,46 @@ def test_ema_and_swa_average():
     assert other.n == ema.n and torch.equal(other.module.weight, ema.module.weight)
     with pytest.raises(ValueError, match="EMA decay"):
         make_ema(model, 1.0)
+
+
+@pytest.mark.parametrize("momentum,wd", [(0.9, 5e-4), (0.0, 0.0), (0.5, 0.0)])
+def test_signsgd_foreach_equals_the_loop(momentum, wd):
+    from cifar_lib.optim import SignSGD
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4),
+                                torch.nn.Linear(4, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [SignSGD(n.parameters(), lr=0.01, momentum=momentum, weight_decay=wd,
+                    foreach=f) for n, f in zip(nets, (True, False))]
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    for _ in range(4):
+        for n, o in zip(nets, opts):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(n(x), y).backward()
+            o.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "signsgd", "adamw_sgd"])
+def test_norm_weights_and_biases_get_no_weight_decay(name):
+    from cifar_lib.optim import make_optimizer
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.zeros(2, 3, 8, 8))
+    opt = make_optimizer(name, net, lr=0.01, weight_decay=5e-4, total_steps=10)
+    inner = opt.sgd if name == "adamw_sgd" else opt
+    decay = {id(p): g["weight_decay"] for g in inner.param_groups for p in g["params"]}
+    for p in net.parameters():
+        assert decay[id(p)] == (5e-4 if p.dim() >= 2 else 0.0)
+    every = make_optimizer(name, net, lr=0.01, weight_decay=5e-4, total_steps=10,
+                           norm_bias_decay=True)
+    inner = every.sgd if name == "adamw_sgd" else every
+    assert {g["weight_decay"] for g in inner.param_groups} == {5e-4}
+
+
+def test_config_records_from_before_norm_bias_decay_keep_their_recipe():
+    from cifar_lib.engine import TrainConfig
+    old = TrainConfig(weight_decay=5e-4).to_dict()
+    old.pop("norm_bias_decay")
+    assert TrainConfig.from_dict(old).norm_bias_decay is True
+    assert "norm_bias_decay" not in TrainConfig(weight_decay=0.0).to_dict()
