@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cifar_lib.engine import fit, make_loaders  # noqa: E402
-from cifar_lib.experiments import environment, profile_split  # noqa: E402
+from cifar_lib.experiments import write_json, environment, profile_split  # noqa: E402
 from cifar_lib.models import create_model  # noqa: E402
 from cifar_lib.profiles import get_profile  # noqa: E402
 from cifar_lib.studies.classification import fast_recipe  # noqa: E402
@@ -130,8 +130,7 @@ def main(argv=None) -> int:
         "ours": {str(e): v for e, v in ours.items()}, "reached_at_epochs": best,
         "time_ratio_ours_over_airbench": ratio}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(result, Path(args.out))
     return 0
 
 

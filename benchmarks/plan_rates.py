@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cifar_lib.engine import fit, make_loaders  # noqa: E402
-from cifar_lib.experiments import environment, profile_split  # noqa: E402
+from cifar_lib.experiments import write_json, environment, profile_split  # noqa: E402
 from cifar_lib.models import create_model  # noqa: E402
 from cifar_lib.plan import forward_gflops  # noqa: E402
 from cifar_lib.profiles import get_profile  # noqa: E402
@@ -72,8 +72,7 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     result = {"env": environment(), "data": split.describe(), "rows": rows}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(result, Path(args.out))
     return 0
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cifar_lib.data import load_cifar10, split_data, synthetic_cifar  # noqa: E402
 from cifar_lib.engine import TrainConfig, default_device, fit, make_loaders  # noqa: E402
-from cifar_lib.experiments import environment  # noqa: E402
+from cifar_lib.experiments import write_json, environment  # noqa: E402
 from cifar_lib.models import create_model  # noqa: E402
 from cifar_lib.optim import make_optimizer  # noqa: E402
 
@@ -127,8 +127,7 @@ def main(argv=None) -> int:
           f"ours {ours:,.0f} img/s, DataLoader+PIL ({args.workers} workers) "
           f"{naive:,.0f} img/s, ratio {ours / naive:.2f}x")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(result, Path(args.out))
     return 0
 
 
