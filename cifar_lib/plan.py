@@ -39,7 +39,10 @@ DEFAULT_STEP_MS = 3.4     # floor per optimizer step (LeNet: launch-bound)
 MEASURED_STEP_MS = {"canet_tiny": 42.0}
 RUN_OVERHEAD_S = 1.0      # building the model, the test set
 # The first run of a model in a process pays for cudnn's kernel selection
-# and warm-up: measured 2 s (VGG-A) to 27 s (MobileNetV2), 4 to 12 epochs.
+# and warm-up: its first epoch's time beyond a steady one, measured (s);
+# unmeasured families: WARMUP_EPOCHS epochs' time, at most WARMUP_MAX_S.
+MEASURED_WARMUP_S = {"fastnet": 5.5, "resnet18": 4.9, "vgg_a": 1.8, "lenet": 0.8,
+                     "densenet121": 21.8, "mobilenetv2": 27.3, "canet_tiny": 3.0}
 WARMUP_EPOCHS = 5.0
 WARMUP_MAX_S = 25.0
 
@@ -132,7 +135,8 @@ def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
     epoch_s = max(3 * g * n_train / rate, steps_per_epoch * floor / 1e3)
     secs = cfg.epochs * epoch_s + (probe + evals) / rate + RUN_OVERHEAD_S
     if first:
-        secs += min(WARMUP_EPOCHS * epoch_s, WARMUP_MAX_S)
+        secs += _measured(MEASURED_WARMUP_S, cfg.model,
+                          min(WARMUP_EPOCHS * epoch_s, WARMUP_MAX_S))
     return g, pflops, secs
 
 
