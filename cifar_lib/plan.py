@@ -45,6 +45,9 @@ MEASURED_WARMUP_S = {"fastnet": 5.5, "resnet18": 4.9, "vgg_a": 1.8, "lenet": 0.8
                      "densenet121": 21.8, "mobilenetv2": 27.3, "canet_tiny": 3.0}
 WARMUP_EPOCHS = 5.0
 WARMUP_MAX_S = 25.0
+# Time kept back for each post-training measurement still to come (the
+# notebook-03 figures took about a minute on an H100, t-SNE included).
+POST_RESERVE_S = 60.0
 
 # Groups of runs in the order the budgeted runner trains them.
 PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
@@ -278,7 +281,8 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
     """Train pending runs in priority order within ``budget_min`` minutes.
 
     A run is launched only when its estimate (scaled by how the runs so far
-    compared with theirs) fits in the time left; each is saved when it
+    compared with theirs) fits in the time left, less ``POST_RESERVE_S``
+    for each measurement still to come; each is saved when it
     completes, so a second call continues where this one stopped. The
     post-training measurements run as soon as the runs they need are done.
     Returns what ran and what is left.
@@ -310,7 +314,8 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         if j.done:
             continue
         est = j.est_s * ratio
-        if est > left():
+        reserve = POST_RESERVE_S * sum(name not in posted for name, _, _ in posts)
+        if est + reserve > left():
             skipped.append(j)
             continue
         log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
