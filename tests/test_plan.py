@@ -74,6 +74,7 @@ def test_budgeted_runner_stops_within_budget_and_resumes(monkeypatch):
     monkeypatch.setattr(pl, "cost", lambda cfg, P, tag=None, tflops=0, step_ms=0,
                         first=True: (0.01, 0.001, 1.0))
     monkeypatch.setattr(pl, "_update_ratio", lambda ratio, took, est, n: 1.0)
+    monkeypatch.setattr(pl, "POST_RESERVE_S", 0.0)
     logs = []
     first = pl.run_budget(P, budget_min=2.5 / 60, only_groups=("core",), log=logs.append)
     assert first["ran"] >= 1 and first["pending"] >= 1
@@ -93,3 +94,12 @@ def test_cli_run_help_names_groups(capsys):
         main(["run", "--help"])
     out = capsys.readouterr().out
     assert "--budget-min" in out and "ablations" in out
+
+
+def test_budget_keeps_time_for_measurements(monkeypatch):
+    P = get_profile("smoke")
+    monkeypatch.setattr(pl, "cost", lambda cfg, P, tag=None, tflops=0, step_ms=0,
+                        first=True: (0.01, 0.001, 1.0))
+    # 90 s of budget, 1 s runs, but a minute kept back for each of two measurements
+    out = pl.run_budget(P, budget_min=1.5, only_groups=("core", "zoo"), log=lambda m: None)
+    assert out["ran"] == 0 and out["pending"] > 0
