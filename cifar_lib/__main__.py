@@ -50,8 +50,10 @@ def _train(args) -> int:
 
 def _experiment(args) -> int:
     from cifar_lib.experiments import profile_split, run_experiment, summarize
+    from cifar_lib.plan import load_studies
     from cifar_lib.profiles import get_profile
 
+    load_studies()
     P = get_profile(args.profile)
     split = profile_split(P, args.data_root)
     for name in args.names:
@@ -101,7 +103,9 @@ def _notebooks(args) -> int:
 
 
 def _report(args) -> int:
+    from cifar_lib.plan import load_studies
     from cifar_lib.report import refresh_readme, refresh_report
+    load_studies()
     print(refresh_report(args.profile))
     print(refresh_readme())
     return 0
@@ -112,8 +116,9 @@ def _list(args) -> int:
         from cifar_lib.models import list_models
         print("\n".join(list_models()))
     else:
-        import cifar_lib.studies  # noqa: F401
-        from cifar_lib.experiments import EXPERIMENTS
+        from cifar_lib.plan import load_studies
+        from cifar_lib.registry import EXPERIMENTS
+        load_studies()
         print("\n".join(sorted(EXPERIMENTS)))
     return 0
 

@@ -28,8 +28,10 @@ from cifar_lib.data import DeviceLoader, Split
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
-from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
-                             make_optimizer, make_swa, trainable)
+from cifar_lib.optim import (LRSchedule, check_schedule, make_ema, make_optimizer,
+                             make_swa, trainable)
+from cifar_lib.registry import OPTIMIZERS
+from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
 
 
 # Types a TrainConfig field accepts, by its annotation.

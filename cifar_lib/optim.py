@@ -2,26 +2,20 @@
 
 Optimizers are built from a model (only its trainable parameters) with
 ``make_optimizer(name, model, lr=..., ...)``; new ones join through
-``@register_optimizer``. Schedules are pure functions of the step
+``@register_optimizer`` (from the leaf :mod:`cifar_lib.registry`; the
+DessiLBI optimizer ``"slbi"`` registers in :mod:`cifar_lib.slbi`, which
+:mod:`cifar_lib.engine` imports). Schedules are pure functions of the step
 (:func:`lr_factor`), applied per step by :class:`LRSchedule`.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-OPTIMIZERS: dict[str, Callable] = {}
+from cifar_lib.registry import OPTIMIZERS, register_optimizer  # noqa: F401
 
-
-def register_optimizer(name: str):
-    """Decorator: make ``builder(model, lr, **hyper)`` available by ``name``."""
-    def deco(builder):
-        OPTIMIZERS[name] = builder
-        return builder
-    return deco
 
 
 def trainable(model) -> list[torch.nn.Parameter]:
@@ -376,5 +370,3 @@ def make_ema(model, decay: float) -> EMA:
 def make_swa(model) -> AveragedModel:
     """Equal-weight average for SWA (Izmailov et al. 2018); BN refit at the end."""
     return AveragedModel(model)
-
-from cifar_lib import slbi as _slbi  # noqa: E402,F401  registers "slbi"

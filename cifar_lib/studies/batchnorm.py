@@ -45,11 +45,11 @@ import torch
 from cifar_lib import landscape as L
 from cifar_lib.data import Split
 from cifar_lib.engine import TrainConfig, default_device
-from cifar_lib.experiments import load_model, register_experiment, run, write_json
+from cifar_lib.experiments import load_model, run, write_json
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 EXPERIMENT = "batchnorm"
 MODELS = ("vgg_a", "vgg_a_bn")
@@ -1196,6 +1196,6 @@ def plot_surface_2d(surfs: dict):
 def report_values(profile=None):
     """Every ``bn_*`` report value for the profile, as a table."""
     import pandas as pd
-    from cifar_lib.report import VALUES
+    from cifar_lib.registry import VALUES
     return pd.DataFrame([{"value": k, "text": fn(profile)}
                          for k, fn in sorted(VALUES.items()) if k.startswith("bn_")])

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import (experiment_configs, load_results,
-                                   register_experiment, results_frame,
+from cifar_lib.experiments import (experiment_configs, load_results, results_frame,
                                    summarize, write_json)
 from cifar_lib.profiles import Profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 # FastNet width and ablation epochs per profile (full: sized with
 # `python -m cifar_lib plan` so the whole study fits about 15 minutes on an H100).
@@ -641,12 +640,6 @@ def benchmarks_table(profile: Profile):
 def benchmark_device(profile: Profile):
     b = _read(profile, "benchmarks.json")
     return None if not b else f"{b['device']}, torch {b['torch']}, {b['data']}"
-
-
-@register_value("run_status")
-def run_status(profile: Profile):
-    from cifar_lib.plan import status_line
-    return status_line(profile)
 
 
 @register_value("best_model")

@@ -21,11 +21,10 @@ import statistics
 
 from cifar_lib import slbi
 from cifar_lib.engine import TrainConfig, evaluate, make_loaders
-from cifar_lib.experiments import (load_results, register_experiment, trained_model,
-                                   write_json)
+from cifar_lib.experiments import load_results, trained_model, write_json
 from cifar_lib.optim import lr_factor
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 EXPERIMENT = "dessilbi"
 MEASURE_FILE = "dessilbi_measure.json"   # under the profile's results/
