@@ -156,9 +156,9 @@ def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
     arch = experiment_configs("architectures", P)
     core = [(lbl, c, None) for lbl, c in arch if lbl in cls.ARCH_CORE]
     out.append(("core", "architectures", core))
-    for name in cls.ABLATIONS + ("stem",):
-        out.append(("ablations", f"ablation_{name}",
-                    [(lbl, c, None) for lbl, c in experiment_configs(f"ablation_{name}", P)]))
+    for name in cls.ABLATION_EXPERIMENTS.values():
+        out.append(("ablations", name,
+                    [(lbl, c, None) for lbl, c in experiment_configs(name, P)]))
     out.append(("batchnorm", batchnorm.EXPERIMENT,
                 [(lbl, c, batchnorm.run_tag(P, c))
                  for lbl, c in experiment_configs(batchnorm.EXPERIMENT, P)]))

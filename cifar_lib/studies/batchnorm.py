@@ -561,18 +561,33 @@ def last_grad_compare(profile=None):
     return _compare(bn, plain, "narrower", "wider")
 
 
-def _register_probe_values():
-    for setting in ("adam", "sgd"):
-        for key, what in (("loss_range", "loss_range"), ("grad_dist", "gdist"),
-                          ("beta", "beta")):
-            register_value(f"bn_{setting}_{what}_ratio")(
-                lambda profile=None, s=setting, k=key: _ratio(*_probe_means(profile, s, k)))
-            register_value(f"bn_{setting}_{what}_compare")(
-                lambda profile=None, s=setting, k=key:
-                    _compare(*reversed(_probe_means(profile, s, k))))
+# Report values of the per-step probes: name -> (setting, probe, kind), the
+# ratio of the plain network's mean to the BN one's or the two compared.
+PROBE_VALUES = {
+    "bn_adam_loss_range_ratio": ("adam", "loss_range", "ratio"),
+    "bn_adam_loss_range_compare": ("adam", "loss_range", "compare"),
+    "bn_adam_gdist_ratio": ("adam", "grad_dist", "ratio"),
+    "bn_adam_gdist_compare": ("adam", "grad_dist", "compare"),
+    "bn_adam_beta_ratio": ("adam", "beta", "ratio"),
+    "bn_adam_beta_compare": ("adam", "beta", "compare"),
+    "bn_sgd_loss_range_ratio": ("sgd", "loss_range", "ratio"),
+    "bn_sgd_loss_range_compare": ("sgd", "loss_range", "compare"),
+    "bn_sgd_gdist_ratio": ("sgd", "grad_dist", "ratio"),
+    "bn_sgd_gdist_compare": ("sgd", "grad_dist", "compare"),
+    "bn_sgd_beta_ratio": ("sgd", "beta", "ratio"),
+    "bn_sgd_beta_compare": ("sgd", "beta", "compare"),
+}
 
 
-_register_probe_values()
+def probe_value(profile, setting: str, key: str, kind: str):
+    """One entry of :data:`PROBE_VALUES`: ratio or comparison of the means."""
+    means = _probe_means(profile, setting, key)
+    return _ratio(*means) if kind == "ratio" else _compare(*reversed(means))
+
+
+for _name, (_s, _k, _kind) in PROBE_VALUES.items():
+    register_value(_name)(lambda profile=None, s=_s, k=_k, kind=_kind:
+                          probe_value(profile, s, k, kind))
 
 
 @register_value("bn_adam_step_ratio")
@@ -725,10 +740,13 @@ def sgd_trains(profile=None):
     return "; ".join(bad) if bad else "both networks learn"
 
 
-for _m in MODELS:
-    for _s in ("adam", "sgd"):
-        register_value(f"bn_{_s}_val_acc_{_m}")(
-            lambda profile=None, m=_m, s=_s: _acc(profile, m, s))
+# Report values: best validation accuracy of a model in a setting.
+ACC_VALUES = {"bn_adam_val_acc_vgg_a": ("vgg_a", "adam"),
+              "bn_adam_val_acc_vgg_a_bn": ("vgg_a_bn", "adam"),
+              "bn_sgd_val_acc_vgg_a": ("vgg_a", "sgd"),
+              "bn_sgd_val_acc_vgg_a_bn": ("vgg_a_bn", "sgd")}
+for _name, (_m, _s) in ACC_VALUES.items():
+    register_value(_name)(lambda profile=None, m=_m, s=_s: _acc(profile, m, s))
 
 
 # ---------------------------------------------------------------- surfaces
@@ -937,9 +955,11 @@ def _surface_loss(profile, model):
     return None if c is None else f"{c:.3g}"
 
 
-for _m in MODELS:
-    register_value(f"bn_surface_loss_{_m}")(
-        lambda profile=None, m=_m: _surface_loss(profile, m))
+# Report values: each model's loss at its trained weights.
+SURFACE_LOSS_VALUES = {"bn_surface_loss_vgg_a": "vgg_a",
+                       "bn_surface_loss_vgg_a_bn": "vgg_a_bn"}
+for _name, _m in SURFACE_LOSS_VALUES.items():
+    register_value(_name)(lambda profile=None, m=_m: _surface_loss(profile, m))
 
 
 # ---------------------------------------------------------------- plots

@@ -218,10 +218,18 @@ def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
 
 ABLATIONS = ("optimizers", "schedulers", "losses", "activations", "regularisation",
              "augmentation", "lr_grid", "batch_size")
+# The experiment (and report table) of each ablation, spelled out so that
+# every name report.md uses can be found in the code.
+ABLATION_EXPERIMENTS = {
+    "optimizers": "ablation_optimizers", "schedulers": "ablation_schedulers",
+    "losses": "ablation_losses", "activations": "ablation_activations",
+    "regularisation": "ablation_regularisation", "augmentation": "ablation_augmentation",
+    "lr_grid": "ablation_lr_grid", "batch_size": "ablation_batch_size",
+    "stem": "ablation_stem"}
 
 
 def _register_ablation(name: str):
-    @register_experiment(f"ablation_{name}")
+    @register_experiment(ABLATION_EXPERIMENTS[name])
     def spec(profile: Profile):
         return _seeded(profile, ablations(profile)[name])
     spec.__doc__ = f"Ablation of {name.replace('_', ' ')} on the FastNet baseline."
@@ -523,14 +531,14 @@ def lr_grid_table(recs: list[dict]):
                           aggfunc="mean").sort_index(ascending=False)
 
 
-def _register_ablation_table(name: str):
-    @register_table(f"ablation_{name}")
+def _register_ablation_table(experiment: str):
+    @register_table(experiment)
     def table(profile: Profile):
-        return summary_table(records(f"ablation_{name}", profile))
+        return summary_table(records(experiment, profile))
 
 
-for _name in ABLATIONS + ("stem",):
-    _register_ablation_table(_name)
+for _experiment in ABLATION_EXPERIMENTS.values():
+    _register_ablation_table(_experiment)
 
 
 # ---------------------------------------------------------------- data summary
