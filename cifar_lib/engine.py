@@ -56,7 +56,7 @@ class TrainConfig:
     scheduler: str = "cosine"     # constant, step, exponential, cosine, linear, onecycle, plateau
     sched_kw: dict = field(default_factory=dict)   # e.g. {"step_size": 10, "gamma": 0.1}
     warmup_epochs: float = 0.0    # linear warm-up, multiplies any schedule
-    loss: str = "cross_entropy"   # cross_entropy, label_smoothing, focal, mse
+    loss: str = "cross_entropy"   # cross_entropy, focal, mse
     label_smoothing: float = 0.0
     loss_kw: dict = field(default_factory=dict)    # e.g. {"gamma": 2.0}
     epochs: int = 10
