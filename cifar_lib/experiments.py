@@ -52,7 +52,10 @@ def _split(profile: Profile, root) -> Split:
 
 
 def profile_split(profile: Profile | str | None = None, root=None) -> Split:
-    """The train/val/test split a profile trains on (cached in memory)."""
+    """The train/val/test split a profile trains on (cached in memory).
+
+    Used by notebooks 00-05 (every report section).
+    """
     profile = get_profile(profile)
     root = root or os.environ.get("CIFAR10_ROOT")
     return _split(profile, str(root) if root else None)
@@ -190,6 +193,8 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     config in the run's name, for settings outside the config that change
     what is recorded; ``save_every`` (s) how often the resume state is
     written. Used by every notebook (01-05) through its study.
+
+    Used by notebook 05 (report section 3).
     """
     profile = get_profile(profile)
     data = split.describe()
@@ -311,7 +316,10 @@ def experiment_configs(name: str, profile: Profile | str | None = None):
 def run_experiment(name: str, profile: Profile | str | None = None,
                    split: Split | None = None, force: bool = False,
                    device=None, log=None):
-    """Run (or load) every config of a named experiment; return its table."""
+    """Run (or load) every config of a named experiment; return its table.
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
+    """
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)

@@ -55,7 +55,10 @@ def model_options(name: str) -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 10, **kw) -> nn.Module:
-    """Build the registered model ``name``; unknown options raise clearly."""
+    """Build the registered model ``name``; unknown options raise clearly.
+
+    Used by notebook 01 (report section 1.2).
+    """
     _check_name(name)
     bad = set(kw) - set(model_options(name))
     if bad:

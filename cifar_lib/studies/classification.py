@@ -26,7 +26,9 @@ EMA_DECAY = {"smoke": 0.9, "cpu": 0.98, "full": 0.999}
 
 def fast_recipe(profile: Profile, **over) -> TrainConfig:
     """The quick-ablation baseline: FastNet, Nesterov SGD, label smoothing
-    0.2, flip-TTA, one warm-up epoch then linear decay."""
+    0.2, flip-TTA, one warm-up epoch then linear decay.
+
+    Used by notebook 02 (report section 1.3)."""
     epochs = FAST_EPOCHS.get(profile.name, profile.epochs)
     cfg = dict(model="fastnet", model_kw={"width": FAST_WIDTH.get(profile.name, 1.0)},
                optimizer="sgd", lr=0.8, momentum=0.9, nesterov=True,
@@ -85,7 +87,9 @@ def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0,
                 epochs: int | None = None) -> TrainConfig:
     """One recipe for every architecture: Nesterov SGD, lr 0.05 per 128
     images, weight decay 5e-4 (not on norm weights and biases), warm-up then
-    cosine, crop+flip."""
+    cosine, crop+flip.
+
+    Used by notebook 01 (report section 1.2)."""
     bs = profile.batch_size
     epochs = epochs or profile.epochs
     return TrainConfig(model=model, model_kw=model_kw, optimizer="sgd",
@@ -97,7 +101,10 @@ def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0,
 
 
 def arch_models(profile: Profile) -> list[tuple[str, str, dict]]:
-    """(label, model, options) trained by the architecture comparison."""
+    """(label, model, options) trained by the architecture comparison.
+
+    Used by notebook 01 (report section 1.2).
+    """
     if profile.name == "smoke":
         return ARCH_SMOKE
     if profile.name == "cpu":
@@ -261,6 +268,8 @@ def records(name: str, profile: Profile) -> list[dict]:
 
     Runs on disk whose config is no longer in the spec are left out; where a
     config was run twice (e.g. on two data sources) the newest is used.
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
     """
     by_config = {}
     for rec in load_results(name, profile):
@@ -274,7 +283,10 @@ def records(name: str, profile: Profile) -> list[dict]:
 
 
 def first_seed(recs: list[dict]) -> list[dict]:
-    """One record per label: the lowest seed's (for learning-curve plots)."""
+    """One record per label: the lowest seed's (for learning-curve plots).
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
+    """
     out: dict[str, dict] = {}
     for r in sorted(recs, key=lambda r: r["config"]["seed"]):
         out.setdefault(r["label"], r)
@@ -336,6 +348,8 @@ def measure(profile: Profile, split, *, force: bool = False, device=None, log=No
     Skipped when they are stored for the current runs (no weights needed);
     otherwise the models are loaded (trained when their weights are not on
     this machine). The budgeted runner calls it right after those runs.
+
+    Used by notebook 03 (report section 1.4).
     """
     from cifar_lib import analysis, viz
     if not force and vis_stored(profile):
@@ -435,7 +449,9 @@ def draw_embedding(profile: Profile, net, test, split) -> None:
 
 def show(profile: Profile, *names: str):
     """Stored figures as Markdown image links (relative to the executed
-    notebook, which sits beside the profile's figures/)."""
+    notebook, which sits beside the profile's figures/).
+
+    Used by notebook 03 (report section 1.4)."""
     from IPython.display import Markdown
     return Markdown("\n\n".join(f"![{n}](../figures/{n})" for n in names))
 
@@ -453,6 +469,7 @@ def save_calibration(profile: Profile, rows: dict) -> None:
 
 @register_table("calibration")
 def calibration_table(profile: Profile):
+    """Used by notebook 03 (report section 1.4)."""
     import pandas as pd
     s = _read(profile, "summaries", "calibration.json")
     if not s:
@@ -472,7 +489,10 @@ def _pm(mean, std, scale=100.0, digits=1):
 
 
 def summary_table(recs: list[dict]):
-    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status."""
+    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status.
+
+    Used by notebook 02 (report section 1.3).
+    """
     import pandas as pd
     if not recs:
         return None
@@ -489,7 +509,10 @@ def summary_table(recs: list[dict]):
 
 
 def arch_summary(profile: Profile):
-    """Architecture table data: accuracy, parameters, FLOPs, time, images/s."""
+    """Architecture table data: accuracy, parameters, FLOPs, time, images/s.
+
+    Used by notebook 01 (report section 1.2).
+    """
     import pandas as pd
     recs = records("architectures", profile)
     if not recs:
@@ -505,6 +528,7 @@ def arch_summary(profile: Profile):
 
 @register_table("architectures")
 def arch_table(profile: Profile):
+    """Used by notebook 01 (report section 1.2)."""
     s = arch_summary(profile)
     if s is None:
         return None
@@ -524,7 +548,10 @@ def arch_table(profile: Profile):
 
 
 def lr_grid_table(recs: list[dict]):
-    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule."""
+    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule.
+
+    Used by notebook 02 (report section 1.3).
+    """
     df = results_frame(recs)
     df["test acc (%)"] = 100 * df["test_acc"].astype(float)
     return df.pivot_table(index="lr", columns="scheduler", values="test acc (%)",
@@ -557,7 +584,10 @@ def data_summary(split) -> dict:
 
 
 def save_data_summary(split, profile: Profile) -> dict:
-    """Write :func:`data_summary` to results/summaries/data.json."""
+    """Write :func:`data_summary` to results/summaries/data.json.
+
+    Used by notebook 00 (report section 1.1).
+    """
     summary = data_summary(split)
     write_json(summary, profile.results / "summaries" / "data.json")
     return summary
@@ -565,7 +595,9 @@ def save_data_summary(split, profile: Profile) -> dict:
 
 def save_arch_costs(profile: Profile) -> dict:
     """Parameters and forward MFLOPs (32x32 input) of each compared model,
-    to results/summaries/arch_costs.json."""
+    to results/summaries/arch_costs.json.
+
+    Used by notebook 01 (report section 1.2)."""
     from cifar_lib.models import count_params, create_model
     from cifar_lib.models.summary import count_flops
     costs = {}
@@ -583,6 +615,7 @@ def _read(profile: Profile, *parts):
 
 @register_table("data")
 def data_table(profile: Profile):
+    """Used by notebook 00 (report section 1.1)."""
     import pandas as pd
     s = _read(profile, "summaries", "data.json")
     if s is None:
@@ -595,6 +628,7 @@ def data_table(profile: Profile):
 
 @register_table("data_stats")
 def data_stats_table(profile: Profile):
+    """Used by notebook 00 (report section 1.1)."""
     import pandas as pd
     from cifar_lib.data import CIFAR10_MEAN, CIFAR10_STD
     s = _read(profile, "summaries", "data.json")
