@@ -1,5 +1,7 @@
 """Command line: train one config or named experiments, run the notebooks.
 
+Installed (``pip install -e .``) it is also the ``cifar-lib`` command.
+
     python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05
     python -m cifar_lib experiment architectures ablation_optimizers --profile full
     python -m cifar_lib plan --profile full [--json plan.json] [--extended]
@@ -13,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from cifar_lib.profiles import PROFILES
 
 # Groups of the plan, in the order the budgeted runner trains them (the same
-# tuple as cifar_lib.plan.PRIORITY, kept here so --help needs no torch).
+# tuple as cifar_lib.plan.PRIORITY; tests check that they agree).
 PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
 
 
@@ -50,8 +53,10 @@ def _train(args) -> int:
 
 def _experiment(args) -> int:
     from cifar_lib.experiments import profile_split, run_experiment, summarize
+    from cifar_lib.plan import load_studies
     from cifar_lib.profiles import get_profile
 
+    load_studies()
     P = get_profile(args.profile)
     split = profile_split(P, args.data_root)
     for name in args.names:
@@ -70,7 +75,6 @@ def _plan(args) -> int:
     print(pl.format_plan(jobs, P, args.tflops, args.step_ms))
     if args.json:
         from cifar_lib.experiments import write_json
-        from pathlib import Path
         write_json({"profile": P.name, "extended": args.extended,
                     "tflops": args.tflops, "step_ms": args.step_ms,
                     "runs": [j.row() for j in jobs], "total": pl.totals(jobs)},
@@ -86,7 +90,6 @@ def _run(args) -> int:
                         args.tflops, args.step_ms, only_groups=args.groups)
     if args.json:
         from cifar_lib.experiments import write_json
-        from pathlib import Path
         write_json(out, Path(args.json))
     return 0
 
@@ -101,7 +104,9 @@ def _notebooks(args) -> int:
 
 
 def _report(args) -> int:
+    from cifar_lib.plan import load_studies
     from cifar_lib.report import refresh_readme, refresh_report
+    load_studies()
     print(refresh_report(args.profile))
     print(refresh_readme())
     return 0
@@ -112,84 +117,134 @@ def _list(args) -> int:
         from cifar_lib.models import list_models
         print("\n".join(list_models()))
     else:
-        import cifar_lib.studies  # noqa: F401
-        from cifar_lib.experiments import EXPERIMENTS
+        from cifar_lib.plan import load_studies
+        from cifar_lib.registry import EXPERIMENTS
+        load_studies()
         print("\n".join(sorted(EXPERIMENTS)))
     return 0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cifar_lib", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def _model_name(text: str) -> str:
+    """argparse type of ``--model``: a registered name, else the library's
+    message (with its did-you-mean hint)."""
+    from cifar_lib.models import _check_name
+    try:
+        _check_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
-    def common(p):
-        p.add_argument("--profile", choices=PROFILES, default=None,
-                       help="default: $CIFAR_LIB_PROFILE, else full with CUDA, else cpu")
-        p.add_argument("--data-root", default=None, help="default: $CIFAR10_ROOT")
-        p.add_argument("--force", action="store_true", help="retrain runs found on disk")
 
+def _fixed_sets() -> dict[str, list[str]]:
+    """The fixed sets the options choose from: models, experiments, notebooks."""
+    from cifar_lib.models import list_models
+    from cifar_lib.notebooks import notebooks
+    from cifar_lib.plan import load_studies
+    from cifar_lib.registry import EXPERIMENTS
+    load_studies()
+    nbs = notebooks()
+    return {"models": list_models(aliases=True), "experiments": sorted(EXPERIMENTS),
+            "notebooks": [p.name[:2] for p in nbs] + [p.stem for p in nbs]}
+
+
+def _common(p) -> None:
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="default: $CIFAR_LIB_PROFILE, else full with CUDA, else cpu")
+    p.add_argument("--data-root", default=None, help="CIFAR-10 folder (default: $CIFAR10_ROOT)")
+    p.add_argument("--force", action="store_true", help="retrain runs found on disk")
+
+
+def _rates(p) -> None:
+    from cifar_lib.plan import DEFAULT_STEP_MS, DEFAULT_TFLOPS
+    p.add_argument("--extended", action="store_true",
+                   help="include the opt-in extended set (heaviest variants)")
+    p.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                   help="effective training TFLOP/s the estimate assumes "
+                        "(default: measured on one H100)")
+    p.add_argument("--step-ms", type=float, default=DEFAULT_STEP_MS,
+                   help="floor per optimizer step in ms (launch-bound small nets)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write JSON here")
+
+
+def _add_train(sub, sets: dict) -> None:
     p = sub.add_parser("train", help="train one config")
-    common(p)
-    p.add_argument("--model", default="fastnet")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--experiment", default="manual")
+    _common(p)
+    p.add_argument("--model", default="fastnet", type=_model_name, choices=sets["models"],
+                   metavar="NAME", help="a registered model (`list models`); "
+                                        "default: fastnet")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: the profile's epochs")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--experiment", default="manual",
+                   help="results/<experiment>/ the run is saved under (default: manual)")
     p.add_argument("--train-size", type=int, default=None,
                    help="training images kept (default: the profile's; 45000 = all)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                   help="TrainConfig fields, values as JSON (e.g. lr=0.05 model_kw='{\"width\":0.5}')")
+                   help="TrainConfig fields, values as JSON "
+                        "(e.g. lr=0.05 model_kw='{\"width\":0.5}')")
     p.set_defaults(fn=_train)
 
+
+def _add_runs(sub, sets: dict) -> None:
     p = sub.add_parser("experiment", help="run named experiments")
-    common(p)
-    p.add_argument("names", nargs="+")
+    _common(p)
+    p.add_argument("names", nargs="+", choices=sets["experiments"], metavar="NAME",
+                   help="named experiments: " + ", ".join(sets["experiments"]))
     p.set_defaults(fn=_experiment)
 
-    def rates(p):
-        from cifar_lib.plan import DEFAULT_STEP_MS, DEFAULT_TFLOPS
-        p.add_argument("--extended", action="store_true",
-                       help="include the opt-in extended set (heaviest variants)")
-        p.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
-                       help="effective training TFLOP/s the estimate assumes "
-                            "(default: measured on one H100)")
-        p.add_argument("--step-ms", type=float, default=DEFAULT_STEP_MS,
-                       help="floor per optimizer step in ms (launch-bound small nets)")
-        p.add_argument("--json", default=None, metavar="PATH", help="also write JSON here")
-
-    p = sub.add_parser("plan", help="list every run of a profile: cost, estimate, done/pending")
-    p.add_argument("--profile", choices=PROFILES, default=None)
-    rates(p)
+    p = sub.add_parser("plan", help="list every run of a profile: cost, estimate, "
+                                    "done/pending")
+    p.add_argument("--profile", choices=PROFILES, default=None, help="default: as train")
+    _rates(p)
     p.set_defaults(fn=_plan)
 
     p = sub.add_parser("run", help="train a profile's pending runs in priority order "
                                    "within a time budget (call again to continue)")
-    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--profile", choices=PROFILES, default=None, help="default: as train")
     p.add_argument("--data-root", default=None, help="default: $CIFAR10_ROOT")
     p.add_argument("--budget-min", type=float, default=9.0,
                    help="stop launching runs that would end after this many minutes")
     p.add_argument("--groups", nargs="*", default=None, choices=PRIORITY,
                    help="train only these groups of the plan (default: all, in this order)")
-    rates(p)
+    _rates(p)
     p.set_defaults(fn=_run)
 
+
+def _add_outputs(sub, sets: dict) -> None:
     p = sub.add_parser("notebooks", help="execute the notebooks in order, refresh the report")
-    p.add_argument("--profile", choices=PROFILES, default=None)
-    p.add_argument("--only", nargs="*", default=None, help="notebook prefixes, e.g. 00 02")
+    p.add_argument("--profile", choices=PROFILES, default=None, help="default: as train")
+    p.add_argument("--only", nargs="*", default=None, choices=sets["notebooks"],
+                   metavar="NN", help="notebooks by number or name, e.g. 00 02")
     p.add_argument("--no-train", action="store_true",
                    help="render from results/ only: a notebook that would train fails "
                         "(and keeps its previous executed copy)")
     p.set_defaults(fn=_notebooks)
 
     p = sub.add_parser("report", help="refresh the profile's report from its results")
-    p.add_argument("--profile", choices=PROFILES, default=None)
+    p.add_argument("--profile", choices=PROFILES, default=None, help="default: as train")
     p.set_defaults(fn=_report)
 
     p = sub.add_parser("list", help="list models or experiments")
-    p.add_argument("what", choices=("models", "experiments"))
+    p.add_argument("what", choices=("models", "experiments"), help="what to list")
     p.set_defaults(fn=_list)
 
-    args = ap.parse_args(argv)
+
+def build_parser(prog: str = "python -m cifar_lib") -> argparse.ArgumentParser:
+    """The command line's parser (``python -m cifar_lib`` or ``cifar-lib``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sets = _fixed_sets()
+    _add_train(sub, sets)
+    _add_runs(sub, sets)
+    _add_outputs(sub, sets)
+    return ap
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m cifar_lib`` and of the ``cifar-lib`` command."""
+    prog = "cifar-lib" if Path(sys.argv[0]).name == "cifar-lib" else "python -m cifar_lib"
+    args = build_parser(prog).parse_args(argv)
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -187,12 +187,18 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
 
 
 def per_class_indices(y: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of the first ``n`` examples of each class, class by class."""
+    """Indices of the first ``n`` examples of each class, class by class.
+
+    Used by notebook 00 (report section 1.1).
+    """
     return torch.cat([(y == k).nonzero().flatten()[:n] for k in range(int(y.max()) + 1)])
 
 
 def augmentation_examples(split, n: int = 8, seed: int = 0) -> dict:
-    """The same ``n`` training images under each augmentation, in [0, 1]."""
+    """The same ``n`` training images under each augmentation, in [0, 1].
+
+    Used by notebook 00 (report section 1.1).
+    """
     from cifar_lib import augment as A
     from cifar_lib.viz import denormalize
     x, y = split.train[0][:n], split.train[1][:n]

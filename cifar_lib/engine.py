@@ -28,8 +28,10 @@ from cifar_lib.data import DeviceLoader, Split
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
-from cifar_lib.optim import (OPTIMIZERS, LRSchedule, check_schedule, make_ema,
-                             make_optimizer, make_swa, trainable)
+from cifar_lib.optim import (LRSchedule, check_schedule, make_ema, make_optimizer,
+                             make_swa, trainable)
+from cifar_lib.registry import OPTIMIZERS
+from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
 
 
 # Types a TrainConfig field accepts, by its annotation.
@@ -54,7 +56,7 @@ class TrainConfig:
     scheduler: str = "cosine"     # constant, step, exponential, cosine, linear, onecycle, plateau
     sched_kw: dict = field(default_factory=dict)   # e.g. {"step_size": 10, "gamma": 0.1}
     warmup_epochs: float = 0.0    # linear warm-up, multiplies any schedule
-    loss: str = "cross_entropy"   # cross_entropy, label_smoothing, focal, mse
+    loss: str = "cross_entropy"   # cross_entropy, focal, mse
     label_smoothing: float = 0.0
     loss_kw: dict = field(default_factory=dict)    # e.g. {"gamma": 2.0}
     epochs: int = 10
@@ -471,25 +473,10 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     """
     from tqdm.auto import tqdm
 
-    opt, sched = _setup(model, loaders, cfg)
+    ckpt = Checkpointer(ckpt_path, save_every)  # kept: the weights cfg.keep names
+    opt, sched, avg, st, kept = _start(model, loaders, cfg, ckpt, resume, log)
     loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
-    avg = Averager(model, cfg)
     net = torch.compile(model) if cfg.compile else model
-    ckpt = Checkpointer(ckpt_path, save_every)
-    st, kept = _new_state(), None  # kept: the weights cfg.keep asks for, so far
-    last = ckpt.resume_state(cfg) if resume else None
-    if last is not None:
-        check_state(model, last["model"], ckpt.last)
-        model.load_state_dict(last["model"])
-        opt.load_state_dict(last["optimizer"])
-        sched.load_state_dict(last["schedule"])
-        avg.load_state_dict(last["averages"])
-        st, kept = {**_new_state(), **last["state"]}, last.get("kept")
-        if kept is not None:
-            kept = {"model": {k: v.to(loaders.train.device) for k, v in kept["model"].items()},
-                    **{k: v for k, v in kept.items() if k != "model"}}
-        if log:
-            log(f"{cfg.model}: resuming from {ckpt.last.name} at epoch {st['epoch']}")
     eval_model = avg.eval_model(model)
     meta = {"model_name": cfg.model, "model_kw": cfg.model_kw, "config": cfg.to_dict(),
             "num_classes": loaders.train.num_classes}
@@ -515,46 +502,109 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         ep = train_epoch(net, model, loaders, cfg, opt, sched, loss_fn, avg, hooks,
                          epoch, check_every, max_loss)
         if ep.diverged_step is not None:
-            status, diverged_at = "diverged", {"epoch": epoch, "step": ep.diverged_step}
-            if log:
-                log(f"{cfg.model}: loss became {ep.loss} at epoch {epoch} "
-                    f"step {ep.diverged_step}; stopping, the run is recorded as diverged")
+            status, diverged_at = "diverged", _diverged(cfg, ep, epoch, log)
             break
         st["train_time"] += time.perf_counter() - t0
         st["images"] += ep.seen
-        extra = opt.epoch_end(epoch, epoch + 1 == cfg.epochs) if hasattr(opt, "epoch_end") else None
-        avg.epoch_end(model, epoch)
-        val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
-        sched.epoch_end(val["loss"])
-        rec = {"epoch": epoch + 1, "train_loss": ep.loss, "train_acc": ep.acc,
-               "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr0,
-               "time": time.perf_counter() - t0, **(extra or {})}
-        for cb in callbacks:
-            rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
-        st["history"].append(rec)
-        best = val["acc"] > st["best_val"]
+        rec = _end_epoch(model, eval_model, loaders, cfg, opt, sched, avg, epoch,
+                         ep, lr0, t0)
+        acc = rec["val_acc"]
+        st["history"].append(_call_back(callbacks, rec, epoch, model, opt))
+        best = acc > st["best_val"]
         if best:
-            st["best_val"], st["best_epoch"] = val["acc"], epoch + 1
+            st["best_val"], st["best_epoch"] = acc, epoch + 1
         if best and cfg.keep == "best" or cfg.keep == "last":
-            keep(_snapshot(eval_model), epoch + 1, val["acc"])
+            keep(_snapshot(eval_model), epoch + 1, acc)
         st["epoch"] = epoch + 1
         st["wall_time"] = time.perf_counter() - wall0
         ckpt.maybe_save(full_state, final=epoch + 1 == cfg.epochs)
-        bar.set_postfix(loss=f"{ep.loss:.3f}", val=f"{val['acc']:.3f}")
-        if log:
-            log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs} loss {ep.loss:.4f} "
-                f"train {ep.acc:.4f} val {val['acc']:.4f} lr {lr0:.2e}")
+        _show_epoch(bar, log, cfg, rec)
     bar.close()
     swa_val = _finish_swa(avg, loaders, cfg, st, keep) if status == "ok" else None
+    test = _test_kept(model, kept, loaders, cfg, ckpt)
+    return {"status": status, "diverged_at": diverged_at, "history": st["history"],
+            "metrics": _metrics(st, cfg, swa_val, test, model,
+                                time.perf_counter() - wall0)}
+
+
+def _start(model, loaders: Loaders, cfg: TrainConfig, ckpt: Checkpointer,
+           resume: bool, log) -> tuple:
+    """Optimizer, schedule, averages, loop state and kept weights of a run:
+    new, or restored from its ``.last.pt`` when ``resume`` finds one."""
+    opt, sched = _setup(model, loaders, cfg)
+    avg = Averager(model, cfg)
+    last = ckpt.resume_state(cfg) if resume else None
+    if last is None:
+        return opt, sched, avg, _new_state(), None
+    check_state(model, last["model"], ckpt.last)
+    st, kept = _restore(last, model, opt, sched, avg, loaders.train.device)
+    if log:
+        log(f"{cfg.model}: resuming from {ckpt.last.name} at epoch {st['epoch']}")
+    return opt, sched, avg, st, kept
+
+
+def _restore(last: dict, model, opt, sched, avg: Averager, device) -> tuple[dict, dict | None]:
+    """Load a ``.last.pt`` resume state; return the loop state and the kept
+    weights (moved to ``device``)."""
+    model.load_state_dict(last["model"])
+    opt.load_state_dict(last["optimizer"])
+    sched.load_state_dict(last["schedule"])
+    avg.load_state_dict(last["averages"])
+    st, kept = {**_new_state(), **last["state"]}, last.get("kept")
+    if kept is not None:
+        kept = {"model": {k: v.to(device) for k, v in kept["model"].items()},
+                **{k: v for k, v in kept.items() if k != "model"}}
+    return st, kept
+
+
+def _diverged(cfg: TrainConfig, ep, epoch: int, log) -> dict:
+    """Where a run diverged (and say so)."""
+    if log:
+        log(f"{cfg.model}: loss became {ep.loss} at epoch {epoch} "
+            f"step {ep.diverged_step}; stopping, the run is recorded as diverged")
+    return {"epoch": epoch, "step": ep.diverged_step}
+
+
+def _end_epoch(model, eval_model, loaders: Loaders, cfg: TrainConfig, opt, sched,
+               avg: Averager, epoch: int, ep, lr0: float, t0: float) -> dict:
+    """After an epoch's steps: the optimizer's and averages' epoch end, the
+    validation metrics, then the plateau schedule; returns the epoch's
+    record (with what the optimizer adds to it)."""
+    last = epoch + 1 == cfg.epochs
+    extra = opt.epoch_end(epoch, last) if hasattr(opt, "epoch_end") else None
+    avg.epoch_end(model, epoch)
+    val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
+    sched.epoch_end(val["loss"])
+    return {"epoch": epoch + 1, "train_loss": ep.loss, "train_acc": ep.acc,
+            "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr0,
+            "time": time.perf_counter() - t0, **(extra or {})}
+
+
+def _show_epoch(bar, log, cfg: TrainConfig, rec: dict) -> None:
+    """An epoch's numbers on the progress bar and in the log."""
+    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec['val_acc']:.3f}")
+    if log:
+        log(f"{cfg.model} epoch {rec['epoch']}/{cfg.epochs} loss {rec['train_loss']:.4f} "
+            f"train {rec['train_acc']:.4f} val {rec['val_acc']:.4f} lr {rec['lr']:.2e}")
+
+
+def _call_back(callbacks, rec: dict, epoch: int, model, opt) -> dict:
+    """The epoch record with what each callback adds to it."""
+    for cb in callbacks:
+        rec.update(cb(epoch=epoch, model=model, optimizer=opt, record=rec) or {})
+    return rec
+
+
+def _test_kept(model, kept: dict | None, loaders: Loaders, cfg: TrainConfig,
+               ckpt: Checkpointer) -> dict | None:
+    """Load the kept weights into ``model``, test them, write the checkpoint."""
     test = None
     if kept is not None:
         model.load_state_dict(kept["model"])
         test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
     ckpt.finish(None if kept is None else
                 {**kept, "model": {k: v.cpu() for k, v in kept["model"].items()}})
-    return {"status": status, "diverged_at": diverged_at, "history": st["history"],
-            "metrics": _metrics(st, cfg, swa_val, test, model,
-                                time.perf_counter() - wall0)}
+    return test
 
 
 def _finish_swa(avg: Averager, loaders: Loaders, cfg: TrainConfig, st: dict, keep):

@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -26,6 +25,8 @@ from cifar_lib.fsutil import atomic_write
 from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.registry import (EXPERIMENTS, RUNNERS,  # noqa: F401  (re-exported)
+                                STUDIES_HINT, register_experiment)
 
 
 def environment(device=None) -> dict:
@@ -51,7 +52,10 @@ def _split(profile: Profile, root) -> Split:
 
 
 def profile_split(profile: Profile | str | None = None, root=None) -> Split:
-    """The train/val/test split a profile trains on (cached in memory)."""
+    """The train/val/test split a profile trains on (cached in memory).
+
+    Used by notebooks 00-05 (every report section).
+    """
     profile = get_profile(profile)
     root = root or os.environ.get("CIFAR10_ROOT")
     return _split(profile, str(root) if root else None)
@@ -189,6 +193,8 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     config in the run's name, for settings outside the config that change
     what is recorded; ``save_every`` (s) how often the resume state is
     written. Used by every notebook (01-05) through its study.
+
+    Used by notebook 05 (report section 3).
     """
     profile = get_profile(profile)
     data = split.describe()
@@ -294,40 +300,26 @@ def summarize(df, by="label", metrics=("test_acc", "best_val_acc", "train_time")
 
 
 # ---------------------------------------------------------------- named experiments
-
-EXPERIMENTS: dict[str, Callable[[Profile], list[tuple[str, TrainConfig]]]] = {}
-RUNNERS: dict[str, Callable] = {}
-
-
-def register_experiment(name: str, runner: Callable | None = None):
-    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
-
-    An experiment that records more than :func:`run` does by default (hooks,
-    tags) gives ``runner(profile, split, force=, device=, log=) -> [record]``,
-    which :func:`run_experiment` then calls instead.
-    """
-    def deco(fn):
-        EXPERIMENTS[name] = fn
-        if runner is not None:
-            RUNNERS[name] = runner
-        return fn
-    return deco
-
+# Experiments register into cifar_lib.registry (``register_experiment`` is
+# re-exported here); the study modules hold them.
 
 def experiment_configs(name: str, profile: Profile | str | None = None):
     """The (label, config) pairs of a named experiment for a profile."""
-    import cifar_lib.studies  # noqa: F401  (registers named experiments)
     profile = get_profile(profile)
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of "
-                         f"{', '.join(sorted(EXPERIMENTS))}")
+        known = ", ".join(sorted(EXPERIMENTS))
+        raise ValueError(f"unknown experiment {name!r}; " + (
+            f"choose one of {known}" if known else f"none is registered yet: {STUDIES_HINT}"))
     return EXPERIMENTS[name](profile)
 
 
 def run_experiment(name: str, profile: Profile | str | None = None,
                    split: Split | None = None, force: bool = False,
                    device=None, log=None):
-    """Run (or load) every config of a named experiment; return its table."""
+    """Run (or load) every config of a named experiment; return its table.
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
+    """
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)

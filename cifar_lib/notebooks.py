@@ -274,8 +274,10 @@ def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
     Returns the times recorded by this call (notebook -> s): those of the
     notebooks that trained, or ran for the first time on this device."""
     from cifar_lib.experiments import environment, write_json
+    from cifar_lib.plan import load_studies
     from cifar_lib.report import refresh_readme, refresh_report
 
+    load_studies()  # the report's tables and values
     P = get_profile(profile)
     out_dir = NOTEBOOK_DIR if P.name == "full" else P.root / "notebooks"
     times_path = P.results / "notebook_times.json"

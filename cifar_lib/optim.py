@@ -2,26 +2,20 @@
 
 Optimizers are built from a model (only its trainable parameters) with
 ``make_optimizer(name, model, lr=..., ...)``; new ones join through
-``@register_optimizer``. Schedules are pure functions of the step
+``@register_optimizer`` (from the leaf :mod:`cifar_lib.registry`; the
+DessiLBI optimizer ``"slbi"`` registers in :mod:`cifar_lib.slbi`, which
+:mod:`cifar_lib.engine` imports). Schedules are pure functions of the step
 (:func:`lr_factor`), applied per step by :class:`LRSchedule`.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-OPTIMIZERS: dict[str, Callable] = {}
+from cifar_lib.registry import OPTIMIZERS, register_optimizer  # noqa: F401
 
-
-def register_optimizer(name: str):
-    """Decorator: make ``builder(model, lr, **hyper)`` available by ``name``."""
-    def deco(builder):
-        OPTIMIZERS[name] = builder
-        return builder
-    return deco
 
 
 def trainable(model) -> list[torch.nn.Parameter]:
@@ -327,37 +321,48 @@ class LRSchedule:
 
 
 class EMA:
-    """Exponential moving average of a model's weights and float buffers.
+    """Exponential moving average of a model's weights and float buffers,
+    through torch's :class:`~torch.optim.swa_utils.AveragedModel` and
+    :func:`~torch.optim.swa_utils.get_ema_multi_avg_fn`.
 
     The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so
-    early weights do not linger in a short run; updates are foreach lerps on
-    the device with the count kept in Python (no host sync per step).
+    early weights do not linger in a short run. ``get_ema_multi_avg_fn``
+    takes a fixed decay, so each update builds it with the warmed-up one
+    (the count is kept in Python: no host sync per step). Two details keep
+    the average the one this library always took: ``AveragedModel`` copies
+    the model on its first update, while here the copy made at construction
+    counts as the first average (``n_averaged`` starts at 1), so the first
+    update already mixes; and integer buffers (BatchNorm's
+    ``num_batches_tracked``) are copied, where ``get_ema_multi_avg_fn``
+    would average and truncate them.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        import copy
         if not 0 < decay < 1:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        self.module = copy.deepcopy(model).eval()
+        self.decay, self.n = decay, 0
+        self.averaged = AveragedModel(model, multi_avg_fn=self._average, use_buffers=True)
+        self.averaged.n_averaged.fill_(1)  # the copy is the first average
+        self.module = self.averaged.module.eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
-        self.decay, self.n = decay, 0
 
-    def _pairs(self, model):
-        mine = [*self.module.parameters(), *self.module.buffers()]
-        theirs = [*model.parameters(), *model.buffers()]
-        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
-        others = [(a, b) for a, b in zip(mine, theirs) if not a.is_floating_point()]
-        return floats, others
+    def current_decay(self) -> float:
+        """The decay the next update uses (warmed up)."""
+        return min(self.decay, (1 + self.n) / (10 + self.n))
+
+    @torch.no_grad()
+    def _average(self, mine: list, theirs: list, n_averaged) -> None:
+        """``multi_avg_fn`` of the AveragedModel, called per device and dtype."""
+        if mine[0].is_floating_point():
+            get_ema_multi_avg_fn(self.current_decay())(mine, theirs, n_averaged)
+        else:  # e.g. BatchNorm's num_batches_tracked
+            for a, b in zip(mine, theirs):
+                a.copy_(b)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        floats, others = self._pairs(model)
-        if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [b.detach() for _, b in floats], 1 - d)
-        for a, b in others:  # e.g. BatchNorm's num_batches_tracked
-            a.copy_(b)
+        self.averaged.update_parameters(model)
         self.n += 1
 
     def state_dict(self) -> dict:
@@ -366,6 +371,7 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.n = state["n"]
+        self.averaged.n_averaged.fill_(self.n + 1)
 
 
 def make_ema(model, decay: float) -> EMA:
@@ -376,5 +382,3 @@ def make_ema(model, decay: float) -> EMA:
 def make_swa(model) -> AveragedModel:
     """Equal-weight average for SWA (Izmailov et al. 2018); BN refit at the end."""
     return AveragedModel(model)
-
-from cifar_lib import slbi as _slbi  # noqa: E402,F401  registers "slbi"

@@ -13,6 +13,10 @@ that produced them, so that the notebooks then render from results/ alone.
 
     python -m cifar_lib plan --profile full [--json plan.json]
     python -m cifar_lib run --profile full --budget-min 9
+
+The plan sees every study, so it is one of the entry points that import
+``cifar_lib.studies`` (:func:`load_studies`); it also registers the report
+value ``run_status``.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Callable
 
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.registry import register_value
 
 # Throughput the estimates assume: one H100, bf16 autocast, channels_last,
 # eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
@@ -151,9 +156,9 @@ def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
     arch = experiment_configs("architectures", P)
     core = [(lbl, c, None) for lbl, c in arch if lbl in cls.ARCH_CORE]
     out.append(("core", "architectures", core))
-    for name in cls.ABLATIONS + ("stem",):
-        out.append(("ablations", f"ablation_{name}",
-                    [(lbl, c, None) for lbl, c in experiment_configs(f"ablation_{name}", P)]))
+    for name in cls.ABLATION_EXPERIMENTS.values():
+        out.append(("ablations", name,
+                    [(lbl, c, None) for lbl, c in experiment_configs(name, P)]))
     out.append(("batchnorm", batchnorm.EXPERIMENT,
                 [(lbl, c, batchnorm.run_tag(P, c))
                  for lbl, c in experiment_configs(batchnorm.EXPERIMENT, P)]))
@@ -364,3 +369,17 @@ def status_line(profile=None) -> str:
         line += ("; the [cpu-profile report](runs/cpu/report.md) shows the whole "
                  "study at small scale")
     return line + "."
+
+
+@register_value("run_status")
+def run_status(profile: Profile) -> str:
+    """report.md's status line (value ``run_status``): :func:`status_line`.
+    Registered here rather than in a study, since the plan imports the studies."""
+    return status_line(profile)
+
+
+def load_studies() -> None:
+    """Register every study's experiments, report tables and values (and
+    this module's ``run_status``): what an entry point calls before it looks
+    an experiment or a report block up by name."""
+    import cifar_lib.studies  # noqa: F401

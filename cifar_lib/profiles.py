@@ -86,7 +86,9 @@ def default_profile_name() -> str:
 
 def get_profile(name: "str | Profile | None" = None) -> Profile:
     """The profile called ``name`` (default: see :func:`default_profile_name`);
-    a Profile passes through unchanged."""
+    a Profile passes through unchanged.
+
+    Used by notebooks 00-05 (every report section)."""
     if isinstance(name, Profile):
         return name
     name = name or default_profile_name()

@@ -7,7 +7,9 @@ The report is prose with generated blocks::
     <!-- BEGIN value:best_test_acc -->93.1<!-- END value:best_test_acc -->
 
 A table or value block is filled by a function registered under its name
-(``@register_table``/``@register_value``, taking the profile); a name ending
+(``@register_table``/``@register_value`` of :mod:`cifar_lib.registry`,
+taking the profile; the study modules register theirs, so the entry points
+that refresh a report import ``cifar_lib.studies`` first); a name ending
 in ``@<profile>`` (``table:headline@cpu``) is rendered for that profile
 rather than the report's (README.md uses this); a figure
 block embeds ``figures/<name>`` when the profile has drawn it and says it
@@ -19,33 +21,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Callable
 
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
+from cifar_lib.registry import (STUDIES_HINT, TABLES, VALUES,  # noqa: F401
+                                register_table, register_value)
 
-TABLES: dict[str, Callable] = {}
-VALUES: dict[str, Callable] = {}
 TEMPLATE = REPO / "report.md"
 BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
                    r"(.*?)<!-- END \1:\2 -->", re.S)
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
-
-
-def register_table(name: str):
-    """Decorator: ``fn(profile) -> DataFrame | None`` fills ``table:name``."""
-    def deco(fn):
-        TABLES[name] = fn
-        return fn
-    return deco
-
-
-def register_value(name: str):
-    """Decorator: ``fn(profile) -> str | None`` fills ``value:name``."""
-    def deco(fn):
-        VALUES[name] = fn
-        return fn
-    return deco
 
 
 def markdown_table(df) -> str:
@@ -87,14 +72,9 @@ def notebook_times(profile: Profile):
     return pd.DataFrame(rows).assign(device=", ".join(sorted(device)))
 
 
-def _load_studies():
-    import cifar_lib.studies  # noqa: F401  (registers tables and values)
-
-
 def render_block(kind: str, name: str, arg: str | None, profile: Profile,
                  out_dir: Path) -> str:
     """The Markdown a block holds for ``profile``, links relative to ``out_dir``."""
-    _load_studies()
     if "@" in name:
         name, other = name.split("@", 1)
         profile = get_profile(other)
@@ -105,8 +85,8 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
         return f"*Figure `{name}` is not drawn yet for the {profile.name} profile.*"
     registry = TABLES if kind == "table" else VALUES
     if name not in registry:
-        raise KeyError(f"report block {kind}:{name} has no registered function; "
-                       f"known: {', '.join(sorted(registry))}")
+        raise KeyError(f"report block {kind}:{name} has no registered function "
+                       f"(known: {', '.join(sorted(registry))}); {STUDIES_HINT}")
     out = registry[name](profile)
     if kind == "value":
         return "n/a" if out is None else str(out)

@@ -47,7 +47,8 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from cifar_lib.optim import register_optimizer, trainable
+from cifar_lib.optim import decay_groups, trainable
+from cifar_lib.registry import register_optimizer
 
 KINDS = ("conv", "linear", "other")
 
@@ -504,7 +505,6 @@ def finetune(model: nn.Module, loader, steps: int, pruning: Pruning | None = Non
     """A short fine-tune: SGD momentum 0.9, cosine from ``lr`` to 0 over
     ``steps`` batches, no decay of 1-D parameters; the pruned filters of
     ``pruning`` are zeroed again after every step. Returns the model in eval mode."""
-    from cifar_lib.optim import decay_groups
     opt = torch.optim.SGD(decay_groups(model, weight_decay), lr=lr, momentum=0.9)
     dev = next(model.parameters()).device
     model.train()

@@ -22,7 +22,10 @@ INLINE_WIDTH = 560  # pixels, longest side of the inline copy
 
 
 def setup() -> None:
-    """Seaborn's whitegrid theme and readable default sizes."""
+    """Seaborn's whitegrid theme and readable default sizes.
+
+    Used by notebooks 00, 01, 02, 04, 05 (report sections 1.1, 1.2, 1.3, 2, 3).
+    """
     import seaborn as sns
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight",
@@ -66,7 +69,9 @@ def save(fig, profile: Profile | str | None, name: str, show: bool = True) -> Fi
     """Write ``fig`` to ``<profile>/figures/<name>``, show a small copy, close it.
 
     The file is the same bytes for the same figure (a re-run leaves it as it
-    was); legends and titles outside the axes are kept (tight bounding box)."""
+    was); legends and titles outside the axes are kept (tight bounding box).
+
+    Used by notebooks 00, 01, 02, 04, 05 (report sections 1.1, 1.2, 1.3, 2, 3)."""
     P = get_profile(profile)
     path = FigurePath(P.figures / name)
     _write_figure(fig, path)
@@ -102,7 +107,9 @@ def denormalize(x, mean, std):
 
 def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None):
     """A grid of images (N x 3 x H x W) with optional titles and an optional
-    ``suptitle`` over the grid (e.g. which model's mistakes are shown)."""
+    ``suptitle`` over the grid (e.g. which model's mistakes are shown).
+
+    Used by notebook 00 (report section 1.1)."""
     n = len(images)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15),
@@ -135,13 +142,19 @@ def grouped_bars(groups: dict, classes, ylabel: str, legend: str):
 
 
 def class_balance(counts: dict, classes):
-    """Grouped bars: images per class in each split."""
+    """Grouped bars: images per class in each split.
+
+    Used by notebook 00 (report section 1.1).
+    """
     return grouped_bars({f"{name} ({int(sum(c)):,})": c for name, c in counts.items()},
                         classes, "images per class", "split (total)")
 
 
 def channel_histograms(x):
-    """Pixel-intensity histograms of the R, G and B channels of uint8 images."""
+    """Pixel-intensity histograms of the R, G and B channels of uint8 images.
+
+    Used by notebook 00 (report section 1.1).
+    """
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for c, colour in enumerate(("red", "green", "blue")):
         v = x[:, c].flatten().float()
@@ -198,7 +211,9 @@ def learning_curves(records, labels=None, title=None):
 
     Loss axes are logarithmic only where the losses span more than a decade
     (with plain-number ticks); the legend sits below the panels, inside the
-    figure (constrained layout); more than ten runs take colours from tab20."""
+    figure (constrained layout); more than ten runs take colours from tab20.
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
             ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
@@ -232,7 +247,10 @@ def learning_curves(records, labels=None, title=None):
 
 
 def lr_curves(records, labels=None):
-    """Learning rate each epoch starts with, one line per run."""
+    """Learning rate each epoch starts with, one line per run.
+
+    Used by notebook 01 (report section 1.2).
+    """
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, rec in enumerate(records):
         h = rec["history"]
@@ -247,7 +265,10 @@ def lr_curves(records, labels=None):
 
 def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std",
                        label="label"):
-    """Test accuracy (mean +- std over seeds) against parameters, log x-axis."""
+    """Test accuracy (mean +- std over seeds) against parameters, log x-axis.
+
+    Used by notebook 01 (report section 1.2).
+    """
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, row in enumerate(summary.itertuples(index=False)):
         r = row._asdict()
@@ -393,7 +414,10 @@ def embedding_plot(z, y, classes, title="penultimate features"):
 
 
 def heatmap(table, xlabel: str, ylabel: str, cbar: str, fmt: str = ".1f"):
-    """A labelled heat map of a 2-D DataFrame."""
+    """A labelled heat map of a 2-D DataFrame.
+
+    Used by notebook 02 (report section 1.3).
+    """
     import seaborn as sns
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1 + 0.6 * table.shape[0]))
     sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", ax=ax, cbar_kws={"label": cbar})
@@ -403,7 +427,10 @@ def heatmap(table, xlabel: str, ylabel: str, cbar: str, fmt: str = ".1f"):
 
 
 def image_rows(rows: dict, size: float = 1.1):
-    """One row of images per entry, labelled with its key."""
+    """One row of images per entry, labelled with its key.
+
+    Used by notebook 00 (report section 1.1).
+    """
     names = list(rows)
     n = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(names), n, figsize=(n * size, len(names) * size), squeeze=False)

@@ -57,9 +57,27 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   fi
   echo "$WANT" > "$STAMP"
 fi
-# Make the package importable from any folder (Jupyter starts in notebooks/).
-SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-echo "$ROOT" > "$SITE/cifar_lib_repo.pth"
+# Install this checkout as an editable package (importable from any folder,
+# as Jupyter starts in notebooks/; the `cifar-lib` command), once per place:
+# --no-deps as the packages are in already, and without build isolation
+# where the venv has setuptools, so that no index is needed.
+installed_here() {
+  [ -x "$VENV/bin/cifar-lib" ] && (cd / && PYTHONPATH="" "$VENV/bin/python" - "$ROOT" \
+    >/dev/null 2>&1 <<'PYEOF'
+import pathlib, sys, cifar_lib
+here = pathlib.Path(cifar_lib.__file__).resolve().parent.parent
+sys.exit(here != pathlib.Path(sys.argv[1]).resolve())
+PYEOF
+  )
+}
+if ! installed_here; then
+  echo "[env] installing $ROOT into $VENV (pip install -e . --no-deps)" >&2
+  SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  rm -f "$SITE/cifar_lib_repo.pth"  # written by earlier versions of this script
+  pip_e() { (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet \
+               --disable-pip-version-check --no-deps "$@" -e .); }
+  pip_e --no-build-isolation 2>/dev/null || pip_e
+fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

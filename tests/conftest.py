@@ -19,6 +19,11 @@ if str(REPO) not in sys.path:  # plain `pytest` from anywhere finds cifar_lib
 
 from cifar_lib.data import split_data, synthetic_cifar  # noqa: E402
 from cifar_lib.engine import TrainConfig  # noqa: E402
+from cifar_lib.plan import load_studies  # noqa: E402
+
+# The suite is an entry point: it looks experiments and report blocks up by
+# name, so it registers the studies as the CLI and the notebooks do.
+load_studies()
 
 # Tiny models: one thread is as fast and does not thrash on a shared machine.
 torch.set_num_threads(1)

@@ -1,6 +1,7 @@
 """The command line (`python -m cifar_lib ...`), mostly called in-process."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -88,12 +89,62 @@ def test_diverged_run_exit_code(capsys):
     (["--set", "learning_rate=0.1"], r"unknown config field(s) ['learning_rate']"),
     (["--set", 'augment="rotate"'], "unknown augmentation preset 'rotate'"),
     (["--set", "scheduler=\"cyclic\""], "unknown scheduler 'cyclic'"),
-    (["--model", "resnet9000"], "unknown model 'resnet9000'; registered models:"),
 ])
 def test_bad_values_exit_2(args, message, capsys):
     assert main(["train", "--profile", "smoke", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_unknown_model_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--profile", "smoke", "--model", "resnet9000"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --model: unknown model 'resnet9000'" in err
+    assert "did you mean" in err and "registered models:" in err
+
+
+def _actions(parser, command: str) -> dict:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices[command]._actions}
+
+
+def test_options_with_a_fixed_set_have_choices():
+    from cifar_lib.__main__ import PRIORITY, build_parser
+    from cifar_lib.plan import PRIORITY as PLAN_PRIORITY
+    from cifar_lib.profiles import PROFILES
+    from cifar_lib.registry import EXPERIMENTS
+    ap = build_parser()
+    assert set(_actions(ap, "train")["model"].choices) == set(list_models(aliases=True))
+    assert set(_actions(ap, "experiment")["names"].choices) == set(EXPERIMENTS)
+    assert "00" in _actions(ap, "notebooks")["only"].choices
+    assert _actions(ap, "run")["groups"].choices == PRIORITY == PLAN_PRIORITY
+    for command in ("train", "experiment", "plan", "run", "notebooks", "report"):
+        assert tuple(_actions(ap, command)["profile"].choices) == tuple(PROFILES)
+
+
+def test_every_option_has_help():
+    from cifar_lib.__main__ import build_parser
+    ap = build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    for command, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, f"{command} {action.dest} has no --help text"
+
+
+def test_unknown_experiment_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["experiment", "--profile", "smoke", "ablation_nothing"])
+    assert e.value.code == 2
+    assert "invalid choice: 'ablation_nothing'" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "train" in capsys.readouterr().out
 
 
 def test_bad_profile_is_an_argparse_error(capsys):

@@ -373,7 +373,7 @@ def test_resume_refuses_another_config(tmp_path, small_split):
     {"l1": 1e-4},
     {"grad_clip": 0.5},
     {"augment": "crop_flip_mixup"},
-    {"augment": "crop_flip_cutmix", "loss": "label_smoothing"},
+    {"augment": "crop_flip_cutmix", "label_smoothing": 0.1},
     {"augment": "crop_flip_erase", "loss": "focal"},
     {"loss": "mse", "scheduler": "onecycle"},
     {"optimizer": "adamw_sgd", "lr": 0.005, "scheduler": "step", "warmup_epochs": 1.0},

@@ -392,3 +392,27 @@ def test_config_records_from_before_norm_bias_decay_keep_their_recipe():
     old.pop("norm_bias_decay")
     assert TrainConfig.from_dict(old).norm_bias_decay is True
     assert "norm_bias_decay" not in TrainConfig(weight_decay=0.0).to_dict()
+
+
+def test_ema_is_torch_averaged_model_with_the_warm_up():
+    """EMA through AveragedModel + get_ema_multi_avg_fn gives exactly the
+    average of the earlier hand-written lerp (copy counted as the first
+    average, warm-up decay, integer buffers copied)."""
+    from torch.optim.swa_utils import AveragedModel
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    ema = make_ema(model, 0.9)
+    assert isinstance(ema.averaged, AveragedModel)
+    ref = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for n in range(12):
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        d = min(0.9, (1 + n) / (10 + n))
+        for k, v in model.state_dict().items():
+            ref[k] = ref[k].lerp(v, 1 - d) if v.is_floating_point() else v.clone()
+        ema.update(model)
+    for k, v in ema.module.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    assert ema.module.state_dict()["1.num_batches_tracked"].item() == 12

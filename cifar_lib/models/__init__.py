@@ -1,38 +1,22 @@
-"""Model registry: ``create_model(name, **kw)``, ``list_models()``, ``register``.
+"""Models by name: ``create_model(name, **kw)``, ``list_models()``.
 
 One file per family in this package; each registers its named sizes with
-``@register``. Every model takes 3 x 32 x 32 inputs and ``num_classes``.
+``@register_model`` (from the leaf :mod:`cifar_lib.registry`; ``register``
+here is the same decorator). Every model takes 3 x 32 x 32 inputs and
+``num_classes``.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Callable
 
 import torch.nn as nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
-_FAMILY: dict[str, str] = {}
-_ALIASES: dict[str, str] = {}
+from cifar_lib.registry import (MODEL_ALIASES, MODEL_FAMILY, MODELS,
+                                register_model)
 
-
-def register(fn: Callable | None = None, *, name: str | None = None):
-    """Decorator: register a model builder under ``name`` (default: its own).
-
-    Registering a builder a second time under another name makes an alias
-    (e.g. ``canet`` for ``canet_base``): it can be created by that name but is
-    not listed again, so comparisons over ``list_models()`` train each net once.
-    """
-    def deco(f):
-        key = name or f.__name__
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} is registered twice")
-        target = next((k for k, g in _MODELS.items() if g is f and k not in _ALIASES), None)
-        if target is not None:
-            _ALIASES[key] = target
-        _MODELS[key] = f
-        _FAMILY[key] = f.__module__.rsplit(".", 1)[-1]
-        return f
-    return deco(fn) if fn is not None else deco
+# The registry tables live in the leaf module cifar_lib.registry.
+register = register_model
+_MODELS, _FAMILY, _ALIASES = MODELS, MODEL_FAMILY, MODEL_ALIASES
 
 
 def list_models(family: str | None = None, aliases: bool = False) -> list[str]:
@@ -71,7 +55,10 @@ def model_options(name: str) -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 10, **kw) -> nn.Module:
-    """Build the registered model ``name``; unknown options raise clearly."""
+    """Build the registered model ``name``; unknown options raise clearly.
+
+    Used by notebook 01 (report section 1.2).
+    """
     _check_name(name)
     bad = set(kw) - set(model_options(name))
     if bad:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, build_stages, conv_norm_act, norm_layer
 from cifar_lib.models.resnet import _shortcut
 
@@ -120,26 +120,26 @@ class CANet(StagedNet):
         return maps
 
 
-@register
+@register_model
 def canet_tiny(num_classes=10, act="relu", norm="bn", reduction=8):
     """CANet at width 16 (16-32-64), 0.40M parameters."""
     return CANet(16, (3, 2, 3), num_classes, act, norm, reduction)
 
 
-@register
+@register_model
 def canet_light(num_classes=10, act="relu", norm="bn", reduction=8):
     """CANet at width 32 (32-64-128), 1.57M parameters."""
     return CANet(32, (3, 2, 3), num_classes, act, norm, reduction)
 
 
-@register(name="canet")
-@register
+@register_model(name="canet")
+@register_model
 def canet_base(num_classes=10, act="relu", norm="bn", reduction=8):
     """CANet at width 64 (64-128-256), 6.27M parameters; also ``canet``."""
     return CANet(64, (3, 2, 3), num_classes, act, norm, reduction)
 
 
-@register
+@register_model
 def canet_pro(num_classes=10, act="relu", norm="bn", reduction=8):
     """CANet at width 128 (128-256-512), 25.06M parameters."""
     return CANet(128, (3, 2, 3), num_classes, act, norm, reduction)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, norm_layer
 
 
@@ -60,7 +60,7 @@ class DenseNet(StagedNet):
                     c, num_classes, head)
 
 
-@register
+@register_model
 def densenet121(num_classes=10, growth=32, act="relu", norm="bn"):
     """DenseNet-121 (layers 6-12-24-16, growth 32), 6.96M parameters."""
     return DenseNet((6, 12, 24, 16), growth, 0.5, num_classes, act, norm)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import conv_norm_act
 from cifar_lib.models.resnet import BasicBlock
 
@@ -67,7 +67,7 @@ class DLA(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))))
 
 
-@register
+@register_model
 def dla(num_classes=10, act="relu", norm="bn"):
     """DLA for CIFAR (trees of levels 1-2-2-1), 16.29M parameters."""
     return DLA(num_classes, act=act, norm=norm)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, build_stages, conv_norm_act, norm_layer
 
 
@@ -60,7 +60,7 @@ class DPN(StagedNet):
         self.finish(conv_norm_act(3, 64, act, norm), layers, cout, num_classes)
 
 
-@register
+@register_model
 def dpn26(num_classes=10, act="relu", norm="bn"):
     """DPN-26: 2 dual-path blocks per stage, 11.57M parameters."""
     return DPN(num_blocks=(2, 2, 2, 2), num_classes=num_classes, act=act,

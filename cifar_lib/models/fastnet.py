@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import act_layer
 
 
@@ -67,7 +67,7 @@ class FastNet(nn.Module):
         return self.head(self.pool(x)) * self.scale
 
 
-@register
+@register_model
 def fastnet(num_classes=10, widths=(64, 256, 256), width=1.0, act="gelu", dropout=0.0):
     """FastNet at widths 64-256-256 (about 2M parameters)."""
     return FastNet(num_classes, widths, width, act, dropout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, norm_layer
 
 # expansion t, channels c, repeats n, stride s (of the first repeat)
@@ -63,7 +63,7 @@ class MobileNetV2(StagedNet):
                     1280, num_classes, head)
 
 
-@register
+@register_model
 def mobilenetv2(num_classes=10, act="relu6", norm="bn"):
     """MobileNetV2 for CIFAR, 2.24M parameters (``act`` also takes relu6)."""
     return MobileNetV2(num_classes, act, norm)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, build_stages, norm_layer
 
 
@@ -59,7 +59,7 @@ class PreActResNet(StagedNet):
         self.finish(nn.Conv2d(3, stem, 3, 1, 1, bias=False), layers, cout, num_classes, pool)
 
 
-@register
+@register_model
 def preactresnet18(num_classes=10, act="relu", norm="bn"):
     """PreActResNet-18: blocks (2, 2, 2, 2) at 64-512, 11.17M parameters."""
     return PreActResNet((2, 2, 2, 2), num_classes, act=act, norm=norm)

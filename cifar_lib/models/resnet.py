@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, build_stages, make_stem, norm_layer
 
 
@@ -76,32 +76,32 @@ class ResNet(StagedNet):
         self.finish(make_stem(stem, stem_width, act, norm), layers, cout, num_classes)
 
 
-@register
+@register_model
 def resnet18(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-18: BasicBlock x (2, 2, 2, 2), 11.17M parameters."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, act=act, norm=norm, stem=stem)
 
 
-@register
+@register_model
 def resnet34(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-34: BasicBlock x (3, 4, 6, 3), 21.28M parameters."""
     return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, act=act, norm=norm, stem=stem)
 
 
-@register
+@register_model
 def resnet50(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """ResNet-50: Bottleneck x (3, 4, 6, 3), 23.52M parameters."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, act=act, norm=norm, stem=stem)
 
 
-@register
+@register_model
 def resnet_s2(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """Small ResNet: stem 16, BasicBlock x (2, 2, 2) at 32-64-128, 0.69M."""
     return ResNet(BasicBlock, (2, 2, 2), num_classes, widths=(32, 64, 128),
                   act=act, norm=norm, stem_width=16, stem=stem)
 
 
-@register
+@register_model
 def resnet_s3(num_classes=10, act="relu", norm="bn", stem="cifar"):
     """Small ResNet: stem 16, BasicBlock x (3, 3, 3) at 32-64-128, 1.08M."""
     return ResNet(BasicBlock, (3, 3, 3), num_classes, widths=(32, 64, 128),

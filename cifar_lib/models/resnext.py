@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, act_layer, build_stages, make_stem, norm_layer
 from cifar_lib.models.resnet import _shortcut
 
@@ -66,49 +66,49 @@ class ResNeXt(StagedNet):
         self.finish(make_stem(stem, 64, act, norm), layers, cout, num_classes)
 
 
-@register
+@register_model
 def resnext29_2x32d(num_classes=10, cardinality=2, width=64, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-29 (2x32d): 2 groups of 32 channels, 2.30M parameters."""
     return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext29_2x64d(num_classes=10, cardinality=2, width=128, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-29 (2x64d): 2 groups of 64 channels, 9.13M parameters."""
     return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext29_32x4d(num_classes=10, cardinality=32, width=128, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-29 (32x4d): 32 groups of 4 channels, 4.77M parameters."""
     return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext29_8x64d(num_classes=10, cardinality=8, width=512, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-29 (8x64d): 8 groups of 64 channels, 89.6M parameters."""
     return ResNeXt((3, 3, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext50_2x40d(num_classes=10, cardinality=2, width=80, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-50 (2x40d): 2 groups of 40 channels, 17.30M parameters."""
     return ResNeXt((3, 4, 6, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext50_8x14d(num_classes=10, cardinality=8, width=112, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-50 (8x14d): 8 groups of 14 channels, 20.87M parameters."""
     return ResNeXt((3, 4, 6, 3), cardinality, width, num_classes, act, norm, stem)
 
 
-@register
+@register_model
 def resnext50_32x4d(num_classes=10, cardinality=32, width=128, act="relu",
                     norm="bn", stem="cifar"):
     """ResNeXt-50 (32x4d): 32 groups of 4 channels, 22.99M parameters."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import StagedNet, conv_norm_act, norm_layer
 
 # stage widths for each width multiplier (the paper's Table 5)
@@ -85,13 +85,13 @@ class ShuffleNetV2(StagedNet):
                     num_classes, head)
 
 
-@register
+@register_model
 def shufflenetv2(num_classes=10, act="relu", norm="bn"):
     """ShuffleNetV2 1x (stages 116-232-464), 1.26M parameters."""
     return ShuffleNetV2(1.0, num_classes, act=act, norm=norm)
 
 
-@register
+@register_model
 def shufflenetv2_0_5(num_classes=10, act="relu", norm="bn"):
     """ShuffleNetV2 0.5x (stages 48-96-192), 0.35M parameters."""
     return ShuffleNetV2(0.5, num_classes, act=act, norm=norm)

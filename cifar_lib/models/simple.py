@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import act_layer
 
 
@@ -57,27 +57,27 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register
+@register_model
 def lenet(num_classes=10, act="relu"):
     """LeNet-5, about 62k parameters."""
     return LeNet(num_classes, act)
 
 
-@register
+@register_model
 def cnn3(num_classes=10, filters=(32, 64, 128), head=(), act="relu",
          bn=True, dropout=0.0):
     """Three-block BN CNN 32-64-128 with a linear head, about 114k parameters."""
     return SimpleCNN(num_classes, filters, head, act, bn, dropout)
 
 
-@register
+@register_model
 def cnn3_64(num_classes=10, filters=(64, 128, 256), head=(512, 256),
             act="relu", bn=True, dropout=0.0):
     """Three-block CNN 64-128-256 with an FC head 512-256-K."""
     return SimpleCNN(num_classes, filters, head, act, bn, dropout)
 
 
-@register
+@register_model
 def cnn3_128(num_classes=10, filters=(128, 256, 512), head=(512, 256),
              act="relu", bn=True, dropout=0.0):
     """Three-block CNN 128-256-512 with an FC head 512-256-K."""

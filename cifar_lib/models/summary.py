@@ -63,7 +63,9 @@ class ModelSummary:
 
 def summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 3
             ) -> ModelSummary:
-    """A torchinfo layer table with parameter and FLOP totals (eval mode)."""
+    """A torchinfo layer table with parameter and FLOP totals (eval mode).
+
+    Used by notebook 01 (report section 1.2) and the README."""
     from torchinfo import summary as torchinfo_summary
 
     stats = torchinfo_summary(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.layers import act_layer
 
 CONFIGS = {
@@ -62,37 +62,37 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register
+@register_model
 def vgg_a(num_classes=10, act="relu", width=1.0):
     """The course's VGG-A without BatchNorm (9.75M parameters)."""
     return VGG("A", num_classes, bn=False, act=act, width=width)
 
 
-@register
+@register_model
 def vgg_a_bn(num_classes=10, act="relu", width=1.0):
     """VGG-A with BatchNorm after every conv, before the ReLU."""
     return VGG("A", num_classes, bn=True, act=act, width=width)
 
 
-@register
+@register_model
 def vgg11(num_classes=10, act="relu", width=1.0):
     """VGG-11 (configuration A) with a single linear head, no BN."""
     return VGG("A", num_classes, bn=False, hidden=(), act=act, width=width)
 
 
-@register
+@register_model
 def vgg11_bn(num_classes=10, act="relu", width=1.0):
     """VGG-11 with BatchNorm and a single linear head."""
     return VGG("A", num_classes, bn=True, hidden=(), act=act, width=width)
 
 
-@register
+@register_model
 def vgg16(num_classes=10, act="relu", width=1.0):
     """VGG-16 (configuration D) with a single linear head, no BN."""
     return VGG("D", num_classes, bn=False, hidden=(), act=act, width=width)
 
 
-@register
+@register_model
 def vgg16_bn(num_classes=10, act="relu", width=1.0):
     """VGG-16 with BatchNorm and a single linear head (14.7M parameters)."""
     return VGG("D", num_classes, bn=True, hidden=(), act=act, width=width)

@@ -7,7 +7,7 @@ paper uses 0.3). WRN-28-10 has 36.49M parameters, WRN-16-8 10.96M.
 """
 from __future__ import annotations
 
-from cifar_lib.models import register
+from cifar_lib.registry import register_model
 from cifar_lib.models.preactresnet import PreActResNet
 
 
@@ -22,13 +22,13 @@ def wide_resnet(depth: int, k: int, num_classes=10, dropout=0.0, act="relu",
                         stem=16, act=act, norm=norm, dropout=dropout)
 
 
-@register
+@register_model
 def wrn28_10(num_classes=10, dropout=0.0, act="relu", norm="bn"):
     """WRN-28-10: 4 blocks per stage at 160-320-640, 36.49M parameters."""
     return wide_resnet(28, 10, num_classes, dropout, act, norm)
 
 
-@register
+@register_model
 def wrn16_8(num_classes=10, dropout=0.0, act="relu", norm="bn"):
     """WRN-16-8: 2 blocks per stage at 128-256-512, 10.96M parameters."""
     return wide_resnet(16, 8, num_classes, dropout, act, norm)

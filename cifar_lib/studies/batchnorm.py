@@ -45,11 +45,11 @@ import torch
 from cifar_lib import landscape as L
 from cifar_lib.data import Split
 from cifar_lib.engine import TrainConfig, default_device
-from cifar_lib.experiments import load_model, register_experiment, run, write_json
+from cifar_lib.experiments import load_model, run, write_json
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 EXPERIMENT = "batchnorm"
 MODELS = ("vgg_a", "vgg_a_bn")
@@ -87,7 +87,10 @@ class Sizes:
 
 
 def sizes(profile: Profile | str | None = None) -> Sizes:
-    """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100)."""
+    """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100).
+
+    Used by notebook 04 (report section 2).
+    """
     P = get_profile(profile)
     if P.name == "smoke":
         return Sizes(width=1 / 16, epochs=2, batch_size=P.batch_size,
@@ -216,7 +219,10 @@ def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
 
 def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
               force: bool = False, device=None, log=None) -> list[dict]:
-    """Every run of the study (trained or loaded), in :func:`specs` order."""
+    """Every run of the study (trained or loaded), in :func:`specs` order.
+
+    Used by notebook 04 (report section 2).
+    """
     S = S or sizes(P)
     return [train_run(P, split, s, S, force=force, device=device, log=log)
             for s in specs(S)]
@@ -415,6 +421,8 @@ def runs_table(profile=None):
 
     "final" is the last finished epoch (of a diverged run: the last before
     it diverged); its weights are the ones kept and tested.
+
+    Used by notebook 04 (report section 2).
     """
     import pandas as pd
     P = get_profile(profile)
@@ -435,7 +443,9 @@ def runs_table(profile=None):
 @register_table("bn_probes")
 def probe_table(profile=None):
     """Per setting and model: mean loss range, gradient distance and beta,
-    and the mean lengths of the update probed along and of the gradient."""
+    and the mean lengths of the update probed along and of the gradient.
+
+    Used by notebook 04 (report section 2)."""
     import pandas as pd
     P = get_profile(profile)
     S = sizes(P)
@@ -561,18 +571,33 @@ def last_grad_compare(profile=None):
     return _compare(bn, plain, "narrower", "wider")
 
 
-def _register_probe_values():
-    for setting in ("adam", "sgd"):
-        for key, what in (("loss_range", "loss_range"), ("grad_dist", "gdist"),
-                          ("beta", "beta")):
-            register_value(f"bn_{setting}_{what}_ratio")(
-                lambda profile=None, s=setting, k=key: _ratio(*_probe_means(profile, s, k)))
-            register_value(f"bn_{setting}_{what}_compare")(
-                lambda profile=None, s=setting, k=key:
-                    _compare(*reversed(_probe_means(profile, s, k))))
+# Report values of the per-step probes: name -> (setting, probe, kind), the
+# ratio of the plain network's mean to the BN one's or the two compared.
+PROBE_VALUES = {
+    "bn_adam_loss_range_ratio": ("adam", "loss_range", "ratio"),
+    "bn_adam_loss_range_compare": ("adam", "loss_range", "compare"),
+    "bn_adam_gdist_ratio": ("adam", "grad_dist", "ratio"),
+    "bn_adam_gdist_compare": ("adam", "grad_dist", "compare"),
+    "bn_adam_beta_ratio": ("adam", "beta", "ratio"),
+    "bn_adam_beta_compare": ("adam", "beta", "compare"),
+    "bn_sgd_loss_range_ratio": ("sgd", "loss_range", "ratio"),
+    "bn_sgd_loss_range_compare": ("sgd", "loss_range", "compare"),
+    "bn_sgd_gdist_ratio": ("sgd", "grad_dist", "ratio"),
+    "bn_sgd_gdist_compare": ("sgd", "grad_dist", "compare"),
+    "bn_sgd_beta_ratio": ("sgd", "beta", "ratio"),
+    "bn_sgd_beta_compare": ("sgd", "beta", "compare"),
+}
 
 
-_register_probe_values()
+def probe_value(profile, setting: str, key: str, kind: str):
+    """One entry of :data:`PROBE_VALUES`: ratio or comparison of the means."""
+    means = _probe_means(profile, setting, key)
+    return _ratio(*means) if kind == "ratio" else _compare(*reversed(means))
+
+
+for _name, (_s, _k, _kind) in PROBE_VALUES.items():
+    register_value(_name)(lambda profile=None, s=_s, k=_k, kind=_kind:
+                          probe_value(profile, s, k, kind))
 
 
 @register_value("bn_adam_step_ratio")
@@ -725,10 +750,13 @@ def sgd_trains(profile=None):
     return "; ".join(bad) if bad else "both networks learn"
 
 
-for _m in MODELS:
-    for _s in ("adam", "sgd"):
-        register_value(f"bn_{_s}_val_acc_{_m}")(
-            lambda profile=None, m=_m, s=_s: _acc(profile, m, s))
+# Report values: best validation accuracy of a model in a setting.
+ACC_VALUES = {"bn_adam_val_acc_vgg_a": ("vgg_a", "adam"),
+              "bn_adam_val_acc_vgg_a_bn": ("vgg_a_bn", "adam"),
+              "bn_sgd_val_acc_vgg_a": ("vgg_a", "sgd"),
+              "bn_sgd_val_acc_vgg_a_bn": ("vgg_a_bn", "sgd")}
+for _name, (_m, _s) in ACC_VALUES.items():
+    register_value(_name)(lambda profile=None, m=_m, s=_s: _acc(profile, m, s))
 
 
 # ---------------------------------------------------------------- surfaces
@@ -813,6 +841,8 @@ def measure(P: Profile | str | None, split: Split | None = None, *,
     is there (and not ``force``), it returns without loading weights or
     data (``split`` may then be None). A surface whose run's weights are
     missing or do not match its record retrains that run first.
+
+    Used by notebook 04 (report section 2).
     """
     P = get_profile(P)
     S = S or sizes(P)
@@ -842,7 +872,10 @@ def surfaces(P: Profile, split: Split | None, runs: list[dict] | None = None,
 
 
 def load_surfaces(profile=None, S: Sizes | None = None) -> dict:
-    """The surfaces on disk for the profile's runs, by model name."""
+    """The surfaces on disk for the profile's runs, by model name.
+
+    Used by notebook 04 (report section 2).
+    """
     P = get_profile(profile)
     S = S or sizes(P)
     out = {}
@@ -875,7 +908,9 @@ def surface_centre(surf: dict, key: str = "line") -> float | None:
 @register_table("bn_surfaces")
 def surface_table(profile=None):
     """Loss at the trained weights and its rise along the 1-D direction,
-    with running statistics (eval) and with batch statistics."""
+    with running statistics (eval) and with batch statistics.
+
+    Used by notebook 04 (report section 2)."""
     import pandas as pd
     rows = []
     for m, s in load_surfaces(profile).items():
@@ -937,9 +972,11 @@ def _surface_loss(profile, model):
     return None if c is None else f"{c:.3g}"
 
 
-for _m in MODELS:
-    register_value(f"bn_surface_loss_{_m}")(
-        lambda profile=None, m=_m: _surface_loss(profile, m))
+# Report values: each model's loss at its trained weights.
+SURFACE_LOSS_VALUES = {"bn_surface_loss_vgg_a": "vgg_a",
+                       "bn_surface_loss_vgg_a_bn": "vgg_a_bn"}
+for _name, _m in SURFACE_LOSS_VALUES.items():
+    register_value(_name)(lambda profile=None, m=_m: _surface_loss(profile, m))
 
 
 # ---------------------------------------------------------------- plots
@@ -964,7 +1001,10 @@ def _diverged_note(ax, r, x, y):
 
 
 def plot_curves(runs: list[dict], S: Sizes):
-    """Train/val loss and accuracy per epoch, Adam (course) and large-lr SGD."""
+    """Train/val loss and accuracy per epoch, Adam (course) and large-lr SGD.
+
+    Used by notebook 04 (report section 2).
+    """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False)
@@ -1015,6 +1055,8 @@ def plot_loss_landscape(runs: list[dict], S: Sizes):
 
     A band stops at the first step where one of its runs has no finite loss
     (see :func:`loss_band`); the legend says which run ended it.
+
+    Used by notebook 04 (report section 2).
     """
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -1044,6 +1086,8 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
     Right: band width against the mean loss, so that the networks are
     compared where their loss is the same, not at the same step (faint:
     per step; line: mean per loss bin over the levels both pass through).
+
+    Used by notebook 04 (report section 2).
     """
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -1083,7 +1127,9 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
 
 def plot_probes(runs: list[dict], S: Sizes):
     """The paper's Fig. 4: loss range, gradient predictiveness and beta per
-    probe, along the update each run's optimizer takes."""
+    probe, along the update each run's optimizer takes.
+
+    Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
     for row, setting in enumerate(("adam", "sgd")):
@@ -1121,7 +1167,10 @@ def plot_probes(runs: list[dict], S: Sizes):
 
 
 def plot_last_grad(runs: list[dict], S: Sizes):
-    """Last layer's gradient per step: min-max band across the Adam lrs."""
+    """Last layer's gradient per step: min-max band across the Adam lrs.
+
+    Used by notebook 04 (report section 2).
+    """
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for m in MODELS:
@@ -1143,7 +1192,9 @@ def plot_last_grad(runs: list[dict], S: Sizes):
 
 def plot_surface_1d(surfs: dict):
     """Loss along one filter-normalised direction, both models; BN with its
-    running statistics (solid) and with batch statistics (dashed)."""
+    running statistics (solid) and with batch statistics (dashed).
+
+    Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for m, s in surfs.items():
@@ -1163,7 +1214,9 @@ def plot_surface_1d(surfs: dict):
 
 def plot_surface_2d(surfs: dict):
     """Contours of the loss on a filter-normalised plane, one colour scale
-    (BN on its running statistics, evaluation mode)."""
+    (BN on its running statistics, evaluation mode).
+
+    Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     grids = {m: np.ma.masked_invalid(_arr(np.ravel(s["grid"])).reshape(
@@ -1194,8 +1247,11 @@ def plot_surface_2d(surfs: dict):
 
 
 def report_values(profile=None):
-    """Every ``bn_*`` report value for the profile, as a table."""
+    """Every ``bn_*`` report value for the profile, as a table.
+
+    Used by notebook 04 (report section 2).
+    """
     import pandas as pd
-    from cifar_lib.report import VALUES
+    from cifar_lib.registry import VALUES
     return pd.DataFrame([{"value": k, "text": fn(profile)}
                          for k, fn in sorted(VALUES.items()) if k.startswith("bn_")])

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import (experiment_configs, load_results,
-                                   register_experiment, results_frame,
+from cifar_lib.experiments import (experiment_configs, load_results, results_frame,
                                    summarize, write_json)
 from cifar_lib.profiles import Profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 # FastNet width and ablation epochs per profile (full: sized with
 # `python -m cifar_lib plan` so the whole study fits about 15 minutes on an H100).
@@ -27,7 +26,9 @@ EMA_DECAY = {"smoke": 0.9, "cpu": 0.98, "full": 0.999}
 
 def fast_recipe(profile: Profile, **over) -> TrainConfig:
     """The quick-ablation baseline: FastNet, Nesterov SGD, label smoothing
-    0.2, flip-TTA, one warm-up epoch then linear decay."""
+    0.2, flip-TTA, one warm-up epoch then linear decay.
+
+    Used by notebook 02 (report section 1.3)."""
     epochs = FAST_EPOCHS.get(profile.name, profile.epochs)
     cfg = dict(model="fastnet", model_kw={"width": FAST_WIDTH.get(profile.name, 1.0)},
                optimizer="sgd", lr=0.8, momentum=0.9, nesterov=True,
@@ -86,7 +87,9 @@ def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0,
                 epochs: int | None = None) -> TrainConfig:
     """One recipe for every architecture: Nesterov SGD, lr 0.05 per 128
     images, weight decay 5e-4 (not on norm weights and biases), warm-up then
-    cosine, crop+flip."""
+    cosine, crop+flip.
+
+    Used by notebook 01 (report section 1.2)."""
     bs = profile.batch_size
     epochs = epochs or profile.epochs
     return TrainConfig(model=model, model_kw=model_kw, optimizer="sgd",
@@ -98,7 +101,10 @@ def arch_recipe(profile: Profile, model: str, model_kw: dict, seed: int = 0,
 
 
 def arch_models(profile: Profile) -> list[tuple[str, str, dict]]:
-    """(label, model, options) trained by the architecture comparison."""
+    """(label, model, options) trained by the architecture comparison.
+
+    Used by notebook 01 (report section 1.2).
+    """
     if profile.name == "smoke":
         return ARCH_SMOKE
     if profile.name == "cpu":
@@ -219,10 +225,18 @@ def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
 
 ABLATIONS = ("optimizers", "schedulers", "losses", "activations", "regularisation",
              "augmentation", "lr_grid", "batch_size")
+# The experiment (and report table) of each ablation, spelled out so that
+# every name report.md uses can be found in the code.
+ABLATION_EXPERIMENTS = {
+    "optimizers": "ablation_optimizers", "schedulers": "ablation_schedulers",
+    "losses": "ablation_losses", "activations": "ablation_activations",
+    "regularisation": "ablation_regularisation", "augmentation": "ablation_augmentation",
+    "lr_grid": "ablation_lr_grid", "batch_size": "ablation_batch_size",
+    "stem": "ablation_stem"}
 
 
 def _register_ablation(name: str):
-    @register_experiment(f"ablation_{name}")
+    @register_experiment(ABLATION_EXPERIMENTS[name])
     def spec(profile: Profile):
         return _seeded(profile, ablations(profile)[name])
     spec.__doc__ = f"Ablation of {name.replace('_', ' ')} on the FastNet baseline."
@@ -254,6 +268,8 @@ def records(name: str, profile: Profile) -> list[dict]:
 
     Runs on disk whose config is no longer in the spec are left out; where a
     config was run twice (e.g. on two data sources) the newest is used.
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
     """
     by_config = {}
     for rec in load_results(name, profile):
@@ -267,7 +283,10 @@ def records(name: str, profile: Profile) -> list[dict]:
 
 
 def first_seed(recs: list[dict]) -> list[dict]:
-    """One record per label: the lowest seed's (for learning-curve plots)."""
+    """One record per label: the lowest seed's (for learning-curve plots).
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3).
+    """
     out: dict[str, dict] = {}
     for r in sorted(recs, key=lambda r: r["config"]["seed"]):
         out.setdefault(r["label"], r)
@@ -329,6 +348,8 @@ def measure(profile: Profile, split, *, force: bool = False, device=None, log=No
     Skipped when they are stored for the current runs (no weights needed);
     otherwise the models are loaded (trained when their weights are not on
     this machine). The budgeted runner calls it right after those runs.
+
+    Used by notebook 03 (report section 1.4).
     """
     from cifar_lib import analysis, viz
     if not force and vis_stored(profile):
@@ -428,7 +449,9 @@ def draw_embedding(profile: Profile, net, test, split) -> None:
 
 def show(profile: Profile, *names: str):
     """Stored figures as Markdown image links (relative to the executed
-    notebook, which sits beside the profile's figures/)."""
+    notebook, which sits beside the profile's figures/).
+
+    Used by notebook 03 (report section 1.4)."""
     from IPython.display import Markdown
     return Markdown("\n\n".join(f"![{n}](../figures/{n})" for n in names))
 
@@ -446,6 +469,7 @@ def save_calibration(profile: Profile, rows: dict) -> None:
 
 @register_table("calibration")
 def calibration_table(profile: Profile):
+    """Used by notebook 03 (report section 1.4)."""
     import pandas as pd
     s = _read(profile, "summaries", "calibration.json")
     if not s:
@@ -465,7 +489,10 @@ def _pm(mean, std, scale=100.0, digits=1):
 
 
 def summary_table(recs: list[dict]):
-    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status."""
+    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status.
+
+    Used by notebook 02 (report section 1.3).
+    """
     import pandas as pd
     if not recs:
         return None
@@ -482,7 +509,10 @@ def summary_table(recs: list[dict]):
 
 
 def arch_summary(profile: Profile):
-    """Architecture table data: accuracy, parameters, FLOPs, time, images/s."""
+    """Architecture table data: accuracy, parameters, FLOPs, time, images/s.
+
+    Used by notebook 01 (report section 1.2).
+    """
     import pandas as pd
     recs = records("architectures", profile)
     if not recs:
@@ -498,6 +528,7 @@ def arch_summary(profile: Profile):
 
 @register_table("architectures")
 def arch_table(profile: Profile):
+    """Used by notebook 01 (report section 1.2)."""
     s = arch_summary(profile)
     if s is None:
         return None
@@ -517,21 +548,24 @@ def arch_table(profile: Profile):
 
 
 def lr_grid_table(recs: list[dict]):
-    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule."""
+    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule.
+
+    Used by notebook 02 (report section 1.3).
+    """
     df = results_frame(recs)
     df["test acc (%)"] = 100 * df["test_acc"].astype(float)
     return df.pivot_table(index="lr", columns="scheduler", values="test acc (%)",
                           aggfunc="mean").sort_index(ascending=False)
 
 
-def _register_ablation_table(name: str):
-    @register_table(f"ablation_{name}")
+def _register_ablation_table(experiment: str):
+    @register_table(experiment)
     def table(profile: Profile):
-        return summary_table(records(f"ablation_{name}", profile))
+        return summary_table(records(experiment, profile))
 
 
-for _name in ABLATIONS + ("stem",):
-    _register_ablation_table(_name)
+for _experiment in ABLATION_EXPERIMENTS.values():
+    _register_ablation_table(_experiment)
 
 
 # ---------------------------------------------------------------- data summary
@@ -550,7 +584,10 @@ def data_summary(split) -> dict:
 
 
 def save_data_summary(split, profile: Profile) -> dict:
-    """Write :func:`data_summary` to results/summaries/data.json."""
+    """Write :func:`data_summary` to results/summaries/data.json.
+
+    Used by notebook 00 (report section 1.1).
+    """
     summary = data_summary(split)
     write_json(summary, profile.results / "summaries" / "data.json")
     return summary
@@ -558,7 +595,9 @@ def save_data_summary(split, profile: Profile) -> dict:
 
 def save_arch_costs(profile: Profile) -> dict:
     """Parameters and forward MFLOPs (32x32 input) of each compared model,
-    to results/summaries/arch_costs.json."""
+    to results/summaries/arch_costs.json.
+
+    Used by notebook 01 (report section 1.2)."""
     from cifar_lib.models import count_params, create_model
     from cifar_lib.models.summary import count_flops
     costs = {}
@@ -576,6 +615,7 @@ def _read(profile: Profile, *parts):
 
 @register_table("data")
 def data_table(profile: Profile):
+    """Used by notebook 00 (report section 1.1)."""
     import pandas as pd
     s = _read(profile, "summaries", "data.json")
     if s is None:
@@ -588,6 +628,7 @@ def data_table(profile: Profile):
 
 @register_table("data_stats")
 def data_stats_table(profile: Profile):
+    """Used by notebook 00 (report section 1.1)."""
     import pandas as pd
     from cifar_lib.data import CIFAR10_MEAN, CIFAR10_STD
     s = _read(profile, "summaries", "data.json")
@@ -641,12 +682,6 @@ def benchmarks_table(profile: Profile):
 def benchmark_device(profile: Profile):
     b = _read(profile, "benchmarks.json")
     return None if not b else f"{b['device']}, torch {b['torch']}, {b['data']}"
-
-
-@register_value("run_status")
-def run_status(profile: Profile):
-    from cifar_lib.plan import status_line
-    return status_line(profile)
 
 
 @register_value("best_model")

@@ -21,11 +21,10 @@ import statistics
 
 from cifar_lib import slbi
 from cifar_lib.engine import TrainConfig, evaluate, make_loaders
-from cifar_lib.experiments import (load_results, register_experiment, trained_model,
-                                   write_json)
+from cifar_lib.experiments import load_results, trained_model, write_json
 from cifar_lib.optim import lr_factor
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.report import register_table, register_value
+from cifar_lib.registry import register_experiment, register_table, register_value
 
 EXPERIMENT = "dessilbi"
 MEASURE_FILE = "dessilbi_measure.json"   # under the profile's results/
@@ -117,7 +116,10 @@ def _path_time(per_epoch, epochs, warmup_epochs, lr, floor, nu) -> float:
 
 
 def sizes(P: Profile) -> Sizes:
-    """The study's sizes and hyper-parameters for profile ``P`` (or its name)."""
+    """The study's sizes and hyper-parameters for profile ``P`` (or its name).
+
+    Used by notebook 05 (report section 3).
+    """
     P = get_profile(P)
     kw = _PROFILE_SIZES.get(P.name, _PROFILE_SIZES["full"])
     train = P.train_size or 45000
@@ -143,7 +145,10 @@ def recipe(P: Profile, optimizer: str, seed: int = 0) -> TrainConfig:
 
 @register_experiment(EXPERIMENT)
 def configs(P: Profile) -> list[tuple[str, TrainConfig]]:
-    """SLBI and SGD runs, one of each per seed."""
+    """SLBI and SGD runs, one of each per seed.
+
+    Used by notebook 05 (report section 3).
+    """
     return [(label, recipe(P, opt, s)) for s in sizes(P).seeds
             for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]
 
@@ -189,7 +194,10 @@ def _key(P: Profile, runs: dict[str, list[dict]]) -> dict:
 
 
 def measured(P: Profile) -> dict | None:
-    """The stored measurements of the current runs (None when absent or stale)."""
+    """The stored measurements of the current runs (None when absent or stale).
+
+    Used by notebook 05 (report section 3).
+    """
     P = get_profile(P)
     path = P.results / MEASURE_FILE
     runs = runs_on_disk(P)
@@ -211,6 +219,8 @@ def measure(P: Profile, split, *, force: bool = False, device=None, log=None) ->
     stored file matches the current runs and sizes, or (with a message) when
     the runs are not all on disk; a run whose checkpoint is missing is
     trained again.
+
+    Used by notebook 05 (report section 3).
     """
     P = get_profile(P)
     if measured(P) is not None and not force:
@@ -347,7 +357,10 @@ def curves_frame(data: dict):
 
 # ---------------------------------------------------------------- figures
 def plot_curves(runs: dict[str, dict]):
-    """Training loss and train/validation accuracy per epoch, one colour per optimizer."""
+    """Training loss and train/validation accuracy per epoch, one colour per optimizer.
+
+    Used by notebook 05 (report section 3).
+    """
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for (label, rec), c in zip(runs.items(), ("C0", "C1", "C2")):
@@ -367,7 +380,10 @@ def plot_curves(runs: dict[str, dict]):
 
 
 def plot_path(record: dict):
-    """Share of each layer's filters (conv) or weights (linear) in Gamma's support per epoch."""
+    """Share of each layer's filters (conv) or weights (linear) in Gamma's support per epoch.
+
+    Used by notebook 05 (report section 3).
+    """
     import matplotlib.pyplot as plt
     h = [r for r in record["history"] if "slbi_support" in r]
     if not h:
@@ -397,7 +413,9 @@ def plot_path(record: dict):
 def plot_pruning(data: dict, P: Profile):
     """Accuracy kept (% of each network's own unpruned accuracy, mean over seeds)
     against % of filters pruned, one panel per layer group; in the all-convs
-    panel, dotted: after BN re-estimation."""
+    panel, dotted: after BN re-estimation.
+
+    Used by notebook 05 (report section 3)."""
     import matplotlib.pyplot as plt
     df = curves_frame(data)
     groups = list(dict.fromkeys(df["layer"]))
@@ -446,7 +464,10 @@ def _tiles(w):
 
 def plot_filters(data: dict, fraction: float = 0.5,
                  rows=(("SLBI", "path"), ("SLBI", "bn"), ("SGD", "bn"))):
-    """The filters of one conv layer (first seed), kept first, pruned ones crossed out."""
+    """The filters of one conv layer (first seed), kept first, pruned ones crossed out.
+
+    Used by notebook 05 (report section 3).
+    """
     import matplotlib.pyplot as plt
     import torch
     fd = data["seeds"][0]["filters"]
@@ -486,7 +507,10 @@ _ORDER_NAMES = {"path": "path order", "bn": "|BN scale|", "magnitude": "filter n
 
 @register_table("slbi_runs")
 def runs_table(P: Profile):
-    """Accuracy, time and final sparsity of Gamma for SLBI and SGD (mean over seeds)."""
+    """Accuracy, time and final sparsity of Gamma for SLBI and SGD (mean over seeds).
+
+    Used by notebook 05 (report section 3).
+    """
     import pandas as pd
     rows = []
     for label, recs in runs_on_disk(P).items():
@@ -513,7 +537,9 @@ def runs_table(P: Profile):
 @register_table("slbi_path")
 def path_table(P: Profile):
     """Per conv layer of the SLBI run(s): filters, share in Gamma's support, entry
-    epochs, and accuracy kept when only that layer is cut to the support (mean over seeds)."""
+    epochs, and accuracy kept when only that layer is cut to the support (mean over seeds).
+
+    Used by notebook 05 (report section 3)."""
     import pandas as pd
     recs = runs_on_disk(P).get("SLBI")
     if not recs:
@@ -544,7 +570,9 @@ def path_table(P: Profile):
 @register_table("slbi_pruning")
 def pruning_table(P: Profile):
     """Accuracy kept (% of the network's own unpruned accuracy, mean over seeds)
-    at a few pruning fractions, per panel and method."""
+    at a few pruning fractions, per panel and method.
+
+    Used by notebook 05 (report section 3)."""
     data = measured(P)
     if data is None:
         return None
@@ -563,7 +591,9 @@ def pruning_table(P: Profile):
 def after_table(P: Profile):
     """Test accuracy (%) after pruning: as pruned, after BN re-estimation, after the
     short fine-tune (mean over seeds); the SLBI network cut to Gamma's support and
-    every method at the fine-tuning fraction of every conv layer."""
+    every method at the fine-tuning fraction of every conv layer.
+
+    Used by notebook 05 (report section 3)."""
     import pandas as pd
     data = measured(P)
     if data is None:

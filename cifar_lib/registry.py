@@ -1,0 +1,82 @@
+"""Every name-to-function table of the library, in one leaf module.
+
+Models, optimizers, named experiments (with their custom runners) and the
+report's tables and values register here with a decorator. This module
+imports nothing of ``cifar_lib``, so any module can register without an
+import cycle; the modules that *use* a table (``models``, ``optim``,
+``experiments``, ``report``) read it from here. Study modules fill
+``EXPERIMENTS``, ``RUNNERS``, ``TABLES`` and ``VALUES`` when imported, and
+only the entry points import them (``python -m cifar_lib``, the notebooks,
+``plan``), through ``import cifar_lib.studies``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+MODELS: dict[str, Callable] = {}         # name -> builder(num_classes=, **kw)
+MODEL_FAMILY: dict[str, str] = {}        # name -> family (its file)
+MODEL_ALIASES: dict[str, str] = {}       # alias -> the name it stands for
+OPTIMIZERS: dict[str, Callable] = {}     # name -> builder(model, lr, **hyper)
+EXPERIMENTS: dict[str, Callable] = {}    # name -> spec(profile) -> [(label, cfg)]
+RUNNERS: dict[str, Callable] = {}        # name -> runner(profile, split, ...)
+TABLES: dict[str, Callable] = {}         # report ``table:name`` -> fn(profile)
+VALUES: dict[str, Callable] = {}         # report ``value:name`` -> fn(profile)
+
+STUDIES_HINT = ("the study modules register them: import cifar_lib.studies "
+                "first (the CLI, the notebooks and plan do)")
+
+
+def register_model(fn: Callable | None = None, *, name: str | None = None):
+    """Decorator: register a model builder under ``name`` (default: its own).
+
+    Registering a builder a second time under another name makes an alias
+    (e.g. ``canet`` for ``canet_base``): it can be created by that name but is
+    not listed again, so comparisons over ``list_models()`` train each net once.
+    """
+    def deco(f):
+        key = name or f.__name__
+        if key in MODELS:
+            raise ValueError(f"model {key!r} is registered twice")
+        target = next((k for k, g in MODELS.items()
+                       if g is f and k not in MODEL_ALIASES), None)
+        if target is not None:
+            MODEL_ALIASES[key] = target
+        MODELS[key] = f
+        MODEL_FAMILY[key] = f.__module__.rsplit(".", 1)[-1]
+        return f
+    return deco(fn) if fn is not None else deco
+
+
+def _into(table: dict, name: str, what: str):
+    def deco(fn):
+        table[name] = fn
+        return fn
+    deco.__doc__ = f"Register ``fn`` as the {what} {name!r}."
+    return deco
+
+
+def register_optimizer(name: str):
+    """Decorator: make ``builder(model, lr, **hyper)`` available by ``name``."""
+    return _into(OPTIMIZERS, name, "optimizer")
+
+
+def register_experiment(name: str, runner: Callable | None = None):
+    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
+
+    An experiment that records more than ``experiments.run`` does by default
+    (hooks, tags) gives ``runner(profile, split, force=, device=, log=) ->
+    [record]``, which ``experiments.run_experiment`` then calls instead.
+    """
+    if runner is not None:
+        RUNNERS[name] = runner
+    return _into(EXPERIMENTS, name, "experiment")
+
+
+def register_table(name: str):
+    """Decorator: ``fn(profile) -> DataFrame | None`` fills ``table:name``."""
+    return _into(TABLES, name, "report table")
+
+
+def register_value(name: str):
+    """Decorator: ``fn(profile) -> str | None`` fills ``value:name``."""
+    return _into(VALUES, name, "report value")
