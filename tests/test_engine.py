@@ -35,7 +35,7 @@ def same_params(a: nn.Module, b: nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"model": "resnet9000"}, "unknown model 'resnet9000'; registered models: .*cnn3"),
+    ({"model": "resnet9000"}, "unknown model 'resnet9000'.*registered models: .*cnn3"),
     ({"model": "cnn3", "model_kw": {"depth": 3}},
      r"model 'cnn3' has no option\(s\) \['depth'\]; valid: filters"),
     ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose one of .*adamw"),
