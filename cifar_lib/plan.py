@@ -262,22 +262,21 @@ def _trainer(job: Job) -> Callable:
                                      label=job.label, log=log)
 
 
-def _post_steps(P: Profile) -> list[tuple[str, set, Callable]]:
-    """(name, groups whose runs it needs, fn(P, split, log)) of every
-    measurement that needs weights."""
+def _post_steps(P: Profile) -> list[tuple[str, set, Callable, Callable]]:
+    """(name, groups it belongs to, needs(job): whether it needs that run's
+    weights, fn(P, split, log)) of every measurement that needs weights."""
     from cifar_lib.studies import batchnorm, classification, dessilbi
-    return [("visualisation (notebook 03)", {"core", "zoo"}, classification.measure),
-            ("BatchNorm surfaces (notebook 04)", {"batchnorm"}, batchnorm.measure),
-            ("DessiLBI pruning (notebook 05)", {"dessilbi"}, dessilbi.measure)]
+    vis = set(classification.VIS_MODELS) | {classification.ATTENTION_MODEL}
 
-
-def _post_ready(P: Profile, jobs: list[Job], groups: set, name: str) -> bool:
-    from cifar_lib.studies import classification
-    if name.startswith("visualisation"):  # needs the models notebook 03 draws
-        want = set(classification.VIS_MODELS) | {classification.ATTENTION_MODEL}
-        return all(j.done for j in jobs if j.experiment == "architectures"
-                   and j.label in want and j.cfg.seed == P.seeds[0])
-    return all(j.done for j in jobs if j.group in groups)
+    def in_group(group):
+        return lambda j: j.group == group
+    return [("visualisation (notebook 03)", {"core", "zoo"},
+             lambda j: j.experiment == "architectures" and j.label in vis
+             and j.cfg.seed == P.seeds[0], classification.measure),
+            ("BatchNorm surfaces (notebook 04)", {"batchnorm"}, in_group("batchnorm"),
+             batchnorm.measure),
+            ("DessiLBI pruning (notebook 05)", {"dessilbi"}, in_group("dessilbi"),
+             dessilbi.measure)]
 
 
 def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
@@ -306,8 +305,8 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         return budget - (time.perf_counter() - t0)
 
     def do_posts():
-        for name, groups, fn in posts:
-            if name not in posted and _post_ready(P, jobs, groups, name):
+        for name, _, needs, fn in posts:
+            if name not in posted and all(j.done for j in jobs if needs(j)):
                 log(f"[run] {name}: measuring ({left() / 60:.1f} min left)")
                 s = time.perf_counter()
                 fn(P, split, log=log)
@@ -319,7 +318,7 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         if j.done:
             continue
         est = j.est_s * ratio
-        reserve = POST_RESERVE_S * sum(name not in posted for name, _, _ in posts)
+        reserve = POST_RESERVE_S * sum(p[0] not in posted for p in posts)
         if est + reserve > left():
             skipped.append(j)
             continue
