@@ -52,7 +52,8 @@ def _train(args) -> int:
 
 
 def _experiment(args) -> int:
-    from cifar_lib.experiments import profile_split, run_experiment, summarize
+    from cifar_lib.experiments import (profile_split, results_frame, run_experiment,
+                                       summarize)
     from cifar_lib.plan import load_studies
     from cifar_lib.profiles import get_profile
 
@@ -60,7 +61,7 @@ def _experiment(args) -> int:
     P = get_profile(args.profile)
     split = profile_split(P, args.data_root)
     for name in args.names:
-        df = run_experiment(name, P, split, force=args.force, log=print)
+        df = results_frame(run_experiment(name, P, split, force=args.force, log=print))
         print(f"\n== {name} ({P.name})")
         print(summarize(df).to_string(index=False))
     return 0

@@ -26,7 +26,7 @@ from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, 
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
 from cifar_lib.registry import (EXPERIMENTS, RUNNERS,  # noqa: F401  (re-exported)
-                                STUDIES_HINT, register_experiment)
+                                STUDIES_HINT, TAGS, register_experiment)
 
 
 def environment(device=None) -> dict:
@@ -265,10 +265,19 @@ def load_model(record: dict, profile: Profile | str | None = None, device="cpu")
     return load_checkpoint(profile.root / record["weights"]).to(device).eval()
 
 
+def _read_record(path: Path) -> dict | None:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged record is left out (and its run trained again)
+    return rec if isinstance(rec, dict) and "config" in rec and "run" in rec else None
+
+
 def load_results(experiment: str, profile: Profile | str | None = None) -> list[dict]:
-    """Every run record of ``experiment`` under the profile, oldest first."""
+    """Every run record of ``experiment`` under the profile, oldest first
+    (damaged files and other JSON, such as stored measurements, left out)."""
     profile = get_profile(profile)
-    recs = [json.loads(p.read_text()) for p in (profile.results / experiment).glob("*.json")]
+    recs = filter(None, map(_read_record, (profile.results / experiment).glob("*.json")))
     return sorted(recs, key=lambda r: (r.get("created", ""), r["run"]))
 
 
@@ -313,19 +322,56 @@ def experiment_configs(name: str, profile: Profile | str | None = None):
     return EXPERIMENTS[name](profile)
 
 
+def experiment_records(name: str, profile: Profile | str | None = None, *,
+                       pairs=None, data: dict | None = None,
+                       ok_only: bool = False) -> list[dict]:
+    """The records on disk of a named experiment's current configs, in its
+    spec order, each with the spec's label: the one record lookup of every
+    study.
+
+    A record counts when its config equals a config of the spec (``pairs``:
+    these ``(label, config)`` instead) and its tag the one the experiment
+    records it with (``register_experiment(..., tag=)``); where a config ran
+    twice (e.g. on two data sources) the newest is used, or the one on
+    ``data`` when given. Configs without a record are left out, as are
+    diverged runs with ``ok_only``.
+
+    Used by notebooks 01-05 through their study's ``records``.
+    """
+    profile = get_profile(profile)
+    pairs = experiment_configs(name, profile) if pairs is None else pairs
+    tag_of = TAGS.get(name, lambda P, cfg: None)
+    newest: dict[tuple, dict] = {}
+    for rec in load_results(name, profile):  # oldest first: the newest wins
+        if data is not None and rec.get("data") != data:
+            continue
+        if ok_only and rec.get("status") != "ok":
+            continue
+        key = (json.dumps(rec["config"], sort_keys=True),
+               json.dumps(rec.get("tag"), sort_keys=True))
+        newest[key] = rec
+    out = []
+    for label, cfg in pairs:
+        key = (json.dumps(cfg.to_dict(), sort_keys=True),
+               json.dumps(tag_of(profile, cfg), sort_keys=True))
+        if key in newest:
+            out.append({**newest[key], "label": label})
+    return out
+
+
 def run_experiment(name: str, profile: Profile | str | None = None,
                    split: Split | None = None, force: bool = False,
-                   device=None, log=None):
-    """Run (or load) every config of a named experiment; return its table.
+                   device=None, log=None) -> list[dict]:
+    """Run (or load) every config of a named experiment; return the records,
+    in spec order (``results_frame`` makes them a table).
 
-    Used by notebooks 01, 02 (report sections 1.2, 1.3).
+    The one way a notebook trains: every notebook (01-05) and the CLI's
+    ``experiment`` command call it with the experiment's name.
     """
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)
     if name in RUNNERS:
-        records = RUNNERS[name](profile, split, force=force, device=device, log=log)
-    else:
-        records = [run(cfg, split, name, profile, label=label, force=force,
-                       device=device, log=log) for label, cfg in pairs]
-    return results_frame(records)
+        return RUNNERS[name](profile, split, force=force, device=device, log=log)
+    return [run(cfg, split, name, profile, label=label, force=force,
+                device=device, log=log) for label, cfg in pairs]

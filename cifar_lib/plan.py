@@ -29,7 +29,7 @@ from typing import Callable
 
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_value
+from cifar_lib.registry import register_values
 
 # Throughput the estimates assume: one H100, bf16 autocast, channels_last,
 # eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
@@ -370,11 +370,12 @@ def status_line(profile=None) -> str:
     return line + "."
 
 
-@register_value("run_status")
-def run_status(profile: Profile) -> str:
-    """report.md's status line (value ``run_status``): :func:`status_line`.
-    Registered here rather than in a study, since the plan imports the studies."""
-    return status_line(profile)
+@register_values
+def values(profile: Profile) -> dict:
+    """The report values of the plan: report.md's status line (``run_status``,
+    :func:`status_line`). Here rather than in a study, since the plan
+    imports the studies."""
+    return {"run_status": status_line(profile)}
 
 
 def load_studies() -> None:

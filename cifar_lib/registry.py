@@ -1,11 +1,12 @@
 """Every name-to-function table of the library, in one leaf module.
 
-Models, optimizers, named experiments (with their custom runners) and the
-report's tables and values register here with a decorator. This module
-imports nothing of ``cifar_lib``, so any module can register without an
-import cycle; the modules that *use* a table (``models``, ``optim``,
-``experiments``, ``report``) read it from here. Study modules fill
-``EXPERIMENTS``, ``RUNNERS``, ``TABLES`` and ``VALUES`` when imported, and
+Models, optimizers, named experiments (with their custom runners and
+recording tags), the report's tables and each study's ``values(profile)``
+register here with a decorator. This module imports nothing of
+``cifar_lib``, so any module can register without an import cycle; the
+modules that *use* a table (``models``, ``optim``, ``experiments``,
+``report``) read it from here. Study modules fill ``EXPERIMENTS``,
+``RUNNERS``, ``TAGS``, ``TABLES`` and ``VALUE_SOURCES`` when imported, and
 only the entry points import them (``python -m cifar_lib``, the notebooks,
 ``plan``), through ``import cifar_lib.studies``.
 """
@@ -19,8 +20,9 @@ MODEL_ALIASES: dict[str, str] = {}       # alias -> the name it stands for
 OPTIMIZERS: dict[str, Callable] = {}     # name -> builder(model, lr, **hyper)
 EXPERIMENTS: dict[str, Callable] = {}    # name -> spec(profile) -> [(label, cfg)]
 RUNNERS: dict[str, Callable] = {}        # name -> runner(profile, split, ...)
+TAGS: dict[str, Callable] = {}           # name -> tag(profile, cfg): a run's recording tag
 TABLES: dict[str, Callable] = {}         # report ``table:name`` -> fn(profile)
-VALUES: dict[str, Callable] = {}         # report ``value:name`` -> fn(profile)
+VALUE_SOURCES: dict[str, Callable] = {}  # study -> values(profile) -> {name: str | None}
 
 STUDIES_HINT = ("the study modules register them: import cifar_lib.studies "
                 "first (the CLI, the notebooks and plan do)")
@@ -60,15 +62,20 @@ def register_optimizer(name: str):
     return _into(OPTIMIZERS, name, "optimizer")
 
 
-def register_experiment(name: str, runner: Callable | None = None):
+def register_experiment(name: str, runner: Callable | None = None,
+                        tag: Callable | None = None):
     """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
 
     An experiment that records more than ``experiments.run`` does by default
     (hooks, tags) gives ``runner(profile, split, force=, device=, log=) ->
-    [record]``, which ``experiments.run_experiment`` then calls instead.
+    [record]``, which ``experiments.run_experiment`` then calls instead, and
+    ``tag(profile, cfg) -> dict | None``, the tag its runs are saved under
+    (``experiments.experiment_records`` matches it).
     """
     if runner is not None:
         RUNNERS[name] = runner
+    if tag is not None:
+        TAGS[name] = tag
     return _into(EXPERIMENTS, name, "experiment")
 
 
@@ -77,6 +84,27 @@ def register_table(name: str):
     return _into(TABLES, name, "report table")
 
 
+def register_values(fn: Callable):
+    """Decorator: a study's ``values(profile) -> {name: str | None}``.
+
+    It returns every ``value:name`` block of the report that the study
+    fills, each name spelled out, None where the results are not on disk.
+    """
+    key = f"{fn.__module__}.{fn.__qualname__}"
+    VALUE_SOURCES[key] = fn
+    return fn
+
+
+# Transitional (removed once every study gives ``values(profile)``).
+VALUES: dict[str, Callable] = {}
+
+
 def register_value(name: str):
-    """Decorator: ``fn(profile) -> str | None`` fills ``value:name``."""
     return _into(VALUES, name, "report value")
+
+
+def _legacy_values(profile) -> dict:
+    return {name: fn(profile) for name, fn in VALUES.items()}
+
+
+VALUE_SOURCES["legacy"] = _legacy_values

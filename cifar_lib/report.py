@@ -6,10 +6,12 @@ The report is prose with generated blocks::
     <!-- BEGIN figure:arch_curves.png | Learning curves -->  ...  <!-- END figure:arch_curves.png -->
     <!-- BEGIN value:best_test_acc -->93.1<!-- END value:best_test_acc -->
 
-A table or value block is filled by a function registered under its name
-(``@register_table``/``@register_value`` of :mod:`cifar_lib.registry`,
-taking the profile; the study modules register theirs, so the entry points
-that refresh a report import ``cifar_lib.studies`` first); a name ending
+A table block is filled by the function registered under its name
+(``@register_table`` of :mod:`cifar_lib.registry`, taking the profile); a
+value block by the entry of that name in a study's ``values(profile)``
+dict (``@register_values``; :func:`values` merges them). The study modules
+register theirs, so the entry points that refresh a report import
+``cifar_lib.studies`` first. A name ending
 in ``@<profile>`` (``table:headline@cpu``) is rendered for that profile
 rather than the report's (README.md uses this); a figure
 block embeds ``figures/<name>`` when the profile has drawn it and says it
@@ -24,8 +26,8 @@ from pathlib import Path
 
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
-from cifar_lib.registry import (STUDIES_HINT, TABLES, VALUES,  # noqa: F401
-                                register_table, register_value)
+from cifar_lib.registry import (STUDIES_HINT, TABLES, VALUE_SOURCES,  # noqa: F401
+                                register_table, register_values)
 
 TEMPLATE = REPO / "report.md"
 BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
@@ -72,9 +74,30 @@ def notebook_times(profile: Profile):
     return pd.DataFrame(rows).assign(device=", ".join(sorted(device)))
 
 
+def values(profile: Profile | str | None = None) -> dict:
+    """Every report value of ``profile``: the studies' ``values()`` merged.
+
+    A name two studies both give is an error (it could not be found by grep
+    in one place).
+    """
+    P = get_profile(profile)
+    out: dict = {}
+    for source, fn in VALUE_SOURCES.items():
+        got = fn(P)
+        twice = sorted(set(got) & set(out))
+        if twice:
+            raise ValueError(f"report values {twice} are given twice (again by {source})")
+        out.update(got)
+    return out
+
+
 def render_block(kind: str, name: str, arg: str | None, profile: Profile,
-                 out_dir: Path) -> str:
-    """The Markdown a block holds for ``profile``, links relative to ``out_dir``."""
+                 out_dir: Path, cache: dict | None = None) -> str:
+    """The Markdown a block holds for ``profile``, links relative to ``out_dir``.
+
+    ``cache`` (profile name -> :func:`values`) lets a document with many
+    value blocks compute each profile's values once.
+    """
     if "@" in name:
         name, other = name.split("@", 1)
         profile = get_profile(other)
@@ -83,13 +106,19 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
         if path.is_file():
             return f"![{arg or name}]({Path(os.path.relpath(path, out_dir)).as_posix()})"
         return f"*Figure `{name}` is not drawn yet for the {profile.name} profile.*"
-    registry = TABLES if kind == "table" else VALUES
-    if name not in registry:
-        raise KeyError(f"report block {kind}:{name} has no registered function "
-                       f"(known: {', '.join(sorted(registry))}); {STUDIES_HINT}")
-    out = registry[name](profile)
     if kind == "value":
-        return "n/a" if out is None else str(out)
+        cache = {} if cache is None else cache
+        if profile.name not in cache:
+            cache[profile.name] = values(profile)
+        known = cache[profile.name]
+        if name not in known:
+            raise KeyError(f"report block value:{name} is in no study's values() "
+                           f"(known: {', '.join(sorted(known))}); {STUDIES_HINT}")
+        return "n/a" if known[name] is None else str(known[name])
+    if name not in TABLES:
+        raise KeyError(f"report block table:{name} has no registered function "
+                       f"(known: {', '.join(sorted(TABLES))}); {STUDIES_HINT}")
+    out = TABLES[name](profile)
     if out is None or len(out) == 0:
         return f"*No results yet for this table in the {profile.name} profile.*"
     return markdown_table(out)
@@ -97,9 +126,11 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
 
 def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
     """``text`` with every block re-rendered."""
+    cache: dict = {}
+
     def sub(m):
         kind, name, arg = m.group(1), m.group(2), m.group(3)
-        body = render_block(kind, name, arg, profile, out_dir)
+        body = render_block(kind, name, arg, profile, out_dir, cache)
         head = f"<!-- BEGIN {kind}:{name}{' | ' + arg if arg else ''} -->"
         sep = "" if kind == "value" else "\n"
         return f"{head}{sep}{body}{sep}<!-- END {kind}:{name} -->"
@@ -125,12 +156,13 @@ def check_report(path: Path, profile=None) -> list[str]:
     P = get_profile(profile)
     path = Path(path)
     text = path.read_text()
+    cache: dict = {}
     problems = [f"image {link} does not exist"
                 for link in IMAGE.findall(text)
                 if not link.startswith("http") and not (path.parent / link).is_file()]
     for m in BLOCK.finditer(text):
         kind, name, arg, body = m.groups()
-        want = render_block(kind, name, arg, P, path.parent)
+        want = render_block(kind, name, arg, P, path.parent, cache)
         if body.strip() != want.strip():
             problems.append(f"block {kind}:{name} is stale; run "
                             f"`python -m cifar_lib report --profile {P.name}`")

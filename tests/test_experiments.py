@@ -148,9 +148,19 @@ def test_results_over_real_seeds(smoke, small_split):
 def test_named_experiment(smoke, small_split, monkeypatch):
     monkeypatch.setitem(E.EXPERIMENTS, "toy", lambda P: [
         ("slow", tiny_config(lr=0.01)), ("fast", tiny_config(lr=0.05))])
-    df = E.run_experiment("toy", smoke, small_split)
+    recs = E.run_experiment("toy", smoke, small_split)
+    df = E.results_frame(recs)
     assert list(df["label"]) == ["slow", "fast"] and list(df["lr"]) == [0.01, 0.05]
     assert len(E.load_results("toy", smoke)) == 2
+    found = E.experiment_records("toy", smoke)
+    assert [r["run"] for r in found] == [r["run"] for r in recs]
+    # a damaged file in the folder is left out, a config no longer in the spec too
+    (smoke.results / "toy" / "broken.json").write_text("{")
+    monkeypatch.setitem(E.EXPERIMENTS, "toy", lambda P: [("fast", tiny_config(lr=0.05))])
+    assert [r["label"] for r in E.experiment_records("toy", smoke)] == ["fast"]
+    # a run saved under another tag is not the experiment's
+    monkeypatch.setitem(E.TAGS, "toy", lambda P, cfg: {"probe": 1})
+    assert E.experiment_records("toy", smoke) == []
     with pytest.raises(ValueError, match="unknown experiment 'nope'; choose one of .*toy"):
         E.experiment_configs("nope", smoke)
 

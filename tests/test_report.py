@@ -15,10 +15,24 @@ def prof(tmp_path):
 def registered():
     report.TABLES["_t"] = lambda P: pd.DataFrame({"a": [1, 2], "b|c": [0.5, "x|y"]})
     report.TABLES["_empty"] = lambda P: None
-    report.VALUES["_v"] = lambda P: "42.0"
+    report.VALUE_SOURCES["_test"] = lambda P: {"_v": "42.0", "_none": None}
     yield
-    for reg, key in ((report.TABLES, "_t"), (report.TABLES, "_empty"), (report.VALUES, "_v")):
+    for reg, key in ((report.TABLES, "_t"), (report.TABLES, "_empty"),
+                     (report.VALUE_SOURCES, "_test")):
         reg.pop(key)
+
+
+def test_values_merge_the_sources_and_refuse_a_name_given_twice(prof, registered):
+    assert report.values(prof)["_v"] == "42.0"
+    assert report.render_block("value", "_none", None, prof, prof.root) == "n/a"
+    with pytest.raises(KeyError, match="value:_nope is in no study"):
+        report.render_block("value", "_nope", None, prof, prof.root)
+    report.VALUE_SOURCES["_again"] = lambda P: {"_v": "1"}
+    try:
+        with pytest.raises(ValueError, match=r"\['_v'\] are given twice"):
+            report.values(prof)
+    finally:
+        report.VALUE_SOURCES.pop("_again")
 
 
 def test_markdown_table_escapes_pipes_and_formats_floats():
