@@ -365,8 +365,11 @@ def run_experiment(name: str, profile: Profile | str | None = None,
     """Run (or load) every config of a named experiment; return the records,
     in spec order (``results_frame`` makes them a table).
 
-    The one way a notebook trains: every notebook (01-05) and the CLI's
-    ``experiment`` command call it with the experiment's name.
+    The one way a notebook trains: the notebooks and the CLI's
+    ``experiment`` command call it with the experiment's name (notebook 03
+    trains only through its study's ``measure``, when its models are missing).
+
+    Used by notebooks 01, 02, 04, 05 (report sections 1.2, 1.3, 2, 3).
     """
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)

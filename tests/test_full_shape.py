@@ -116,7 +116,8 @@ def test_notebook_03_drawing_on_the_full_size_models(tmp_path, tiny):
     cls.draw_inside(P, models, test, split)
     cls.draw_cams(P, models, outs, test, split)
     cls.draw_errors(P, outs, split)
-    cls.draw_calibration(P, outs)
+    rows = cls.draw_calibration(P, outs)
+    assert set(rows) == set(models) and all(0 <= r["ece"] <= 1 for r in rows.values())
     cls.draw_embedding(P, models["resnet18"], test, split)
     drawn = {p.name for p in P.figures.glob("*.png")}
     assert set(cls.VIS_FIGURES) <= drawn

@@ -54,10 +54,10 @@ def test_records_tables_and_values_from_disk(tmp_path, small_split):
     for label, cfg in pairs:
         run(cfg.replace(seed=7), small_split, "ablation_losses", P, label=label)
     # the runs above changed the seed, so it is not the spec's config: left out
-    assert study.records("ablation_losses", P) == []
+    assert study.records(P, "ablation_losses") == []
     for label, cfg in pairs:
         run(cfg, small_split, "ablation_losses", P, label=label)
-    recs = study.records("ablation_losses", P)
+    recs = study.records(P, "ablation_losses")
     assert [r["label"] for r in recs] == [label for label, _ in pairs]
     table = study.summary_table(recs)
     assert list(table["variant"]) == [label for label, _ in pairs]
@@ -74,4 +74,34 @@ def test_data_summary_round_trip(tmp_path, small_split):
     assert sum(s["class_counts"]["val"]) == len(small_split.val[1])
     table = study.data_table(P)
     assert list(table["split"]) == ["train", "val", "test"]
-    assert study.data_source(P) == "synthetic"
+    assert study.values(P)["data_source"] == "synthetic"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_study_has_the_same_parts(profile, tmp_path):
+    """Sizes, configs, records and values, with the same signatures."""
+    import dataclasses
+
+    from cifar_lib.studies import batchnorm, classification, dessilbi
+    P = get_profile(profile).with_(root=tmp_path)
+    for mod in (classification, batchnorm, dessilbi):
+        S = mod.sizes(P)
+        assert dataclasses.is_dataclass(S) and type(S).__dataclass_params__.frozen, mod
+        runs = mod.configs(P)
+        assert isinstance(runs, dict) and runs, mod
+        for name, pairs in runs.items():
+            assert experiment_configs(name, P) == pairs, (mod, name)
+            assert mod.records(P, name) == []  # nothing on disk here
+        got = mod.values(P)
+        assert isinstance(got, dict) and got, mod
+
+
+def test_size_tables_match_the_profiles():
+    """The classification sizes of the committed profiles (their runs' names
+    depend on them)."""
+    full = study.sizes("full")
+    assert (full.fast_width, full.fast_epochs, full.ema_decay) == (1.0, 6, 0.999)
+    assert full.arch_epochs_of("wrn28_10") == 2 and full.arch_epochs_of("dla") == 4
+    assert full.arch_epochs_of("resnet18") == full.epochs
+    cpu = study.sizes("cpu")
+    assert cpu.arch_epochs_of("dla") == cpu.epochs and cpu.batch_sizes == (32, 64, 128, 256)

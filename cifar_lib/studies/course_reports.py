@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import experiment_configs
+from cifar_lib.experiments import experiment_configs, experiment_records
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import EXPERIMENTS, register_table, register_value
 
@@ -88,8 +88,8 @@ class _Runs:
 
     def records(self, name: str) -> list[dict]:
         if name not in self._records:
-            from cifar_lib.studies.classification import records
-            self._records[name] = records(name, self.profile) if self.configs(name) else []
+            self._records[name] = (experiment_records(name, self.profile)
+                                   if self.configs(name) else [])
         return self._records[name]
 
     def candidates(self, key: dict) -> dict[str, set[str]]:
