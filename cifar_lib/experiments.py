@@ -25,7 +25,7 @@ from cifar_lib.fsutil import atomic_write
 from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import (EXPERIMENTS, RUNNERS,  # noqa: F401  (re-exported)
+from cifar_lib.registry import (EXPERIMENTS, TRAINERS,  # noqa: F401  (re-exported)
                                 STUDIES_HINT, TAGS, register_experiment)
 
 
@@ -374,7 +374,19 @@ def run_experiment(name: str, profile: Profile | str | None = None,
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)
-    if name in RUNNERS:
-        return RUNNERS[name](profile, split, force=force, device=device, log=log)
-    return [run(cfg, split, name, profile, label=label, force=force,
-                device=device, log=log) for label, cfg in pairs]
+    train = experiment_trainer(name)
+    return [train(profile, split, label, cfg, force=force, device=device, log=log)
+            for label, cfg in pairs]
+
+
+def experiment_trainer(name: str):
+    """``train(profile, split, label, cfg, *, force, device, log) -> record``
+    for one config of experiment ``name``: its registered trainer (runs that
+    record per step), else :func:`run` into the experiment's folder."""
+    if name in TRAINERS:
+        return TRAINERS[name]
+
+    def train(profile, split, label, cfg, *, force=False, device=None, log=None):
+        return run(cfg, split, name, profile, label=label, force=force,
+                   device=device, log=log)
+    return train

@@ -151,25 +151,20 @@ def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
 def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
     """(group, experiment, [(label, cfg, tag)]) in priority order."""
     from cifar_lib.experiments import experiment_configs
-    from cifar_lib.studies import batchnorm, classification as cls
-    out = []
-    arch = experiment_configs("architectures", P)
-    core = [(lbl, c, None) for lbl, c in arch if lbl in cls.ARCH_CORE]
-    out.append(("core", "architectures", core))
-    for name in cls.ABLATION_EXPERIMENTS.values():
-        out.append(("ablations", name,
-                    [(lbl, c, None) for lbl, c in experiment_configs(name, P)]))
-    out.append(("batchnorm", batchnorm.EXPERIMENT,
-                [(lbl, c, batchnorm.run_tag(P, c))
-                 for lbl, c in experiment_configs(batchnorm.EXPERIMENT, P)]))
-    out.append(("dessilbi", "dessilbi",
-                [(lbl, c, None) for lbl, c in experiment_configs("dessilbi", P)]))
-    out.append(("zoo", "architectures",
-                [(lbl, c, None) for lbl, c in arch if lbl not in cls.ARCH_CORE]))
+    from cifar_lib.registry import TAGS
+    from cifar_lib.studies import classification as cls
+
+    def runs(name, keep=lambda label: True):
+        tag = TAGS.get(name, lambda P, cfg: None)
+        return [(lbl, c, tag(P, c)) for lbl, c in experiment_configs(name, P) if keep(lbl)]
+    out = [("core", "architectures", runs("architectures", lambda lbl: lbl in cls.ARCH_CORE))]
+    out += [("ablations", name, runs(name)) for name in cls.ABLATION_EXPERIMENTS.values()]
+    out += [("batchnorm", "batchnorm", runs("batchnorm")),
+            ("dessilbi", "dessilbi", runs("dessilbi")),
+            ("zoo", "architectures",
+             runs("architectures", lambda lbl: lbl not in cls.ARCH_CORE))]
     if extended:
-        for name in cls.EXTENDED:
-            out.append(("extended", name,
-                        [(lbl, c, None) for lbl, c in experiment_configs(name, P)]))
+        out += [("extended", name, runs(name)) for name in cls.EXTENDED]
     return out
 
 
@@ -252,14 +247,11 @@ def format_plan(jobs: list[Job], P: Profile, tflops: float, step_ms: float) -> s
 
 
 def _trainer(job: Job) -> Callable:
-    """How a job trains: the BatchNorm study records per step, the rest is
-    :func:`cifar_lib.experiments.run`."""
-    from cifar_lib.experiments import run
-    from cifar_lib.studies import batchnorm
-    if job.experiment == batchnorm.EXPERIMENT:
-        return lambda P, split, log: batchnorm.train_one(P, split, job.cfg, log=log)
-    return lambda P, split, log: run(job.cfg, split, job.experiment, P,
-                                     label=job.label, log=log)
+    """How a job trains: its experiment's trainer (the BatchNorm study's
+    records per step), else :func:`cifar_lib.experiments.run`."""
+    from cifar_lib.experiments import experiment_trainer
+    train = experiment_trainer(job.experiment)
+    return lambda P, split, log: train(P, split, job.label, job.cfg, log=log)
 
 
 def _post_steps(P: Profile) -> list[tuple[str, set, Callable, Callable]]:

@@ -1,12 +1,12 @@
 """Every name-to-function table of the library, in one leaf module.
 
-Models, optimizers, named experiments (with their custom runners and
+Models, optimizers, named experiments (with their own trainers and
 recording tags), the report's tables and each study's ``values(profile)``
 register here with a decorator. This module imports nothing of
 ``cifar_lib``, so any module can register without an import cycle; the
 modules that *use* a table (``models``, ``optim``, ``experiments``,
 ``report``) read it from here. Study modules fill ``EXPERIMENTS``,
-``RUNNERS``, ``TAGS``, ``TABLES`` and ``VALUE_SOURCES`` when imported, and
+``TRAINERS``, ``TAGS``, ``TABLES`` and ``VALUE_SOURCES`` when imported, and
 only the entry points import them (``python -m cifar_lib``, the notebooks,
 ``plan``), through ``import cifar_lib.studies``.
 """
@@ -19,7 +19,7 @@ MODEL_FAMILY: dict[str, str] = {}        # name -> family (its file)
 MODEL_ALIASES: dict[str, str] = {}       # alias -> the name it stands for
 OPTIMIZERS: dict[str, Callable] = {}     # name -> builder(model, lr, **hyper)
 EXPERIMENTS: dict[str, Callable] = {}    # name -> spec(profile) -> [(label, cfg)]
-RUNNERS: dict[str, Callable] = {}        # name -> runner(profile, split, ...)
+TRAINERS: dict[str, Callable] = {}       # name -> train(profile, split, label, cfg, ...)
 TAGS: dict[str, Callable] = {}           # name -> tag(profile, cfg): a run's recording tag
 TABLES: dict[str, Callable] = {}         # report ``table:name`` -> fn(profile)
 VALUE_SOURCES: dict[str, Callable] = {}  # study -> values(profile) -> {name: str | None}
@@ -62,18 +62,20 @@ def register_optimizer(name: str):
     return _into(OPTIMIZERS, name, "optimizer")
 
 
-def register_experiment(name: str, runner: Callable | None = None,
+def register_experiment(name: str, train: Callable | None = None,
                         tag: Callable | None = None):
     """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
 
-    An experiment that records more than ``experiments.run`` does by default
-    (hooks, tags) gives ``runner(profile, split, force=, device=, log=) ->
-    [record]``, which ``experiments.run_experiment`` then calls instead, and
-    ``tag(profile, cfg) -> dict | None``, the tag its runs are saved under
-    (``experiments.experiment_records`` matches it).
+    An experiment whose runs record more than ``experiments.run`` does by
+    default (per-step hooks) gives ``train(profile, split, label, cfg, *,
+    force=, device=, log=) -> record``, which trains (or loads) one of its
+    configs: ``experiments.run_experiment`` and the budgeted runner call it
+    instead of ``experiments.run``; and ``tag(profile, cfg) -> dict | None``,
+    the tag such a run is saved under (``experiments.experiment_records``
+    and the plan match it).
     """
-    if runner is not None:
-        RUNNERS[name] = runner
+    if train is not None:
+        TRAINERS[name] = train
     if tag is not None:
         TAGS[name] = tag
     return _into(EXPERIMENTS, name, "experiment")

@@ -255,11 +255,12 @@ def train_one(P: Profile | str | None, split: Split, cfg: TrainConfig, *,
     return train_run(P, split, spec, S, force=force, device=device, log=log)
 
 
-def _runner(P: Profile, split: Split, *, force=False, device=None, log=None):
-    return train_all(P, split, force=force, device=device, log=log)
+def _train(P: Profile, split: Split, label: str, cfg: TrainConfig, *, force=False,
+           device=None, log=None):
+    return train_one(P, split, cfg, force=force, device=device, log=log)
 
 
-@register_experiment(EXPERIMENT, runner=_runner)
+@register_experiment(EXPERIMENT, train=_train, tag=run_tag)
 def experiment_configs(P: Profile) -> list[tuple[str, TrainConfig]]:
     """The study's (label, config) pairs; ``python -m cifar_lib experiment
     batchnorm`` trains them with their step recorders (:func:`train_all`)."""
