@@ -259,7 +259,7 @@ def _runner(P: Profile, split: Split, *, force=False, device=None, log=None):
     return train_all(P, split, force=force, device=device, log=log)
 
 
-@register_experiment(EXPERIMENT, runner=_runner)
+@register_experiment(EXPERIMENT, runner=_runner, tag=run_tag)
 def experiment_configs(P: Profile) -> list[tuple[str, TrainConfig]]:
     """The study's (label, config) pairs; ``python -m cifar_lib experiment
     batchnorm`` trains them with their step recorders (:func:`train_all`)."""
