@@ -9,9 +9,11 @@ import torch
 
 from cifar_lib.engine import TrainConfig, fit, make_loaders
 from cifar_lib.experiments import experiment_configs, write_json
+from cifar_lib.landscape import Recorder
 from cifar_lib.models import count_params, create_model, list_models
 from cifar_lib.profiles import REPO, get_profile
-from cifar_lib.report import BLOCK, TABLES, VALUES, refresh_text
+from cifar_lib.registry import TAGS
+from cifar_lib.report import BLOCK, TABLES, refresh_text
 from cifar_lib.studies import course_reports as CR
 from conftest import TINY_MODEL
 
@@ -65,25 +67,33 @@ def test_quoted_numbers_and_metrics():
     assert CR.theirs_cell(by["C", "LeNet-style CNN"]) == "64"
 
 
-def _record(cfg, label, experiment, acc, val=0.6, source="synthetic", seconds=12.0):
-    return {"experiment": experiment, "run": f"{label}-{cfg.seed}", "label": label,
-            "status": "ok", "config": cfg.to_dict(), "created": "2024-01-01T00:00:00",
-            "data": {"source": source}, "history": [],
-            "metrics": {"test_acc": acc, "best_val_acc": val, "train_time": seconds,
-                        "params": 1000, "epochs_run": cfg.epochs}}
+def _record(cfg, label, experiment, acc, val=0.6, source="synthetic", seconds=12.0,
+            tag=None):
+    rec = {"experiment": experiment, "run": f"{label}-{cfg.seed}", "label": label,
+           "status": "ok", "config": cfg.to_dict(), "created": "2024-01-01T00:00:00",
+           "data": {"source": source, "train": 640}, "history": [],
+           "env": {"device": "cpu", "device_name": "cpu"},
+           "metrics": {"test_acc": acc, "best_val_acc": val, "train_time": seconds,
+                       "wall_time": seconds, "params": 1000, "epochs_run": cfg.epochs}}
+    if tag is not None:  # recorded step by step (the BatchNorm study): nothing kept here
+        rec.update(tag=tag, **Recorder(**tag).result())
+    return rec
 
 
 @pytest.fixture
 def profile(tmp_path):
     """The smoke profile with two seeds, writing into a temp folder, with runs
-    of three shared settings on disk."""
+    of three shared settings on disk (each under the tag its experiment
+    records it with: the BatchNorm study's runs have one)."""
     P = get_profile("smoke").with_(root=tmp_path, seeds=(0, 1))
+    assert "batchnorm" in TAGS
     for exp, label, accs in (("ablation_optimizers", "Adam", (0.50, 0.54)),
                              ("architectures", "lenet", (0.95,)),
                              ("batchnorm", "VGG-A + BN, Adam lr=0.001", (0.10,))):
         cfgs = [c for lbl, c in experiment_configs(exp, P) if lbl == label]
         for i, (cfg, acc) in enumerate(zip(cfgs, accs)):
-            write_json(_record(cfg, label, exp, acc, val=0.7),
+            tag = TAGS[exp](P, cfg) if exp in TAGS else None
+            write_json(_record(cfg, label, exp, acc, val=0.7, tag=tag),
                        P.results / exp / f"r{i}.json")
     return P
 
@@ -111,18 +121,20 @@ def test_table_puts_ours_beside_theirs(profile):
 
 def test_values_for_the_prose(profile):
     n = len(CR.settings())
-    assert VALUES["course_reports_matched"](profile) == f"3 of {n}"
+    vals = CR.values(profile)
+    assert vals["course_reports_matched"] == f"3 of {n}"
     # Adam (52 < 88.42) and VGG-A + BN (70 < 84.29) are below; LeNet (95 > 64) is not
-    assert VALUES["course_reports_below"](profile) == "2"
-    assert VALUES["course_reports_below_fewer_epochs"](profile) == "2"
+    assert vals["course_reports_below"] == "2"
+    assert vals["course_reports_below_fewer_epochs"] == "2"
     bn_epochs = experiment_configs("batchnorm", profile)[0][1].epochs
     assert bn_epochs > 1
-    assert VALUES["course_reports_our_epochs"](profile) == f"1 to {bn_epochs}"
-    assert VALUES["course_reports_our_data"](profile) == "synthetic"
-    assert VALUES["course_reports_their_epochs"](profile) == "50 to 200"
-    empty = get_profile("smoke").with_(root=profile.root / "nothing")
-    assert VALUES["course_reports_matched"](empty) == f"0 of {n}"
-    assert VALUES["course_reports_below"](empty) is None
+    assert vals["course_reports_our_epochs"] == f"1 to {bn_epochs}"
+    assert vals["course_reports_our_data"] == "synthetic"
+    assert vals["course_reports_their_epochs"] == "50 to 200"
+    empty = CR.values(get_profile("smoke").with_(root=profile.root / "nothing"))
+    assert empty["course_reports_matched"] == f"0 of {n}"
+    assert empty["course_reports_below"] is None
+    assert empty["course_reports_our_epochs"] is None and empty["course_reports_our_data"] is None
 
 
 def test_model_key_finds_the_run_in_any_experiment(profile):

@@ -242,25 +242,32 @@ def test_engine_fit_with_slbi_records_the_path(small_split, cfg_factory, tmp_pat
         slbi.entry_from_record({"run": "x", "history": sgd["history"]})
 
 
+STUDY_TABLES = ("slbi_runs", "slbi_path", "slbi_pruning", "slbi_after")
+
+
 def test_study_configs_and_empty_tables():
+    from cifar_lib.experiments import experiment_configs
     from cifar_lib.profiles import get_profile
-    from cifar_lib.report import TABLES, VALUES
+    from cifar_lib.report import TABLES
     from cifar_lib.studies import dessilbi as study
     for name in ("smoke", "cpu", "full"):
         P = get_profile(name)
         S = study.sizes(P)
-        labels = [label for label, cfg in study.configs(P)]
-        assert {"SLBI", "SGD"} <= set(labels) and S.lambda_conv > 0
-        slbi_cfg = dict(study.configs(P))["SLBI"]
+        pairs = study.configs(P)["dessilbi"]
+        assert experiment_configs("dessilbi", P) == pairs     # the registered experiment
+        assert {"SLBI", "SGD"} <= {label for label, cfg in pairs} and S.lambda_conv > 0
+        slbi_cfg = dict(pairs)["SLBI"]
         assert slbi_cfg.optim_kw["relative"] and not slbi_cfg.nesterov
         assert 100 <= slbi_cfg.optim_kw["nu"] <= 500          # the reference's range
         with pytest.raises(dataclasses.FrozenInstanceError):
             S.epochs = 1
     P = get_profile("smoke")   # scratch is an empty temp folder here
-    for name in study.TABLE_NAMES:
+    assert study.records(P) == [] and study.by_label([]) == {}
+    for name in STUDY_TABLES:
         out = TABLES[name](P)
         assert out is None or len(out) == 0
-    assert all(VALUES[n](P) is None for n in study.VALUE_NAMES)
+    vals = study.values(P)
+    assert len(vals) == 22 and all(v is None for v in vals.values())
 
 
 def test_train_config_accepts_slbi():
@@ -454,12 +461,13 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     matplotlib.use("Agg")
     from cifar_lib import experiments
     from cifar_lib.profiles import get_profile
-    from cifar_lib.report import TABLES, VALUES
+    from cifar_lib.report import TABLES
     from cifar_lib.studies import dessilbi as study
+    from cifar_lib.studies.dessilbi import measures, runs
     P = get_profile("smoke")
 
     def tiny_recipe(P, optimizer, seed=0):   # the study's recipe on the tiny CNN
-        cfg = study.TrainConfig(model="cnn3", model_kw={"filters": [8, 16, 16]},
+        cfg = TrainConfig(model="cnn3", model_kw={"filters": [8, 16, 16]},
                                 optimizer=optimizer, lr=0.05, batch_size=64, epochs=2,
                                 augment="none", scheduler="constant", amp=False,
                                 seed=seed, keep="last")
@@ -467,10 +475,12 @@ def test_study_measure_stores_everything_and_renders_without_weights(
             cfg = cfg.replace(optim_kw=dict(nu=1.0, lambda_conv=0.5, lambda_linear=0.5,
                                             relative=True, z_lr_floor=0.1))
         return cfg
-    monkeypatch.setattr(study, "recipe", tiny_recipe)
+    monkeypatch.setattr(runs, "recipe", tiny_recipe)
     assert study.measured(P) is None
-    for label, cfg in study.configs(P):
-        experiments.run(cfg, small_split, study.EXPERIMENT, P, label=label)
+    recs = experiments.run_experiment("dessilbi", P, small_split)   # as notebook 05
+    assert [r["label"] for r in recs] == ["SLBI", "SGD"] * len(study.sizes(P).seeds)
+    assert list(study.first_seed(recs)) == ["SLBI", "SGD"]
+    assert [r["run"] for r in study.records(P)] == [r["run"] for r in recs]
     study.measure(P, small_split, device="cpu")
     data = study.measured(P)
     S, seed = study.sizes(P), data["seeds"][0]
@@ -485,17 +495,18 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     # the weights are gone: measure is a no-op and everything renders from results/
     for pt in P.weights.rglob("*.pt"):
         pt.unlink()
-    monkeypatch.setattr(study, "trained_model", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(measures, "trained_model", lambda *a, **k: pytest.fail("retrained"))
     study.measure(P, small_split)
-    for name in study.TABLE_NAMES:
+    for name in STUDY_TABLES:
         assert TABLES[name](P) is not None and len(TABLES[name](P)) > 0, name
     assert "cut to support: acc kept (%)" in study.path_table(P)
-    assert all(VALUES[n](P) is not None for n in study.VALUE_NAMES if n != "slbi_entry_at")
+    vals = study.values(P)
+    assert all(v is not None for n, v in vals.items() if n != "slbi_entry_at"), vals
     study.plot_pruning(data, P)
     study.plot_filters(data)
     # other measuring sizes make the stored file stale
-    monkeypatch.setattr(study, "_PROFILE_SIZES", {**study._PROFILE_SIZES, "smoke": dict(
-        study._PROFILE_SIZES["smoke"], fractions=(0.0, 0.5))})
+    monkeypatch.setattr(runs, "_PROFILE_SIZES", {**runs._PROFILE_SIZES, "smoke": dict(
+        runs._PROFILE_SIZES["smoke"], fractions=(0.0, 0.5))})
     assert study.measured(P) is None
 
 

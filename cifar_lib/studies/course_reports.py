@@ -8,6 +8,11 @@ the profile. The report table ``course_reports`` puts both side by side,
 ours read from results/ (mean ± std over seeds); a setting we have not run
 in the profile says so. :func:`report_b_recipe` is course report B's recipe
 as a :class:`TrainConfig`.
+
+Unlike the other studies this one trains nothing: it has no ``Sizes`` and
+no ``configs`` (no named experiment of its own). It reads the other
+studies' runs through :func:`cifar_lib.experiments.experiment_records`,
+and gives the table ``course_reports`` and :func:`values`.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from pathlib import Path
 from cifar_lib.engine import TrainConfig
 from cifar_lib.experiments import experiment_configs, experiment_records
 from cifar_lib.profiles import Profile
-from cifar_lib.registry import EXPERIMENTS, register_table, register_value
+from cifar_lib.registry import EXPERIMENTS, register_table, register_values
 
 DATA = Path(__file__).resolve().parent.parent / "reference" / "course_reports.json"
 THEIR_DATA = "original CIFAR-10"
@@ -249,43 +254,30 @@ def _ran(profile: Profile) -> list[dict]:
     return [r for r in comparison(profile) if r["ours_mean"] is not None]
 
 
-@register_value("course_reports_matched")
-def matched_value(profile: Profile):
-    """How many of the shared settings have a run of ours in the profile."""
-    return f"{len(_ran(profile))} of {len(settings())}"
+@register_values
+def values(profile: Profile) -> dict:
+    """The report values of the comparison, by name (None where no setting
+    of ours ran in the profile).
 
-
-@register_value("course_reports_below")
-def below_value(profile: Profile):
-    """Settings where our mean is below the quoted number."""
+    ``course_reports_matched``: how many shared settings have a run of ours;
+    ``course_reports_below``: settings where our mean is below the quoted
+    number, ``course_reports_below_fewer_epochs`` those of them we trained
+    fewer epochs; ``course_reports_our_epochs`` / ``_their_epochs``: the
+    epochs of our matched runs (one number or a range) / stated by the
+    reports; ``course_reports_our_data``: the data source(s) of our runs.
+    """
     ran = _ran(profile)
-    return str(sum(r["ours_mean"] < r["theirs_acc"] for r in ran)) if ran else None
-
-
-@register_value("course_reports_below_fewer_epochs")
-def below_fewer_epochs_value(profile: Profile):
-    """Of the settings where ours is below, those we trained fewer epochs."""
-    ran = [r for r in _ran(profile) if r["ours_mean"] < r["theirs_acc"]]
-    return str(sum(bool(r["epochs"]) and r["our_epochs"] < r["epochs"] for r in ran)) \
-        if ran else None
-
-
-@register_value("course_reports_our_epochs")
-def our_epochs_value(profile: Profile):
-    """The epochs of our matched runs (one number or a range)."""
-    e = sorted({r["our_epochs"] for r in _ran(profile)})
-    return None if not e else str(e[0]) if len(e) == 1 else f"{e[0]} to {e[-1]}"
-
-
-@register_value("course_reports_their_epochs")
-def their_epochs_value(profile: Profile):
-    """The epochs the earlier reports state for the shared settings."""
-    e = sorted({s["epochs"] for s in settings() if s["epochs"]})
-    return f"{e[0]} to {e[-1]}"
-
-
-@register_value("course_reports_our_data")
-def our_data_value(profile: Profile):
-    """The data source(s) of our matched runs."""
-    src = sorted({r["source"] for r in _ran(profile)})
-    return ", ".join(src) if src else None
+    below = [r for r in ran if r["ours_mean"] < r["theirs_acc"]]
+    ours = sorted({r["our_epochs"] for r in ran})
+    theirs = sorted({s["epochs"] for s in settings() if s["epochs"]})
+    return {
+        "course_reports_matched": f"{len(ran)} of {len(settings())}",
+        "course_reports_below": str(len(below)) if ran else None,
+        "course_reports_below_fewer_epochs": str(sum(
+            bool(r["epochs"]) and r["our_epochs"] < r["epochs"] for r in below))
+        if below else None,
+        "course_reports_our_epochs": None if not ours else str(ours[0])
+        if len(ours) == 1 else f"{ours[0]} to {ours[-1]}",
+        "course_reports_their_epochs": f"{theirs[0]} to {theirs[-1]}",
+        "course_reports_our_data": ", ".join(sorted({r["source"] for r in ran})) or None,
+    }

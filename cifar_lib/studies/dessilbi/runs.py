@@ -1,0 +1,170 @@
+"""Section 3's runs: sizes per profile, the recipe, the named experiment.
+
+The experiment ``dessilbi`` trains the same VGG-16-BN with SLBI and with
+SGD, one of each per seed (:func:`configs`); :func:`records` finds those
+runs on disk, :func:`by_label` groups them per optimizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from cifar_lib.engine import TrainConfig
+from cifar_lib.experiments import experiment_records
+from cifar_lib.optim import lr_factor
+from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.registry import register_experiment
+
+EXPERIMENT = "dessilbi"
+MEASURE_FILE = "dessilbi_measure.json"   # under the profile's results/
+MEASURE_VERSION = 1                      # bump when measure() changes what it stores
+# (label, model trained by, pruning order) of the curves in the pruning figure
+METHODS = (("SLBI, path order", "SLBI", "path"),
+           ("SLBI, |BN scale|", "SLBI", "bn"),
+           ("SLBI, filter norm", "SLBI", "magnitude"),
+           ("SGD, |BN scale|", "SGD", "bn"),
+           ("SGD, filter norm", "SGD", "magnitude"))
+FULL_EPOCHS = 12      # the full profile's training length: the one number to size it
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """The study's sizes and hyper-parameters for one profile.
+
+    ``entry_at``: the relative thresholds put a filter that kept its initial
+    norm and direction into Gamma's support at this share of the run's path
+    time (:func:`path_time`); lambda_conv/lambda_linear follow from it.
+    """
+    width: float
+    epochs: int
+    batch_size: int
+    train_size: int
+    seeds: tuple
+    fractions: tuple
+    bn_batches: int          # training batches for BN re-estimation (0: skip)
+    finetune_steps: int      # steps of the short fine-tune after pruning (0: skip)
+    model: str = "vgg16_bn"
+    lr: float = 0.1
+    kappa: float = 1.0
+    nu: float = 100.0        # the reference code's default (its CIFAR VGG script: 500)
+    z_lr_floor: float = 0.1  # the Z update's lr never drops below 10% of lr
+    entry_at: float = 0.5
+    finetune_fraction: float = 0.5   # every conv layer pruned this much, then fine-tuned
+    finetune_lr: float = 0.01
+    panels: tuple = (1, 7, 13)       # conv layers pruned one at a time (1-based)
+    show_layer: int = 1              # conv layer whose filters are drawn
+
+    def __post_init__(self):
+        if self.finetune_fraction not in self.fractions:
+            raise ValueError(f"finetune_fraction {self.finetune_fraction} must be one of "
+                             f"the pruning fractions {self.fractions}")
+
+    @property
+    def warmup_epochs(self) -> float:
+        return min(1, self.epochs / 4)
+
+    @property
+    def lambda_conv(self) -> float:
+        return round(self.entry_at * path_time(self), 6)
+
+    @property
+    def lambda_linear(self) -> float:
+        return self.lambda_conv
+
+
+# entry_at per profile, from ||Z_g|| / (median initial filter norm * path time)
+# measured per layer without entries (H100, nu 100, floor 0.1): 15 epochs on the
+# cpu profile's 5000 images, layer medians 0.88-2.37 (10-90% within a layer
+# about +-5-10%); 15 epochs on 45k images, 1.35 (conv1) down to 0.28 (deep
+# layers, whose filter norms decay to 10-15% of their initial value). A single
+# entry_at below the deepest layers' value keeps every layer non-empty.
+_PROFILE_SIZES = {
+    "smoke": dict(width=1 / 16, epochs=2, batch_size=64, fractions=(0.0, 0.3, 0.5, 0.9),
+                  bn_batches=2, finetune_steps=2, entry_at=0.5),
+    "cpu": dict(width=0.25, epochs=15, batch_size=128, fractions=(0.0, 0.25, 0.5, 0.75, 0.9),
+                bn_batches=10, finetune_steps=30, entry_at=0.9),
+    "full": dict(width=1.0, epochs=FULL_EPOCHS, batch_size=128, bn_batches=40,
+                 fractions=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), finetune_steps=200,
+                 entry_at=0.3),
+}
+
+
+def path_time(S: Sizes) -> float:
+    """``sum over steps of max(lr_t, floor) / nu``: the integral Z_g/||W_g|| reaches
+    for a filter of constant norm and direction (cosine schedule with warm-up)."""
+    return _path_time(S.train_size // S.batch_size, S.epochs, S.warmup_epochs,
+                      S.lr, S.z_lr_floor, S.nu)
+
+
+@functools.lru_cache(maxsize=32)
+def _path_time(per_epoch, epochs, warmup_epochs, lr, floor, nu) -> float:
+    total, warm = per_epoch * epochs, round(warmup_epochs * per_epoch)
+    return sum(max(lr * lr_factor("cosine", t, total, per_epoch) *
+                   (min(1.0, (t + 1) / warm) if warm else 1.0), floor * lr)
+               for t in range(total)) / nu
+
+
+def sizes(P: Profile) -> Sizes:
+    """The study's sizes and hyper-parameters for profile ``P`` (or its name).
+
+    Used by notebook 05 (report section 3).
+    """
+    P = get_profile(P)
+    kw = _PROFILE_SIZES.get(P.name, _PROFILE_SIZES["full"])
+    train = P.train_size or 45000
+    return Sizes(seeds=tuple(P.seeds), train_size=train, **kw)
+
+
+def recipe(P: Profile, optimizer: str, seed: int = 0) -> TrainConfig:
+    """VGG-16-BN, momentum 0.9 (no Nesterov, as the reference), wd 5e-4 on weights
+    only, cosine with warm-up, crop+flip; SLBI with relative thresholds."""
+    S = sizes(P)
+    optim_kw = {}
+    if optimizer == "slbi":
+        optim_kw = dict(kappa=S.kappa, nu=S.nu, lambda_conv=S.lambda_conv,
+                        lambda_linear=S.lambda_linear, relative=True,
+                        z_lr_floor=S.z_lr_floor)
+    return TrainConfig(model=S.model, model_kw={"width": S.width},
+                       optimizer=optimizer, optim_kw=optim_kw, lr=S.lr,
+                       momentum=0.9, nesterov=False, weight_decay=5e-4,
+                       norm_bias_decay=False, scheduler="cosine",
+                       warmup_epochs=S.warmup_epochs, epochs=S.epochs,
+                       batch_size=S.batch_size, augment="crop_flip", seed=seed, keep="last")
+
+
+def configs(P: Profile) -> dict[str, list[tuple[str, TrainConfig]]]:
+    """The study's one named experiment: ``dessilbi`` -> SLBI and SGD runs,
+    one of each per seed.
+
+    Used by notebook 05 (report section 3).
+    """
+    return {EXPERIMENT: [(label, recipe(P, opt, s)) for s in sizes(P).seeds
+                         for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]}
+
+
+@register_experiment(EXPERIMENT)
+def _spec(P: Profile) -> list[tuple[str, TrainConfig]]:
+    """The (label, config) pairs of ``dessilbi`` (see :func:`configs`)."""
+    return configs(P)[EXPERIMENT]
+
+
+def records(P: Profile, name: str = EXPERIMENT) -> list[dict]:
+    """The finished (``ok``) runs of the current configs on disk, in spec
+    order (:func:`cifar_lib.experiments.experiment_records`)."""
+    return experiment_records(name, P, ok_only=True)
+
+
+def by_label(recs: list[dict]) -> dict[str, list[dict]]:
+    """Records grouped by label (``SLBI``, ``SGD``), each in seed order."""
+    out: dict[str, list[dict]] = {}
+    for rec in recs:
+        out.setdefault(rec["label"], []).append(rec)
+    return out
+
+
+def first_seed(recs: list[dict]) -> dict[str, dict]:
+    """The first seed's record of each label (for the curve and path plots).
+
+    Used by notebook 05 (report section 3).
+    """
+    return {label: group[0] for label, group in by_label(recs).items()}
