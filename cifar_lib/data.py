@@ -251,6 +251,8 @@ def _read_torchvision(path: Path) -> CIFARData:
             super().__init__(str(path.parent), train=True)
 
         def _load_meta(self):  # read after the batch: its errors are the meta's
+            # (torchvision's private step; were it renamed, a broken meta would
+            # be reported as its batch's error, and the data stay the same)
             try:
                 super()._load_meta()
             except Exception as e:  # pickle raises many types
