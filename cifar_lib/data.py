@@ -4,7 +4,8 @@ Sources, tried in this order under the data root (argument, else the
 environment variable ``CIFAR10_ROOT``, else ``<repo>/data``):
 
 * a cache file (``.pt``) written by this module;
-* torchvision's format (``cifar-10-batches-py/``);
+* torchvision's format (``cifar-10-batches-py/``), read by torchvision's
+  ``CIFAR10`` (md5 sums checked after a download, else with ``verify=True``);
 * an ImageFolder tree (``train/<class>/*``, ``test/<class>/*``), directly or
   one folder down, or a ``.tar.gz`` of one (such as the JPEG copy);
 * torchvision's download into the root (the default for users). Only the
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import tarfile
 import warnings
 import zlib
@@ -206,36 +206,80 @@ def _read_archive(path: Path) -> CIFARData:
         raise _fail(path, f"the archive is truncated or corrupt ({e})") from e
 
 
-def _read_torchvision(path: Path) -> CIFARData:
-    def batch(name):
-        f = path / name
-        if not f.is_file():
+def _torchvision_files() -> list[tuple[str, str]]:
+    """(name, md5) of the files of torchvision's ``cifar-10-batches-py``:
+    the five training batches, the test batch, then ``batches.meta``."""
+    from torchvision.datasets.cifar import CIFAR10
+    return [*map(tuple, CIFAR10.train_list + CIFAR10.test_list),
+            (CIFAR10.meta["filename"], CIFAR10.meta["md5"])]
+
+
+def _verify_sums(path: Path) -> None:
+    """Check each file of ``path`` against the md5 sum torchvision lists for
+    the CIFAR-10 release (``load_cifar10(verify=True)``)."""
+    from torchvision.datasets.utils import check_integrity
+    for name, md5 in _torchvision_files():
+        if not (path / name).is_file():
             raise _fail(path, f"{name} is missing")
+        if not check_integrity(str(path / name), md5):
+            raise _fail(path, f"{name} is corrupt (its md5 sum is not the one of "
+                              "the CIFAR-10 release)")
+
+
+def _read_torchvision(path: Path) -> CIFARData:
+    """Decode ``cifar-10-batches-py`` with torchvision's ``CIFAR10``.
+
+    One dataset object per batch file, so that an error names the file,
+    with torchvision's md5 checks off: the sums are checked where the files
+    come from a download (by torchvision itself) or with ``verify=True``
+    (:func:`_verify_sums`), not on every read, so that a folder in the same
+    format that is not the release (a course's subset, the tests' tiny
+    batches) loads as it always did. The class is taken from its module,
+    ``torchvision.datasets.cifar``: this reader never downloads, and the
+    tests replace only the public ``torchvision.datasets.CIFAR10`` (the
+    name the download goes through) to make sure that nothing downloads.
+    """
+    from torchvision.datasets.cifar import CIFAR10
+
+    class MetaError(Exception):
+        pass
+
+    class OneBatch(CIFAR10):
+        def __init__(self, name: str):
+            self.train_list, self.test_list = [[name, None]], []
+            self.meta = {**CIFAR10.meta, "md5": None}
+            super().__init__(str(path.parent), train=True)
+
+        def _load_meta(self):  # read after the batch: its errors are the meta's
+            # (torchvision's private step; were it renamed, a broken meta would
+            # be reported as its batch's error, and the data stay the same)
+            try:
+                super()._load_meta()
+            except Exception as e:  # pickle raises many types
+                raise MetaError(e) from e
+
+    files = _torchvision_files()
+    for name, _ in files:
+        if not (path / name).is_file():
+            raise _fail(path, f"{name} is missing")
+    batches = []
+    for name, _ in files[:-1]:
         try:
-            with open(f, "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")
-            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            return x, np.asarray(d[b"labels"], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
+            batches.append(OneBatch(name))
+        except MetaError as e:
+            raise _fail(path, f"{files[-1][0]} is corrupt ({e})") from e
+        except Exception as e:  # pickle raises many types
             raise _fail(path, f"{name} is corrupt ({e})") from e
-    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    tx, ty = np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])
-    vx, vy = batch("test_batch")
-    classes = CLASSES
-    meta = path / "batches.meta"
-    if meta.is_file():
-        try:
-            with open(meta, "rb") as fh:
-                names = pickle.load(fh, encoding="bytes").get(b"label_names")
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-            raise _fail(path, f"batches.meta is corrupt ({e})") from e
-        if names:
-            classes = tuple(n.decode() for n in names)
+    # torchvision holds images as N x 32 x 32 x 3: back to CIFAR's N x 3 x 32 x 32
+    xs = [np.asarray(b.data, dtype=np.uint8).transpose(0, 3, 1, 2) for b in batches]
+    ys = [np.asarray(b.targets, dtype=np.int64) for b in batches]
+    tx, ty = np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
+    vx, vy = np.ascontiguousarray(xs[-1]), ys[-1]
+    classes = tuple(batches[0].classes)
     for x, y, s in ((tx, ty, "train"), (vx, vy, "test")):
         _check(x, y, len(classes), path, s)
     return CIFARData(torch.from_numpy(tx), torch.from_numpy(ty),
-                     torch.from_numpy(vx), torch.from_numpy(vy),
-                     tuple(classes), "CIFAR-10")
+                     torch.from_numpy(vx), torch.from_numpy(vy), classes, "CIFAR-10")
 
 
 def _download(root: Path) -> Path:
@@ -297,14 +341,23 @@ def _cached_or_none(cached: Path | None, source: Path) -> CIFARData | None:
         return None
 
 
-def load_cifar10(root=None, download: bool = True, cache: bool = True) -> CIFARData:
-    """Load CIFAR-10 as uint8 tensors from the first source found (module doc)."""
+def load_cifar10(root=None, download: bool = True, cache: bool = True,
+                 verify: bool = False) -> CIFARData:
+    """Load CIFAR-10 as uint8 tensors from the first source found (module doc).
+
+    ``verify`` checks the md5 sums of a ``cifar-10-batches-py`` folder
+    against the release before it is used (a download is always checked,
+    by torchvision); off by default, as a folder in that format need not be
+    the release itself.
+    """
     root = data_root(root)
     kind, path = _find_source(root, download)
     if kind == "cache":
         return load_cache(path)
     if kind == "download":
         kind, path = "torchvision", _download(path)
+    elif kind == "torchvision" and verify:
+        _verify_sums(path)
     cached = _cache_path(kind, path) if cache else None
     data = _cached_or_none(cached, path)
     if data is not None:

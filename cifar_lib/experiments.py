@@ -249,20 +249,25 @@ def trained_model(cfg: TrainConfig, split: Split, experiment: str,
                   profile: Profile | str | None = None, *, label: str | None = None,
                   force: bool = False, device=None):
     """The model of a run with its kept weights: loaded, or trained when its
-    result or checkpoint is not on this machine."""
+    result or checkpoint is not on this machine; on ``device`` (trained and
+    loaded there), None meaning :func:`engine.default_device` (CUDA when
+    available, else CPU)."""
     rec = run(cfg, split, experiment, profile, label=label, force=force,
               need_weights=True, device=device)
-    return load_model(rec, profile, device or default_device())
+    return load_model(rec, profile, device)
 
 
-def load_model(record: dict, profile: Profile | str | None = None, device="cpu"):
-    """The trained model of a run record, with its best weights, in eval mode."""
+def load_model(record: dict, profile: Profile | str | None = None, device=None):
+    """The trained model of a run record, with its kept weights, in eval mode,
+    on ``device``: None means :func:`engine.default_device` (CUDA when
+    available, else CPU)."""
     profile = get_profile(profile)
     problem = weights_problem(record, profile)
     if problem is not None:
         raise FileNotFoundError(f"the weights of run {record['run']} cannot be used: "
                                 f"{problem}; retrain it (trained_model or force=True)")
-    return load_checkpoint(profile.root / record["weights"]).to(device).eval()
+    dev = torch.device(device) if device else default_device()
+    return load_checkpoint(profile.root / record["weights"]).to(dev).eval()
 
 
 def _read_record(path: Path) -> dict | None:

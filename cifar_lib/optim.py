@@ -5,13 +5,15 @@ Optimizers are built from a model (only its trainable parameters) with
 ``@register_optimizer`` (from the leaf :mod:`cifar_lib.registry`; the
 DessiLBI optimizer ``"slbi"`` registers in :mod:`cifar_lib.slbi`, which
 :mod:`cifar_lib.engine` imports). Schedules are pure functions of the step
-(:func:`lr_factor`), applied per step by :class:`LRSchedule`.
+(:func:`lr_factor`), applied per step by :class:`LRSchedule` through
+torch's ``LambdaLR``.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cifar_lib.registry import OPTIMIZERS, register_optimizer  # noqa: F401
@@ -257,11 +259,24 @@ def check_schedule(name: str, options: dict) -> None:
 
 
 class LRSchedule:
-    """Sets each group's lr to base * warmup * schedule (* plateau cuts).
+    """Each group's lr, base * warmup * schedule (* plateau cuts), set per
+    step by torch's :class:`~torch.optim.lr_scheduler.LambdaLR`.
 
     Call :meth:`step` after every optimizer step and :meth:`epoch_end` with
     the validation loss after every epoch. From ``hold_from`` on (SWA) the
-    lr stays at base * ``hold_factor``.
+    lr stays at base * ``hold_factor``. The optimizer's own rules stay in
+    the optimizer: :class:`AdamWThenSGD` scales the rate set here by
+    ``sgd_lr_scale`` after its switch.
+
+    The lambda is :meth:`factor`, the pure :func:`lr_factor` with the warm-up
+    and the plateau multiplier, so every rate is ``base * factor(t)``, the
+    same float as before LambdaLR drove it. ``plateau`` keeps its own
+    ReduceLROnPlateau rule (same decisions as torch's, see the tests) and
+    cuts that multiplier: torch's ReduceLROnPlateau rescales the current lr
+    in place, which LambdaLR overwrites at the next step, rounds otherwise
+    (it multiplies the current lr, not the base by one factor) and stops
+    cutting below its ``eps``. A cut, like a resume, puts a LambdaLR at step
+    ``t`` the way torch restores a scheduler (``last_epoch=t - 1``).
     """
 
     def __init__(self, optimizer, name: str, total_steps: int,
@@ -272,29 +287,36 @@ class LRSchedule:
         self.total, self.per_epoch = total_steps, max(steps_per_epoch, 1)
         self.warmup, self.hold_from, self.hold_factor = warmup_steps, hold_from, hold_factor
         self.base = [g["lr"] for g in optimizer.param_groups]
-        self.t, self.mult, self.best, self.bad = 0, 1.0, math.inf, 0
-        self._apply()
+        self.mult, self.best, self.bad = 1.0, math.inf, 0
+        self._at(0)
 
-    def factor(self) -> float:
-        if self.hold_from is not None and self.t >= self.hold_from:
+    def factor(self, t: int | None = None) -> float:
+        """The multiplier of the base rate at step ``t`` (default: now)."""
+        t = self.t if t is None else t
+        if self.hold_from is not None and t >= self.hold_from:
             return self.hold_factor
-        f = lr_factor(self.name, self.t, self.total, self.per_epoch, **self.kw)
+        f = lr_factor(self.name, t, self.total, self.per_epoch, **self.kw)
         if self.warmup:
-            f *= min(1.0, (self.t + 1) / self.warmup)
+            f *= min(1.0, (t + 1) / self.warmup)
         return f * self.mult
 
-    def _apply(self) -> None:
-        f = self.factor()
+    def _at(self, t: int) -> None:
+        """A LambdaLR at step ``t``: its (initial) step sets base * factor(t)."""
         for g, base in zip(self.optimizer.param_groups, self.base):
-            g["lr"] = base * f
+            g["initial_lr"] = base  # LambdaLR's base rate
+        self.lambda_lr = LambdaLR(self.optimizer, lambda s: self.factor(s), last_epoch=t - 1)
+
+    @property
+    def t(self) -> int:
+        """Optimizer steps taken (the LambdaLR's ``last_epoch``)."""
+        return self.lambda_lr.last_epoch
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
     def step(self) -> None:
-        self.t += 1
-        self._apply()
+        self.lambda_lr.step()
 
     def epoch_end(self, val_loss: float) -> None:
         """Plateau: cut the lr by ``factor`` after ``patience`` flat epochs."""
@@ -307,14 +329,14 @@ class LRSchedule:
             if self.bad > self.kw.get("patience", 2):
                 self.mult *= self.kw.get("factor", 0.1)
                 self.bad = 0
-        self._apply()
+                self._at(self.t)
 
     def state_dict(self) -> dict:
         return {"t": self.t, "mult": self.mult, "best": self.best, "bad": self.bad}
 
     def load_state_dict(self, state: dict) -> None:
-        self.t, self.mult, self.best, self.bad = (state[k] for k in ("t", "mult", "best", "bad"))
-        self._apply()
+        self.mult, self.best, self.bad = (state[k] for k in ("mult", "best", "bad"))
+        self._at(state["t"])
 
 
 # ---------------------------------------------------------------- averaging

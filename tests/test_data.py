@@ -1,7 +1,9 @@
 """Data sources, cache, split and device loader, on small fake datasets."""
 from __future__ import annotations
 
+import hashlib
 import pickle
+import struct
 import tarfile
 from pathlib import Path
 
@@ -48,6 +50,25 @@ def check_folder_data(data: CIFARData):
         assert (x[:, 2] == 200).all()
 
 
+class Py2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as a Python 2 ``str`` (SHORT_BINSTRING/BINSTRING), as
+    in CIFAR's own batches: they load as ``str`` with torchvision's
+    ``encoding="latin1"`` and as ``bytes`` with ``encoding="bytes"``."""
+
+    def save_bytes(self, obj):
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256
+                    else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, bytes: save_bytes}
+
+
+def write_py2_pickle(obj, path):
+    with open(path, "wb") as f:
+        Py2Pickler(f, protocol=2).dump(obj)
+
+
 def fake_torchvision(root, n_per_batch=20, n_test=30, label_names=CLASSES):
     """cifar-10-batches-py with pickles in CIFAR's own format."""
     d = root / "cifar-10-batches-py"
@@ -59,13 +80,11 @@ def fake_torchvision(root, n_per_batch=20, n_test=30, label_names=CLASSES):
         x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, 10, n)]
         batches[name] = (x, y)
-        with open(d / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": y,
-                         b"data": x, b"filenames": [b"f.png"] * n}, f, protocol=2)
-    with open(d / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in label_names],
-                     b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}, f,
-                    protocol=2)
+        write_py2_pickle({b"batch_label": name.encode(), b"labels": y,
+                          b"data": x, b"filenames": [b"f.png"] * n}, d / name)
+    write_py2_pickle({b"label_names": [c.encode() for c in label_names],
+                      b"num_cases_per_batch": n_per_batch, b"num_vis": 3072},
+                     d / "batches.meta")
     return batches
 
 
@@ -285,8 +304,49 @@ def test_error_torchvision_corrupt_meta_or_labels(tmp_path):
     f = tmp_path / "b" / "cifar-10-batches-py" / "data_batch_2"
     d = pickle.loads(f.read_bytes(), encoding="bytes")
     d[b"labels"] = d[b"labels"][:-1]
-    f.write_bytes(pickle.dumps(d))
+    write_py2_pickle(d, f)
     assert "100 images but 99 labels" in _error(tmp_path / "b", download=False)
+    (tmp_path / "b" / "cifar-10-batches-py" / "batches.meta").unlink()
+    assert "batches.meta is missing" in _error(tmp_path / "b", download=False)
+
+
+def test_torchvision_format_is_read_by_torchvision(tmp_path, monkeypatch):
+    """The batches go through torchvision's CIFAR10 (one object per file,
+    meta included); its md5 checks are off unless verify=True."""
+    from torchvision.datasets import cifar
+    seen = []
+    real_init = cifar.CIFAR10.__init__
+
+    def spy(self, *a, **kw):
+        real_init(self, *a, **kw)
+        seen.append([n for n, _ in self.train_list])
+    monkeypatch.setattr(cifar.CIFAR10, "__init__", spy)
+    fake_torchvision(tmp_path)
+    data = load_cifar10(tmp_path, download=False)
+    assert seen == [[f"data_batch_{i}"] for i in range(1, 6)] + [["test_batch"]]
+    assert data.train_x.is_contiguous() and data.test_x.is_contiguous()
+
+
+def test_verify_checks_the_release_sums(tmp_path, monkeypatch):
+    from torchvision.datasets import cifar
+    fake_torchvision(tmp_path)
+    msg = _error(tmp_path, download=False, verify=True)
+    assert "data_batch_1 is corrupt (its md5 sum is not the one of the CIFAR-10 release" in msg
+    # with the fake files' own sums in torchvision's list, the same folder passes
+    d = tmp_path / "cifar-10-batches-py"
+    md5 = lambda name: hashlib.md5((d / name).read_bytes()).hexdigest()  # noqa: E731
+    monkeypatch.setattr(cifar.CIFAR10, "train_list",
+                        [[n, md5(n)] for n, _ in cifar.CIFAR10.train_list])
+    monkeypatch.setattr(cifar.CIFAR10, "test_list", [["test_batch", md5("test_batch")]])
+    monkeypatch.setattr(cifar.CIFAR10, "meta",
+                        {**cifar.CIFAR10.meta, "md5": md5("batches.meta")})
+    assert load_cifar10(tmp_path, download=False, verify=True).train_x.shape == (100, 3, 32, 32)
+    # a changed byte in one file is named
+    (name,) = cache_files()
+    (cache_dir() / name).unlink()
+    f = d / "data_batch_4"
+    f.write_bytes(f.read_bytes()[:-1] + b"\x00")
+    assert "data_batch_4 is corrupt (its md5" in _error(tmp_path, download=False, verify=True)
 
 
 def test_error_unknown_file_and_broken_cache(tmp_path):

@@ -391,6 +391,41 @@ def test_fit_options_run(kw, small_split):
         assert out["history"][-1]["lr"] == pytest.approx(0.01)  # SWA holds its lr
 
 
+@pytest.mark.parametrize("kw", [
+    {"scheduler": "plateau", "sched_kw": {"patience": 0, "factor": 0.5}, "warmup_epochs": 1.0},
+    {"optimizer": "adamw_sgd", "lr": 0.005, "scheduler": "step", "warmup_epochs": 1.0,
+     "optim_kw": {"switch_at": 0.5, "sgd_lr_scale": 20.0}, "sched_kw": {"step_size": 1}},
+    {"scheduler": "cosine", "swa_start": 0.5, "swa_lr": 0.01},
+    {"scheduler": "onecycle", "ema": 0.9},
+    {"scheduler": "exponential", "sched_kw": {"gamma": 0.5}, "warmup_epochs": 0.5},
+    {"scheduler": "linear", "optimizer": "adam", "lr": 0.005},
+])
+def test_history_is_the_one_of_the_function_schedule(kw, small_split, monkeypatch):
+    """fit with the schedule driven by LambdaLR records what the earlier
+    function path recorded: each step's lr, and so the same losses,
+    accuracies and epoch lrs, float for float."""
+    from cifar_lib import engine
+    from cifar_lib.optim import LRSchedule
+    from test_optim import FunctionSchedule
+
+    def recorded(kind):
+        seen = []
+
+        class Recorded(kind):
+            def step(self):
+                super().step()
+                seen.append([g["lr"] for g in self.optimizer.param_groups])
+        monkeypatch.setattr(engine, "LRSchedule", Recorded)
+        _, out = train(small_split, tiny_config(epochs=4, **kw))
+        drop = ("time", "train_time", "wall_time", "images_per_s")
+        return (seen, [{k: v for k, v in r.items() if k not in drop} for r in out["history"]],
+                {k: v for k, v in out["metrics"].items() if k not in drop})
+    old = recorded(FunctionSchedule)
+    new = recorded(LRSchedule)
+    assert new == old and len(old[0]) == 4 * 4  # 4 epochs of 4 steps
+    assert len({r["lr"] for r in old[1]}) > 1  # the schedule moved
+
+
 def test_ema_weights_are_the_ones_evaluated(tmp_path, small_split):
     ck = tmp_path / "run.pt"
     cfg = tiny_config(epochs=2, ema=0.5)

@@ -184,6 +184,7 @@ def lrs(sched, steps):
     out = []
     for _ in range(steps):
         out.append(sched.lr)
+        sched.optimizer.step()  # nothing to update; the order torch expects
         sched.step()
     return out
 
@@ -271,6 +272,7 @@ def test_plateau_matches_torch():
     got, want = [], []
     for v in losses:
         for _ in range(3):
+            sched.optimizer.step()
             sched.step()  # steps inside an epoch leave the lr alone
         sched.epoch_end(v)
         ref.step(v)
@@ -288,6 +290,7 @@ def test_schedule_state_round_trip():
     a.epoch_end(1.0)
     a.epoch_end(2.0)
     for _ in range(13):
+        opt.step()
         a.step()
     b = LRSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4),
                    "plateau", 100, 10, patience=0)
@@ -297,6 +300,133 @@ def test_schedule_state_round_trip():
     c = LRSchedule(c_opt, "cosine", 100, 10)
     c.load_state_dict({"t": 50, "mult": 1.0, "best": math.inf, "bad": 0})
     assert c.lr == pytest.approx(0.2)
+
+
+class FunctionSchedule:
+    """The schedule as it was before LambdaLR drove it, kept as the
+    reference: it sets each group's lr to base * factor itself."""
+
+    def __init__(self, optimizer, name, total_steps, steps_per_epoch, warmup_steps=0,
+                 hold_from=None, hold_factor=1.0, **kw):
+        check_schedule(name, kw)
+        self.optimizer, self.name, self.kw = optimizer, name, kw
+        self.total, self.per_epoch = total_steps, max(steps_per_epoch, 1)
+        self.warmup, self.hold_from, self.hold_factor = warmup_steps, hold_from, hold_factor
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.t, self.mult, self.best, self.bad = 0, 1.0, math.inf, 0
+        self._apply()
+
+    def factor(self):
+        if self.hold_from is not None and self.t >= self.hold_from:
+            return self.hold_factor
+        f = lr_factor(self.name, self.t, self.total, self.per_epoch, **self.kw)
+        if self.warmup:
+            f *= min(1.0, (self.t + 1) / self.warmup)
+        return f * self.mult
+
+    def _apply(self):
+        f = self.factor()
+        for g, base in zip(self.optimizer.param_groups, self.base):
+            g["lr"] = base * f
+
+    @property
+    def lr(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self):
+        self.t += 1
+        self._apply()
+
+    def epoch_end(self, val_loss):
+        if self.name != "plateau" or val_loss is None:
+            return
+        if val_loss < self.best * (1 - self.kw.get("threshold", 1e-4)):
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+            if self.bad > self.kw.get("patience", 2):
+                self.mult *= self.kw.get("factor", 0.1)
+                self.bad = 0
+        self._apply()
+
+    def state_dict(self):
+        return {"t": self.t, "mult": self.mult, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state):
+        self.t, self.mult, self.best, self.bad = (state[k] for k in ("t", "mult", "best", "bad"))
+        self._apply()
+
+
+# every scheduler of TrainConfig with options that change something
+SCHEDULE_CASES = [("constant", {}), ("step", {}), ("step", {"step_size": 2, "gamma": 0.3}),
+                  ("linear", {"min_ratio": 0.1}), ("cosine", {}), ("cosine", {"min_ratio": 0.05}),
+                  ("exponential", {"gamma": 0.7}), ("onecycle", {}),
+                  ("onecycle", {"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0}),
+                  ("plateau", {"patience": 0, "factor": 0.3}), ("plateau", {})]
+VAL_LOSSES = [1.0, 0.9, 0.95, 0.9, 0.91, 0.5, 0.6, 0.6, 0.6, 0.6]  # cuts a plateau schedule
+
+
+def used_lrs(kind, optimizer, sched_name, sched_kw, warmup, hold, resume_at=None):
+    """Every group's lr as each optimizer step uses it (the inner optimizer's
+    for adamw_sgd), over 10 epochs of 7 steps of a tiny model, the schedule
+    stepped as the engine does; with ``resume_at`` the run restarts there
+    from saved optimizer and schedule states, as from a ``.last.pt``."""
+    epochs, per = 10, 7
+    model, loss_fn = problem()
+    kw = {"switch_at": 0.4, "sgd_lr_scale": 20.0} if optimizer == "adamw_sgd" else {}
+
+    def build():
+        opt = make_optimizer(optimizer, model, lr=0.03, weight_decay=5e-4,
+                             total_steps=epochs * per, **kw)
+        sched = kind(opt, sched_name, epochs * per, per, warmup_steps=warmup,
+                     hold_from=hold, hold_factor=0.25, **sched_kw)
+        return opt, sched
+    opt, sched = build()
+    out = []
+    for epoch in range(epochs):
+        if epoch == resume_at:
+            state = saved({"optimizer": opt.state_dict(), "schedule": sched.state_dict()})
+            opt, sched = build()
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["schedule"])
+        for _ in range(per):
+            opt.zero_grad()
+            loss_fn().backward()
+            inner = getattr(opt, opt.phase) if optimizer == "adamw_sgd" else opt
+            opt.step()
+            out.append([g["lr"] for g in inner.param_groups])
+            sched.step()
+        sched.epoch_end(VAL_LOSSES[epoch])
+    return out
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw_sgd"])
+@pytest.mark.parametrize("warmup", [0, 10])
+@pytest.mark.parametrize("name,kw", SCHEDULE_CASES)
+def test_lambda_lr_gives_the_function_path_lrs_bit_for_bit(name, kw, warmup, optimizer):
+    """LambdaLR sets exactly the floats the function path set, for every
+    scheduler, with and without warm-up, an SWA hold, the Adam->SGD switch
+    (its sgd_lr_scale) and a resume from saved states."""
+    for hold in (None, 56):
+        want = used_lrs(FunctionSchedule, optimizer, name, kw, warmup, hold)
+        assert used_lrs(LRSchedule, optimizer, name, kw, warmup, hold) == want
+        assert used_lrs(LRSchedule, optimizer, name, kw, warmup, hold, resume_at=4) == want
+        assert len({len(g) for g in want}) == 1 and len(want[0]) == 2  # decay, no decay
+        if name == "plateau" and hold is None:
+            assert want[-1][0] < want[35][0]  # the plateau rule did cut the lr
+    if optimizer == "adamw_sgd" and name == "constant" and not warmup:
+        assert want[28][0] == want[27][0] * 20.0  # the switch scales by sgd_lr_scale
+
+
+def test_schedule_is_a_lambda_lr():
+    assert {name for name, _ in SCHEDULE_CASES} == set(SCHEDULES)  # all compared above
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.4)
+    sched = LRSchedule(opt, "cosine", 10, 5, warmup_steps=2)
+    assert isinstance(sched.lambda_lr, torch.optim.lr_scheduler.LambdaLR)
+    opt.step()
+    sched.step()
+    assert sched.t == sched.lambda_lr.last_epoch == 1
+    assert sched.lambda_lr.get_last_lr() == [sched.lr] == [0.4 * sched.factor()]
 
 
 def test_schedule_errors():
