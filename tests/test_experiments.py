@@ -75,7 +75,7 @@ def test_second_call_loads_and_force_retrains(smoke, small_split, monkeypatch):
 def test_load_model_returns_the_trained_weights(smoke, small_split):
     cfg = tiny_config(epochs=2)
     rec = E.run(cfg, small_split, "exp", smoke)
-    model = E.load_model(rec, smoke)
+    model = E.load_model(rec, smoke, device="cpu")
     assert not model.training
     saved = read_checkpoint(smoke.root / rec["weights"])["model"]
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
@@ -87,7 +87,7 @@ def test_load_model_with_fewer_classes(smoke):
     from cifar_lib.data import split_data, synthetic_cifar
     split5 = split_data(synthetic_cifar(300, 50, num_classes=5), 50)
     rec = E.run(tiny_config(), split5, "five", smoke)
-    model = E.load_model(rec, smoke)
+    model = E.load_model(rec, smoke, device="cpu")
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
 
 

@@ -229,7 +229,7 @@ def test_engine_fit_with_slbi_records_the_path(small_split, cfg_factory, tmp_pat
     h0, h1 = rec["history"]
     assert "slbi_entry" not in h0 and set(h1["slbi_support"]) == set(h1["slbi_sizes"])
     entry = slbi.entry_from_record(rec)
-    model = experiments.load_model(rec, "smoke")
+    model = experiments.load_model(rec, "smoke", device="cpu")
     assert list(entry) == list(slbi.conv_layers(model))
     with slbi.prune_filters(model, 0.5, by="path", entry=entry) as p:
         assert sum(map(len, p.pruned.values())) > 0
