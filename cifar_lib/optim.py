@@ -82,6 +82,16 @@ def _adamw(model, lr, momentum, weight_decay, nesterov, total_steps,
                              weight_decay=weight_decay, **kw)
 
 
+def closure_loss(closure):
+    """An optimizer step's ``closure()`` evaluated with gradients on (the
+    loss it returns), or None without one: the first lines of every
+    ``step`` of ours (SignSGD, SLBI)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class SignSGD(torch.optim.Optimizer):
     """Sign descent with momentum (signum, Bernstein et al. 2018).
 
@@ -96,10 +106,7 @@ class SignSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             ps = [p for p in group["params"] if p.grad is not None]
             if ps:

@@ -47,7 +47,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from cifar_lib.optim import decay_groups, trainable
+from cifar_lib.optim import closure_loss, decay_groups, trainable
 from cifar_lib.registry import register_optimizer
 
 KINDS = ("conv", "linear", "other")
@@ -137,10 +137,7 @@ class SLBI(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for kind in KINDS:
                 params = [p for p in group["params"]

@@ -546,3 +546,17 @@ def test_ema_is_torch_averaged_model_with_the_warm_up():
     for k, v in ema.module.state_dict().items():
         assert torch.equal(v, ref[k]), k
     assert ema.module.state_dict()["1.num_batches_tracked"].item() == 12
+
+
+def test_step_with_a_closure_returns_its_loss_and_uses_its_gradients():
+    from cifar_lib.optim import SignSGD
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SignSGD([w], lr=0.5, momentum=0.0)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w ** 2).sum()
+        loss.backward()
+        return loss
+    assert float(opt.step(closure)) == 5.0
+    assert w.tolist() == [0.5, -1.5]  # one signed step against the gradient
