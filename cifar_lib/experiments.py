@@ -367,6 +367,8 @@ def run_experiment(name: str, profile: Profile | str | None = None,
 
     The one way a notebook trains: every notebook (01-05) and the CLI's
     ``experiment`` command call it with the experiment's name.
+
+    Used by notebook 04 (report section 2).
     """
     profile = get_profile(profile)
     pairs = experiment_configs(name, profile)
