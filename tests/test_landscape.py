@@ -324,18 +324,29 @@ def test_loss_band_ends_where_a_run_diverges():
     assert study.loss_band(runs, "vgg_a_bn") is None
 
 
+def _use_sizes(monkeypatch, S):
+    """The BatchNorm study with sizes ``S`` in every profile: ``sizes`` is
+    replaced in each of the package's modules that uses it."""
+    import sys
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("cifar_lib.studies.batchnorm") and hasattr(mod, "sizes"):
+            monkeypatch.setattr(mod, "sizes", lambda profile=None: S)
+
+
 def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     from cifar_lib import experiments
-    from cifar_lib.report import TABLES, VALUES, render_block
+    from cifar_lib.report import TABLES, render_block
     from cifar_lib.studies import batchnorm as study
 
     P = get_profile("smoke").with_(root=tmp_path / "smoke")
-    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
     S = study.Sizes(width=1 / 16, epochs=1, batch_size=64, lrs=(1e-3, 1e-4),
                     probe_every=2, probe_scales=(0.5, 4), keep_every=2,
                     surface_images=100, surface_points=5, surface_grid=3)
-    runs = study.train_all(P, small_split, S, device="cpu")
+    _use_sizes(monkeypatch, S)
+    # trained as notebook 04 trains them
+    runs = experiments.run_experiment("batchnorm", P, small_split, device="cpu")
     assert len(runs) == 6 and all(r["status"] in ("ok", "diverged") for r in runs)
+    assert [r["label"] for r in runs] == [s.label for s in study.specs(S)]
     probed = [r for r in runs if r["tag"]["probe_every"]]
     assert {(r["config"]["model"], study.run_setting(r)) for r in probed} == \
         {(m, s) for m in study.MODELS for s in ("adam", "sgd")}
@@ -354,7 +365,8 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "fit", no_training)
     again = study.train_all(P, small_split, S)
     assert [r["run"] for r in again] == [r["run"] for r in runs]
-    assert [r["run"] for r in study.load_runs(P)] == [r["run"] for r in runs]
+    assert [r["run"] for r in study.records(P)] == [r["run"] for r in runs]
+    assert study.configs(P) == {"batchnorm": experiments.experiment_configs("batchnorm", P)}
     # the budgeted runner's interface: one run by its config, and its tag
     for spec, r in zip(study.specs(S), runs):
         cfg = study.config(spec, S)
@@ -363,9 +375,9 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a run of the batchnorm study"):
         study.train_one(P, small_split, study.config(study.Spec("vgg_a", "adam", 0.3, False), S))
     monkeypatch.undo()
-    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
+    _use_sizes(monkeypatch, S)
 
-    bn = study._pick(runs, "vgg_a_bn", "adam", S.adam_lr)
+    bn = study.pick(runs, "vgg_a_bn", "adam", S.adam_lr)
     (P.root / bn["weights"]).unlink()  # a surface without weights retrains its run
     with pytest.raises(ValueError, match="pass the data split"):
         study.measure(P, None)
@@ -386,26 +398,27 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
         if r.get("weights"):
             (P.root / r["weights"]).unlink(missing_ok=True)
     monkeypatch.setattr(experiments, "fit", no_training)
-    monkeypatch.setattr(study.L, "loss_surface", no_training)
+    monkeypatch.setattr(L, "loss_surface", no_training)
     study.measure(P, None)
-    assert study.surfaces(P, None) == surfs
+    assert study.load_surfaces(P) == surfs
     monkeypatch.undo()
-    monkeypatch.setattr(study, "sizes", lambda profile=None: S)
+    _use_sizes(monkeypatch, S)
 
     band = study.loss_band(runs, "vgg_a_bn")
     assert band is not None and (band.lo <= band.hi).all()
     for name in ("bn_runs", "bn_probes", "bn_surfaces"):
         assert len(TABLES[name](P)) > 0
+    vals = study.values(P)
     for name in ("bn_band_ratio", "bn_adam_loss_range_ratio", "bn_adam_beta_ratio",
                  "bn_sgd_gdist_ratio", "bn_surface_ratio", "bn_adam_val_acc_vgg_a_bn",
                  "bn_probe_every", "bn_width", "bn_band_rel_compare",
                  "bn_surface_loss_vgg_a", "bn_adam_step_ratio"):
-        assert VALUES[name](P) is not None, name
+        assert vals[name] is not None, name
     for key, rel in (("line", True), ("line_batch", False)):  # may be < 0 here
-        assert all(math.isfinite(v) for v in study._rises(P, key, rel))
-    assert VALUES["bn_probe_direction"](P).startswith("the update")
-    assert VALUES["bn_kept_steps"](P) == "every 2nd step"
-    assert VALUES["bn_surface_images"](P) == "64"
+        assert all(math.isfinite(v) for v in study.surface_rises(surfs, key, rel))
+    assert vals["bn_probe_direction"].startswith("the update")
+    assert vals["bn_kept_steps"] == "every 2nd step"
+    assert vals["bn_surface_images"] == "64"
     assert "VGG-A + BN" in render_block("table", "bn_probes", None, P, tmp_path)
 
     import matplotlib.pyplot as plt
@@ -415,6 +428,52 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
             study.plot_surface_1d(surfs), study.plot_surface_2d(surfs)]
     assert all(f.axes for f in figs)
     plt.close("all")
+
+
+# The report values that follow from the profile's sizes alone; every other
+# value needs results on disk.
+SIZES_VALUES = {"bn_probe_every", "bn_probe_scales", "bn_kept_steps", "bn_epochs",
+                "bn_width", "bn_lrs", "bn_adam_lr", "bn_sgd_lr", "bn_batch",
+                "bn_surface_images"}
+
+
+def test_study_values_without_results(tmp_path):
+    from cifar_lib.studies import batchnorm as study
+    P = get_profile("smoke").with_(root=tmp_path)
+    S = study.sizes(P)
+    assert study.records(P) == [] and study.load_surfaces(P) == {}
+    vals = study.values(P)
+    assert len(vals) == 44 and all(k.startswith("bn_") for k in vals)
+    assert {k for k, v in vals.items() if v is not None} == SIZES_VALUES
+    assert all(isinstance(vals[k], str) for k in SIZES_VALUES)
+    assert (vals["bn_epochs"], vals["bn_batch"]) == (str(S.epochs), str(S.batch_size))
+    assert vals["bn_probe_scales"] == "0.5, 2, 4" and vals["bn_kept_steps"] == "every step"
+
+
+def test_study_records_match_config_and_current_tag_newest_first(tmp_path):
+    """A run saved under an older recording tag (a probed run from before the
+    probes followed the optimizer's update, whose tag has no ``direction``)
+    is not one of the study's runs; of two saves of a run the newest counts."""
+    from cifar_lib.experiments import write_json
+    from cifar_lib.studies import batchnorm as study
+    P = get_profile("smoke").with_(root=tmp_path)
+    S = study.sizes(P)
+    spec = next(s for s in study.specs(S) if s.probed)
+    cfg, tag = study.config(spec, S), study.recording(spec, S)
+    old_tag = {k: v for k, v in tag.items() if k != "direction"}
+
+    def save(name, tag, created):
+        write_json({"experiment": "batchnorm", "run": name, "label": spec.label,
+                    "status": "ok", "config": cfg.to_dict(), "tag": tag,
+                    "created": created, "data": {"source": "synthetic"}},
+                   P.results / "batchnorm" / f"{name}.json")
+    save("older-tag", old_tag, "2025-01-01T00:00:00+00:00")
+    assert study.records(P) == []
+    save("first", tag, "2025-01-02T00:00:00+00:00")
+    save("second", tag, "2025-01-03T00:00:00+00:00")
+    save("older-tag-newer", old_tag, "2025-01-04T00:00:00+00:00")
+    found = study.records(P)
+    assert [r["run"] for r in found] == ["second"] and found[0]["label"] == spec.label
 
 
 # ------------------------------------------------ probes along the optimizer's update

@@ -1,0 +1,61 @@
+"""BatchNorm study (report section 2, notebook 04_batchnorm.ipynb): VGG-A
+with and without BatchNorm.
+
+After Santurkar et al. 2018 ("How Does Batch Normalization Help
+Optimization?"). Both networks train with the same data, seed and recipe:
+
+* the course's loss landscape: Adam at each of ``COURSE_LRS``, the training
+  loss per step, its min-max band across learning rates; the same runs give
+  the last layer's gradient per step (kept every ``keep_every`` steps);
+* the same band relative to the mean loss over learning rates, and its
+  width at matched loss levels, which take out how fast each network
+  learns (:func:`relative_band`, :func:`matched_widths`);
+* curves at the course's setting (Adam, lr 1e-3) and with SGD with momentum
+  at a learning rate at which both networks train;
+* the paper's probes (:func:`cifar_lib.landscape.probe`) every
+  ``probe_every`` steps of those two settings, along the update the run's
+  optimizer takes at that step (for Adam, Adam's step, not lr x gradient);
+* filter-normalised 1-D and 2-D loss surfaces around the final weights
+  (Li et al. 2018), with BatchNorm on its running statistics (evaluation
+  mode), the 1-D one also with batch statistics; :func:`measure` makes
+  them after training and keeps them under ``results/``.
+
+Every run is :func:`cifar_lib.experiments.run` with ``keep="last"`` and a
+:class:`cifar_lib.landscape.Recorder` hook: cached as
+``results/batchnorm/<run>.json``, named by a hash of the config, the data
+and the recording options (its ``tag``), with its final weights under
+``weights/batchnorm/``. Surfaces are cached as
+``results/batchnorm/surfaces/<run>-<hash>.json``. Report tables and values
+(``bn_*``) read these files. For a budgeted runner: :func:`train_one` trains
+one run given its config, :func:`run_tag` gives its recording tag, and
+:func:`measure` makes the post-training measurements (a no-op, needing no
+weights, when they are on disk).
+
+The study's parts, each in its module:
+
+* ``runs``: :class:`Sizes` per profile (:func:`sizes`), the runs
+  (:func:`specs`, :func:`config`, :func:`recording`), :func:`configs` (the
+  one named experiment, ``batchnorm``, registered with :func:`train_one`
+  as its trainer and :func:`run_tag` as its tag), :func:`records` of its
+  runs on disk;
+* ``measures``: bands (:func:`loss_band`), probe summaries, the loss
+  surfaces (:func:`measure`, :func:`load_surfaces`);
+* ``plots``: the figures;
+* ``values``: the report tables and :func:`values`.
+
+The notebook imports the package (``from cifar_lib.studies import batchnorm
+as study``) and trains through ``cl.run_experiment("batchnorm", ...)``.
+"""
+from cifar_lib.studies.batchnorm.runs import (  # noqa: F401
+    COLORS, COURSE_LRS, EXPERIMENT, LABELS, MODELS, PROBE_DIRECTION, Sizes, Spec,
+    config, configs, diverged_step, pick, records, recording, run_setting, run_tag,
+    setting_lr, setting_name, sizes, spec_of, specs, train_all, train_one, train_run)
+from cifar_lib.studies.batchnorm.measures import (  # noqa: F401
+    MATCHED_BINS, Band, band_means, load_surfaces, loss_band, matched_means,
+    matched_widths, measure, probe_means, probe_summary, relative_band, surface,
+    surface_centre, surface_n, surface_options, surface_rise, surface_rises, to_array)
+from cifar_lib.studies.batchnorm.plots import (  # noqa: F401
+    plot_curves, plot_last_grad, plot_loss_band_views, plot_loss_landscape,
+    plot_probes, plot_surface_1d, plot_surface_2d)
+from cifar_lib.studies.batchnorm.values import (  # noqa: F401
+    probe_table, runs_table, surface_table, values)

@@ -1,0 +1,276 @@
+"""The BatchNorm study's figures (notebook 04): each takes the run records
+(or the stored surfaces) and the study's sizes and returns a Figure."""
+from __future__ import annotations
+
+import numpy as np
+
+from cifar_lib.studies.batchnorm.measures import (
+    Band, loss_band, matched_widths, relative_band, to_array)
+from cifar_lib.studies.batchnorm.runs import (
+    COLORS, LABELS, MODELS, Sizes, diverged_step, pick, setting_lr, setting_name)
+
+
+def _plain_log(ax, axis="y"):
+    """Log scale with ticks at 1, 2, 5 x 10^k written as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _diverged_note(ax, r, x, y):
+    ax.plot([x], [y], "x", color=COLORS[r["config"]["model"]], ms=10, mew=2)
+    ax.annotate(f"{LABELS[r['config']['model']]} diverged\n"
+                f"(step {diverged_step(r)})", (x, y),
+                textcoords="offset points", xytext=(6, -22), fontsize=8,
+                color=COLORS[r["config"]["model"]])
+
+
+def plot_curves(runs: list[dict], S: Sizes):
+    """Train/val loss and accuracy per epoch, Adam (course) and large-lr SGD.
+
+    Used by notebook 04 (report section 2).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False)
+    for row, setting in enumerate(("adam", "sgd")):
+        for m in MODELS:
+            r = pick(runs, m, setting, setting_lr(setting, S))
+            if r is None:
+                continue
+            h, c = r["history"], COLORS[m]
+            ep = [e["epoch"] for e in h]
+            for col, key in enumerate(("loss", "acc")):
+                ax = axes[row, col]
+                scale = 100 if key == "acc" else 1
+                for split_, ls in (("train", "-"), ("val", "--")):
+                    ax.plot(ep, [np.nan if e[f"{split_}_{key}"] is None
+                                 else scale * e[f"{split_}_{key}"] for e in h],
+                            ls, color=c, marker="o", ms=3,
+                            label=f"{LABELS[m]} {split_}")
+                if r["status"] == "diverged":
+                    x = r["diverged_at"]["epoch"] + 1
+                    y = ax.get_ylim()[1] if h else (2.3 if key == "loss" else 10)
+                    _diverged_note(ax, r, x, y)
+        axes[row, 0].set_ylabel("cross-entropy loss (log scale)")
+        _plain_log(axes[row, 0])
+        axes[row, 1].set_ylabel("accuracy (%)")
+        for ax in axes[row]:
+            ax.set_title(setting_name(setting, S))
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_band(ax, band: Band | None, model: str):
+    """A model's min-max band; where it ends early, a dotted line and why."""
+    if band is None:
+        return
+    label = LABELS[model] + (f" (band ends: {band.ends})" if band.ends else "")
+    ax.fill_between(band.steps, band.lo, band.hi, color=COLORS[model], alpha=0.45,
+                    lw=0, label=label)
+    if band.ends and len(band.steps):
+        ax.axvline(band.steps[-1], color=COLORS[model], ls=":", lw=1.2)
+
+
+def plot_loss_landscape(runs: list[dict], S: Sizes):
+    """The course's figure: per-step training loss, min-max band across lrs.
+
+    A band stops at the first step where one of its runs has no finite loss
+    (see :func:`loss_band`); the legend says which run ended it.
+
+    Used by notebook 04 (report section 2).
+    """
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for m in MODELS:
+        _draw_band(ax, loss_band(runs, m), m)
+    lrs = ", ".join(f"{lr:g}" for lr in S.lrs)
+    ax.set(xlabel="training step", ylabel="training loss (cross-entropy)",
+           title=f"Loss landscape: min-max over Adam learning rates {lrs}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _smooth(v: np.ndarray, n: int) -> np.ndarray:
+    """Moving average over ``n`` points (edges averaged over fewer)."""
+    if n <= 1 or len(v) < 2:
+        return v
+    k = np.ones(n)
+    return np.convolve(v, k, "same") / np.convolve(np.ones(len(v)), k, "same")
+
+
+def plot_loss_band_views(runs: list[dict], S: Sizes):
+    """The course's band without the training speed in it.
+
+    Left: band width over the mean loss at each step, (max - min) / mean
+    over the Adam learning rates (faint: per step; line: moving average).
+    Right: band width against the mean loss, so that the networks are
+    compared where their loss is the same, not at the same step (faint:
+    per step; line: mean per loss bin over the levels both pass through).
+
+    Used by notebook 04 (report section 2).
+    """
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    bands = {m: loss_band(runs, m) for m in MODELS}
+    for m, b in bands.items():
+        if b is None or not len(b.steps):
+            continue
+        c, rel = COLORS[m], relative_band(b)
+        axes[0].plot(b.steps, rel, color=c, alpha=0.2, lw=0.6)
+        axes[0].plot(b.steps, _smooth(rel, max(1, len(rel) // 40)), color=c,
+                     lw=1.6, label=LABELS[m])
+        axes[1].plot(b.mean, b.hi - b.lo, ".", color=c, alpha=0.2, ms=2,
+                     label=f"{LABELS[m]} (per step)")
+    if all(b is not None and len(b.steps) for b in bands.values()):
+        m = matched_widths(bands["vgg_a"], bands["vgg_a_bn"])
+        if m is not None:
+            edges, wp, wb = m
+            mid = np.sqrt(edges[1:] * edges[:-1])
+            for model, w in (("vgg_a", wp), ("vgg_a_bn", wb)):
+                axes[1].plot(mid, w, "o-", color=COLORS[model], lw=1.6,
+                             label=f"{LABELS[model]} (mean per loss bin)")
+    axes[0].set(xlabel="training step", ylabel="(max - min) / mean of the loss",
+                title="band width relative to the loss")
+    axes[1].set(xlabel="mean training loss over the learning rates (log scale; "
+                "training goes right to left)", ylabel="max - min of the loss",
+                title="band width at matched loss")
+    for ax in axes:
+        _plain_log(ax)
+        ax.legend(fontsize=8)
+    _plain_log(axes[1], "x")
+    axes[1].invert_xaxis()
+    fig.suptitle("Loss landscape without the training speed: Adam learning rates "
+                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+    fig.tight_layout()
+    return fig
+
+
+def plot_probes(runs: list[dict], S: Sizes):
+    """The paper's Fig. 4: loss range, gradient predictiveness and beta per
+    probe, along the update each run's optimizer takes.
+
+    Used by notebook 04 (report section 2)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
+    for row, setting in enumerate(("adam", "sgd")):
+        for m in MODELS:
+            r = pick(runs, m, setting, setting_lr(setting, S))
+            if r is None or not r["probes"]["step"]:
+                continue
+            p, c = r["probes"], COLORS[m]
+            st = np.asarray(p["step"])
+            kw = dict(color=c, alpha=0.45, lw=0, label=LABELS[m])
+            lo, hi = to_array(p["loss_min"]), to_array(p["loss_max"])
+            axes[row, 0].fill_between(st, lo, hi, **kw)
+            lo, hi = to_array(p["gdist_min"]), to_array(p["gdist_max"])
+            axes[row, 1].fill_between(st, lo, hi, **kw)
+            axes[row, 2].plot(st, to_array(p["beta"]), color=c, lw=1.2, label=LABELS[m])
+            if r["status"] == "diverged":
+                for ax in axes[row]:
+                    ax.axvline(diverged_step(r), color=c, ls=":",
+                               label=f"{LABELS[m]} diverged")
+        name = setting_name(setting, S)
+        titles = ("loss landscape", "gradient predictiveness",
+                  "effective beta-smoothness")
+        ylabels = ("loss at w + eta u (range over eta)",
+                   "||grad(w + eta u) - grad(w)|| (range)",
+                   "max ||grad difference|| / (eta ||u||)")
+        for ax, t, yl in zip(axes[row], titles, ylabels):
+            ax.set(title=f"{t} ({name})", xlabel="training step", ylabel=yl)
+            ax.legend(fontsize=8)
+        for ax in axes[row, 1:]:
+            _plain_log(ax)
+    fig.suptitle("Probes along the optimizer's update u (Adam's step, SGD's "
+                 "momentum step), eta = "
+                 f"[{min(S.probe_scales):g}, {max(S.probe_scales):g}], "
+                 f"every {S.probe_every} steps", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def plot_last_grad(runs: list[dict], S: Sizes):
+    """Last layer's gradient per step: min-max band across the Adam lrs.
+
+    Used by notebook 04 (report section 2).
+    """
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for m in MODELS:
+        for ax, key in zip(axes, ("last_grad", "last_grad_change")):
+            _draw_band(ax, loss_band(runs, m, key=key), m)
+    axes[0].set(ylabel="||grad of last-layer weights|| (l2)",
+                title="last-layer gradient norm")
+    axes[1].set(ylabel="||g_t - g_(t-1)|| of last-layer weights (l2)",
+                title="last-layer gradient change between steps")
+    for ax in axes:
+        ax.set_xlabel("training step")
+        _plain_log(ax)
+        ax.legend()
+    fig.suptitle("min-max over Adam learning rates "
+                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+    fig.tight_layout()
+    return fig
+
+
+def plot_surface_1d(surfs: dict):
+    """Loss along one filter-normalised direction, both models; BN with its
+    running statistics (solid) and with batch statistics (dashed).
+
+    Used by notebook 04 (report section 2)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for m, s in surfs.items():
+        ax.plot(s["alphas"], to_array(s["line"]), "o-", ms=3, color=COLORS[m],
+                label=f"{LABELS[m]} (eval: running statistics)")
+        if "line_batch" in s and m != "vgg_a":  # without BN both lines are one
+            ax.plot(s["alphas"], to_array(s["line_batch"]), "s--", ms=3, color=COLORS[m],
+                    alpha=0.7, label=f"{LABELS[m]} (batch statistics)")
+    ax.set(xlabel="step along the filter-normalised direction (alpha)",
+           ylabel="training loss (cross-entropy, log scale)",
+           title="1-D loss surface around the trained weights")
+    _plain_log(ax)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_surface_2d(surfs: dict):
+    """Contours of the loss on a filter-normalised plane, one colour scale
+    (BN on its running statistics, evaluation mode).
+
+    Used by notebook 04 (report section 2)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    grids = {m: np.ma.masked_invalid(to_array(np.ravel(s["grid"])).reshape(
+        len(s["xs"]), len(s["xs"]))) for m, s in surfs.items()}
+    lo = min(float(g.min()) for g in grids.values())
+    hi = max(float(g.max()) for g in grids.values())
+    lo = max(lo, 1e-4)
+    levels = np.geomspace(lo, max(hi, lo * 1.01), 16)
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids) + 1.5, 4.6),
+                             squeeze=False, layout="constrained")
+    cs = None
+    for ax, (m, g) in zip(axes[0], grids.items()):
+        xs = surfs[m]["xs"]
+        cs = ax.contourf(xs, xs, g.T, levels=levels, norm=LogNorm(lo, levels[-1]),
+                         cmap="viridis", extend="both")
+        ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
+        ax.plot([0], [0], "r*", ms=10, label="trained weights")
+        ticks = np.linspace(xs[0], xs[-1], 5)
+        ax.set(title=f"{LABELS[m]} (eval mode)", xlabel="direction 1 (alpha)",
+               ylabel="direction 2 (beta)", aspect="equal",
+               xticks=ticks, yticks=ticks)
+        ax.legend(loc="upper right", fontsize=8)
+    if cs is not None:
+        cb = fig.colorbar(cs, ax=list(axes[0]), ticks=levels[::3],
+                          label="training loss (cross-entropy, log scale)")
+        cb.ax.set_yticklabels([f"{v:.3g}" for v in levels[::3]])
+    return fig

@@ -1,0 +1,255 @@
+"""The BatchNorm study's runs: sizes per profile, the recipe, the recording
+options (tag) of each run, training with the step recorder, and the records
+on disk.
+
+:func:`configs` gives the one named experiment, ``batchnorm``, registered
+with its trainer of one config (:func:`train_one`, step recorder included)
+and :func:`run_tag` as its tag;
+:func:`records` finds its runs on disk through
+:func:`cifar_lib.experiments.experiment_records`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from cifar_lib import landscape as L
+from cifar_lib.data import Split
+from cifar_lib.engine import TrainConfig
+from cifar_lib.experiments import experiment_records, run
+from cifar_lib.losses import make_loss
+from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.registry import register_experiment
+
+EXPERIMENT = "batchnorm"
+MODELS = ("vgg_a", "vgg_a_bn")
+LABELS = {"vgg_a": "VGG-A", "vgg_a_bn": "VGG-A + BN"}
+COLORS = {"vgg_a": "tab:green", "vgg_a_bn": "tab:red"}
+COURSE_LRS = (1e-3, 2e-3, 1e-4, 5e-4)  # the course's loss-landscape sweep
+
+
+# ---------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything the study varies with the profile."""
+
+    width: float                # VGG-A channel multiplier (1: the course's 9.75M net)
+    epochs: int                 # epochs of every run
+    batch_size: int             # the course's 128 (smoke: the profile's)
+    lrs: tuple = COURSE_LRS     # Adam learning rates of the loss landscape
+    adam_lr: float = 1e-3       # the course's setting (curves, probes, surfaces)
+    sgd_lr: float = 0.1         # SGD learning rate (curves, probes); both nets train
+    momentum: float = 0.9       # of SGD
+    probe_every: int = 25       # steps between probes
+    probe_scales: tuple = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)  # multiples of the update
+    keep_every: int = 1         # per-step records kept every this many steps
+    surface_images: int = 5120  # training images of the surfaces (full batches only)
+    surface_points: int = 41    # points of the 1-D surface over [-span, span]
+    surface_grid: int = 21      # points per side of the 2-D surface
+    surface_span: float = 1.0   # extent along each filter-normalised direction
+    seed: int = 0
+
+    def replace(self, **kw) -> "Sizes":
+        """A copy with some sizes changed (tests, one-off smaller runs)."""
+        return replace(self, **kw)
+
+
+def sizes(profile: Profile | str | None = None) -> Sizes:
+    """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100).
+
+    Used by notebook 04 (report section 2).
+    """
+    P = get_profile(profile)
+    if P.name == "smoke":
+        return Sizes(width=1 / 16, epochs=2, batch_size=P.batch_size,
+                     probe_every=3, probe_scales=(0.5, 2, 4),
+                     surface_images=256, surface_points=9, surface_grid=5)
+    if P.name == "cpu":
+        # SGD lr 0.02: at 0.1 the plain net barely learns on 5k images in 8
+        # epochs (train loss 1.83, val acc 28% in a check run; 0.02: 1.57, 41%;
+        # with BN 0.68, 50%). At full scale both nets train at 0.1.
+        return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
+                     probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
+                     surface_points=21, surface_grid=9)
+    # full: 6 epochs of 45k images (351 steps each, 2,106 per run). A probe
+    # is 9 float32 forward-backward passes and a trial optimizer step, so
+    # probing every 25 steps adds about 36% passes to the four probed runs.
+    # SGD lr 0.1 trains both nets here (4-epoch check on an H100: train loss
+    # 1.10 without BN, 1.12 with). Sized with `python -m cifar_lib plan` to
+    # about 2.5 minutes on an H100 for the ten runs and their probes, plus
+    # the surfaces (41 + 41 + 441 points on 5,120 images per model). Keeping
+    # every 2nd step's records keeps each run's JSON small (1,053 of 2,106).
+    return Sizes(width=1.0, epochs=6, batch_size=128, probe_every=25,
+                 keep_every=2)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One training run of the study."""
+
+    model: str
+    setting: str   # "adam" (the course's optimizer) or "sgd"
+    lr: float
+    probed: bool   # probes along the optimizer's update
+
+    @property
+    def label(self) -> str:
+        opt = "Adam" if self.setting == "adam" else "SGD"
+        return f"{LABELS[self.model]}, {opt} lr={self.lr:g}"
+
+
+def specs(S: Sizes) -> list[Spec]:
+    """Every run: both models x (Adam at each lr, SGD at the large lr)."""
+    lrs = tuple(S.lrs) + ((S.adam_lr,) if S.adam_lr not in S.lrs else ())
+    out = []
+    for m in MODELS:
+        out += [Spec(m, "adam", lr, probed=lr == S.adam_lr) for lr in lrs]
+        out.append(Spec(m, "sgd", S.sgd_lr, probed=True))
+    return out
+
+
+def config(spec: Spec, S: Sizes) -> TrainConfig:
+    """The recipe: no augmentation, no weight decay, constant lr (the course's);
+    the run ends with (and tests) its last weights, which the surfaces use."""
+    opt = dict(optimizer="adam") if spec.setting == "adam" else \
+        dict(optimizer="sgd", momentum=S.momentum, nesterov=False)
+    return TrainConfig(model=spec.model, model_kw={"width": S.width}, lr=spec.lr,
+                       weight_decay=0.0, scheduler="constant", epochs=S.epochs,
+                       batch_size=S.batch_size, augment="none", seed=S.seed,
+                       keep="last", **opt)
+
+
+PROBE_DIRECTION = "update"  # probes follow the optimizer's own step
+
+
+def recording(spec: Spec, S: Sizes) -> dict:
+    """The run's :class:`~cifar_lib.landscape.Recorder` options (its tag).
+
+    A probed run probes along its optimizer's update, at ``probe_scales``
+    times that update (``direction`` in the tag); a run without probes has
+    no ``direction``, so its tag and name are those of earlier versions.
+    """
+    if not spec.probed:
+        return {"probe_every": 0, "etas": [], "keep_every": S.keep_every}
+    return {"probe_every": S.probe_every, "etas": [float(s) for s in S.probe_scales],
+            "keep_every": S.keep_every, "direction": PROBE_DIRECTION}
+
+
+def run_setting(run: dict) -> str:
+    """``adam`` or ``sgd``: the optimizer a run record trained with."""
+    return "adam" if run["config"]["optimizer"] == "adam" else "sgd"
+
+
+def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
+              force: bool = False, need_weights: bool = False, device=None,
+              log=None) -> dict:
+    """Train one run, recorded step by step, unless it is on disk; return
+    its record (with ``steps`` and ``probes``, see
+    :meth:`cifar_lib.landscape.Recorder.result`)."""
+    cfg, opts = config(spec, S), recording(spec, S)
+    recorder = L.Recorder(make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw),
+                          **opts)
+    assert recorder.options() == opts  # the tag says what is recorded
+    return run(cfg, split, EXPERIMENT, P, label=spec.label, force=force,
+               need_weights=need_weights, device=device, hooks=[recorder],
+               tag=opts, log=log)
+
+
+def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
+              force: bool = False, device=None, log=None) -> list[dict]:
+    """Every run of the study (trained or loaded), in :func:`specs` order:
+    what ``run_experiment("batchnorm", ...)`` returns (notebook 04)."""
+    S = S or sizes(P)
+    return [train_run(P, split, s, S, force=force, device=device, log=log)
+            for s in specs(S)]
+
+
+def spec_of(P: Profile | str | None, cfg: TrainConfig) -> tuple[Spec, Sizes]:
+    """The study's run whose config is ``cfg`` (ValueError if there is none)."""
+    S = sizes(P)
+    want = cfg.to_dict()
+    for spec in specs(S):
+        if config(spec, S).to_dict() == want:
+            return spec, S
+    raise ValueError(f"{cfg.model} with {cfg.optimizer} lr={cfg.lr:g} is not a run "
+                     f"of the {EXPERIMENT} study in the {get_profile(P).name} "
+                     "profile (see experiment_configs)")
+
+
+def run_tag(P: Profile | str | None, cfg: TrainConfig) -> dict:
+    """The recording tag that run gets (``run(..., tag=...)``): the tag the
+    experiment is registered with, which :func:`records` matches."""
+    spec, S = spec_of(P, cfg)
+    return recording(spec, S)
+
+
+def train_one(P: Profile | str | None, split: Split, cfg: TrainConfig, *,
+              force: bool = False, device=None, log=None) -> dict:
+    """Train (or load) the study's run whose config is ``cfg``, with its
+    recorder; ValueError if ``cfg`` is not one of the study's."""
+    P = get_profile(P)
+    spec, S = spec_of(P, cfg)
+    return train_run(P, split, spec, S, force=force, device=device, log=log)
+
+
+def _train(P: Profile, split: Split, label: str, cfg: TrainConfig, *, force=False,
+           device=None, log=None) -> dict:
+    """The experiment's trainer: :func:`train_one` (the label is the spec's)."""
+    return train_one(P, split, cfg, force=force, device=device, log=log)
+
+
+def configs(P: Profile | str | None) -> dict[str, list[tuple[str, TrainConfig]]]:
+    """The study's one experiment, ``batchnorm``: its (label, config) pairs
+    in :func:`specs` order. ``run_experiment("batchnorm", ...)`` (and
+    ``python -m cifar_lib experiment batchnorm``) trains them with their
+    step recorders (:func:`train_one`)."""
+    S = sizes(P)
+    return {EXPERIMENT: [(s.label, config(s, S)) for s in specs(S)]}
+
+
+@register_experiment(EXPERIMENT, train=_train, tag=run_tag)
+def _spec(P: Profile) -> list[tuple[str, TrainConfig]]:
+    """The (label, config) pairs of ``batchnorm`` (see :func:`configs`)."""
+    return configs(P)[EXPERIMENT]
+
+
+def records(P: Profile | str | None = None, name: str = EXPERIMENT) -> list[dict]:
+    """The records on disk of the profile's runs (config and recording tag
+    as now), in :func:`specs` order, the newest where a run was made twice
+    (:func:`cifar_lib.experiments.experiment_records`)."""
+    return experiment_records(name, P)
+
+
+def pick(runs: list[dict], model: str, setting: str, lr: float | None = None):
+    """The first record of ``model`` trained with ``setting`` (at ``lr``)."""
+    for r in runs:
+        c = r["config"]
+        if c["model"] == model and run_setting(r) == setting \
+                and (lr is None or math.isclose(c["lr"], lr)):
+            return r
+    return None
+
+
+def setting_lr(setting: str, S: Sizes) -> float:
+    """The learning rate of the curves and probes of a setting."""
+    return S.adam_lr if setting == "adam" else S.sgd_lr
+
+
+def setting_name(setting: str, S: Sizes) -> str:
+    """A setting as titles and tables name it, e.g. ``Adam lr=0.001``."""
+    return f"Adam lr={S.adam_lr:g}" if setting == "adam" else f"SGD lr={S.sgd_lr:g}"
+
+
+def diverged_step(run: dict) -> int | None:
+    """The step at which a diverged run broke down: its first non-finite
+    loss, else the step at which its loss passed fit's ``max_loss``."""
+    if run["status"] != "diverged":
+        return None
+    st = run.get("steps", {})
+    first = st.get("first_nonfinite")
+    return first if first is not None else st.get("last_step")
