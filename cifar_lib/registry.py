@@ -96,17 +96,3 @@ def register_values(fn: Callable):
     VALUE_SOURCES[key] = fn
     return fn
 
-
-# Transitional (removed once every study gives ``values(profile)``).
-VALUES: dict[str, Callable] = {}
-
-
-def register_value(name: str):
-    return _into(VALUES, name, "report value")
-
-
-def _legacy_values(profile) -> dict:
-    return {name: fn(profile) for name, fn in VALUES.items()}
-
-
-VALUE_SOURCES["legacy"] = _legacy_values
