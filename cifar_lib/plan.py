@@ -29,7 +29,7 @@ from typing import Callable
 
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_values
+from cifar_lib.registry import register_table, register_values
 
 # Throughput the estimates assume: one H100, bf16 autocast, channels_last,
 # eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
@@ -54,6 +54,16 @@ WARMUP_MAX_S = 25.0
 # notebook-03 figures took about a minute on an H100, t-SNE included).
 POST_RESERVE_S = 60.0
 
+# A post-training measurement that takes less found its outputs on disk.
+MEASURED_MIN_S = 2.0
+# The notebook whose work each group of runs and each measurement is.
+NOTEBOOK_OF = {"core": "01_architectures", "zoo": "01_architectures",
+               "ablations": "02_ablations", "batchnorm": "04_batchnorm",
+               "dessilbi": "05_dessilbi", "extended": "01_architectures",
+               "visualisation (notebook 03)": "03_visualization",
+               "BatchNorm surfaces (notebook 04)": "04_batchnorm",
+               "DessiLBI pruning (notebook 05)": "05_dessilbi"}
+
 # Groups of runs in the order the budgeted runner trains them.
 PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
 
@@ -73,6 +83,8 @@ class Job:
     train_pflops: float = 0.0
     est_s: float = 0.0
     done: bool = False
+    took_s: float | None = None   # a done run's recorded wall time
+    device: str | None = None     # and the device it ran on
 
     def row(self) -> dict:
         c = self.cfg
@@ -168,18 +180,18 @@ def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
     return out
 
 
-def _done_keys(P: Profile) -> set[str]:
-    """Identity (config, tag, data sizes) of every finished run on disk."""
-    keys = set()
-    for path in P.results.glob("*/*.json"):
+def _done_records(P: Profile) -> dict[str, dict]:
+    """Every finished run on disk by its identity (config, tag, data sizes)."""
+    found = {}
+    for path in sorted(P.results.glob("*/*.json")):
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(rec, dict) and rec.get("status") in ("ok", "diverged") \
                 and "config" in rec:
-            keys.add(_key(rec["config"], rec.get("tag"), rec.get("data", {})))
-    return keys
+            found[_key(rec["config"], rec.get("tag"), rec.get("data", {}))] = rec
+    return found
 
 
 def _key(config: dict, tag, data: dict) -> str:
@@ -194,7 +206,7 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
     P = get_profile(profile)
     n_train, n_val, n_test = profile_images(P)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    done = _done_keys(P)
+    done = _done_records(P)
     jobs: dict[str, Job] = {}
     seen_models = set()
     for group, experiment, runs in _groups(P, extended):
@@ -210,6 +222,9 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
             seen_models.add(arch)
             jobs[key] = Job(experiment, label, cfg, group, tag, [], g, n_train, pf, secs,
                             key in done)
+            if key in done:
+                jobs[key].took_s = done[key].get("metrics", {}).get("wall_time")
+                jobs[key].device = done[key].get("env", {}).get("device_name")
     return list(jobs.values())
 
 
@@ -303,7 +318,10 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
                 s = time.perf_counter()
                 fn(P, split, log=log)
                 posted.append(name)
-                log(f"[run] {name}: done in {time.perf_counter() - s:.0f} s")
+                took = time.perf_counter() - s
+                log(f"[run] {name}: done in {took:.0f} s")
+                if took >= MEASURED_MIN_S:  # it measured (else it found its results)
+                    _save_measure_time(P, name, took)
 
     do_posts()
     for j in jobs:
@@ -331,6 +349,72 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         f"{len(skipped)} pending (call again to continue); measured/estimated "
         f"time {ratio:.2f}")
     return summary
+
+
+def _measure_times_path(P: Profile):
+    return P.results / "summaries" / "measure_times.json"
+
+
+def _save_measure_time(P: Profile, name: str, seconds: float) -> None:
+    """Keep how long a post-training measurement took, and where."""
+    from cifar_lib.experiments import environment, write_json
+    path = _measure_times_path(P)
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[name] = {"seconds": round(seconds, 1), "device": environment()["device_name"]}
+    write_json(times, path)
+
+
+def work_by_notebook(profile=None, extended: bool = False) -> list[dict]:
+    """Per notebook (in order), the work of its runs and measurements on the
+    device they ran on: runs done of all, their recorded wall time (s), the
+    measurements' times as ``run`` kept them (``steps`` of them; None: none
+    is recorded), the estimate (s) of pending runs,
+    and the devices."""
+    P = get_profile(profile)
+    jobs = plan(P, extended)
+    path = _measure_times_path(P)
+    measured = json.loads(path.read_text()) if path.is_file() else {}
+    posts = [name for name, *_ in _post_steps(P)]
+    rows = []
+    for nb in sorted(set(NOTEBOOK_OF.values())):
+        mine = [j for j in jobs if NOTEBOOK_OF[j.group] == nb]
+        done = [j for j in mine if j.done]
+        steps = [n for n in posts if NOTEBOOK_OF[n] == nb]
+        meas = [measured[n] for n in steps if n in measured]
+        rows.append({"notebook": nb, "done": len(done), "runs": len(mine), "steps": len(steps),
+                     "train_s": sum(j.took_s or 0 for j in done),
+                     "measure_s": sum(m["seconds"] for m in meas) if meas or not steps
+                     else None,
+                     "pending_s": sum(j.est_s for j in mine if not j.done),
+                     "devices": sorted({j.device for j in done if j.device}
+                                       | {m["device"] for m in meas})})
+    return rows
+
+
+@register_table("device_work")
+def device_work_table(profile: Profile):
+    """README: each notebook's work in the profile on the device it ran on
+    (:func:`work_by_notebook`); None before any run is done."""
+    import pandas as pd
+    rows = work_by_notebook(profile)
+    if not any(r["done"] for r in rows):
+        return None
+
+    def minutes(s):
+        return "not recorded" if s is None else f"{s / 60:.1f}"
+    out = [{"notebook": f"{r['notebook']}.ipynb",
+            "runs done": f"{r['done']} of {r['runs']}" if r["runs"] else "none of its own",
+            "training (min)": minutes(r["train_s"]),
+            "measurements (min)": minutes(r["measure_s"]) if r["steps"] else "none",
+            "pending runs, estimated (min)": minutes(r["pending_s"]),
+            "device": ", ".join(r["devices"]) or "n/a"} for r in rows]
+    out.append({"notebook": "all", "runs done": f"{sum(r['done'] for r in rows)} of "
+                f"{sum(r['runs'] for r in rows)}",
+                "training (min)": minutes(sum(r["train_s"] for r in rows)),
+                "measurements (min)": minutes(sum(r["measure_s"] or 0 for r in rows)),
+                "pending runs, estimated (min)": minutes(sum(r["pending_s"] for r in rows)),
+                "device": ""})
+    return pd.DataFrame(out)
 
 
 def _update_ratio(ratio: float, took: float, est: float, n: int) -> float:

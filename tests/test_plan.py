@@ -87,6 +87,29 @@ def test_budgeted_runner_stops_within_budget_and_resumes(monkeypatch):
     third = pl.run_budget(P, budget_min=30, only_groups=("core",), log=logs.append)
     assert third["ran"] == 0
     assert all(j.done for j in pl.plan(P) if j.group == "core")
+    # each notebook's work: the recorded wall times of its runs, on this machine
+    rows = {r["notebook"]: r for r in pl.work_by_notebook(P)}
+    arch_jobs = [j for j in pl.plan(P) if j.group in ("core", "zoo") and j.done]
+    arch = rows["01_architectures"]
+    assert arch["done"] == len(arch_jobs) >= len(ran) and arch["devices"] == ["cpu"]
+    assert arch["train_s"] == pytest.approx(sum(j.took_s for j in arch_jobs))
+    assert arch["train_s"] > 0
+    assert rows["04_batchnorm"]["done"] == 0 and rows["04_batchnorm"]["measure_s"] is None
+    table = pl.device_work_table(P)
+    assert list(table["notebook"])[-1] == "all" and "not recorded" in set(table["measurements (min)"])
+
+
+def test_runner_records_how_long_a_measurement_took(monkeypatch):
+    P = get_profile("smoke")
+    monkeypatch.setattr(pl, "MEASURED_MIN_S", 0.0)
+    calls = []
+    monkeypatch.setattr(pl, "_post_steps", lambda P: [
+        ("BatchNorm surfaces (notebook 04)", {"core"}, lambda j: False,
+         lambda P, split, log: calls.append(1))])
+    pl.run_budget(P, budget_min=0.0, only_groups=("core",), log=lambda m: None)
+    assert calls == [1]
+    row = {r["notebook"]: r for r in pl.work_by_notebook(P)}["04_batchnorm"]
+    assert row["measure_s"] is not None and row["devices"] == ["cpu"]
 
 
 def test_cli_run_help_names_groups(capsys):
