@@ -270,7 +270,9 @@ def load_model(record: dict, profile: Profile | str | None = None, device=None):
     return load_checkpoint(profile.root / record["weights"]).to(dev).eval()
 
 
-def _read_record(path: Path) -> dict | None:
+def read_record(path: Path) -> dict | None:
+    """The run record in ``path``; None for a damaged file or other JSON
+    (such as a stored measurement)."""
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -282,7 +284,7 @@ def load_results(experiment: str, profile: Profile | str | None = None) -> list[
     """Every run record of ``experiment`` under the profile, oldest first
     (damaged files and other JSON, such as stored measurements, left out)."""
     profile = get_profile(profile)
-    recs = filter(None, map(_read_record, (profile.results / experiment).glob("*.json")))
+    recs = filter(None, map(read_record, (profile.results / experiment).glob("*.json")))
     return sorted(recs, key=lambda r: (r.get("created", ""), r["run"]))
 
 

@@ -182,16 +182,10 @@ def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
 
 def _done_records(P: Profile) -> dict[str, dict]:
     """Every finished run on disk by its identity (config, tag, data sizes)."""
-    found = {}
-    for path in sorted(P.results.glob("*/*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(rec, dict) and rec.get("status") in ("ok", "diverged") \
-                and "config" in rec:
-            found[_key(rec["config"], rec.get("tag"), rec.get("data", {}))] = rec
-    return found
+    from cifar_lib.experiments import read_record
+    recs = filter(None, map(read_record, sorted(P.results.glob("*/*.json"))))
+    return {_key(r["config"], r.get("tag"), r.get("data", {})): r for r in recs
+            if r.get("status") in ("ok", "diverged")}
 
 
 def _key(config: dict, tag, data: dict) -> str:
@@ -355,13 +349,18 @@ def _measure_times_path(P: Profile):
     return P.results / "summaries" / "measure_times.json"
 
 
+def _measure_times(P: Profile) -> dict:
+    """name -> {seconds, device} of the post-training measurements run kept."""
+    path = _measure_times_path(P)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _save_measure_time(P: Profile, name: str, seconds: float) -> None:
     """Keep how long a post-training measurement took, and where."""
     from cifar_lib.experiments import environment, write_json
-    path = _measure_times_path(P)
-    times = json.loads(path.read_text()) if path.is_file() else {}
+    times = _measure_times(P)
     times[name] = {"seconds": round(seconds, 1), "device": environment()["device_name"]}
-    write_json(times, path)
+    write_json(times, _measure_times_path(P))
 
 
 def work_by_notebook(profile=None, extended: bool = False) -> list[dict]:
@@ -372,8 +371,7 @@ def work_by_notebook(profile=None, extended: bool = False) -> list[dict]:
     and the devices."""
     P = get_profile(profile)
     jobs = plan(P, extended)
-    path = _measure_times_path(P)
-    measured = json.loads(path.read_text()) if path.is_file() else {}
+    measured = _measure_times(P)
     posts = [name for name, *_ in _post_steps(P)]
     rows = []
     for nb in sorted(set(NOTEBOOK_OF.values())):
