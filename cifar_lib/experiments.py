@@ -16,17 +16,17 @@ import math
 import os
 import platform
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from cifar_lib.data import Split, load_cifar10, split_data, synthetic_cifar
-from cifar_lib.fsutil import atomic_write
+from cifar_lib import store
 from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import (EXPERIMENTS, TRAINERS,  # noqa: F401  (re-exported)
-                                STUDIES_HINT, TAGS, register_experiment)
 
 
 def environment(device=None) -> dict:
@@ -41,50 +41,27 @@ def environment(device=None) -> dict:
 
 
 @functools.lru_cache(maxsize=4)
-def _split(profile: Profile, root) -> Split:
+def _split(profile: Profile, root, download: bool = True) -> Split:
     if profile.data == "synthetic":
         data = synthetic_cifar(n_train=profile.train_size + profile.val_size,
                                n_test=profile.test_size)
     else:
-        data = load_cifar10(root)
+        data = load_cifar10(root, download=download)
     return split_data(data, profile.val_size, seed=0, train_size=profile.train_size,
                       test_size=profile.test_size)
 
 
-def profile_split(profile: Profile | str | None = None, root=None) -> Split:
-    """The train/val/test split a profile trains on (cached in memory).
+def profile_split(profile: Profile | str | None = None, root=None,
+                  download: bool = True) -> Split:
+    """The train/val/test split a profile trains on (cached in memory);
+    ``download=False``: a DataError rather than a download when the data
+    is not on this machine.
 
     Used by notebooks 00-05 (every report section).
     """
     profile = get_profile(profile)
     root = root or os.environ.get("CIFAR10_ROOT")
-    return _split(profile, str(root) if root else None)
-
-
-def run_name(cfg: TrainConfig, data: dict, tag: dict | None = None) -> str:
-    """``<model>-s<seed>-<hash of config, data and tag>``."""
-    ident = {"config": cfg.to_dict(), "data": data}
-    if tag:
-        ident["tag"] = tag
-    blob = json.dumps(ident, sort_keys=True)
-    return f"{cfg.model}-s{cfg.seed}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
-
-
-def _clean(x):
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-def write_json(obj, path: Path) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    text = json.dumps(_clean(obj), indent=1, allow_nan=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return _split(profile, str(root) if root else None, download)
 
 
 def _sha256(path: Path) -> str:
@@ -152,26 +129,33 @@ def _record_time(record: dict) -> float:
         return math.inf
 
 
-def find_record(cfg: TrainConfig, split_or_data, experiment: str,
-                profile: Profile | str | None = None, tag: dict | None = None):
-    """``(path, record)`` of the run of ``cfg`` on disk (any experiment), else None."""
-    profile = get_profile(profile)
-    data = split_or_data if isinstance(split_or_data, dict) else split_or_data.describe()
-    name = run_name(cfg, data, tag)
-    path = profile.results / experiment / f"{name}.json"
-    for found in [path, *sorted(profile.results.glob(f"*/{name}.json"))]:
-        if found.is_file():
-            try:
-                rec = json.loads(found.read_text())
-            except json.JSONDecodeError:
-                continue  # a damaged record is trained again
-            if rec.get("config") == cfg.to_dict() and rec.get("tag") == tag:
-                return found, rec
-    return None
+write_json = store.write  # the one writer, by the name older code and scripts use
+
+
+def run_name(cfg: TrainConfig, data: dict, tag: dict | None = None) -> str:
+    """The store's key of ``cfg`` on ``data`` (:func:`cifar_lib.store.run_key`)."""
+    return store.run_key(cfg.to_dict(), data, tag)
 
 
 def _say(log, text: str) -> None:
     (log or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
+
+
+def _reuse(cfg, data, experiment, profile, tag, label, need_weights, log):
+    """The stored record of this run when it can stand (None: train it)."""
+    found = store.find_run(profile.results, cfg.to_dict(), tag, data, experiment)
+    if found is None:
+        return None
+    where, rec = found
+    problem = weights_problem(rec, profile) if need_weights else None
+    if problem is not None:
+        _say(log, f"{experiment}/{rec['run']}: retraining, {problem}")
+        return None
+    path = store.run_path(profile.results, experiment, rec["run"])
+    if where != path:  # the same run made for another experiment
+        rec = {**rec, "experiment": experiment, "label": label or rec.get("label")}
+        store.write(rec, path)
+    return rec
 
 
 def run(cfg: TrainConfig, split: Split, experiment: str,
@@ -192,29 +176,33 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
     the record (e.g. per-step measurements). ``tag`` (JSON-safe) joins the
     config in the run's name, for settings outside the config that change
     what is recorded; ``save_every`` (s) how often the resume state is
-    written. Used by every notebook (01-05) through its study.
+    written. The results folder is checked for writing before training.
 
     Used by notebook 05 (report section 3).
     """
     profile = get_profile(profile)
     data = split.describe()
-    name = run_name(cfg, data, tag)
-    path = profile.results / experiment / f"{name}.json"
-    found = None if force else find_record(cfg, data, experiment, profile, tag)
-    if found is not None:
-        where, rec = found
-        problem = weights_problem(rec, profile) if need_weights else None
-        if problem is None:
-            if where != path:  # same run made for another experiment
-                rec.update(experiment=experiment, label=label or rec.get("label"))
-                write_json(rec, path)
+    if not force:
+        rec = _reuse(cfg, data, experiment, profile, tag, label, need_weights, log)
+        if rec is not None:
             return rec
-        _say(log, f"{experiment}/{name}: retraining, {problem}")
     if os.environ.get("CIFAR_LIB_NO_TRAIN", "") not in ("", "0"):
-        raise RuntimeError(f"{experiment}/{name} ({cfg.model}) would train, but training "
-                           "is off (CIFAR_LIB_NO_TRAIN / notebooks --no-train): its "
-                           "record or weights are not here; train it with `python -m "
-                           "cifar_lib run` first")
+        raise RuntimeError(f"{experiment}/{run_name(cfg, data, tag)} ({cfg.model}) would "
+                           "train, but training is off (CIFAR_LIB_NO_TRAIN / notebooks "
+                           "--no-train): its record or weights are not here; train it "
+                           "with `python -m cifar_lib run` first")
+    store.check_writable(profile.results / experiment)
+    store.check_writable(profile.weights / experiment)
+    rec = _train(cfg, split, experiment, profile, label, force, device, callbacks,
+                 hooks, tag, log, save_every)
+    return _save(rec, profile, log)
+
+
+def _train(cfg, split, experiment, profile, label, force, device, callbacks, hooks,
+           tag, log, save_every) -> dict:
+    """Train one run and return its record (not yet written)."""
+    data = split.describe()
+    name = run_name(cfg, data, tag)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=split.num_classes, **cfg.model_kw)
     ckpt = profile.weights / experiment / f"{name}.pt"
@@ -236,24 +224,44 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
         rec["tag"] = tag
     for h in hooks:
         rec.update(h.result() if hasattr(h, "result") else {})
-    write_json(rec, path)
-    update_manifest(profile, rec)
-    acc = out["metrics"].get("test_acc")
-    _say(log, f"done {experiment}/{name}: {out['status']}, test acc "
+    return rec
+
+
+def _save(rec: dict, profile: Profile, log) -> dict:
+    """Write a trained run's record; when that fails, keep it in a fallback
+    file (named in the error) and raise the original error."""
+    path = store.run_path(profile.results, rec["experiment"], rec["run"])
+    try:
+        store.write(rec, path)
+        update_manifest(profile, rec)
+    except OSError as e:
+        import tempfile
+        keep = Path(tempfile.gettempdir()) / f"cifar_lib-unsaved-{rec['run']}.json"
+        try:
+            store.write(rec, keep)
+            kept = f"the record is kept in {keep}"
+        except OSError:
+            kept = "the record could not be kept either"
+        weights = f"; its weights are in {profile.root / rec['weights']}" \
+            if rec.get("weights") else ""
+        raise OSError(e.errno, f"run {rec['run']} trained, but its record could not be "
+                      f"written to {path} ({e.strerror or e}); {kept}{weights}") from e
+    acc = rec["metrics"].get("test_acc")
+    _say(log, f"done {rec['experiment']}/{rec['run']}: {rec['status']}, test acc "
               f"{'n/a' if acc is None else f'{acc:.4f}'}, "
-              f"{out['metrics'].get('wall_time') or 0:.0f} s")
-    return json.loads(path.read_text())
+              f"{rec['metrics'].get('wall_time') or 0:.0f} s")
+    return store.read(path) or rec
 
 
 def trained_model(cfg: TrainConfig, split: Split, experiment: str,
                   profile: Profile | str | None = None, *, label: str | None = None,
-                  force: bool = False, device=None):
+                  force: bool = False, device=None, tag: dict | None = None, hooks=()):
     """The model of a run with its kept weights: loaded, or trained when its
     result or checkpoint is not on this machine; on ``device`` (trained and
     loaded there), None meaning :func:`engine.default_device` (CUDA when
     available, else CPU)."""
     rec = run(cfg, split, experiment, profile, label=label, force=force,
-              need_weights=True, device=device)
+              need_weights=True, device=device, tag=tag, hooks=hooks)
     return load_model(rec, profile, device)
 
 
@@ -268,24 +276,6 @@ def load_model(record: dict, profile: Profile | str | None = None, device=None):
                                 f"{problem}; retrain it (trained_model or force=True)")
     dev = torch.device(device) if device else default_device()
     return load_checkpoint(profile.root / record["weights"]).to(dev).eval()
-
-
-def read_record(path: Path) -> dict | None:
-    """The run record in ``path``; None for a damaged file or other JSON
-    (such as a stored measurement)."""
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a damaged record is left out (and its run trained again)
-    return rec if isinstance(rec, dict) and "config" in rec and "run" in rec else None
-
-
-def load_results(experiment: str, profile: Profile | str | None = None) -> list[dict]:
-    """Every run record of ``experiment`` under the profile, oldest first
-    (damaged files and other JSON, such as stored measurements, left out)."""
-    profile = get_profile(profile)
-    recs = filter(None, map(read_record, (profile.results / experiment).glob("*.json")))
-    return sorted(recs, key=lambda r: (r.get("created", ""), r["run"]))
 
 
 METRICS = ("best_val_acc", "test_acc", "train_time", "wall_time",
@@ -315,85 +305,154 @@ def summarize(df, by="label", metrics=("test_acc", "best_val_acc", "train_time")
     return out.reset_index()
 
 
-# ---------------------------------------------------------------- named experiments
-# Experiments register into cifar_lib.registry (``register_experiment`` is
-# re-exported here); the study modules hold them.
-
-def experiment_configs(name: str, profile: Profile | str | None = None):
-    """The (label, config) pairs of a named experiment for a profile."""
-    profile = get_profile(profile)
-    if name not in EXPERIMENTS:
-        known = ", ".join(sorted(EXPERIMENTS))
-        raise ValueError(f"unknown experiment {name!r}; " + (
-            f"choose one of {known}" if known else f"none is registered yet: {STUDIES_HINT}"))
-    return EXPERIMENTS[name](profile)
+# ---------------------------------------------------------------- experiments
+# Priority groups (the budgeted runner's order) are in cifar_lib.registry.
 
 
-def experiment_records(name: str, profile: Profile | str | None = None, *,
-                       pairs=None, data: dict | None = None,
-                       ok_only: bool = False) -> list[dict]:
-    """The records on disk of a named experiment's current configs, in its
-    spec order, each with the spec's label: the one record lookup of every
-    study.
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One run of an experiment: its label, config, what it records beyond
+    the defaults (``tag``, joined to its name) and the fit hooks that record
+    it (``hooks()`` makes fresh ones), and its priority group when that is
+    not its experiment's."""
 
-    A record counts when its config equals a config of the spec (``pairs``:
-    these ``(label, config)`` instead) and its tag the one the experiment
-    records it with (``register_experiment(..., tag=)``); where a config ran
-    twice (e.g. on two data sources) the newest is used, or the one on
-    ``data`` when given. Configs without a record are left out, as are
-    diverged runs with ``ok_only``.
+    label: str
+    cfg: TrainConfig
+    tag: dict | None = None
+    hooks: Callable[[], list] | None = None
+    group: str | None = None
 
-    Used by notebooks 01-05 through their study's ``records``.
+    def make_hooks(self) -> list:
+        return list(self.hooks()) if self.hooks else []
+
+
+@dataclass(frozen=True, eq=False)
+class Measurement:
+    """A measurement made after training that needs weights; it stores what
+    the report shows, so rendering needs no weights.
+
+    ``needs(run)`` says which runs of its experiment it needs;
+    ``measure(profile, split, *, force, device, log)`` measures (a no-op
+    when its stored result matches the current runs)."""
+
+    name: str
+    notebook: str
+    needs: Callable[[Run], bool]
+    measure: Callable
+
+
+@dataclass(frozen=True, eq=False)
+class Experiment:
+    """A named set of runs: its notebook and report section, its priority
+    group, ``runs(profile)`` and the measurements that follow its runs
+    (added by :meth:`measurement`). ``extended``: only in the opt-in
+    extended set."""
+
+    name: str
+    notebook: str
+    section: str
+    group: str
+    make_runs: Callable[[Profile], list]
+    extended: bool = False
+    measurements: list = field(default_factory=list)
+
+    def measurement(self, name: str, notebook: str | None = None,
+                    needs: Callable[[Run], bool] = lambda r: True):
+        """Decorator: ``measure(profile, split, *, force, device, log)``
+        follows this experiment's runs (those for which ``needs(run)``)."""
+        def deco(fn):
+            self.measurements.append(Measurement(name, notebook or self.notebook, needs, fn))
+            return fn
+        return deco
+
+    def runs(self, profile: Profile) -> list[Run]:
+        """The experiment's runs in this profile (pairs become :class:`Run`)."""
+        return [r if isinstance(r, Run) else Run(*r) for r in self.make_runs(profile)]
+
+    def group_of(self, r: Run) -> str:
+        return r.group or self.group
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, notebook {self.notebook}, group {self.group!r})"
+
+
+def train_one(experiment: Experiment, r: Run, profile: Profile, split: Split, *,
+              force: bool = False, need_weights: bool = False, device=None,
+              log=None) -> dict:
+    """Train (or load) one run of ``experiment`` with its recorders."""
+    return run(r.cfg, split, experiment.name, profile, label=r.label, force=force,
+               need_weights=need_weights, device=device, hooks=r.make_hooks(),
+               tag=r.tag, log=log)
+
+
+def records(experiment: Experiment, profile: Profile, *, ok_only: bool = False,
+            data: dict | None = None) -> list[dict]:
+    """The stored records of ``experiment``'s current runs, in its order,
+    each with its run's label: the one accessor of stored runs.
+
+    A record counts when its config and tag are those of a run: the newest
+    in the experiment's folder, else the newest in any folder (a run shared
+    with another experiment), or the one on ``data`` when given; runs
+    without a record are left out, as are diverged ones with ``ok_only``.
+
+    Used by notebooks 01-05 (every report section).
     """
-    profile = get_profile(profile)
-    pairs = experiment_configs(name, profile) if pairs is None else pairs
-    tag_of = TAGS.get(name, lambda P, cfg: None)
-    newest: dict[tuple, dict] = {}
-    for rec in load_results(name, profile):  # oldest first: the newest wins
-        if data is not None and rec.get("data") != data:
-            continue
-        if ok_only and rec.get("status") != "ok":
-            continue
-        key = (json.dumps(rec["config"], sort_keys=True),
-               json.dumps(rec.get("tag"), sort_keys=True))
-        newest[key] = rec
+    def newest(recs) -> dict[tuple, dict]:
+        out = {}
+        for rec in recs:  # oldest first: the newest wins
+            if ok_only and rec.get("status") != "ok":
+                continue
+            if data is None or store.same_run(rec, rec["config"], rec.get("tag"), data):
+                out[_ident(rec["config"], rec.get("tag"))] = rec
+        return out
+    own = newest(store.runs(profile.results, experiment.name))
+    anywhere = None
     out = []
-    for label, cfg in pairs:
-        key = (json.dumps(cfg.to_dict(), sort_keys=True),
-               json.dumps(tag_of(profile, cfg), sort_keys=True))
-        if key in newest:
-            out.append({**newest[key], "label": label})
+    for r in experiment.runs(profile):
+        key = _ident(r.cfg.to_dict(), r.tag)
+        if key not in own and anywhere is None:
+            anywhere = newest(store.runs(profile.results))
+        rec = own.get(key) or anywhere.get(key)
+        if rec is not None:
+            out.append({**rec, "label": r.label})
     return out
 
 
-def run_experiment(name: str, profile: Profile | str | None = None,
-                   split: Split | None = None, force: bool = False,
-                   device=None, log=None) -> list[dict]:
-    """Run (or load) every config of a named experiment; return the records,
-    in spec order (``results_frame`` makes them a table).
+def _ident(config: dict, tag) -> tuple:
+    return json.dumps(config, sort_keys=True), json.dumps(tag, sort_keys=True)
+
+
+def run_experiment(experiment: Experiment, profile: Profile, split: Split | None = None,
+                   force: bool = False, device=None, log=None) -> list[dict]:
+    """Run (or load) every run of ``experiment``; return the records in its
+    order (``results_frame`` makes them a table).
 
     The one way a notebook trains: the notebooks and the CLI's
-    ``experiment`` command call it with the experiment's name (notebook 03
-    trains only through its study's ``measure``, when its models are missing).
+    ``experiment`` command call it (notebook 03 trains only through its
+    measurement, when its models are missing).
 
     Used by notebooks 01, 02, 04, 05 (report sections 1.2, 1.3, 2, 3).
     """
-    profile = get_profile(profile)
-    pairs = experiment_configs(name, profile)
     split = split or profile_split(profile)
-    train = experiment_trainer(name)
-    return [train(profile, split, label, cfg, force=force, device=device, log=log)
-            for label, cfg in pairs]
+    return [train_one(experiment, r, profile, split, force=force, device=device, log=log)
+            for r in experiment.runs(profile)]
 
 
-def experiment_trainer(name: str):
-    """``train(profile, split, label, cfg, *, force, device, log) -> record``
-    for one config of experiment ``name``: its registered trainer (runs that
-    record per step), else :func:`run` into the experiment's folder."""
-    if name in TRAINERS:
-        return TRAINERS[name]
+def measure(experiment: Experiment, profile: Profile, split: Split | None = None, *,
+            force: bool = False, device=None, log=None) -> None:
+    """Make (or find stored) every measurement of ``experiment``."""
+    for m in experiment.measurements:
+        m.measure(profile, split, force=force, device=device, log=log)
 
-    def train(profile, split, label, cfg, *, force=False, device=None, log=None):
-        return run(cfg, split, name, profile, label=label, force=force,
-                   device=device, log=log)
-    return train
+
+def find_experiment(experiments, name: str) -> Experiment:
+    """The experiment called ``name`` among ``experiments`` (a clear error,
+    with the names there are, for any other)."""
+    for e in experiments:
+        if e.name == name:
+            return e
+    import difflib
+    names = [e.name for e in experiments]
+    near = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise ValueError(f"unknown experiment {name!r}{hint} (choose one of {', '.join(names)})")

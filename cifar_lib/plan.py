@@ -14,9 +14,10 @@ that produced them, so that the notebooks then render from results/ alone.
     python -m cifar_lib plan --profile full [--json plan.json]
     python -m cifar_lib run --profile full --budget-min 9
 
-The plan sees every study, so it is one of the entry points that import
-``cifar_lib.studies`` (:func:`load_studies`); it also registers the report
-value ``run_status``.
+The plan iterates over every study's experiments
+(``cifar_lib.studies.experiments()``) and names none: each experiment says
+its notebook, its priority group and the measurements that follow its
+runs. It also registers the report value ``run_status``.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from cifar_lib import store
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_table, register_values
+from cifar_lib.registry import PRIORITY, register_table, register_values
 
 # Throughput the estimates assume: one H100, bf16 autocast, channels_last,
 # eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
@@ -56,16 +58,6 @@ POST_RESERVE_S = 60.0
 
 # A post-training measurement that takes less found its outputs on disk.
 MEASURED_MIN_S = 2.0
-# The notebook whose work each group of runs and each measurement is.
-NOTEBOOK_OF = {"core": "01_architectures", "zoo": "01_architectures",
-               "ablations": "02_ablations", "batchnorm": "04_batchnorm",
-               "dessilbi": "05_dessilbi", "extended": "01_architectures",
-               "visualisation (notebook 03)": "03_visualization",
-               "BatchNorm surfaces (notebook 04)": "04_batchnorm",
-               "DessiLBI pruning (notebook 05)": "05_dessilbi"}
-
-# Groups of runs in the order the budgeted runner trains them.
-PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
 
 
 @dataclass
@@ -77,6 +69,8 @@ class Job:
     cfg: TrainConfig
     group: str
     tag: dict | None = None
+    exp: object = None            # the Experiment
+    run: object = None            # its Run
     also: list = field(default_factory=list)   # other experiments sharing it
     gflops_forward: float = 0.0
     images: int = 0
@@ -160,35 +154,23 @@ def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
     return g, pflops, secs
 
 
-def _groups(P: Profile, extended: bool) -> list[tuple[str, str, list]]:
-    """(group, experiment, [(label, cfg, tag)]) in priority order."""
-    from cifar_lib.experiments import experiment_configs
-    from cifar_lib.registry import TAGS
-    from cifar_lib.studies import classification as cls
-
-    def runs(name, keep=lambda label: True):
-        tag = TAGS.get(name, lambda P, cfg: None)
-        return [(lbl, c, tag(P, c)) for lbl, c in experiment_configs(name, P) if keep(lbl)]
-    out = [("core", "architectures", runs("architectures", lambda lbl: lbl in cls.ARCH_CORE))]
-    out += [("ablations", name, runs(name)) for name in cls.ABLATION_EXPERIMENTS.values()]
-    out += [("batchnorm", "batchnorm", runs("batchnorm")),
-            ("dessilbi", "dessilbi", runs("dessilbi")),
-            ("zoo", "architectures",
-             runs("architectures", lambda lbl: lbl not in cls.ARCH_CORE))]
-    if extended:
-        out += [("extended", name, runs(name)) for name in cls.EXTENDED]
-    return out
+def _runs(extended: bool, P: Profile) -> list:
+    """(experiment, run) of every study's experiments, in priority order
+    (stable within a group: the studies' order)."""
+    from cifar_lib.studies import experiments
+    pairs = [(e, r) for e in experiments(extended) for r in e.runs(P)]
+    return sorted(pairs, key=lambda p: PRIORITY.index(p[0].group_of(p[1])))
 
 
 def _done_records(P: Profile) -> dict[str, dict]:
     """Every finished run on disk by its identity (config, tag, data sizes)."""
-    from cifar_lib.experiments import read_record
-    recs = filter(None, map(read_record, sorted(P.results.glob("*/*.json"))))
-    return {_key(r["config"], r.get("tag"), r.get("data", {})): r for r in recs
-            if r.get("status") in ("ok", "diverged")}
+    return {_key(r["config"], r.get("tag"), r.get("data", {})): r
+            for r in store.runs(P.results) if r.get("status") in ("ok", "diverged")}
 
 
 def _key(config: dict, tag, data: dict) -> str:
+    """A run's identity before its data is loaded: config, tag and split
+    sizes (any source: the plan does not know which one a machine has)."""
     sizes = {k: data.get(k) for k in ("train", "val", "test")}
     return json.dumps([config, tag, sizes], sort_keys=True)
 
@@ -203,22 +185,22 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
     done = _done_records(P)
     jobs: dict[str, Job] = {}
     seen_models = set()
-    for group, experiment, runs in _groups(P, extended):
-        for label, cfg, tag in runs:
-            key = _key(cfg.to_dict(), tag, sizes)
-            if key in jobs:
-                if experiment not in jobs[key].also and experiment != jobs[key].experiment:
-                    jobs[key].also.append(experiment)
-                continue
-            arch = (cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size)
-            g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models) \
-                if costs else (0.0, 0.0, 0.0)
-            seen_models.add(arch)
-            jobs[key] = Job(experiment, label, cfg, group, tag, [], g, n_train, pf, secs,
-                            key in done)
-            if key in done:
-                jobs[key].took_s = done[key].get("metrics", {}).get("wall_time")
-                jobs[key].device = done[key].get("env", {}).get("device_name")
+    for exp, r in _runs(extended, P):
+        cfg, tag = r.cfg, r.tag
+        key = _key(cfg.to_dict(), tag, sizes)
+        if key in jobs:
+            if exp.name not in jobs[key].also and exp.name != jobs[key].experiment:
+                jobs[key].also.append(exp.name)
+            continue
+        arch = (cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size)
+        g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models) \
+            if costs else (0.0, 0.0, 0.0)
+        seen_models.add(arch)
+        jobs[key] = Job(exp.name, r.label, cfg, exp.group_of(r), tag, exp, r, [], g,
+                        n_train, pf, secs, key in done)
+        if key in done:
+            jobs[key].took_s = done[key].get("metrics", {}).get("wall_time")
+            jobs[key].device = done[key].get("env", {}).get("device_name")
     return list(jobs.values())
 
 
@@ -255,29 +237,17 @@ def format_plan(jobs: list[Job], P: Profile, tflops: float, step_ms: float) -> s
 # ---------------------------------------------------------------- the budgeted runner
 
 
-def _trainer(job: Job) -> Callable:
-    """How a job trains: its experiment's trainer (the BatchNorm study's
-    records per step), else :func:`cifar_lib.experiments.run`."""
-    from cifar_lib.experiments import experiment_trainer
-    train = experiment_trainer(job.experiment)
-    return lambda P, split, log: train(P, split, job.label, job.cfg, log=log)
-
-
-def _post_steps(P: Profile) -> list[tuple[str, set, Callable, Callable]]:
-    """(name, groups it belongs to, needs(job): whether it needs that run's
-    weights, fn(P, split, log)) of every measurement that needs weights."""
-    from cifar_lib.studies import batchnorm, classification, dessilbi
-    vis = set(classification.VIS_MODELS) | {classification.ATTENTION_MODEL}
-
-    def in_group(group):
-        return lambda j: j.group == group
-    return [("visualisation (notebook 03)", {"core", "zoo"},
-             lambda j: j.experiment == "architectures" and j.label in vis
-             and j.cfg.seed == P.seeds[0], classification.measure),
-            ("BatchNorm surfaces (notebook 04)", {"batchnorm"}, in_group("batchnorm"),
-             batchnorm.measure),
-            ("DessiLBI pruning (notebook 05)", {"dessilbi"}, in_group("dessilbi"),
-             dessilbi.measure)]
+def _post_steps(jobs: list[Job]) -> list[tuple]:
+    """(measurement, its jobs) of every measurement of the planned
+    experiments, in the order its experiment first appears."""
+    out, seen = [], set()
+    for j in jobs:
+        for m in j.exp.measurements:
+            if id(m) not in seen:
+                seen.add(id(m))
+                mine = [k for k in jobs if k.exp is j.exp and m.needs(k.run)]
+                out.append((m, mine))
+    return out
 
 
 def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
@@ -292,7 +262,7 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
     post-training measurements run as soon as the runs they need are done.
     Returns what ran and what is left.
     """
-    from cifar_lib.experiments import profile_split
+    from cifar_lib.experiments import profile_split, train_one
     P = get_profile(profile)
     t0, budget = time.perf_counter(), budget_min * 60
     jobs = plan(P, extended, tflops, step_ms)
@@ -300,17 +270,18 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         jobs = [j for j in jobs if j.group in only_groups]
     split = profile_split(P, root)
     ratio, ran, skipped, posted = 1.0, [], [], []
-    posts = [p for p in _post_steps(P) if not only_groups or p[1] & set(only_groups)]
+    posts = [(m, mine) for m, mine in _post_steps(jobs) if mine]
 
     def left():
         return budget - (time.perf_counter() - t0)
 
     def do_posts():
-        for name, _, needs, fn in posts:
-            if name not in posted and all(j.done for j in jobs if needs(j)):
+        for m, mine in posts:
+            name = m.name
+            if name not in posted and all(j.done for j in mine):
                 log(f"[run] {name}: measuring ({left() / 60:.1f} min left)")
                 s = time.perf_counter()
-                fn(P, split, log=log)
+                m.measure(P, split, log=log)
                 posted.append(name)
                 took = time.perf_counter() - s
                 log(f"[run] {name}: done in {took:.0f} s")
@@ -322,14 +293,14 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         if j.done:
             continue
         est = j.est_s * ratio
-        reserve = POST_RESERVE_S * sum(p[0] not in posted for p in posts)
+        reserve = POST_RESERVE_S * sum(m.name not in posted for m, _ in posts)
         if est + reserve > left():
             skipped.append(j)
             continue
         log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
             f"est {est:.0f} s, {left() / 60:.1f} min left")
         s = time.perf_counter()
-        _trainer(j)(P, split, log)
+        train_one(j.exp, j.run, P, split, log=log)
         took = time.perf_counter() - s
         j.done = True
         ran.append({**j.row(), "took_s": round(took, 1)})
@@ -351,16 +322,15 @@ def _measure_times_path(P: Profile):
 
 def _measure_times(P: Profile) -> dict:
     """name -> {seconds, device} of the post-training measurements run kept."""
-    path = _measure_times_path(P)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return store.read(_measure_times_path(P)) or {}
 
 
 def _save_measure_time(P: Profile, name: str, seconds: float) -> None:
     """Keep how long a post-training measurement took, and where."""
-    from cifar_lib.experiments import environment, write_json
+    from cifar_lib.experiments import environment
     times = _measure_times(P)
     times[name] = {"seconds": round(seconds, 1), "device": environment()["device_name"]}
-    write_json(times, _measure_times_path(P))
+    store.write(times, _measure_times_path(P))
 
 
 def work_by_notebook(profile=None, extended: bool = False) -> list[dict]:
@@ -372,12 +342,12 @@ def work_by_notebook(profile=None, extended: bool = False) -> list[dict]:
     P = get_profile(profile)
     jobs = plan(P, extended)
     measured = _measure_times(P)
-    posts = [name for name, *_ in _post_steps(P)]
+    posts = {m.name: m.notebook for m, _ in _post_steps(jobs)}
     rows = []
-    for nb in sorted(set(NOTEBOOK_OF.values())):
-        mine = [j for j in jobs if NOTEBOOK_OF[j.group] == nb]
+    for nb in sorted({j.exp.notebook for j in jobs} | set(posts.values())):
+        mine = [j for j in jobs if j.exp.notebook == nb]
         done = [j for j in mine if j.done]
-        steps = [n for n in posts if NOTEBOOK_OF[n] == nb]
+        steps = [n for n, where in posts.items() if where == nb]
         meas = [measured[n] for n in steps if n in measured]
         rows.append({"notebook": nb, "done": len(done), "runs": len(mine), "steps": len(steps),
                      "train_s": sum(j.took_s or 0 for j in done),
@@ -453,7 +423,7 @@ def values(profile: Profile) -> dict:
 
 
 def load_studies() -> None:
-    """Register every study's experiments, report tables and values (and
-    this module's ``run_status``): what an entry point calls before it looks
-    an experiment or a report block up by name."""
+    """Register every study's report figures, tables and values (and this
+    module's ``run_status``): what an entry point calls before it looks a
+    report block or an experiment up by name."""
     import cifar_lib.studies  # noqa: F401

@@ -1,14 +1,16 @@
 """Every name-to-function table of the library, in one leaf module.
 
-Models, optimizers, named experiments (with their own trainers and
-recording tags), the report's tables and each study's ``values(profile)``
-register here with a decorator. This module imports nothing of
-``cifar_lib``, so any module can register without an import cycle; the
-modules that *use* a table (``models``, ``optim``, ``experiments``,
-``report``) read it from here. Study modules fill ``EXPERIMENTS``,
-``TRAINERS``, ``TAGS``, ``TABLES`` and ``VALUE_SOURCES`` when imported, and
-only the entry points import them (``python -m cifar_lib``, the notebooks,
-``plan``), through ``import cifar_lib.studies``.
+Models, optimizers, the report's figures and tables and each study's
+``values(profile)`` register here with a decorator: names a user types
+(``create_model("resnet18")``, ``optimizer="adamw"``) or a report marker
+names (``table:architectures``, ``figure:arch_curves.png``). This module
+imports nothing of ``cifar_lib``, so any module can register without an
+import cycle; the modules that *use* a table (``models``, ``optim``,
+``report``, ``viz``) read it from here. Study modules fill ``FIGURES``,
+``TABLES`` and ``VALUE_SOURCES`` when imported, and only the entry points
+import them (``python -m cifar_lib``, the notebooks, ``plan``), through
+``import cifar_lib.studies``. Experiments are objects that each study
+exports (``cifar_lib.studies.experiments()``), not entries of a table.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ MODELS: dict[str, Callable] = {}         # name -> builder(num_classes=, **kw)
 MODEL_FAMILY: dict[str, str] = {}        # name -> family (its file)
 MODEL_ALIASES: dict[str, str] = {}       # alias -> the name it stands for
 OPTIMIZERS: dict[str, Callable] = {}     # name -> builder(model, lr, **hyper)
-EXPERIMENTS: dict[str, Callable] = {}    # name -> spec(profile) -> [(label, cfg)]
-TRAINERS: dict[str, Callable] = {}       # name -> train(profile, split, label, cfg, ...)
-TAGS: dict[str, Callable] = {}           # name -> tag(profile, cfg): a run's recording tag
+FIGURES: dict[str, Callable] = {}        # report ``figure:name`` -> fn(profile) -> Figure | None
 TABLES: dict[str, Callable] = {}         # report ``table:name`` -> fn(profile)
 VALUE_SOURCES: dict[str, Callable] = {}  # study -> values(profile) -> {name: str | None}
+
+# Priority groups of runs, in the order the budgeted runner trains them; an
+# experiment names its group (``Experiment.group``, or a run's own).
+PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
 
 STUDIES_HINT = ("the study modules register them: import cifar_lib.studies "
                 "first (the CLI, the notebooks and plan do)")
@@ -62,23 +66,11 @@ def register_optimizer(name: str):
     return _into(OPTIMIZERS, name, "optimizer")
 
 
-def register_experiment(name: str, train: Callable | None = None,
-                        tag: Callable | None = None):
-    """Decorator: ``spec(profile) -> [(label, TrainConfig), ...]`` by name.
-
-    An experiment whose runs record more than ``experiments.run`` does by
-    default (per-step hooks) gives ``train(profile, split, label, cfg, *,
-    force=, device=, log=) -> record``, which trains (or loads) one of its
-    configs: ``experiments.run_experiment`` and the budgeted runner call it
-    instead of ``experiments.run``; and ``tag(profile, cfg) -> dict | None``,
-    the tag such a run is saved under (``experiments.experiment_records``
-    and the plan match it).
-    """
-    if train is not None:
-        TRAINERS[name] = train
-    if tag is not None:
-        TAGS[name] = tag
-    return _into(EXPERIMENTS, name, "experiment")
+def register_figure(name: str):
+    """Decorator: ``fn(profile) -> Figure | None`` draws ``figure:name``
+    from stored results (None while they are missing); ``report`` draws
+    every one and a notebook cell shows it with ``viz.figure(name, P)``."""
+    return _into(FIGURES, name, "report figure")
 
 
 def register_table(name: str):

@@ -1,6 +1,9 @@
 """report.md: blocks between markers refreshed from results/, figure checks.
 
-The report is prose with generated blocks::
+``refresh_report`` first draws every registered figure whose results are
+stored (``@register_figure``: a function of the profile returning a
+Figure, the same one a notebook cell shows with ``viz.figure``), then
+refreshes every block. The report is prose with generated blocks::
 
     <!-- BEGIN table:architectures -->  ...  <!-- END table:architectures -->
     <!-- BEGIN figure:arch_curves.png | Learning curves -->  ...  <!-- END figure:arch_curves.png -->
@@ -26,8 +29,8 @@ from pathlib import Path
 
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
-from cifar_lib.registry import (STUDIES_HINT, TABLES, VALUE_SOURCES,  # noqa: F401
-                                register_table, register_values)
+from cifar_lib.registry import (FIGURES, STUDIES_HINT, TABLES,  # noqa: F401
+                                VALUE_SOURCES, register_table, register_values)
 
 TEMPLATE = REPO / "report.md"
 BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
@@ -137,9 +140,31 @@ def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
     return BLOCK.sub(sub, text)
 
 
-def refresh_report(profile=None, template: Path = TEMPLATE) -> Path:
-    """Write the profile's report from the template; return its path."""
+def draw_figures(profile: Profile, log=print) -> dict[str, str]:
+    """Draw every registered figure from the profile's stored results into
+    its figures/ folder (unchanged bytes are not rewritten); returns what
+    happened to each: ``drawn`` or ``no results yet``."""
+    from cifar_lib import viz
+    import matplotlib.pyplot as plt
+    out = {}
+    for name in sorted(FIGURES):
+        path = viz.figure(name, profile, show=False, quiet=True)
+        out[name] = "drawn" if path else "no results yet"
+    plt.close("all")
+    pending = [n for n, v in out.items() if v != "drawn"]
+    if log:
+        log(f"figures: {len(out) - len(pending)} of {len(out)} drawn in "
+            f"{profile.figures}" + (f"; no results yet for {', '.join(pending)}"
+                                    if pending else ""))
+    return out
+
+
+def refresh_report(profile=None, template: Path = TEMPLATE, figures: bool = True) -> Path:
+    """Draw the profile's figures (``figures``) and write its report from
+    the template; return the report's path."""
     P = get_profile(profile)
+    if figures:
+        draw_figures(P)
     out = P.report
     text = refresh_text(Path(template).read_text(), P, out.parent)
     return atomic_write(out, lambda tmp: tmp.write_text(text))

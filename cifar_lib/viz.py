@@ -52,6 +52,26 @@ class FigurePath(type(Path())):
         return f"FigurePath('{shown.as_posix()}')"
 
 
+def figure(name: str, profile: Profile, show: bool = True,
+           quiet: bool = False) -> FigurePath | None:
+    """Draw the registered report figure ``name`` from the profile's stored
+    results and save it to figures/ (the same function ``report`` calls);
+    None, with a note, while its results are missing.
+
+    Used by notebooks 00, 01, 02, 04, 05 (report sections 1.1-1.3, 2, 3)."""
+    from cifar_lib.registry import FIGURES, STUDIES_HINT
+    if name not in FIGURES:
+        raise KeyError(f"no figure {name!r} is registered (known: "
+                       f"{', '.join(sorted(FIGURES))}); {STUDIES_HINT}")
+    setup()
+    fig = FIGURES[name](profile)
+    if fig is None:
+        if not quiet:
+            print(f"{name}: its results are not stored yet for the {profile.name} profile")
+        return None
+    return save(fig, profile, name, show=show)
+
+
 def _write_figure(fig, path: Path) -> None:
     """Save ``fig`` to ``path`` reproducibly (no date or version in the file,
     fixed SVG ids), atomically, and only when its bytes change."""

@@ -11,7 +11,7 @@ as a :class:`TrainConfig`.
 
 Unlike the other studies this one trains nothing: it has no ``Sizes`` and
 no ``configs`` (no named experiment of its own). It reads the other
-studies' runs through :func:`cifar_lib.experiments.experiment_records`,
+studies' runs through :func:`cifar_lib.experiments.records`,
 and gives the table ``course_reports`` and :func:`values`.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ import json
 from pathlib import Path
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import experiment_configs, experiment_records
+from cifar_lib.experiments import records
 from cifar_lib.profiles import Profile
-from cifar_lib.registry import EXPERIMENTS, register_table, register_values
+from cifar_lib.registry import register_table, register_values
+from cifar_lib.studies import batchnorm, classification, dessilbi
 
 DATA = Path(__file__).resolve().parent.parent / "reference" / "course_reports.json"
 THEIR_DATA = "original CIFAR-10"
@@ -87,13 +88,14 @@ class _Runs:
 
     def configs(self, name: str) -> list:
         if name not in self._configs:
-            known = name in _registered()
-            self._configs[name] = experiment_configs(name, self.profile) if known else []
+            exp = _registered().get(name)
+            self._configs[name] = ([(r.label, r.cfg) for r in exp.runs(self.profile)]
+                                   if exp else [])
         return self._configs[name]
 
     def records(self, name: str) -> list[dict]:
         if name not in self._records:
-            self._records[name] = (experiment_records(name, self.profile)
+            self._records[name] = (records(_registered()[name], self.profile)
                                    if self.configs(name) else [])
         return self._records[name]
 
@@ -130,14 +132,13 @@ class _Runs:
 
 def _opt_in() -> tuple[str, ...]:
     """Experiments a plain profile run leaves out (the extended set)."""
-    from cifar_lib.studies import classification
-    return tuple(getattr(classification, "EXTENDED", ()))
+    return tuple(name for name, e in _registered().items() if e.extended)
 
 
-def _registered() -> set[str]:
-    """Named experiments (importing this module imported the package
-    ``cifar_lib.studies``, which registered every study's)."""
-    return set(EXPERIMENTS)
+def _registered() -> dict:
+    """The other studies' experiments by name."""
+    return {e.name: e for study in (classification, batchnorm, dessilbi)
+            for e in study.EXPERIMENTS}
 
 
 def _pct(v: float) -> str:

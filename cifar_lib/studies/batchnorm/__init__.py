@@ -21,41 +21,40 @@ Optimization?"). Both networks train with the same data, seed and recipe:
   them after training and keeps them under ``results/``.
 
 Every run is :func:`cifar_lib.experiments.run` with ``keep="last"`` and a
-:class:`cifar_lib.landscape.Recorder` hook: cached as
-``results/batchnorm/<run>.json``, named by a hash of the config, the data
-and the recording options (its ``tag``), with its final weights under
-``weights/batchnorm/``. Surfaces are cached as
-``results/batchnorm/surfaces/<run>-<hash>.json``. Report tables and values
-(``bn_*``) read these files. For a budgeted runner: :func:`train_one` trains
-one run given its config, :func:`run_tag` gives its recording tag, and
-:func:`measure` makes the post-training measurements (a no-op, needing no
-weights, when they are on disk).
+:class:`cifar_lib.landscape.Recorder` hook: the one experiment,
+:data:`BATCHNORM`, gives each run its recording options as its tag (joined
+to its name) and a fresh recorder as its hook. Surfaces are a measurement
+of that experiment, kept in the store. Report tables, figures and values
+(``bn_*``) read these.
 
 The study's parts, each in its module:
 
-* ``runs``: :class:`Sizes` per profile (:func:`sizes`), the runs
-  (:func:`specs`, :func:`config`, :func:`recording`), :func:`configs` (the
-  one named experiment, ``batchnorm``, registered with :func:`train_one`
-  as its trainer and :func:`run_tag` as its tag), :func:`records` of its
-  runs on disk;
+* ``runs``: :class:`Sizes` per profile (:data:`SIZES`, :func:`sizes`), the
+  runs (:func:`specs`, :func:`config`, :func:`recording`) and the
+  experiment :data:`BATCHNORM`;
 * ``measures``: bands (:func:`loss_band`), probe summaries, the loss
   surfaces (:func:`measure`, :func:`load_surfaces`);
 * ``plots``: the figures;
-* ``values``: the report tables and :func:`values`.
+* ``values``: the report tables, figures and :func:`values`.
 
 The notebook imports the package (``from cifar_lib.studies import batchnorm
-as study``) and trains through ``cl.run_experiment("batchnorm", ...)``.
+as study``), trains with ``cl.run_experiment(study.BATCHNORM, P, split)``
+and draws with ``viz.figure(name, P)``.
 """
 from cifar_lib.studies.batchnorm.runs import (  # noqa: F401
-    COLORS, COURSE_LRS, EXPERIMENT, LABELS, MODELS, PROBE_DIRECTION, Sizes, Spec,
-    config, configs, diverged_step, pick, records, recording, run_setting, run_tag,
-    setting_lr, setting_name, sizes, spec_of, specs, train_all, train_one, train_run)
+    BATCHNORM, COLORS, COURSE_LRS, EXPERIMENT, LABELS, MODELS, PROBE_DIRECTION, SIZES,
+    Sizes, Spec, config, diverged_step, pick, recording, run_setting, setting_lr,
+    setting_name, sizes, specs)
 from cifar_lib.studies.batchnorm.measures import (  # noqa: F401
     MATCHED_BINS, Band, band_means, load_surfaces, loss_band, matched_means,
     matched_widths, measure, probe_means, probe_summary, relative_band, surface,
-    surface_centre, surface_n, surface_options, surface_rise, surface_rises, to_array)
+    surface_centre, surface_key, surface_n, surface_options, surface_rise,
+    surface_rises, to_array)
 from cifar_lib.studies.batchnorm.plots import (  # noqa: F401
     plot_curves, plot_last_grad, plot_loss_band_views, plot_loss_landscape,
     plot_probes, plot_surface_1d, plot_surface_2d)
 from cifar_lib.studies.batchnorm.values import (  # noqa: F401
-    probe_table, runs_table, surface_table, values)
+    probe_table, records, runs_table, surface_table, values)
+
+EXPERIMENTS = (BATCHNORM,)
+

@@ -6,29 +6,28 @@ at matched loss levels (:func:`relative_band`, :func:`matched_widths`), the
 means over a run's probes (:func:`probe_summary`), and the pairs (VGG-A,
 VGG-A + BN) of these that the report compares. After training,
 :func:`measure` makes the filter-normalised loss surfaces around the final
-weights (:func:`surface`), kept as
-``results/batchnorm/surfaces/<run>-<hash>.json``; :func:`load_surfaces`
-reads them back.
+weights (:func:`surface`), a measurement of the ``batchnorm`` experiment
+kept in the store (keyed by the run and the surface options);
+:func:`load_surfaces` reads them back.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from cifar_lib import landscape as L
+from cifar_lib import store
 from cifar_lib.data import Split
 from cifar_lib.engine import default_device
-from cifar_lib.experiments import load_model, write_json
-from cifar_lib.profiles import Profile, get_profile
+from cifar_lib.experiments import Run, load_model, records, train_one
+from cifar_lib.profiles import Profile
 from cifar_lib.studies.batchnorm.runs import (
-    EXPERIMENT, MODELS, Sizes, Spec, diverged_step, pick, records, run_setting,
-    setting_lr, sizes, specs, train_run)
+    BATCHNORM, MODELS, Sizes, diverged_step, pick, run_setting, setting_lr, sizes)
+
+SURFACE_VERSION = 1  # bump when surface() changes what it stores
 
 
 def to_array(values) -> np.ndarray:
@@ -192,17 +191,9 @@ def surface_options(S: Sizes) -> dict:
             "batch_size": S.batch_size}
 
 
-def _load(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _surface_path(P: Profile, run: str, S: Sizes) -> Path:
-    blob = json.dumps(surface_options(S), sort_keys=True).encode()
-    return (P.results / EXPERIMENT / "surfaces"
-            / f"{run}-{hashlib.sha1(blob).hexdigest()[:8]}.json")
+def surface_key(run: str, S: Sizes) -> dict:
+    """The store key of the surfaces of run ``run``."""
+    return store.measurement_key("surface", SURFACE_VERSION, run, surface_options(S))
 
 
 def _has_weights(P: Profile, run: dict) -> bool:
@@ -219,9 +210,10 @@ def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = Fals
     with the statistics of each batch (training mode). For the network
     without BN the two lines are the same.
     """
-    path = _surface_path(P, run["run"], S)
-    if not force and path.is_file():
-        return _load(path)
+    key = surface_key(run["run"], S)
+    stored = None if force else store.load_measurement(P.results, BATCHNORM.name, key)
+    if stored is not None:
+        return stored
     if not _has_weights(P, run):
         raise FileNotFoundError(
             f"the weights of {run['run']} are not on disk; retrain the study's "
@@ -244,63 +236,68 @@ def surface(P: Profile, split: Split, run: dict, S: Sizes, *, force: bool = Fals
            "options": surface_options(S), "alphas": alphas.tolist(),
            "line": line.tolist(), "line_batch": line_batch.tolist(),
            "xs": xs.tolist(), "grid": plane.reshape(len(xs), len(xs)).tolist()}
-    write_json(rec, path)
-    return _load(path)
+    store.save_measurement(P.results, BATCHNORM.name, key, rec)
+    return store.load_measurement(P.results, BATCHNORM.name, key)
 
 
-def _surface_runs(P: Profile, S: Sizes) -> dict[str, tuple[Spec, dict]]:
-    """The runs whose final weights get surfaces (the course's setting, by
-    model), among the finished runs on disk."""
-    runs, out = records(P), {}
-    for spec in specs(S):
-        if spec.setting == "adam" and spec.lr == S.adam_lr:
-            r = pick(runs, spec.model, "adam", S.adam_lr)
-            if r is not None and r["status"] == "ok":
-                out[spec.model] = (spec, r)
+def _surfaced(S: Sizes, r: Run) -> bool:
+    """Whether a run gets surfaces: the course's setting (Adam at its lr)."""
+    return r.cfg.optimizer == "adam" and math.isclose(r.cfg.lr, S.adam_lr)
+
+
+def _surface_runs(P: Profile, S: Sizes) -> dict[str, tuple[Run, dict]]:
+    """The runs whose final weights get surfaces, by model, among the
+    finished runs on disk."""
+    recs, out = records(BATCHNORM, P), {}
+    for r in BATCHNORM.runs(P):
+        if _surfaced(S, r):
+            rec = pick(recs, r.cfg.model, "adam", S.adam_lr)
+            if rec is not None and rec["status"] == "ok":
+                out[r.cfg.model] = (r, rec)
     return out
 
 
-def measure(P: Profile | str | None, split: Split | None = None, *,
+@BATCHNORM.measurement("BatchNorm surfaces (notebook 04)",
+                       needs=lambda r: r.cfg.optimizer == "adam")
+def measure(P: Profile, split: Split | None = None, *,
             force: bool = False, device=None, log=None) -> None:
     """Every post-training measurement that needs weights: the surfaces of
-    the runs at the course's setting, written under
-    ``results/batchnorm/surfaces/``.
+    the runs at the course's setting, kept in the store.
 
-    Looks at what is on disk first: when every surface of the current runs
+    Looks at what is stored first: when every surface of the current runs
     is there (and not ``force``), it returns without loading weights or
     data (``split`` may then be None). A surface whose run's weights are
     missing or do not match its record retrains that run first.
 
     Used by notebook 04 (report section 2).
     """
-    P = get_profile(P)
     S = sizes(P)
-    todo = [(spec, r) for spec, r in _surface_runs(P, S).values()
-            if force or not _surface_path(P, r["run"], S).is_file()]
+    todo = [(r, rec) for r, rec in _surface_runs(P, S).values()
+            if force or store.load_measurement(
+                P.results, BATCHNORM.name, surface_key(rec["run"], S)) is None]
     if not todo:
         return
     if split is None:
-        raise ValueError(f"surfaces of {', '.join(r['run'] for _, r in todo)} are "
-                         "not on disk: pass the data split to measure them")
-    for spec, r in todo:
-        r = train_run(P, split, spec, S, need_weights=True, device=device, log=log)
+        raise ValueError(f"surfaces of {', '.join(rec['run'] for _, rec in todo)} are "
+                         "not stored: pass the data split to measure them")
+    for r, rec in todo:
+        rec = train_one(BATCHNORM, r, P, split, need_weights=True, device=device, log=log)
         if log:
-            log(f"{EXPERIMENT}: loss surfaces of {r['run']}")
-        surface(P, split, r, S, force=True, device=device)
+            log(f"{BATCHNORM.name}: loss surfaces of {rec['run']}")
+        surface(P, split, rec, S, force=True, device=device)
 
 
-def load_surfaces(profile: Profile | str | None = None) -> dict:
-    """The surfaces on disk for the profile's runs, by model name.
+def load_surfaces(profile: Profile) -> dict:
+    """The stored surfaces of the profile's runs, by model name.
 
     Used by notebook 04 (report section 2).
     """
-    P = get_profile(profile)
-    S = sizes(P)
-    out = {}
-    for m, (_, r) in _surface_runs(P, S).items():
-        path = _surface_path(P, r["run"], S)
-        if path.is_file():
-            out[m] = _load(path)
+    S, out = sizes(profile), {}
+    for m, (_, rec) in _surface_runs(profile, S).items():
+        data = store.load_measurement(profile.results, BATCHNORM.name,
+                                      surface_key(rec["run"], S))
+        if data is not None:
+            out[m] = data
     return out
 
 

@@ -1,25 +1,19 @@
-"""The BatchNorm study's runs: sizes per profile, the recipe, the recording
-options (tag) of each run, training with the step recorder, and the records
-on disk.
-
-:func:`configs` gives the one named experiment, ``batchnorm``, registered
-with its trainer of one config (:func:`train_one`, step recorder included)
-and :func:`run_tag` as its tag;
-:func:`records` finds its runs on disk through
-:func:`cifar_lib.experiments.experiment_records`.
+"""The BatchNorm study's runs: sizes per profile, the recipe, and the one
+experiment, :data:`BATCHNORM`, whose runs carry their recording options
+(tag) and step recorders (hooks); ``experiments.records(BATCHNORM, P)``
+finds them on disk.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
 from cifar_lib import landscape as L
-from cifar_lib.data import Split
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import experiment_records, run
+from cifar_lib.experiments import Experiment, Run
 from cifar_lib.losses import make_loss
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_experiment
+from cifar_lib.profiles import Profile
 
 EXPERIMENT = "batchnorm"
 MODELS = ("vgg_a", "vgg_a_bn")
@@ -56,23 +50,17 @@ class Sizes:
         return replace(self, **kw)
 
 
-def sizes(profile: Profile | str | None = None) -> Sizes:
-    """The study's sizes for a profile (smoke: seconds; cpu: minutes; full: H100).
-
-    Used by notebook 04 (report section 2).
-    """
-    P = get_profile(profile)
-    if P.name == "smoke":
-        return Sizes(width=1 / 16, epochs=2, batch_size=P.batch_size,
-                     probe_every=3, probe_scales=(0.5, 2, 4),
-                     surface_images=256, surface_points=9, surface_grid=5)
-    if P.name == "cpu":
-        # SGD lr 0.02: at 0.1 the plain net barely learns on 5k images in 8
-        # epochs (train loss 1.83, val acc 28% in a check run; 0.02: 1.57, 41%;
-        # with BN 0.68, 50%). At full scale both nets train at 0.1.
-        return Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
-                     probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
-                     surface_points=21, surface_grid=9)
+# The study's sizes per profile (smoke: seconds; cpu: minutes; full: H100).
+SIZES = {
+    "smoke": Sizes(width=1 / 16, epochs=2, batch_size=64, probe_every=3,
+                   probe_scales=(0.5, 2, 4), surface_images=256, surface_points=9,
+                   surface_grid=5),
+    # SGD lr 0.02: at 0.1 the plain net barely learns on 5k images in 8
+    # epochs (train loss 1.83, val acc 28% in a check run; 0.02: 1.57, 41%;
+    # with BN 0.68, 50%). At full scale both nets train at 0.1.
+    "cpu": Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
+                 probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
+                 surface_points=21, surface_grid=9),
     # full: 6 epochs of 45k images (351 steps each, 2,106 per run). A probe
     # is 9 float32 forward-backward passes and a trial optimizer step, so
     # probing every 25 steps adds about 36% passes to the four probed runs.
@@ -81,8 +69,16 @@ def sizes(profile: Profile | str | None = None) -> Sizes:
     # about 2.5 minutes on an H100 for the ten runs and their probes, plus
     # the surfaces (41 + 41 + 441 points on 5,120 images per model). Keeping
     # every 2nd step's records keeps each run's JSON small (1,053 of 2,106).
-    return Sizes(width=1.0, epochs=6, batch_size=128, probe_every=25,
-                 keep_every=2)
+    "full": Sizes(width=1.0, epochs=6, batch_size=128, probe_every=25, keep_every=2),
+}
+
+
+def sizes(profile: Profile) -> Sizes:
+    """The study's sizes for a profile (another profile: full's).
+
+    Used by notebook 04 (report section 2).
+    """
+    return SIZES.get(profile.name, SIZES["full"])
 
 
 # ---------------------------------------------------------------- runs
@@ -145,84 +141,25 @@ def run_setting(run: dict) -> str:
     return "adam" if run["config"]["optimizer"] == "adam" else "sgd"
 
 
-def train_run(P: Profile, split: Split, spec: Spec, S: Sizes, *,
-              force: bool = False, need_weights: bool = False, device=None,
-              log=None) -> dict:
-    """Train one run, recorded step by step, unless it is on disk; return
-    its record (with ``steps`` and ``probes``, see
-    :meth:`cifar_lib.landscape.Recorder.result`)."""
-    cfg, opts = config(spec, S), recording(spec, S)
-    recorder = L.Recorder(make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw),
-                          **opts)
+def _recorders(cfg: TrainConfig, opts: dict) -> list:
+    """A fresh step recorder with the run's recording options."""
+    recorder = L.Recorder(make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw), **opts)
     assert recorder.options() == opts  # the tag says what is recorded
-    return run(cfg, split, EXPERIMENT, P, label=spec.label, force=force,
-               need_weights=need_weights, device=device, hooks=[recorder],
-               tag=opts, log=log)
+    return [recorder]
 
 
-def train_all(P: Profile, split: Split, S: Sizes | None = None, *,
-              force: bool = False, device=None, log=None) -> list[dict]:
-    """Every run of the study (trained or loaded), in :func:`specs` order:
-    what ``run_experiment("batchnorm", ...)`` returns (notebook 04)."""
-    S = S or sizes(P)
-    return [train_run(P, split, s, S, force=force, device=device, log=log)
-            for s in specs(S)]
-
-
-def spec_of(P: Profile | str | None, cfg: TrainConfig) -> tuple[Spec, Sizes]:
-    """The study's run whose config is ``cfg`` (ValueError if there is none)."""
-    S = sizes(P)
-    want = cfg.to_dict()
+def _runs(profile: Profile) -> list[Run]:
+    """Every run in :func:`specs` order, each recorded step by step (its
+    recording options are its tag)."""
+    S, out = sizes(profile), []
     for spec in specs(S):
-        if config(spec, S).to_dict() == want:
-            return spec, S
-    raise ValueError(f"{cfg.model} with {cfg.optimizer} lr={cfg.lr:g} is not a run "
-                     f"of the {EXPERIMENT} study in the {get_profile(P).name} "
-                     "profile (see experiment_configs)")
+        cfg, opts = config(spec, S), recording(spec, S)
+        out.append(Run(spec.label, cfg, tag=opts,
+                       hooks=functools.partial(_recorders, cfg, opts)))
+    return out
 
 
-def run_tag(P: Profile | str | None, cfg: TrainConfig) -> dict:
-    """The recording tag that run gets (``run(..., tag=...)``): the tag the
-    experiment is registered with, which :func:`records` matches."""
-    spec, S = spec_of(P, cfg)
-    return recording(spec, S)
-
-
-def train_one(P: Profile | str | None, split: Split, cfg: TrainConfig, *,
-              force: bool = False, device=None, log=None) -> dict:
-    """Train (or load) the study's run whose config is ``cfg``, with its
-    recorder; ValueError if ``cfg`` is not one of the study's."""
-    P = get_profile(P)
-    spec, S = spec_of(P, cfg)
-    return train_run(P, split, spec, S, force=force, device=device, log=log)
-
-
-def _train(P: Profile, split: Split, label: str, cfg: TrainConfig, *, force=False,
-           device=None, log=None) -> dict:
-    """The experiment's trainer: :func:`train_one` (the label is the spec's)."""
-    return train_one(P, split, cfg, force=force, device=device, log=log)
-
-
-def configs(P: Profile | str | None) -> dict[str, list[tuple[str, TrainConfig]]]:
-    """The study's one experiment, ``batchnorm``: its (label, config) pairs
-    in :func:`specs` order. ``run_experiment("batchnorm", ...)`` (and
-    ``python -m cifar_lib experiment batchnorm``) trains them with their
-    step recorders (:func:`train_one`)."""
-    S = sizes(P)
-    return {EXPERIMENT: [(s.label, config(s, S)) for s in specs(S)]}
-
-
-@register_experiment(EXPERIMENT, train=_train, tag=run_tag)
-def _spec(P: Profile) -> list[tuple[str, TrainConfig]]:
-    """The (label, config) pairs of ``batchnorm`` (see :func:`configs`)."""
-    return configs(P)[EXPERIMENT]
-
-
-def records(P: Profile | str | None = None, name: str = EXPERIMENT) -> list[dict]:
-    """The records on disk of the profile's runs (config and recording tag
-    as now), in :func:`specs` order, the newest where a run was made twice
-    (:func:`cifar_lib.experiments.experiment_records`)."""
-    return experiment_records(name, P)
+BATCHNORM = Experiment(EXPERIMENT, "04_batchnorm", "2", "batchnorm", _runs)
 
 
 def pick(runs: list[dict], model: str, setting: str, lr: float | None = None):

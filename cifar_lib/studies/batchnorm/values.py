@@ -7,15 +7,22 @@ import math
 
 import numpy as np
 
+from cifar_lib.experiments import records as stored
 from cifar_lib.models import create_model
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_table, register_values
+from cifar_lib.profiles import Profile
+from cifar_lib.registry import register_figure, register_table, register_values
+from cifar_lib.studies.batchnorm import plots
 from cifar_lib.studies.batchnorm.measures import (
     band_means, load_surfaces, matched_means, probe_means, probe_summary,
     relative_band, surface_centre, surface_n, surface_rise, surface_rises)
 from cifar_lib.studies.batchnorm.runs import (
-    LABELS, MODELS, Sizes, diverged_step, pick, records, run_setting, setting_lr,
+    BATCHNORM, LABELS, MODELS, Sizes, diverged_step, pick, run_setting, setting_lr,
     setting_name, sizes)
+
+
+def records(profile: Profile) -> list[dict]:
+    """The study's stored runs (``experiments.records(BATCHNORM, profile)``)."""
+    return stored(BATCHNORM, profile)
 
 
 def _outcome(r: dict | None) -> str:
@@ -30,7 +37,7 @@ def _outcome(r: dict | None) -> str:
 
 
 @register_table("bn_runs")
-def runs_table(profile=None):
+def runs_table(profile: Profile):
     """One row per run: model, optimizer, lr, outcome, loss and accuracies.
 
     "final" is the last finished epoch (of a diverged run: the last before
@@ -40,7 +47,7 @@ def runs_table(profile=None):
     """
     import pandas as pd
     rows = []
-    for r in records(get_profile(profile)):
+    for r in records(profile):
         c, m, h = r["config"], r["metrics"], r["history"]
         pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
         rows.append({"model": LABELS[c["model"]], "optimizer": c["optimizer"],
@@ -54,13 +61,13 @@ def runs_table(profile=None):
 
 
 @register_table("bn_probes")
-def probe_table(profile=None):
+def probe_table(profile: Profile):
     """Per setting and model: mean loss range, gradient distance and beta,
     and the mean lengths of the update probed along and of the gradient.
 
     Used by notebook 04 (report section 2)."""
     import pandas as pd
-    P = get_profile(profile)
+    P = profile
     S = sizes(P)
     rows = []
     for r in records(P):
@@ -80,7 +87,7 @@ def probe_table(profile=None):
 
 
 @register_table("bn_surfaces")
-def surface_table(profile=None):
+def surface_table(profile: Profile):
     """Loss at the trained weights and its rise along the 1-D direction,
     with running statistics (eval) and with batch statistics.
 
@@ -198,7 +205,7 @@ def _surface_loss(surfs: dict, model: str) -> str | None:
 
 
 @register_values
-def values(profile: Profile | str | None = None) -> dict:
+def values(profile: Profile) -> dict:
     """Every ``bn_*`` report value of the profile (None where its results
     are not on disk). Ratios are VGG-A over VGG-A + BN; comparisons say how
     the BN value compares with the plain one ("2 times narrower than").
@@ -208,7 +215,7 @@ def values(profile: Profile | str | None = None) -> dict:
 
     Used by notebook 04 (report section 2).
     """
-    P = get_profile(profile)
+    P = profile
     S, runs, surfs = sizes(P), records(P), load_surfaces(P)
     band, matched = band_means(runs, "loss"), matched_means(runs)
     rises, levels = surface_rises(surfs), matched[2]
@@ -265,3 +272,33 @@ def values(profile: Profile | str | None = None) -> dict:
         "bn_surface_loss_vgg_a": _surface_loss(surfs, "vgg_a"),
         "bn_surface_loss_vgg_a_bn": _surface_loss(surfs, "vgg_a_bn"),
     }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _register_runs_figure(name: str, draw) -> None:
+    @register_figure(name)
+    def fig(profile: Profile):
+        runs = records(profile)
+        return draw(runs, sizes(profile)) if runs else None
+
+
+for _name, _draw in (("bn_curves.png", plots.plot_curves),
+                     ("bn_loss_landscape.png", plots.plot_loss_landscape),
+                     ("bn_loss_band_views.png", plots.plot_loss_band_views),
+                     ("bn_probes.png", plots.plot_probes),
+                     ("bn_last_grad.png", plots.plot_last_grad)):
+    _register_runs_figure(_name, _draw)
+
+
+@register_figure("bn_surface_1d.png")
+def fig_surface_1d(profile: Profile):
+    surfs = load_surfaces(profile)
+    return plots.plot_surface_1d(surfs) if surfs else None
+
+
+@register_figure("bn_surface_2d.png")
+def fig_surface_2d(profile: Profile):
+    surfs = load_surfaces(profile)
+    return plots.plot_surface_2d(surfs) if surfs else None

@@ -3,27 +3,38 @@ trained networks learned (notebooks 00-03).
 
 The study's parts, each in its module:
 
-* ``runs``: :class:`Sizes` per profile, the recipes, :func:`configs` (every
-  named experiment: ``baseline``, ``architectures``,
-  ``architectures_extended``, ``ablation_*``) and :func:`records`;
+* ``runs``: :class:`Sizes` per profile, the recipes and the experiments
+  (:data:`ARCHITECTURES`, :data:`ABLATION` by factor, :data:`BASELINE`,
+  :data:`ARCHITECTURES_EXTENDED`; :data:`EXPERIMENTS` lists them);
 * ``measures``: the data summary, model costs, and notebook 03's
-  :func:`measure` (figures and calibration of the trained networks);
+  :func:`measure` (a measurement of ``architectures``: figures and
+  calibration of the trained networks);
 * ``plots``: notebook 03's drawings;
-* ``values``: the report tables and :func:`values`.
+* ``values``: the report's tables, figures and :func:`values`.
 
 Notebooks import the package (``from cifar_lib.studies import
-classification as study``) and train through ``cl.run_experiment``.
+classification as study``), train with ``cl.run_experiment(study.experiment(
+name), P, split)`` and draw with ``viz.figure(name, P)``.
 """
+from cifar_lib.experiments import find_experiment
 from cifar_lib.studies.classification.runs import (  # noqa: F401
-    ABLATION_EXPERIMENTS, ABLATIONS, ARCH_CORE, ARCH_CPU, ARCH_FULL, ARCH_SMOKE,
-    ATTENTION_MODEL, EXTENDED, EXTENDED_MODELS, EXTENDED_SEEDS, VIS_MODELS, Sizes,
-    ablations, arch_models, arch_recipe, architectures, architectures_extended,
-    configs, fast_recipe, first_seed, records, sizes, stem_variants)
+    ABLATION, ABLATION_EXPERIMENTS, ABLATIONS, ARCH_CORE, ARCHITECTURES,
+    ARCHITECTURES_EXTENDED, ATTENTION_MODEL, BASELINE, VIS_MODELS, Sizes, arch_models,
+    arch_recipe, fast_recipe, first_seed, sizes)
 from cifar_lib.studies.classification.measures import (  # noqa: F401
-    VIS_FIGURES, VIS_STAMP, data_summary, measure, save_arch_costs, save_calibration,
-    save_data_summary, test_loader, vis_models, vis_stored)
-from cifar_lib.studies.classification.plots import (  # noqa: F401
-    draw_calibration, draw_cams, draw_embedding, draw_errors, draw_inside, show)
+    VIS_FIGURES, measure, save_arch_costs, save_data_summary, vis_measured)
+from cifar_lib.studies.classification.plots import show  # noqa: F401
 from cifar_lib.studies.classification.values import (  # noqa: F401
     arch_summary, arch_table, calibration_table, data_stats_table, data_table,
     headline_table, lr_grid_table, summary_table, values)
+
+# The baseline's runs are the ablations' baselines: listed after them, so
+# that the plan names each of those runs by its ablation.
+EXPERIMENTS = (ARCHITECTURES, *ABLATION.values(), BASELINE, ARCHITECTURES_EXTENDED)
+
+
+def experiment(name: str):
+    """The section's experiment called ``name`` (e.g. ``ablation_losses``).
+
+    Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
+    return find_experiment(EXPERIMENTS, name)

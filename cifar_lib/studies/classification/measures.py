@@ -1,23 +1,23 @@
-"""Section 1's measurements after training: the data summary, model costs,
-and notebook 03's figures and calibration of the trained networks (stored
-under results/summaries/ and figures/, so that the notebooks and the
-report render without the weights).
+"""Section 1's measurements: the data summary, model costs, and notebook
+03's figures and calibration of the trained networks, a measurement of the
+``architectures`` experiment stored through :mod:`cifar_lib.store` (so
+that the notebooks and the report render without the weights).
 """
 from __future__ import annotations
 
-import json
-
-from cifar_lib.experiments import write_json
+from cifar_lib import store
+from cifar_lib.experiments import records
 from cifar_lib.profiles import Profile
 from cifar_lib.studies.classification import plots
-from cifar_lib.studies.classification.runs import (ATTENTION_MODEL, VIS_MODELS, arch_models,
-                                                   arch_recipe, architectures, records)
+from cifar_lib.studies.classification.runs import (ARCHITECTURES, ATTENTION_MODEL,
+                                                   VIS_MODELS, arch_models, arch_recipe)
+
+VIS_VERSION = 1   # bump when measure() changes what it stores or draws
 
 
 def read(profile: Profile, *parts):
-    """A stored JSON result under the profile's results/, or None."""
-    path = profile.results.joinpath(*parts)
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A stored summary under the profile's results/ (None: absent or damaged)."""
+    return store.read(profile.results.joinpath(*parts))
 
 
 def data_summary(split) -> dict:
@@ -38,22 +38,26 @@ def save_data_summary(split, profile: Profile) -> dict:
     Used by notebook 00 (report section 1.1).
     """
     summary = data_summary(split)
-    write_json(summary, profile.results / "summaries" / "data.json")
+    store.write(summary, profile.results / "summaries" / "data.json")
     return summary
 
 
 def save_arch_costs(profile: Profile) -> dict:
     """Parameters and forward MFLOPs (32x32 input) of each compared model,
-    to results/summaries/arch_costs.json.
+    in results/summaries/arch_costs.json (computed for the models missing
+    there: no weights or data needed, so the report can do it).
 
     Used by notebook 01 (report section 1.2)."""
     from cifar_lib.models import count_params, create_model
     from cifar_lib.models.summary import count_flops
-    costs = {}
-    for label, model, kw in arch_models(profile):
+    path = profile.results / "summaries" / "arch_costs.json"
+    costs = store.read(path) or {}
+    missing = [(lbl, m, kw) for lbl, m, kw in arch_models(profile) if lbl not in costs]
+    for label, model, kw in missing:
         net = create_model(model, **kw)
         costs[label] = {"params": count_params(net), "mflops": count_flops(net) / 1e6}
-    write_json(costs, profile.results / "summaries" / "arch_costs.json")
+    if missing:
+        store.write(costs, path)
     return costs
 
 
@@ -62,15 +66,14 @@ def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) 
 
     Runs (or checkpoints) that are missing are trained, as notebook 01 would.
     """
-    from cifar_lib.experiments import trained_model
-    specs = {label: cfg for label, cfg in architectures(profile)
-             if cfg.seed == profile.seeds[0]}
-    missing = [lbl for lbl in labels if lbl not in specs]
+    from cifar_lib.experiments import load_model, train_one
+    runs = {r.label: r for r in ARCHITECTURES.runs(profile) if r.cfg.seed == profile.seeds[0]}
+    missing = [lbl for lbl in labels if lbl not in runs]
     if missing:
         raise ValueError(f"{missing} are not in the {profile.name} architecture list; "
-                         f"choose from {sorted(specs)}")
-    return {lbl: trained_model(specs[lbl], split, "architectures", profile, label=lbl,
-                               force=force)
+                         f"choose from {sorted(runs)}")
+    return {lbl: load_model(train_one(ARCHITECTURES, runs[lbl], profile, split,
+                                      force=force, need_weights=True), profile)
             for lbl in labels}
 
 
@@ -78,33 +81,40 @@ VIS_FIGURES = ("vis_filters.png", "vis_weights.png", "vis_feature_maps.png",
                "vis_attention.png", "vis_attention_weights.png", "vis_cam_correct.png",
                "vis_cam_wrong.png", "vis_confusion.png", "vis_per_class.png",
                "vis_mistakes.png", "vis_reliability.png", "vis_embedding.png")
-VIS_STAMP = ("summaries", "vis.json")
 
 
-def _vis_runs(profile: Profile) -> dict | None:
-    """Run names of the models notebook 03 draws (first seed), or None
-    while one of them has no finished record."""
+def _needs(r) -> bool:
+    """The runs notebook 03 draws: its models' first seed."""
+    return r.label in set(VIS_MODELS) | {ATTENTION_MODEL} and r.cfg.seed == 0
+
+
+def vis_key(profile: Profile) -> dict | None:
+    """The store key of notebook 03's measurement for the current runs of
+    its models (first seed), or None while one has no finished record."""
     want = set(VIS_MODELS) | {ATTENTION_MODEL}
-    runs = {r["label"]: r["run"] for r in records(profile, "architectures")
+    runs = {r["label"]: r["run"] for r in records(ARCHITECTURES, profile)
             if r["label"] in want and r["config"]["seed"] == profile.seeds[0]
             and r["status"] == "ok"}
-    return runs if set(runs) == want else None
+    if set(runs) != want:
+        return None
+    return store.measurement_key("vis", VIS_VERSION, runs, {"figures": list(VIS_FIGURES)})
 
 
-def vis_stored(profile: Profile) -> bool:
-    """Whether notebook 03's figures and calibration are on disk for the
-    current runs of its models (then nothing needs their weights)."""
-    stamp = read(profile, *VIS_STAMP)
-    runs = _vis_runs(profile)
-    return bool(stamp and runs and stamp.get("runs") == runs
-                and all((profile.figures / f).is_file() for f in VIS_FIGURES)
-                and read(profile, "summaries", "calibration.json") is not None)
+def vis_measured(profile: Profile) -> dict | None:
+    """Notebook 03's stored measurement of the current runs ({"figures",
+    "calibration"}), or None while it is not made (or its figures are gone)."""
+    key = vis_key(profile)
+    data = key and store.load_measurement(profile.results, ARCHITECTURES.name, key)
+    if data and all((profile.figures / f).is_file() for f in data["figures"]):
+        return data
+    return None
 
 
+@ARCHITECTURES.measurement("visualisation (notebook 03)", "03_visualization", needs=_needs)
 def measure(profile: Profile, split, *, force: bool = False, device=None, log=None) -> dict:
     """Notebook 03 (report section 1.4): filters, feature maps, attention,
     CAMs, errors, calibration and embedding of the trained ResNet-18,
-    FastNet and CANet-tiny, saved to figures/ and results/summaries/.
+    FastNet and CANet-tiny, saved to figures/ and to the store.
 
     Skipped when they are stored for the current runs (no weights needed);
     otherwise the models are loaded (trained when their weights are not on
@@ -113,8 +123,9 @@ def measure(profile: Profile, split, *, force: bool = False, device=None, log=No
     Used by notebook 03 (report section 1.4).
     """
     from cifar_lib import analysis, viz
-    if not force and vis_stored(profile):
-        return read(profile, *VIS_STAMP)
+    done = None if force else vis_measured(profile)
+    if done is not None:
+        return done
     models = vis_models(profile, split, VIS_MODELS + (ATTENTION_MODEL,))
     test = test_loader(profile, split)
     if device is not None:
@@ -124,21 +135,14 @@ def measure(profile: Profile, split, *, force: bool = False, device=None, log=No
     plots.draw_inside(profile, models, test, split)
     plots.draw_cams(profile, models, outs, test, split)
     plots.draw_errors(profile, outs, split)
-    save_calibration(profile, plots.draw_calibration(profile, outs))
+    calibration = plots.draw_calibration(profile, outs)
     plots.draw_embedding(profile, models["resnet18"], test, split)
-    stamp = {"runs": _vis_runs(profile), "figures": list(VIS_FIGURES)}
-    write_json(stamp, profile.results.joinpath(*VIS_STAMP))
-    return stamp
+    data = {"figures": list(VIS_FIGURES), "calibration": calibration}
+    store.save_measurement(profile.results, ARCHITECTURES.name, vis_key(profile), data)
+    return data
 
 
 def test_loader(profile: Profile, split):
     """The test split as the architecture runs saw it (normalised, in order)."""
     from cifar_lib.engine import make_loaders
     return make_loaders(split, arch_recipe(profile, "cnn3", {})).test
-
-
-def save_calibration(profile: Profile, rows: dict) -> None:
-    """Write per-model test accuracy and ECE to results/summaries/calibration.json."""
-    write_json(rows, profile.results / "summaries" / "calibration.json")
-
-

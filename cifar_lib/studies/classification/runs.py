@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import experiment_records
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_experiment
+from cifar_lib.experiments import Experiment, Run
+from cifar_lib.profiles import Profile
 
 # (label, model, options) of the architecture comparison per profile.
 ARCH_SMOKE = (("lenet", "lenet", {}), ("cnn3", "cnn3", {}),
@@ -74,12 +73,12 @@ _PROFILE_SIZES = {
 }
 
 
-def sizes(profile: Profile | str | None = None) -> Sizes:
+def sizes(profile: Profile) -> Sizes:
     """Section 1's sizes for a profile (another profile name: full's models,
     its own epochs).
 
     Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
-    P = get_profile(profile)
+    P = profile
     kw = _PROFILE_SIZES.get(P.name, dict(fast_width=1.0, fast_epochs=P.epochs, batch_sizes=(),
                                          ema_decay=0.999, arch_models=ARCH_FULL))
     return Sizes(epochs=P.epochs, batch_size=P.batch_size, seeds=tuple(P.seeds), **kw)
@@ -257,7 +256,7 @@ def stem_variants(profile: Profile) -> dict[str, TrainConfig]:
 
 
 
-def configs(profile: Profile | str | None = None) -> dict[str, list[tuple[str, TrainConfig]]]:
+def configs(profile: Profile) -> dict[str, list[tuple[str, TrainConfig]]]:
     """Every named experiment of section 1: name -> (label, config) pairs.
 
     ``baseline`` (the FastNet recipe), ``architectures`` (and the opt-in
@@ -265,7 +264,7 @@ def configs(profile: Profile | str | None = None) -> dict[str, list[tuple[str, T
     one thing changed from the baseline) and ``ablation_stem`` (ResNet-18),
     each over the profile's seeds.
     """
-    P = get_profile(profile)
+    P = profile
     out = {"baseline": _seeded(P, {"fastnet": fast_recipe(P)}),
            "architectures": architectures(P),
            "architectures_extended": architectures_extended(P)}
@@ -275,24 +274,25 @@ def configs(profile: Profile | str | None = None) -> dict[str, list[tuple[str, T
     return out
 
 
-def _register(name: str) -> None:
-    def spec(profile: Profile):
+def _arch_runs(profile: Profile) -> list[Run]:
+    """The architecture comparison: the core models are in the ``core``
+    priority group, the rest of the zoo in ``zoo``."""
+    return [Run(label, cfg, group="core" if label in ARCH_CORE else "zoo")
+            for label, cfg in architectures(profile)]
+
+
+def _experiment(name: str, notebook: str, section: str, group: str, **kw) -> Experiment:
+    def make_runs(profile: Profile):
         return configs(profile)[name]
-    spec.__doc__ = f"The (label, config) pairs of {name} (see configs)."
-    register_experiment(name)(spec)
+    return Experiment(name, notebook, section, group, make_runs, **kw)
 
 
-for _name in ("baseline", "architectures", *EXTENDED, *ABLATION_EXPERIMENTS.values()):
-    _register(_name)
-
-
-def records(profile: Profile | str | None, name: str) -> list[dict]:
-    """Records on disk of experiment ``name``'s current configs, in spec
-    order (:func:`cifar_lib.experiments.experiment_records`).
-
-    Used by notebooks 01, 02 (report sections 1.2, 1.3).
-    """
-    return experiment_records(name, profile)
+BASELINE = _experiment("baseline", "02_ablations", "1.3", "ablations")
+ARCHITECTURES = Experiment("architectures", "01_architectures", "1.2", "core", _arch_runs)
+ARCHITECTURES_EXTENDED = _experiment("architectures_extended", "01_architectures", "1.2",
+                                     "extended", extended=True)
+ABLATION = {key: _experiment(name, "02_ablations", "1.3", "ablations")
+            for key, name in ABLATION_EXPERIMENTS.items()}
 
 
 def first_seed(recs: list[dict]) -> list[dict]:

@@ -1,20 +1,21 @@
 """Section 1's report tables and values, read back from results/ on disk."""
 from __future__ import annotations
 
-from cifar_lib.experiments import results_frame, summarize
+from cifar_lib.experiments import records, results_frame, summarize
 from cifar_lib.profiles import Profile
-from cifar_lib.registry import register_table, register_values
-from cifar_lib.studies.classification.measures import read
-from cifar_lib.studies.classification.runs import ABLATION_EXPERIMENTS, records
+from cifar_lib.registry import register_figure, register_table, register_values
+from cifar_lib.studies.classification.measures import read, save_arch_costs, vis_measured
+from cifar_lib.studies.classification.runs import ABLATION, ARCHITECTURES, first_seed
 
 
 @register_table("calibration")
 def calibration_table(profile: Profile):
     """Used by notebook 03 (report section 1.4)."""
     import pandas as pd
-    s = read(profile, "summaries", "calibration.json")
-    if not s:
+    data = vis_measured(profile)
+    if not data:
         return None
+    s = data["calibration"]
     return pd.DataFrame([{"model": k, "test acc (%)": f"{100 * v['acc']:.1f}",
                           "ECE (15 bins)": f"{v['ece']:.3f}",
                           "mean confidence": f"{v['confidence']:.3f}"}
@@ -55,13 +56,13 @@ def arch_summary(profile: Profile):
     Used by notebook 01 (report section 1.2).
     """
     import pandas as pd
-    recs = records(profile, "architectures")
+    recs = records(ARCHITECTURES, profile)
     if not recs:
         return None
     df = results_frame(recs)
     s = summarize(df, by="label",
                   metrics=("test_acc", "train_time", "images_per_s", "params", "epochs"))
-    costs = read(profile, "summaries", "arch_costs.json") or {}
+    costs = save_arch_costs(profile)
     s["mflops"] = [costs.get(lbl, {}).get("mflops") for lbl in s["label"]]
     s["params"] = s.pop("params_mean").astype(int)
     return pd.DataFrame(s)
@@ -99,13 +100,13 @@ def lr_grid_table(recs: list[dict]):
                           aggfunc="mean").sort_index(ascending=False)
 
 
-def _register_ablation_table(experiment: str):
-    @register_table(experiment)
+def _register_ablation_table(experiment):
+    @register_table(experiment.name)
     def table(profile: Profile):
-        return summary_table(records(profile, experiment))
+        return summary_table(records(experiment, profile))
 
 
-for _experiment in ABLATION_EXPERIMENTS.values():
+for _experiment in ABLATION.values():
     _register_ablation_table(_experiment)
 
 
@@ -199,7 +200,7 @@ def arch_weak(profile: Profile):
 
 
 def baseline_acc(profile: Profile):
-    recs = records(profile, "ablation_optimizers")
+    recs = records(ABLATION["optimizers"], profile)
     base = [r for r in recs if "(baseline)" in r["label"]]
     if not base:
         return None
@@ -221,9 +222,9 @@ def headline_table(profile: Profile):
     """README's headline: best architecture and the FastNet baseline."""
     import pandas as pd
     rows = []
-    for what, name, pick in (("best architecture, shared recipe", "architectures", None),
-                             ("FastNet ablation baseline", "ablation_optimizers", "(baseline)")):
-        recs = [r for r in records(profile, name) if pick is None or pick in r["label"]]
+    for what, exp, pick in (("best architecture, shared recipe", ARCHITECTURES, None),
+                            ("FastNet ablation baseline", ABLATION["optimizers"], "(baseline)")):
+        recs = [r for r in records(exp, profile) if pick is None or pick in r["label"]]
         if not recs:
             continue
         s = summarize(results_frame(recs), by="label",
@@ -247,3 +248,107 @@ def values(profile: Profile) -> dict:
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
             "baseline_acc": baseline_acc(profile),
             "benchmark_device": benchmark_device(profile)}
+
+
+# ---------------------------------------------------------------- figures
+# Drawn from stored results by ``report`` and by the notebooks'
+# ``viz.figure(name, P)``; None while their results are missing.
+
+
+def _split(profile: Profile):
+    """The profile's split when its data is on this machine (no download)."""
+    from cifar_lib.data import DataError
+    from cifar_lib.experiments import profile_split
+    try:
+        return profile_split(profile, download=False)
+    except DataError:
+        return None
+
+
+@register_figure("data_class_balance.png")
+def fig_class_balance(profile: Profile):
+    from cifar_lib import viz
+    s = read(profile, "summaries", "data.json")
+    return None if s is None else viz.class_balance(s["class_counts"], s["classes"])
+
+
+@register_figure("data_samples.png")
+def fig_samples(profile: Profile):
+    from cifar_lib import analysis, viz
+    split = _split(profile)
+    if split is None:
+        return None
+    x, y = split.train
+    idx = analysis.per_class_indices(y, 10)
+    names = [split.classes[int(k)] for k in y[idx]]
+    return viz.image_grid(x[idx], names, ncols=10)
+
+
+@register_figure("data_pixel_hist.png")
+def fig_pixel_hist(profile: Profile):
+    from cifar_lib import viz
+    split = _split(profile)
+    return None if split is None else viz.channel_histograms(split.train[0][:10000])
+
+
+@register_figure("data_augmentations.png")
+def fig_augmentations(profile: Profile):
+    from cifar_lib import analysis, viz
+    split = _split(profile)
+    return None if split is None else viz.image_rows(analysis.augmentation_examples(split, n=8))
+
+
+@register_figure("arch_acc_vs_params.png")
+def fig_acc_vs_params(profile: Profile):
+    from cifar_lib import viz
+    s = arch_summary(profile)
+    return None if s is None else viz.accuracy_vs_params(s)
+
+
+@register_figure("arch_curves.png")
+def fig_arch_curves(profile: Profile):
+    from cifar_lib import viz
+    recs = records(ARCHITECTURES, profile)
+    return viz.learning_curves(first_seed(recs)) if recs else None
+
+
+@register_figure("arch_lr.png")
+def fig_arch_lr(profile: Profile):
+    from cifar_lib import viz
+    recs = records(ARCHITECTURES, profile)
+    return viz.lr_curves(first_seed(recs)) if recs else None
+
+
+# (ablation, figure, title) of the learning-curve figures of section 1.3
+ABLATION_FIGURES = (
+    ("optimizers", "abl_optimizers.png", "Optimizers (FastNet)"),
+    ("schedulers", "abl_schedulers.png", "Learning-rate schedules (FastNet)"),
+    ("losses", "abl_losses.png", "Losses (FastNet)"),
+    ("activations", "abl_activations.png", "Activations (FastNet)"),
+    ("regularisation", "abl_regularisation.png", "Regularisation (FastNet)"),
+    ("augmentation", "abl_augmentation.png", "Augmentation and normalisation (FastNet)"),
+    ("lr_grid", "abl_lr_grid_curves.png", "Learning rate x schedule grid (FastNet)"),
+    ("batch_size", "abl_batch_size.png", "Batch size (FastNet)"),
+    ("stem", "abl_stem.png", "Stem (ResNet-18)"))
+
+
+def _register_curves(key: str, name: str, title: str) -> None:
+    @register_figure(name)
+    def fig(profile: Profile):
+        from cifar_lib import viz
+        recs = records(ABLATION[key], profile)
+        return viz.learning_curves(first_seed(recs), title=title) if recs else None
+
+
+for _key, _name, _title in ABLATION_FIGURES:
+    _register_curves(_key, _name, _title)
+
+
+@register_figure("abl_lr_grid.png")
+def fig_lr_grid(profile: Profile):
+    from cifar_lib import viz
+    recs = records(ABLATION["lr_grid"], profile)
+    if not recs:
+        return None
+    return viz.heatmap(lr_grid_table(recs), "schedule", "Adam learning rate",
+                       "test accuracy (%)")

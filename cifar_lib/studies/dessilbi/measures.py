@@ -4,21 +4,21 @@
 BatchNorm |scale| and by filter norm), cuts the SLBI network to Gamma's
 support layer by layer, and tries BN-statistics re-estimation and a short
 fine-tune after pruning; it stores everything the tables and figures need
-in ``results/dessilbi_measure.json`` (:func:`measured` reads it back), so
-the notebook renders without the weights.
+in the store, as a measurement of the ``dessilbi`` experiment keyed by its
+runs, version and settings (:func:`measured` reads it back), so the
+notebook renders without the weights.
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
 
-from cifar_lib import slbi
+from cifar_lib import slbi, store
 from cifar_lib.engine import TrainConfig, evaluate, make_loaders
-from cifar_lib.experiments import trained_model, write_json
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.studies.dessilbi.runs import (EXPERIMENT, MEASURE_FILE, MEASURE_VERSION,
-                                             METHODS, Sizes, by_label, records, sizes)
+from cifar_lib.experiments import trained_model
+from cifar_lib.profiles import Profile
+from cifar_lib.studies.dessilbi.runs import (DESSILBI, EXPERIMENT, MEASURE_VERSION, METHODS,
+                                             Sizes, by_label, finished, sizes)
 
 
 def panels(convs: list[str], P: Profile) -> dict[str, list[str]]:
@@ -34,31 +34,30 @@ def outside_support(entry: dict, layers: list[str]) -> float:
     return sum(e < 0 for layer in layers for e in entry[layer]) / n
 
 
-def _key(P: Profile, runs: dict[str, list[dict]]) -> dict:
+def measure_key(P: Profile, runs: dict[str, list[dict]]) -> dict:
     """What the stored measurements depend on: the runs and the measuring sizes."""
     S = sizes(P)
-    return {"version": MEASURE_VERSION,
-            "runs": {label: [r["run"] for r in recs] for label, recs in runs.items()},
-            "settings": dict(fractions=list(S.fractions), panels=list(S.panels),
-                             bn_batches=S.bn_batches, finetune_steps=S.finetune_steps,
-                             finetune_fraction=S.finetune_fraction,
-                             finetune_lr=S.finetune_lr, show_layer=S.show_layer)}
+    return store.measurement_key(
+        "pruning", MEASURE_VERSION,
+        {label: [r["run"] for r in recs] for label, recs in runs.items()},
+        dict(fractions=list(S.fractions), panels=list(S.panels),
+             bn_batches=S.bn_batches, finetune_steps=S.finetune_steps,
+             finetune_fraction=S.finetune_fraction,
+             finetune_lr=S.finetune_lr, show_layer=S.show_layer))
 
 
 def measured(P: Profile) -> dict | None:
-    """The stored measurements of the current runs (None when absent or stale).
+    """The stored measurements of the current runs (None when absent).
 
     Used by notebook 05 (report section 3).
     """
-    P = get_profile(P)
-    path = P.results / MEASURE_FILE
-    runs = by_label(records(P))
-    if not path.is_file() or not {"SLBI", "SGD"} <= set(runs):
+    runs = by_label(finished(P))
+    if not {"SLBI", "SGD"} <= set(runs):
         return None
-    data = json.loads(path.read_text())
-    return data if data.get("key") == _key(P, runs) else None
+    return store.load_measurement(P.results, DESSILBI.name, measure_key(P, runs))
 
 
+@DESSILBI.measurement("DessiLBI pruning (notebook 05)")
 def measure(P: Profile, split, *, force: bool = False, device=None, log=None) -> None:
     """Every post-training measurement of the study, stored in results/.
 
@@ -74,16 +73,15 @@ def measure(P: Profile, split, *, force: bool = False, device=None, log=None) ->
 
     Used by notebook 05 (report section 3).
     """
-    P = get_profile(P)
     if measured(P) is not None and not force:
         return
-    runs = by_label(records(P))
+    runs = by_label(finished(P))
     if not {"SLBI", "SGD"} <= set(runs) or len(runs["SLBI"]) != len(runs["SGD"]):
         (log or print)(f"dessilbi: nothing measured; the SLBI and SGD runs of every seed of "
                        f"profile {P.name!r} are not all on disk (train them first: "
                        f"run_experiment({EXPERIMENT!r}, P))")
         return
-    out = {"key": _key(P, runs), "seeds": []}
+    out = {"seeds": []}
     for i, (rec_slbi, rec_sgd) in enumerate(zip(runs["SLBI"], runs["SGD"])):
         if log:
             log(f"dessilbi: measuring seed {rec_slbi['config']['seed']}")
@@ -92,7 +90,7 @@ def measure(P: Profile, split, *, force: bool = False, device=None, log=None) ->
                                        EXPERIMENT, P, label=label, device=device)
                   for label, rec in recs.items()}
         out["seeds"].append(_measure_seed(P, split, recs, models, filters=i == 0))
-    write_json(out, P.results / MEASURE_FILE)
+    store.save_measurement(P.results, DESSILBI.name, measure_key(P, runs), out)
 
 
 def _measure_seed(P: Profile, split, recs: dict, models: dict, filters: bool) -> dict:

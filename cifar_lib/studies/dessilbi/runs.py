@@ -1,8 +1,8 @@
 """Section 3's runs: sizes per profile, the recipe, the named experiment.
 
-The experiment ``dessilbi`` trains the same VGG-16-BN with SLBI and with
-SGD, one of each per seed (:func:`configs`); :func:`records` finds those
-runs on disk, :func:`by_label` groups them per optimizer.
+The experiment :data:`DESSILBI` trains the same VGG-16-BN with SLBI and with
+SGD, one of each per seed; :func:`finished` finds those runs on disk,
+:func:`by_label` groups them per optimizer.
 """
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import dataclasses
 import functools
 
 from cifar_lib.engine import TrainConfig
-from cifar_lib.experiments import experiment_records
+from cifar_lib.experiments import Experiment, records
 from cifar_lib.optim import lr_factor
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_experiment
+from cifar_lib.profiles import Profile
 
 EXPERIMENT = "dessilbi"
-MEASURE_FILE = "dessilbi_measure.json"   # under the profile's results/
 MEASURE_VERSION = 1                      # bump when measure() changes what it stores
 # (label, model trained by, pruning order) of the curves in the pruning figure
 METHODS = (("SLBI, path order", "SLBI", "path"),
@@ -105,11 +103,10 @@ def _path_time(per_epoch, epochs, warmup_epochs, lr, floor, nu) -> float:
 
 
 def sizes(P: Profile) -> Sizes:
-    """The study's sizes and hyper-parameters for profile ``P`` (or its name).
+    """The study's sizes and hyper-parameters for profile ``P``.
 
     Used by notebook 05 (report section 3).
     """
-    P = get_profile(P)
     kw = _PROFILE_SIZES.get(P.name, _PROFILE_SIZES["full"])
     train = P.train_size or 45000
     return Sizes(seeds=tuple(P.seeds), train_size=train, **kw)
@@ -132,26 +129,21 @@ def recipe(P: Profile, optimizer: str, seed: int = 0) -> TrainConfig:
                        batch_size=S.batch_size, augment="crop_flip", seed=seed, keep="last")
 
 
-def configs(P: Profile) -> dict[str, list[tuple[str, TrainConfig]]]:
-    """The study's one named experiment: ``dessilbi`` -> SLBI and SGD runs,
-    one of each per seed.
+def _runs(P: Profile) -> list[tuple[str, TrainConfig]]:
+    """SLBI and SGD runs, one of each per seed."""
+    return [(label, recipe(P, opt, s)) for s in sizes(P).seeds
+            for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]
+
+
+DESSILBI = Experiment(EXPERIMENT, "05_dessilbi", "3", "dessilbi", _runs)
+
+
+def finished(P: Profile) -> list[dict]:
+    """The finished (``ok``) runs of the experiment on disk, in its order.
 
     Used by notebook 05 (report section 3).
     """
-    return {EXPERIMENT: [(label, recipe(P, opt, s)) for s in sizes(P).seeds
-                         for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]}
-
-
-@register_experiment(EXPERIMENT)
-def _spec(P: Profile) -> list[tuple[str, TrainConfig]]:
-    """The (label, config) pairs of ``dessilbi`` (see :func:`configs`)."""
-    return configs(P)[EXPERIMENT]
-
-
-def records(P: Profile, name: str = EXPERIMENT) -> list[dict]:
-    """The finished (``ok``) runs of the current configs on disk, in spec
-    order (:func:`cifar_lib.experiments.experiment_records`)."""
-    return experiment_records(name, P, ok_only=True)
+    return records(DESSILBI, P, ok_only=True)
 
 
 def by_label(recs: list[dict]) -> dict[str, list[dict]]:

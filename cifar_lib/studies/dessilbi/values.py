@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 import statistics
 
-from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import register_table, register_values
+from cifar_lib.profiles import Profile
+from cifar_lib.registry import register_figure, register_table, register_values
+from cifar_lib.studies.dessilbi import plots
 from cifar_lib.studies.dessilbi.measures import curves_frame, measured, outside_support
-from cifar_lib.studies.dessilbi.runs import METHODS, by_label, records, sizes
+from cifar_lib.studies.dessilbi.runs import METHODS, by_label, finished, first_seed, sizes
 
 
 def _final(rec: dict, key: str) -> dict:
@@ -25,7 +26,7 @@ def runs_table(P: Profile):
     """
     import pandas as pd
     rows = []
-    for label, recs in by_label(records(P)).items():
+    for label, recs in by_label(finished(P)).items():
         accs = [r["metrics"]["test_acc"] for r in recs]
         sup, size = _final(recs[0], "slbi_support"), _final(recs[0], "slbi_sizes")
         entry = _final(recs[0], "slbi_entry")
@@ -52,7 +53,7 @@ def path_table(P: Profile):
 
     Used by notebook 05 (report section 3)."""
     import pandas as pd
-    recs = by_label(records(P)).get("SLBI")
+    recs = by_label(finished(P)).get("SLBI")
     if not recs:
         return None
     entries = [_final(r, "slbi_entry") for r in recs]
@@ -142,8 +143,7 @@ def values(P: Profile) -> dict:
 
     Used by notebook 05 (report section 3).
     """
-    P = get_profile(P)
-    runs, data = by_label(records(P)), measured(P)
+    runs, data = by_label(finished(P)), measured(P)
     kept = _kept_by_method(data)
     return {
         "slbi_model": _model(runs),
@@ -265,3 +265,30 @@ def _ft_best(data: dict | None) -> str | None:
              for m, _, _ in METHODS}
     best = max(means, key=means.get)
     return f"{best} ({100 * means[best]:.1f}% of its unpruned accuracy)"
+
+
+# ---------------------------------------------------------------- figures
+
+
+@register_figure("slbi_curves.png")
+def fig_curves(P: Profile):
+    recs = first_seed(finished(P))
+    return plots.plot_curves(recs) if recs else None
+
+
+@register_figure("slbi_path.png")
+def fig_path(P: Profile):
+    rec = first_seed(finished(P)).get("SLBI")
+    return None if rec is None else plots.plot_path(rec)
+
+
+@register_figure("slbi_pruning.png")
+def fig_pruning(P: Profile):
+    data = measured(P)
+    return None if data is None else plots.plot_pruning(data, P)
+
+
+@register_figure("slbi_filters.png")
+def fig_filters(P: Profile):
+    data = measured(P)
+    return None if data is None else plots.plot_filters(data, 0.5)
