@@ -61,7 +61,25 @@ def profile_split(profile: Profile | str | None = None, root=None,
     """
     profile = get_profile(profile)
     root = root or os.environ.get("CIFAR10_ROOT")
-    return _split(profile, str(root) if root else None, download)
+    split = _split(profile, str(root) if root else None, download)
+    _LAST_SPLIT[profile] = split
+    return split
+
+
+_LAST_SPLIT: dict[Profile, Split] = {}
+
+
+def loaded_split(profile: Profile) -> Split | None:
+    """The split this process last loaded for ``profile`` (wherever its data
+    came from), else the profile's split when its data is on this machine
+    (no download), else None: what figures drawn from the data use."""
+    from cifar_lib.data import DataError
+    if profile in _LAST_SPLIT:
+        return _LAST_SPLIT[profile]
+    try:
+        return profile_split(profile, download=False)
+    except DataError:
+        return None
 
 
 def _sha256(path: Path) -> str:

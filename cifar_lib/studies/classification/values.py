@@ -256,13 +256,9 @@ def values(profile: Profile) -> dict:
 
 
 def _split(profile: Profile):
-    """The profile's split when its data is on this machine (no download)."""
-    from cifar_lib.data import DataError
-    from cifar_lib.experiments import profile_split
-    try:
-        return profile_split(profile, download=False)
-    except DataError:
-        return None
+    """The profile's split, when its data is loaded or on this machine."""
+    from cifar_lib.experiments import loaded_split
+    return loaded_split(profile)
 
 
 @register_figure("data_class_balance.png")
