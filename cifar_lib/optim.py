@@ -6,10 +6,12 @@ Optimizers are built from a model (only its trainable parameters) with
 DessiLBI optimizer ``"slbi"`` registers in :mod:`cifar_lib.slbi`, which
 :mod:`cifar_lib.engine` imports). Schedules are pure functions of the step
 (:func:`lr_factor`), applied per step by :class:`LRSchedule` through
-torch's ``LambdaLR``.
+torch's ``LambdaLR``. Weight averages: :class:`EMA`, SWA
+(:func:`make_swa`) and :class:`Lookahead`.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -25,11 +27,40 @@ def trainable(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def decay_groups(model, weight_decay: float, norm_bias_decay: bool = False) -> list[dict]:
+NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm,
+               torch.nn.LayerNorm)
+
+
+def norm_biases(model) -> list[torch.nn.Parameter]:
+    """The trainable biases of the model's normalisation layers (BatchNorm,
+    GroupNorm, LayerNorm, InstanceNorm)."""
+    return [m.bias for m in model.modules()
+            if isinstance(m, NORM_LAYERS) and getattr(m, "bias", None) is not None
+            and m.bias.requires_grad]
+
+
+def decay_groups(model, weight_decay: float, norm_bias_decay: bool = False,
+                 norm_bias_lr: float = 1.0, lr: float | None = None) -> list[dict]:
     """Parameter groups: weights of two or more dimensions decay; norm
     weights and biases (1-D) do not, unless ``norm_bias_decay`` (as in
-    nanoGPT's ``configure_optimizers`` and the DessiLBI reference)."""
+    nanoGPT's ``configure_optimizers`` and the DessiLBI reference).
+
+    With ``norm_bias_lr`` other than 1, the norm layers' biases form a group
+    of their own whose learning rate is ``lr * norm_bias_lr`` and whose
+    weight decay is divided by ``norm_bias_lr``, so that the decay step
+    (lr times decay) stays the one of the other parameters (airbench's
+    ``bias_scaler``: 64 in airbench94)."""
     params = trainable(model)
+    if norm_bias_lr != 1.0:
+        if lr is None:
+            raise ValueError("decay_groups needs the base lr to scale the norm biases' lr")
+        biases = {id(p) for p in norm_biases(model)}
+        rest = [p for p in params if id(p) not in biases]
+        groups = decay_groups(_Params(rest), weight_decay, norm_bias_decay)
+        bias_wd = weight_decay / norm_bias_lr if norm_bias_decay else 0.0
+        bias = [p for p in params if id(p) in biases]
+        return groups + ([{"params": bias, "lr": lr * norm_bias_lr,
+                           "weight_decay": bias_wd}] if bias else [])
     if norm_bias_decay or not weight_decay:
         return [{"params": params, "weight_decay": weight_decay}]
     decay = [p for p in params if p.dim() >= 2]
@@ -38,17 +69,33 @@ def decay_groups(model, weight_decay: float, norm_bias_decay: bool = False) -> l
                         {"params": rest, "weight_decay": 0.0}) if g["params"]]
 
 
+class _Params:
+    """A list of parameters that :func:`decay_groups` reads like a model."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def parameters(self):
+        return iter(self.params)
+
+
 def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, nesterov: bool = False,
                    total_steps: int | None = None, norm_bias_decay: bool = False,
-                   **kw):
+                   norm_bias_lr: float = 1.0, **kw):
     """The optimizer called ``name`` over ``model``'s trainable parameters;
-    norm weights and biases get no weight decay unless ``norm_bias_decay``."""
+    norm weights and biases get no weight decay unless ``norm_bias_decay``;
+    norm biases learn ``norm_bias_lr`` times faster (see :func:`decay_groups`)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     if not lr > 0:
         raise ValueError(f"learning rate must be positive, got {lr}")
+    if norm_bias_lr != 1.0:
+        if "norm_bias_lr" not in inspect.signature(OPTIMIZERS[name]).parameters:
+            raise ValueError(f"optimizer {name!r} has no norm-bias lr multiplier "
+                             f"(norm_bias_lr={norm_bias_lr}); use 1.0 with it")
+        kw["norm_bias_lr"] = norm_bias_lr
     try:
         return OPTIMIZERS[name](model, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, nesterov=nesterov,
@@ -61,25 +108,25 @@ def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
 
 @register_optimizer("sgd")
 def _sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
-         norm_bias_decay=False, **kw):
-    return torch.optim.SGD(decay_groups(model, weight_decay, norm_bias_decay),
-                           lr=lr, momentum=momentum,
+         norm_bias_decay=False, norm_bias_lr=1.0, **kw):
+    groups = decay_groups(model, weight_decay, norm_bias_decay, norm_bias_lr, lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum,
                            weight_decay=weight_decay,
                            nesterov=nesterov and momentum > 0, **kw)
 
 
 @register_optimizer("adam")
 def _adam(model, lr, momentum, weight_decay, nesterov, total_steps,
-          norm_bias_decay=False, **kw):
-    return torch.optim.Adam(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
-                            weight_decay=weight_decay, **kw)
+          norm_bias_decay=False, norm_bias_lr=1.0, **kw):
+    groups = decay_groups(model, weight_decay, norm_bias_decay, norm_bias_lr, lr)
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, **kw)
 
 
 @register_optimizer("adamw")
 def _adamw(model, lr, momentum, weight_decay, nesterov, total_steps,
-           norm_bias_decay=False, **kw):
-    return torch.optim.AdamW(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
-                             weight_decay=weight_decay, **kw)
+           norm_bias_decay=False, norm_bias_lr=1.0, **kw):
+    groups = decay_groups(model, weight_decay, norm_bias_decay, norm_bias_lr, lr)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **kw)
 
 
 def closure_loss(closure):
@@ -139,8 +186,9 @@ class SignSGD(torch.optim.Optimizer):
 
 @register_optimizer("signsgd")
 def _signsgd(model, lr, momentum, weight_decay, nesterov, total_steps,
-             norm_bias_decay=False, **kw):
-    return SignSGD(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
+             norm_bias_decay=False, norm_bias_lr=1.0, **kw):
+    groups = decay_groups(model, weight_decay, norm_bias_decay, norm_bias_lr, lr)
+    return SignSGD(groups, lr=lr,
                    momentum=momentum,
                    weight_decay=weight_decay, **kw)
 
@@ -193,12 +241,13 @@ class AdamWThenSGD(torch.optim.Optimizer):
 
 @register_optimizer("adamw_sgd")
 def _adamw_sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
-               switch_at=0.5, norm_bias_decay=False, **kw):
+               switch_at=0.5, norm_bias_decay=False, norm_bias_lr=1.0, **kw):
     if not 0 < switch_at < 1:
         raise ValueError(f"switch_at must be a fraction in (0, 1), got {switch_at}")
     if total_steps is None:
         raise ValueError("adamw_sgd needs total_steps to place the switch")
-    return AdamWThenSGD(decay_groups(model, weight_decay, norm_bias_decay), lr=lr,
+    groups = decay_groups(model, weight_decay, norm_bias_decay, norm_bias_lr, lr)
+    return AdamWThenSGD(groups, lr=lr,
                         switch_step=int(switch_at * total_steps),
                         momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, **kw)
@@ -214,6 +263,7 @@ SCHEDULE_OPTIONS = {
     "linear": {"min_ratio"},
     "onecycle": {"pct_start", "div_factor", "final_div_factor"},
     "plateau": {"factor", "patience", "threshold"},
+    "triangle": {"start", "peak", "end"},
 }
 SCHEDULES = tuple(SCHEDULE_OPTIONS)
 
@@ -252,7 +302,20 @@ def lr_factor(name: str, step: int, total: int, steps_per_epoch: int,
             return _cos(start, 1.0, step / up)
         down = total - 1 - up
         return _cos(1.0, end, min((step - up) / down, 1.0) if down > 0 else 1.0)
+    if name == "triangle":
+        return triangle(step, total, kw.get("start", 0.2), kw.get("peak", 0.23),
+                        kw.get("end", 0.07))
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def triangle(step: int, total: int, start: float = 0.2, peak: float = 0.23,
+             end: float = 0.07) -> float:
+    """airbench's per-step triangle: linear from ``start`` at step 0 to 1 at
+    step ``int(peak * total)``, then linear to ``end`` at step ``total``."""
+    top = int(peak * total)
+    if step < top:
+        return start + (1.0 - start) * step / top
+    return 1.0 + (end - 1.0) * (step - top) / max(total - top, 1)
 
 
 def check_schedule(name: str, options: dict) -> None:
@@ -263,6 +326,13 @@ def check_schedule(name: str, options: dict) -> None:
     if bad:
         valid = ", ".join(sorted(SCHEDULE_OPTIONS[name])) or "none"
         raise ValueError(f"scheduler {name!r} takes no option(s) {sorted(bad)}; valid: {valid}")
+    if name == "triangle":
+        start, peak, end = (options.get(k, d) for k, d in
+                            (("start", 0.2), ("peak", 0.23), ("end", 0.07)))
+        if not (0 <= start <= 1 and 0 <= peak < 1 and 0 <= end <= 1):
+            raise ValueError(f"bad triangle schedule start={start!r}, peak={peak!r}, "
+                             f"end={end!r}; expected start and end in [0, 1] (factors "
+                             "of the lr) and peak in [0, 1) (fraction of the steps)")
 
 
 class LRSchedule:
@@ -406,6 +476,53 @@ class EMA:
 def make_ema(model, decay: float) -> EMA:
     """An :class:`EMA` of ``model`` (weights and BN statistics)."""
     return EMA(model, decay)
+
+
+class Lookahead:
+    """Lookahead as a weight average (hlb-cifar10, airbench94).
+
+    Every ``every`` optimizer steps the average moves toward the live
+    weights, ``avg <- avg + (1 - rho) * (w - avg)`` with ``rho = decay **
+    every * (t / total) ** pow`` at step ``t`` (so it follows the weights
+    closely early and averages strongly late), and the live weights jump
+    back to the average. :meth:`finish` gives the model the average at the
+    end of training. Every floating-point entry of the state dict takes
+    part: weights and BatchNorm statistics. Two fused calls per update, no
+    host sync.
+    """
+
+    def __init__(self, model: torch.nn.Module, every: int, total: int,
+                 decay: float = 0.95, pow: float = 3.0):
+        if every < 1 or total < 1:
+            raise ValueError(f"Lookahead needs every >= 1 and total >= 1, "
+                             f"got every={every}, total={total}")
+        self.every, self.total, self.decay, self.pow = every, total, decay, pow
+        self.live = [v for v in model.state_dict().values() if v.is_floating_point()]
+        self.avg = [v.detach().clone() for v in self.live]
+
+    def rho(self, t: int) -> float:
+        """The weight the average keeps at step ``t``."""
+        return self.decay ** self.every * (t / self.total) ** self.pow
+
+    @torch.no_grad()
+    def step(self, t: int) -> None:
+        """After optimizer step ``t`` (counting from 1): update every
+        ``every`` steps."""
+        if t % self.every == 0:
+            torch._foreach_lerp_(self.avg, self.live, 1.0 - self.rho(t))
+            torch._foreach_copy_(self.live, self.avg)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """The model takes the average (its final weights)."""
+        torch._foreach_copy_(self.live, self.avg)
+
+    def state_dict(self) -> dict:
+        return {"avg": list(self.avg)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for a, b in zip(self.avg, state["avg"]):
+            a.copy_(b)
 
 
 def make_swa(model) -> AveragedModel:

@@ -362,7 +362,8 @@ SCHEDULE_CASES = [("constant", {}), ("step", {}), ("step", {"step_size": 2, "gam
                   ("linear", {"min_ratio": 0.1}), ("cosine", {}), ("cosine", {"min_ratio": 0.05}),
                   ("exponential", {"gamma": 0.7}), ("onecycle", {}),
                   ("onecycle", {"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0}),
-                  ("plateau", {"patience": 0, "factor": 0.3}), ("plateau", {})]
+                  ("plateau", {"patience": 0, "factor": 0.3}), ("plateau", {}),
+                  ("triangle", {}), ("triangle", {"start": 0.0, "peak": 0.5, "end": 0.0})]
 VAL_LOSSES = [1.0, 0.9, 0.95, 0.9, 0.91, 0.5, 0.6, 0.6, 0.6, 0.6]  # cuts a plateau schedule
 
 
