@@ -18,13 +18,17 @@ import torch.nn.functional as F
 class Augment:
     """Which augmentations a training loader applies, and how strongly."""
 
-    crop: int = 4         # padding in pixels of the random crop (0: off)
+    crop: int = 4         # padding in pixels of the random crop (0: off): a random
+    #                       translation by up to `crop` pixels, reflect-padded
+    #                       (airbench's "translate")
     flip: bool = True     # random horizontal flip with probability 1/2
     erase: float = 0.0    # probability of erasing a square per image (cutout)
     erase_size: int = 12  # side of the erased square in pixels
     mixup: float = 0.0    # alpha of Beta(alpha, alpha) for mixup (0: off)
     cutmix: float = 0.0   # alpha of Beta(alpha, alpha) for cutmix (0: off)
     rotate: float = 0.0   # largest rotation in degrees, uniform in +-rotate (0: off)
+    alt_flip: bool = False  # with flip: each image flipped every other epoch (random
+    #                         on epoch 0, then alternating; airbench's "altflip")
 
     def __post_init__(self):
         ranges = [("crop", int, 0, 31), ("erase", float, 0, 1),
@@ -37,6 +41,9 @@ class Augment:
                 raise ValueError(f"bad augmentation value {name}={v!r}; expected "
                                  f"{'an integer' if kind is int else 'a number'} "
                                  f"in [{lo}, {hi}]")
+        if not isinstance(self.alt_flip, bool) or self.alt_flip and not self.flip:
+            raise ValueError(f"bad augmentation value alt_flip={self.alt_flip!r}; "
+                             "expected True or False, and True only with flip=True")
 
     @property
     def mixes(self) -> bool:
@@ -52,10 +59,11 @@ PRESETS = {
     "crop_flip_mixup": Augment(mixup=1.0),
     "crop_flip_cutmix": Augment(cutmix=1.0),
     "crop_flip_rotate": Augment(rotate=15.0),  # course report E's small rotations
+    "translate_altflip": Augment(crop=2, alt_flip=True),  # airbench94's
 }
 # Fields left out of a config's augmentation dict while at their default, so
 # configs (and run names) from before the field existed stay the same.
-_OMITTED_AT_DEFAULT = {"rotate": 0.0}
+_OMITTED_AT_DEFAULT = {"rotate": 0.0, "alt_flip": False}
 
 
 def resolve_augment(spec) -> Augment:
@@ -84,8 +92,8 @@ def resolve_augment(spec) -> Augment:
 def augment_dict(spec) -> dict:
     """The plain-dict form of an augmentation spec (stored in configs).
 
-    ``rotate`` appears only when on, so configs without rotation keep the
-    dict (and the run name) they had before rotation existed.
+    ``rotate`` and ``alt_flip`` appear only when on, so configs without
+    them keep the dict (and the run name) they had before they existed.
     """
     d = asdict(resolve_augment(spec))
     return {k: v for k, v in d.items()
@@ -109,7 +117,19 @@ def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
 def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Flip each image left-right with probability 1/2."""
     flip = torch.rand(len(x), generator=g, device=x.device) < 0.5
+    return flip_where(x, flip)
+
+
+def flip_where(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Flip image ``i`` left-right where ``flip[i]`` is true."""
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def alt_flip_mask(base: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which images are flipped in ``epoch`` under the alternating flip:
+    ``base`` (drawn once, 1/2 each) on even epochs, its negation on odd
+    ones, so each image is seen mirrored every other epoch."""
+    return ~base if epoch % 2 else base
 
 
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -181,14 +201,20 @@ def cutmix(x, t, alpha: float, g: torch.Generator, rng: np.random.Generator):
     return x, lam * t + (1 - lam) * t[perm]
 
 
-def apply_augment(aug: Augment, x, y, num_classes: int,
-                  g: torch.Generator, rng: np.random.Generator):
-    """Crop, flip, rotate, erase, then mixup or cutmix (one of them per batch)."""
+def augment_images(aug: Augment, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The per-image augmentations: crop, flip (not the alternating one),
+    rotate, erase; on a batch or on a whole epoch at once."""
     x = random_crop(x, aug.crop, g)
-    if aug.flip:
+    if aug.flip and not aug.alt_flip:
         x = random_flip(x, g)
     x = random_rotate(x, aug.rotate, g)  # draws nothing when off
-    x = random_erase(x, aug.erase, aug.erase_size, g)
+    return random_erase(x, aug.erase, aug.erase_size, g)
+
+
+def mix_batch(aug: Augment, x, y, num_classes: int, g: torch.Generator,
+              rng: np.random.Generator):
+    """Mixup or cutmix (one of them per batch) when ``aug`` asks, else the
+    batch unchanged."""
     if not aug.mixes:
         return x, y
     t = F.one_hot(y, num_classes).float() if y.dtype == torch.long else y
@@ -196,3 +222,13 @@ def apply_augment(aug: Augment, x, y, num_classes: int,
     if use_cutmix:
         return cutmix(x, t, aug.cutmix, g, rng)
     return mixup(x, t, aug.mixup, g, rng)
+
+
+def apply_augment(aug: Augment, x, y, num_classes: int,
+                  g: torch.Generator, rng: np.random.Generator):
+    """Crop, flip, rotate, erase, then mixup or cutmix (one of them per batch).
+
+    The alternating flip is the loader's (it knows each image and the
+    epoch): here ``alt_flip`` turns the random flip off."""
+    x = augment_images(aug, x, g)
+    return mix_batch(aug, x, y, num_classes, g, rng)

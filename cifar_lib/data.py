@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifar_lib.augment import Augment, apply_augment
+from cifar_lib.augment import (Augment, alt_flip_mask, apply_augment,
+                               augment_images, flip_where, mix_batch)
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO
 
@@ -503,12 +504,21 @@ class DeviceLoader:
     (training only). Labels come out as int64, or as soft N x K targets when
     the augmentation mixes images. Call :meth:`set_epoch` for a new,
     reproducible shuffle.
+
+    With ``epoch_aug`` a training loader normalises its images once (kept
+    on the device) and augments, flips and shuffles a whole epoch at once
+    when the epoch starts; a batch is then a slice of that epoch (mixup and
+    cutmix stay per batch). Fewer, larger operations: two per batch.
+    ``dtype`` is the dtype of the images it yields (float32; float16 for a
+    network in half precision). An ``alt_flip`` augmentation flips each
+    image every other epoch, from a random draw made once per seed.
     """
 
     def __init__(self, x, y, batch_size: int, *, train: bool = False,
                  augment: Augment | None = None, mean=None, std=None,
                  device=None, num_classes: int = 10, seed: int = 0,
-                 channels_last: bool = False, drop_last: bool | None = None):
+                 channels_last: bool = False, drop_last: bool | None = None,
+                 epoch_aug: bool = False, dtype: torch.dtype | None = None):
         self.device = torch.device(device or "cpu")
         self.x = x.to(self.device)
         self.y = y.to(self.device)
@@ -518,6 +528,9 @@ class DeviceLoader:
         self.num_classes = num_classes
         self.seed = seed
         self.channels_last = channels_last
+        self.epoch_aug = epoch_aug and train
+        self.dtype = dtype
+        self._prepared = None  # the normalised images (epoch_aug)
         if drop_last is None:
             drop_last = train and len(self.y) >= self.batch_size
         self.drop_last = drop_last
@@ -527,12 +540,17 @@ class DeviceLoader:
             self.std = torch.tensor(std, device=self.device).view(shape)
         else:
             self.mean = self.std = None
+        self.flip_base = None
+        if self.augment is not None and self.augment.alt_flip:  # fixed per seed
+            g = torch.Generator().manual_seed(seed * 100003 + 99991)
+            self.flip_base = (torch.rand(len(self.y), generator=g) < 0.5).to(self.device)
         self.gen = torch.Generator(device=self.device)
         self.rng = np.random.default_rng(seed)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shuffling and augmentation for ``epoch`` (resumable)."""
+        self.epoch = epoch
         self.gen.manual_seed(self.seed * 100003 + epoch)
         self.rng = np.random.default_rng([self.seed, epoch])
 
@@ -545,9 +563,18 @@ class DeviceLoader:
         x = x.float().div_(255)
         if self.mean is not None:
             x = (x - self.mean) / self.std
-        return x
+        return x if self.dtype in (None, torch.float32) else x.to(self.dtype)
+
+    def _alt_flip(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if self.flip_base is None:
+            return x
+        mask = alt_flip_mask(self.flip_base, self.epoch)
+        return flip_where(x, mask if idx is None else mask[idx])
 
     def __iter__(self):
+        if self.epoch_aug:
+            yield from self._epoch_batches()
+            return
         n = len(self.y)
         if self.train:
             order = torch.randperm(n, generator=self.gen, device=self.device)
@@ -557,8 +584,32 @@ class DeviceLoader:
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x, y = self.prepare(self.x[idx]), self.y[idx]
             if self.augment is not None:
+                x = self._alt_flip(x, idx)
                 x, y = apply_augment(self.augment, x, y, self.num_classes,
                                      self.gen, self.rng)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
+
+    def epoch_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole epoch, augmented and shuffled (``epoch_aug``)."""
+        if self._prepared is None:
+            self._prepared = self.prepare(self.x)
+        x = self._prepared
+        if self.augment is not None:
+            x = augment_images(self.augment, self._alt_flip(x), self.gen)
+        order = torch.randperm(len(self.y), generator=self.gen, device=self.device)
+        x, y = x[order], self.y[order]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _epoch_batches(self):
+        x, y = self.epoch_images()
+        b = self.batch_size
+        for i in range(len(self)):
+            xb, yb = x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]
+            if self.augment is not None and self.augment.mixes:
+                xb, yb = mix_batch(self.augment, xb, yb, self.num_classes,
+                                   self.gen, self.rng)
+            yield xb, yb

@@ -152,7 +152,7 @@ def test_resolve_augment():
     with pytest.raises(ValueError, match="unknown augmentation preset 'shear'.*crop_flip"):
         resolve_augment("shear")
     with pytest.raises(ValueError, match=r"unknown augmentation option\(s\) \['shear'\].*"
-                                         r"valid: crop, cutmix"):
+                                         r"valid: alt_flip, crop, cutmix"):
         resolve_augment({"shear": 10})
     with pytest.raises(TypeError, match="preset name, dict or Augment"):
         resolve_augment(3)
