@@ -21,6 +21,12 @@ def _bn(c):
     return bn
 
 
+# How the stem's whitening filters are computed: "centred" (this library's
+# first version; the stem bias keeps PyTorch's init) or "uncentred"
+# (airbench94: second moment of the patches, stem bias zeroed).
+WHITENINGS = ("centred", "uncentred")
+
+
 class ConvGroup(nn.Sequential):
     """conv -> max-pool -> BN -> act -> conv -> BN -> act."""
 
@@ -38,10 +44,16 @@ class FastNet(nn.Module):
     """Whitening stem, three conv groups, max-pool, scaled linear head."""
 
     def __init__(self, num_classes=10, widths=(64, 256, 256), width=1.0,
-                 act="gelu", dropout=0.0, scale=1 / 9):
+                 act="gelu", dropout=0.0, scale=1 / 9, whiten="centred"):
         super().__init__()
+        if whiten not in WHITENINGS:
+            raise ValueError(f"unknown whitening {whiten!r}; choose one of "
+                             f"{', '.join(WHITENINGS)}")
         widths = [max(4, round(w * width)) for w in widths]
+        self.whiten = whiten
         self.stem = nn.Conv2d(3, 24, 2, bias=True)  # 12 whitening filters and their negatives
+        if whiten == "uncentred":
+            nn.init.zeros_(self.stem.bias)
         self.stem_act = act_layer(act)
         self.groups = nn.Sequential(ConvGroup(24, widths[0], act),
                                     ConvGroup(widths[0], widths[1], act),
@@ -50,14 +62,27 @@ class FastNet(nn.Module):
         self.head = nn.Linear(widths[2], num_classes, bias=False)
         self.scale = scale
 
+    @property
+    def whiten_bias(self) -> nn.Parameter:
+        """The whitening stem's bias (trained, then frozen by the engine's
+        ``whiten_bias_epochs``)."""
+        return self.stem.bias
+
     @torch.no_grad()
     def data_init(self, x: torch.Tensor, eps: float = 5e-4) -> None:
-        """Set the stem to whiten 2x2 patches of ``x`` (normalised images), then freeze it."""
+        """Set the stem to whiten 2x2 patches of ``x`` (normalised images), then freeze it.
+
+        ``centred``: eigenvectors of the patches' covariance about their
+        mean; ``uncentred`` (airbench94): of their second moment, largest
+        eigenvalue first."""
         patches = x.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N C H W 2 2
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
-        patches = patches - patches.mean(0)
+        if self.whiten == "centred":
+            patches = patches - patches.mean(0)
         cov = patches.T @ patches / len(patches)
         evals, evecs = torch.linalg.eigh(cov.double())
+        if self.whiten == "uncentred":
+            evals, evecs = evals.flip(0), evecs.flip(1)
         filters = (evecs.T / (evals + eps).sqrt()[:, None]).float().view(12, 3, 2, 2)
         self.stem.weight.copy_(torch.cat([filters, -filters]).to(self.stem.weight))
         self.stem.weight.requires_grad_(False)
@@ -68,6 +93,8 @@ class FastNet(nn.Module):
 
 
 @register_model
-def fastnet(num_classes=10, widths=(64, 256, 256), width=1.0, act="gelu", dropout=0.0):
-    """FastNet at widths 64-256-256 (about 2M parameters)."""
-    return FastNet(num_classes, widths, width, act, dropout)
+def fastnet(num_classes=10, widths=(64, 256, 256), width=1.0, act="gelu", dropout=0.0,
+            whiten="centred"):
+    """FastNet at widths 64-256-256 (about 2M parameters); ``whiten`` as in
+    :data:`WHITENINGS`."""
+    return FastNet(num_classes, widths, width, act, dropout, whiten=whiten)
