@@ -28,8 +28,8 @@ from cifar_lib.data import DeviceLoader, Split
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
-from cifar_lib.optim import (LRSchedule, check_schedule, make_ema, make_optimizer,
-                             make_swa, trainable)
+from cifar_lib.optim import (Lookahead, LRSchedule, check_schedule, make_ema,
+                             make_optimizer, make_swa, trainable)
 from cifar_lib.registry import OPTIMIZERS
 from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
 
@@ -74,6 +74,19 @@ class TrainConfig:
     channels_last: bool = True    # NHWC memory format (CUDA only)
     compile: bool = False         # torch.compile the model
     keep: str = "best"            # weights kept and tested: "best" (by val acc) or "last"
+    # The fields below are left out of to_dict() at their defaults (_QUIET), so
+    # configs from before they existed keep their run names.
+    decoupled: bool = False       # lr, weight_decay per 1024 images, decoupled (see optim_args)
+    norm_bias_lr: float = 1.0     # lr multiplier of norm-layer biases (decay step kept)
+    last_epoch_frac: float = 1.0  # part of the last epoch trained (9.9 epochs: 10 and 0.9)
+    lookahead: int = 0            # Lookahead every N steps, final weights its average (0: off)
+    lookahead_decay: float = 0.95  # its per-step decay; rho = decay**N * (t/T)**pow
+    lookahead_pow: float = 3.0
+    whiten_bias_epochs: int = 0   # epochs the whitening stem's bias trains, then frozen (0: off)
+    tta_translate: int = 0        # also average views shifted +-N pixels (with tta_flip: 6)
+    epoch_aug: bool = False       # augment a whole epoch at once (fewer ops per step)
+    val_every: int = 1            # validate every N epochs; 0: once, after training (lean loop)
+    fp16: bool = False            # network in fp16, BN in fp32, fp16 inputs (CUDA only)
 
     def __post_init__(self):
         for f in fields(self):  # e.g. lr="abc" from the command line
@@ -111,17 +124,47 @@ class TrainConfig:
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"bad config value {name}={getattr(self, name)!r}")
+        self._check_recipe_fields()
+
+    def _check_recipe_fields(self) -> None:
+        """Ranges of the fields added for the airbench-style recipe."""
+        checks = [
+            ("norm_bias_lr", self.norm_bias_lr > 0, "a positive multiplier"),
+            ("last_epoch_frac", 0 < self.last_epoch_frac <= 1, "a fraction in (0, 1]"),
+            ("lookahead", self.lookahead >= 0, "steps between updates, >= 0 (0: off)"),
+            ("lookahead_decay", 0 < self.lookahead_decay <= 1, "a decay in (0, 1]"),
+            ("lookahead_pow", self.lookahead_pow >= 0, "a power >= 0"),
+            ("whiten_bias_epochs", 0 <= self.whiten_bias_epochs <= self.epochs,
+             f"epochs in [0, epochs={self.epochs}] (0: never frozen)"),
+            ("tta_translate", 0 <= self.tta_translate <= 8, "pixels in [0, 8]"),
+            ("val_every", self.val_every >= 0, "epochs >= 0 (0: after training only)"),
+            ("val_every", self.val_every or self.keep == "last",
+             "val_every=0 only with keep='last' (best-by-validation needs "
+             "validation each epoch)"),
+            ("val_every", self.val_every or self.scheduler != "plateau",
+             "val_every=0 not with the plateau schedule (it reads each "
+             "epoch's validation loss)"),
+            ("decoupled", not self.decoupled or self.optimizer == "sgd",
+             f"decoupled=True only with optimizer 'sgd' (got {self.optimizer!r})"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"bad config value {name}={getattr(self, name)!r}; "
+                                 f"expected {expected}")
 
     def to_dict(self) -> dict:
         """A JSON-safe dict (tuples become lists).
 
         ``norm_bias_decay`` is left out where it changes nothing (no weight
-        decay), so runs without weight decay keep the names they had before
-        the field existed.
+        decay), and each field of :data:`_QUIET` while at its default, so
+        runs keep the names they had before those fields existed.
         """
         d = json.loads(json.dumps(asdict(self)))
         if not self.weight_decay:
             d.pop("norm_bias_decay")
+        for name, default in _QUIET.items():
+            if d[name] == default:
+                d.pop(name)
         return d
 
     @classmethod
@@ -140,6 +183,13 @@ class TrainConfig:
         return replace(self, **kw)
 
 
+# Fields stored in a config's dict only when they differ from these defaults.
+_QUIET = {"decoupled": False, "norm_bias_lr": 1.0, "last_epoch_frac": 1.0,
+          "lookahead": 0, "lookahead_decay": 0.95, "lookahead_pow": 3.0,
+          "whiten_bias_epochs": 0, "tta_translate": 0, "epoch_aug": False,
+          "val_every": 1, "fp16": False}
+
+
 class Loaders(NamedTuple):
     train: DeviceLoader
     val: DeviceLoader
@@ -150,16 +200,28 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# True makes the CUDA-only paths (autocast, channels_last, fp16) run on the
+# CPU too: benchmarks/step_ops.py counts a CUDA step's operations that way.
+EMULATE_CUDA = False
+
+
+def gpu_path(device: torch.device) -> bool:
+    """Whether the CUDA-only paths apply on ``device``."""
+    return device.type == "cuda" or EMULATE_CUDA
+
+
 def make_loaders(split: Split, cfg: TrainConfig, device=None) -> Loaders:
     """Device-resident train/val/test loaders for ``split`` as ``cfg`` asks."""
     dev = torch.device(device) if device else default_device()
     kw = dict(device=dev, num_classes=split.num_classes,
-              channels_last=cfg.channels_last and dev.type == "cuda")
+              channels_last=cfg.channels_last and gpu_path(dev))
     if cfg.normalize:
         kw.update(mean=split.mean, std=split.std)
+    if cfg.fp16 and gpu_path(dev):
+        kw.update(dtype=torch.float16)
     eval_bs = max(cfg.batch_size, 500)
     return Loaders(
-        DeviceLoader(*split.train, cfg.batch_size, train=True,
+        DeviceLoader(*split.train, cfg.batch_size, train=True, epoch_aug=cfg.epoch_aug,
                      augment=resolve_augment(cfg.augment), seed=cfg.seed, **kw),
         DeviceLoader(*split.val, eval_bs, **kw),
         DeviceLoader(*split.test, eval_bs, **kw))
@@ -239,29 +301,55 @@ def _labels(y: torch.Tensor) -> torch.Tensor:
 
 def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16,
-                          enabled=amp and device.type == "cuda")
+                          enabled=amp and gpu_path(device))
+
+
+def _amp(cfg: TrainConfig) -> bool:
+    """bf16 autocast, unless the network itself runs in fp16."""
+    return cfg.amp and not cfg.fp16
+
+
+def _views(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    out = model(x).float()
+    if flip:
+        out = (out + model(x.flip(3)).float()) / 2
+    return out
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False,
+               translate: int = 0) -> torch.Tensor:
+    """Logits averaged over test-time views: the image (and its mirror with
+    ``flip``); with ``translate``, half weight on the mean of the views
+    shifted by ``translate`` pixels up-left and down-right (reflect
+    padding). airbench94's six views are ``flip=True, translate=1``."""
+    out = _views(model, x, flip)
+    if translate:
+        h, w, t = x.shape[-2], x.shape[-1], translate
+        xp = F.pad(x, (t, t, t, t), mode="reflect")
+        moved = (_views(model, xp[..., :h, :w], flip) +
+                 _views(model, xp[..., 2 * t:, 2 * t:], flip)) / 2
+        out = (out + moved) / 2
+    return out
 
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DeviceLoader, tta_flip: bool = False,
-            amp: bool = True):
+            amp: bool = True, tta_translate: int = 0):
     """Logits (float32) and labels of every example in ``loader``."""
     model.eval()
     outs, ys = [], []
     for x, y in loader:
         with _autocast(loader.device, amp):
-            out = model(x).float()
-            if tta_flip:
-                out = (out + model(x.flip(3)).float()) / 2
+            out = tta_logits(model, x, tta_flip, tta_translate)
         outs.append(out)
         ys.append(y)
     return torch.cat(outs), torch.cat(ys)
 
 
 def evaluate(model: nn.Module, loader: DeviceLoader, tta_flip: bool = False,
-             amp: bool = True) -> dict:
+             amp: bool = True, tta_translate: int = 0) -> dict:
     """Cross-entropy loss and accuracy over ``loader`` (one host sync)."""
-    logits, y = predict(model, loader, tta_flip, amp)
+    logits, y = predict(model, loader, tta_flip, amp, tta_translate)
     loss = F.cross_entropy(logits, y)
     acc = (logits.argmax(1) == y).float().mean()
     loss, acc = torch.stack([loss, acc]).tolist()
@@ -295,30 +383,43 @@ def _snapshot(model: nn.Module) -> dict:
 
 class Averager:
     """The weight averages a config asks for: an EMA (evaluated instead of
-    the model) and/or SWA from epoch ``swa_epoch`` on."""
+    the model), SWA from epoch ``swa_epoch`` on, and/or Lookahead (whose
+    average the model takes at the end of training)."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, total_steps: int = 1):
         self.ema = make_ema(model, cfg.ema) if cfg.ema else None
         self.swa_epoch = math.ceil(cfg.swa_start * cfg.epochs) if cfg.swa_start else None
         self.swa = make_swa(model) if self.swa_epoch is not None else None
+        self.lookahead = (Lookahead(model, cfg.lookahead, total_steps, cfg.lookahead_decay,
+                                    cfg.lookahead_pow) if cfg.lookahead else None)
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         return self.ema.module if self.ema is not None else model
 
-    def step(self, model: nn.Module) -> None:
+    def step(self, model: nn.Module, t: int = 0) -> None:
+        """After optimizer step ``t`` (counting from 1 over the run)."""
         if self.ema is not None:
             self.ema.update(model)
+        if self.lookahead is not None:
+            self.lookahead.step(t)
+
+    def train_end(self) -> None:
+        """After the last step: the model takes the Lookahead average."""
+        if self.lookahead is not None:
+            self.lookahead.finish()
 
     def epoch_end(self, model: nn.Module, epoch: int) -> None:
         if self.swa is not None and epoch >= self.swa_epoch:
             self.swa.update_parameters(model)
 
+    def _averages(self):
+        return (("ema", self.ema), ("swa", self.swa), ("lookahead", self.lookahead))
+
     def state_dict(self) -> dict:
-        return {k: a.state_dict() for k, a in (("ema", self.ema), ("swa", self.swa))
-                if a is not None}
+        return {k: a.state_dict() for k, a in self._averages() if a is not None}
 
     def load_state_dict(self, state: dict) -> None:
-        for key, avg in (("ema", self.ema), ("swa", self.swa)):
+        for key, avg in self._averages():
             if avg is not None:
                 avg.load_state_dict(state[key])
 
@@ -365,18 +466,23 @@ class Checkpointer:
 
 
 class EpochStats(NamedTuple):
-    loss: float
-    acc: float
+    """An epoch's mean train loss and accuracy: floats, or (``sync=False``)
+    the loss sum and correct count still on the device."""
+    loss: float | torch.Tensor
+    acc: float | torch.Tensor
     seen: int
     diverged_step: int | None
 
 
 def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss_fn,
                 avg: Averager, hooks: tuple, epoch: int, check_every: int,
-                max_loss: float) -> EpochStats:
-    """One pass over the training set; losses stay on the device except at
-    every ``check_every``-th step's divergence check."""
-    dev, steps = loaders.train.device, len(loaders.train)
+                max_loss: float, steps: int | None = None,
+                sync: bool = True) -> EpochStats:
+    """One pass over the training set (its first ``steps`` batches); losses
+    stay on the device except at every ``check_every``-th step's divergence
+    check and the epoch's end; with ``sync=False`` nothing is read back."""
+    dev, per_epoch = loaders.train.device, len(loaders.train)
+    steps = per_epoch if steps is None else steps
     before = [h.before_step for h in hooks if hasattr(h, "before_step")]
     after = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
     params = trainable(model)
@@ -386,8 +492,8 @@ def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss
     seen, step = 0, -1
     for step, (x, y) in enumerate(loaders.train):
         for fn in before:
-            fn(model, x, y, epoch * steps + step)
-        with _autocast(dev, cfg.amp):
+            fn(model, x, y, epoch * per_epoch + step)
+        with _autocast(dev, _amp(cfg)):
             out = net(x)
             loss = loss_fn(out, y)
             if cfg.l1:
@@ -395,21 +501,77 @@ def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         for fn in after:
-            fn(model, loss, epoch * steps + step)
+            fn(model, loss, epoch * per_epoch + step)
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
-        avg.step(model)
+        avg.step(model, epoch * per_epoch + step + 1)
         loss_sum += loss.detach().float() * len(x)
         correct += (out.argmax(1) == _labels(y)).sum()
         seen += len(x)
-        if (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
+        if step + 1 == steps:
             break
+        if sync and (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
+            break
+    if not sync:
+        return EpochStats(loss_sum, correct, seen, None)
     loss_v, correct_v = torch.stack([loss_sum, correct.float()]).tolist()
     loss_v /= max(seen, 1)
     bad = None if loss_v < max_loss else step  # NaN, inf or blown up
     return EpochStats(loss_v, correct_v / max(seen, 1), seen, bad)
+
+
+def run_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of a run: ``epochs - 1`` whole epochs, then
+    ``last_epoch_frac`` of one (rounded up), as airbench's ``ceil(9.9 *
+    steps_per_epoch)``."""
+    last = math.ceil(cfg.last_epoch_frac * steps_per_epoch)
+    return (cfg.epochs - 1) * steps_per_epoch + last
+
+
+def epoch_steps(cfg: TrainConfig, steps_per_epoch: int, epoch: int) -> int:
+    """Steps taken in ``epoch`` (fewer in a fractional last epoch)."""
+    if epoch + 1 < cfg.epochs:
+        return steps_per_epoch
+    return run_steps(cfg, steps_per_epoch) - (cfg.epochs - 1) * steps_per_epoch
+
+
+def optim_args(cfg: TrainConfig, batch_size: int) -> tuple[float, float]:
+    """The (lr, weight decay) handed to the optimizer.
+
+    As set, unless ``cfg.decoupled``. Then, as in airbench94, ``lr`` is the
+    step per 1024 images in units of the Nesterov step's steady-state gain
+    ``1 + 1 / (1 - momentum)``, and ``weight_decay`` the decay per 1024
+    images, independent of the lr. airbench sums the loss over the batch
+    and gives SGD ``lr / (1024 * gain)`` and a decay of ``weight_decay *
+    batch / (1024 * gain) / that lr``; with the mean loss used here the same
+    steps come from ``lr * batch / (1024 * gain)`` and ``weight_decay /
+    lr`` (the decay step, lr times decay, is then ``weight_decay * batch /
+    (1024 * gain)`` in both).
+    """
+    if not cfg.decoupled:
+        return cfg.lr, cfg.weight_decay
+    gain = 1 + 1 / (1 - cfg.momentum)
+    return cfg.lr * batch_size / (1024 * gain), cfg.weight_decay / cfg.lr
+
+
+def _half_net(model: nn.Module) -> None:
+    """The network in fp16 with its norm layers in fp32 (airbench94)."""
+    model.half()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            m.float()
+
+
+def _whiten_bias(model: nn.Module, cfg: TrainConfig):
+    """The bias ``whiten_bias_epochs`` freezes (a clear error if none)."""
+    bias = getattr(model, "whiten_bias", None)
+    if not isinstance(bias, torch.Tensor):
+        raise ValueError(f"whiten_bias_epochs={cfg.whiten_bias_epochs} needs a model "
+                         f"with a whitening stem bias (e.g. fastnet); {cfg.model!r} "
+                         "has none: set whiten_bias_epochs=0")
+    return bias
 
 
 def _setup(model: nn.Module, loaders: Loaders, cfg: TrainConfig):
@@ -419,19 +581,24 @@ def _setup(model: nn.Module, loaders: Loaders, cfg: TrainConfig):
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
     torch.manual_seed(cfg.seed)
     model.to(dev)
+    if cfg.fp16 and gpu_path(dev):
+        _half_net(model)
     if loaders.train.channels_last:
         model.to(memory_format=torch.channels_last)
     if hasattr(model, "data_init"):  # data-dependent init (whitening stem)
         model.data_init(loaders.train.prepare(loaders.train.x[:5000]))
+    if cfg.whiten_bias_epochs:
+        _whiten_bias(model, cfg)
     steps = len(loaders.train)
     if steps == 0:
         raise ValueError(f"the training set ({len(loaders.train.y)} images) is "
                          f"smaller than one batch ({cfg.batch_size})")
-    total = cfg.epochs * steps
-    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
-                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+    total = run_steps(cfg, steps)
+    lr, wd = optim_args(cfg, loaders.train.batch_size)
+    opt = make_optimizer(cfg.optimizer, model, lr=lr, momentum=cfg.momentum,
+                         weight_decay=wd, nesterov=cfg.nesterov,
                          total_steps=total, norm_bias_decay=cfg.norm_bias_decay,
-                         **cfg.optim_kw)
+                         norm_bias_lr=cfg.norm_bias_lr, **cfg.optim_kw)
     swa_epoch = math.ceil(cfg.swa_start * cfg.epochs) if cfg.swa_start else None
     swa_lr = cfg.swa_lr if cfg.swa_lr is not None else cfg.lr / 10
     sched = LRSchedule(opt, cfg.scheduler, total, steps,
@@ -447,6 +614,27 @@ def _new_state() -> dict:
             "wall_time": 0.0}
 
 
+class _Pending:
+    """The lean loop's (``val_every=0``) train losses and accuracies: kept
+    on the device, epoch by epoch, and read back all at once (one sync)."""
+
+    def __init__(self):
+        self.items = []  # (epoch record, EpochStats of device tensors)
+
+    def add(self, rec: dict, ep: EpochStats) -> None:
+        self.items.append((rec, ep))
+
+    def read(self) -> None:
+        """Fill in the records' ``train_loss`` and ``train_acc``."""
+        if not self.items:
+            return
+        rows = torch.stack([torch.stack([e.loss, e.acc.float()])
+                            for _, e in self.items]).tolist()
+        for (rec, e), (loss, correct) in zip(self.items, rows):
+            rec["train_loss"], rec["train_acc"] = loss / e.seen, correct / e.seen
+        self.items = []
+
+
 def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         ckpt_path=None, resume: bool = True, progress: bool | None = None,
         callbacks: tuple[Callable, ...] = (), hooks: tuple = (),
@@ -460,7 +648,10 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     state goes to ``<ckpt>.last.pt`` at most every ``save_every`` seconds
     (0: after each epoch), and a run that finds that file resumes from it.
     Times (``train_time``, ``wall_time``) cover the whole run, resumes
-    included.
+    included; ``train_wall_time``, this call's until training ended (device
+    synchronised). Validation runs every ``cfg.val_every`` epochs and after
+    the last; with 0, nothing is read from the device until training ends
+    (:func:`_lean_end`).
 
     Each callback is called after an epoch as ``cb(epoch=, model=,
     optimizer=, record=)`` and may return a dict to add to the epoch record;
@@ -473,13 +664,14 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     """
     from tqdm.auto import tqdm
 
+    entered = time.perf_counter()
     ckpt = Checkpointer(ckpt_path, save_every)  # kept: the weights cfg.keep names
     opt, sched, avg, st, kept = _start(model, loaders, cfg, ckpt, resume, log)
     loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
-    net = torch.compile(model) if cfg.compile else model
-    eval_model = avg.eval_model(model)
+    net, eval_model = torch.compile(model) if cfg.compile else model, avg.eval_model(model)
     meta = {"model_name": cfg.model, "model_kw": cfg.model_kw, "config": cfg.to_dict(),
             "num_classes": loaders.train.num_classes}
+    pending = _Pending() if cfg.val_every == 0 else None  # the lean loop's
 
     def keep(state, epoch, val_acc):
         nonlocal kept
@@ -487,6 +679,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         st["kept_epoch"], st["kept_val"] = epoch, val_acc
 
     def full_state():
+        if pending is not None:
+            pending.read()
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(), "config": cfg.to_dict(),
                 "averages": avg.state_dict(), "state": st, "kept": kept}
@@ -495,36 +689,139 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     wall0 = time.perf_counter() - st["wall_time"]
     bar = tqdm(range(st["epoch"], cfg.epochs), disable=not _progress(progress),
                desc=cfg.model, leave=False)
+    loop = _Loop(model, eval_model, loaders, cfg, opt, sched, avg, st, pending,
+                 callbacks, keep, bar, log, wall0, time.perf_counter(), st["train_time"])
     for epoch in bar:
-        loaders.train.set_epoch(epoch)
-        lr0 = sched.lr  # the rate this epoch starts with
-        t0 = time.perf_counter()
+        lr0, t0 = _epoch_start(loop, epoch)
         ep = train_epoch(net, model, loaders, cfg, opt, sched, loss_fn, avg, hooks,
-                         epoch, check_every, max_loss)
+                         epoch, check_every, max_loss,
+                         epoch_steps(cfg, len(loaders.train), epoch), pending is None)
         if ep.diverged_step is not None:
             status, diverged_at = "diverged", _diverged(cfg, ep, epoch, log)
             break
+        if epoch + 1 == cfg.epochs:
+            avg.train_end()
         st["train_time"] += time.perf_counter() - t0
         st["images"] += ep.seen
-        rec = _end_epoch(model, eval_model, loaders, cfg, opt, sched, avg, epoch,
-                         ep, lr0, t0)
-        acc = rec["val_acc"]
-        st["history"].append(_call_back(callbacks, rec, epoch, model, opt))
-        best = acc > st["best_val"]
-        if best:
-            st["best_val"], st["best_epoch"] = acc, epoch + 1
-        if best and cfg.keep == "best" or cfg.keep == "last":
-            keep(_snapshot(eval_model), epoch + 1, acc)
-        st["epoch"] = epoch + 1
-        st["wall_time"] = time.perf_counter() - wall0
+        _epoch_done(loop, epoch, ep, lr0, t0)
         ckpt.maybe_save(full_state, final=epoch + 1 == cfg.epochs)
-        _show_epoch(bar, log, cfg, rec)
     bar.close()
-    swa_val = _finish_swa(avg, loaders, cfg, st, keep) if status == "ok" else None
+    if pending is not None:
+        status, diverged_at = _lean_end(loop, max_loss)
+    trained = _synced(loaders.train.device) - entered
+    swa_val = _after_training(loop) if status == "ok" else None
     test = _test_kept(model, kept, loaders, cfg, ckpt)
     return {"status": status, "diverged_at": diverged_at, "history": st["history"],
             "metrics": _metrics(st, cfg, swa_val, test, model,
-                                time.perf_counter() - wall0)}
+                                time.perf_counter() - wall0),
+            "train_wall_time": trained}
+
+
+@dataclass
+class _Loop:
+    """What the epochs of one :func:`fit` call share."""
+    model: nn.Module
+    eval_model: nn.Module
+    loaders: Loaders
+    cfg: TrainConfig
+    opt: torch.optim.Optimizer
+    sched: LRSchedule
+    avg: Averager
+    st: dict
+    pending: _Pending | None
+    callbacks: tuple
+    keep: Callable
+    bar: object
+    log: Callable | None
+    wall0: float
+    loop0: float   # when the epochs began
+    train0: float  # train time before them (a resumed run's)
+
+
+def _epoch_start(loop: _Loop, epoch: int) -> tuple[float, float]:
+    """Before an epoch: the loader's epoch, the whitening bias's freeze;
+    returns the lr the epoch starts with and the time."""
+    loop.loaders.train.set_epoch(epoch)
+    cfg = loop.cfg
+    if cfg.whiten_bias_epochs:
+        _whiten_bias(loop.model, cfg).requires_grad_(epoch < cfg.whiten_bias_epochs)
+    return loop.sched.lr, time.perf_counter()
+
+
+def _epoch_done(loop: _Loop, epoch: int, ep: EpochStats, lr0: float, t0: float) -> None:
+    """After an epoch's steps: its record (validated every ``val_every``
+    epochs and after the last; in the lean loop only stored, to be filled
+    in when training ends), the kept weights, the progress bar."""
+    cfg, st, pending = loop.cfg, loop.st, loop.pending
+    validate = pending is None and ((epoch + 1) % cfg.val_every == 0
+                                    or epoch + 1 == cfg.epochs)
+    rec = _end_epoch(loop.model, loop.eval_model, loop.loaders, cfg, loop.opt,
+                     loop.sched, loop.avg, epoch, ep, lr0, t0, validate)
+    st["history"].append(_call_back(loop.callbacks, rec, epoch, loop.model, loop.opt))
+    st["epoch"] = epoch + 1
+    st["wall_time"] = time.perf_counter() - loop.wall0
+    if pending is not None:
+        pending.add(rec, ep)
+        return
+    acc = rec["val_acc"]
+    best = acc is not None and acc > st["best_val"]
+    if best:
+        st["best_val"], st["best_epoch"] = acc, epoch + 1
+    if best and cfg.keep == "best" or cfg.keep == "last":
+        loop.keep(_snapshot(loop.eval_model), epoch + 1, acc)
+    _show_epoch(loop.bar, loop.log, cfg, rec)
+
+
+def _synced(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device has finished its work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _lean_end(loop: _Loop, max_loss: float) -> tuple[str, dict | None]:
+    """The lean loop's (``val_every=0``) end: nothing was read from the
+    device while it trained (no validation, no snapshot, no divergence
+    check); now the epochs' train metrics are read, all at once (the run's
+    one sync), the training timed, and a run whose mean loss went NaN, inf
+    or above ``max_loss`` in some epoch recorded as diverged there."""
+    st, cfg, log = loop.st, loop.cfg, loop.log
+    loop.pending.read()
+    st["train_time"] = loop.train0 + time.perf_counter() - loop.loop0
+    for i, rec in enumerate(st["history"]):
+        if not rec["train_loss"] < max_loss:  # NaN, inf or blown up
+            if log:
+                log(f"{cfg.model}: loss became {rec['train_loss']} in epoch {i}; "
+                    "the run is recorded as diverged")
+            del st["history"][i:]
+            st["epoch"] = i
+            return "diverged", {"epoch": i, "step": None}
+    for rec in st["history"]:
+        if log:
+            log(f"{cfg.model} epoch {rec['epoch']}/{cfg.epochs} loss "
+                f"{rec['train_loss']:.4f} train {rec['train_acc']:.4f}")
+    return "ok", None
+
+
+def _after_training(loop: _Loop):
+    """A finished run's last validation (lean loop) and SWA average; returns
+    the SWA's validation accuracy (None without SWA)."""
+    if loop.pending is not None:
+        _lean_validate(loop)
+    return _finish_swa(loop.avg, loop.loaders, loop.cfg, loop.st, loop.keep)
+
+
+def _lean_validate(loop: _Loop) -> None:
+    """The lean loop's one validation, after training: the last record's
+    val metrics; the last weights are kept."""
+    st, cfg = loop.st, loop.cfg
+    if not st["history"]:
+        return
+    val = evaluate(loop.eval_model, loop.loaders.val, cfg.tta_flip, _amp(cfg),
+                   cfg.tta_translate)
+    st["history"][-1].update(val_loss=val["loss"], val_acc=val["acc"])
+    st["best_val"], st["best_epoch"] = val["acc"], st["epoch"]
+    loop.keep(_snapshot(loop.eval_model), st["epoch"], val["acc"])
 
 
 def _start(model, loaders: Loaders, cfg: TrainConfig, ckpt: Checkpointer,
@@ -532,7 +829,7 @@ def _start(model, loaders: Loaders, cfg: TrainConfig, ckpt: Checkpointer,
     """Optimizer, schedule, averages, loop state and kept weights of a run:
     new, or restored from its ``.last.pt`` when ``resume`` finds one."""
     opt, sched = _setup(model, loaders, cfg)
-    avg = Averager(model, cfg)
+    avg = Averager(model, cfg, run_steps(cfg, len(loaders.train)))
     last = ckpt.resume_state(cfg) if resume else None
     if last is None:
         return opt, sched, avg, _new_state(), None
@@ -566,26 +863,33 @@ def _diverged(cfg: TrainConfig, ep, epoch: int, log) -> dict:
 
 
 def _end_epoch(model, eval_model, loaders: Loaders, cfg: TrainConfig, opt, sched,
-               avg: Averager, epoch: int, ep, lr0: float, t0: float) -> dict:
+               avg: Averager, epoch: int, ep, lr0: float, t0: float,
+               validate: bool = True) -> dict:
     """After an epoch's steps: the optimizer's and averages' epoch end, the
-    validation metrics, then the plateau schedule; returns the epoch's
-    record (with what the optimizer adds to it)."""
+    validation metrics (None when not ``validate``), then the plateau
+    schedule; returns the epoch's record (with what the optimizer adds to
+    it; train metrics None while still on the device)."""
     last = epoch + 1 == cfg.epochs
     extra = opt.epoch_end(epoch, last) if hasattr(opt, "epoch_end") else None
     avg.epoch_end(model, epoch)
-    val = evaluate(eval_model, loaders.val, cfg.tta_flip, cfg.amp)
+    val = {"loss": None, "acc": None}
+    if validate:
+        val = evaluate(eval_model, loaders.val, cfg.tta_flip, _amp(cfg), cfg.tta_translate)
     sched.epoch_end(val["loss"])
-    return {"epoch": epoch + 1, "train_loss": ep.loss, "train_acc": ep.acc,
+    on_host = isinstance(ep.loss, float)
+    return {"epoch": epoch + 1, "train_loss": ep.loss if on_host else None,
+            "train_acc": ep.acc if on_host else None,
             "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr0,
             "time": time.perf_counter() - t0, **(extra or {})}
 
 
 def _show_epoch(bar, log, cfg: TrainConfig, rec: dict) -> None:
     """An epoch's numbers on the progress bar and in the log."""
-    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec['val_acc']:.3f}")
+    val = "-" if rec["val_acc"] is None else f"{rec['val_acc']:.4f}"
+    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=val[:5])
     if log:
         log(f"{cfg.model} epoch {rec['epoch']}/{cfg.epochs} loss {rec['train_loss']:.4f} "
-            f"train {rec['train_acc']:.4f} val {rec['val_acc']:.4f} lr {rec['lr']:.2e}")
+            f"train {rec['train_acc']:.4f} val {val} lr {rec['lr']:.2e}")
 
 
 def _call_back(callbacks, rec: dict, epoch: int, model, opt) -> dict:
@@ -601,7 +905,7 @@ def _test_kept(model, kept: dict | None, loaders: Loaders, cfg: TrainConfig,
     test = None
     if kept is not None:
         model.load_state_dict(kept["model"])
-        test = evaluate(model, loaders.test, cfg.tta_flip, cfg.amp)
+        test = evaluate(model, loaders.test, cfg.tta_flip, _amp(cfg), cfg.tta_translate)
     ckpt.finish(None if kept is None else
                 {**kept, "model": {k: v.cpu() for k, v in kept["model"].items()}})
     return test
@@ -613,7 +917,8 @@ def _finish_swa(avg: Averager, loaders: Loaders, cfg: TrainConfig, st: dict, kee
     if swa is None or swa.n_averaged.item() == 0 or st["best_epoch"] is None:
         return None
     update_bn(loaders.train, swa.module)
-    swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, cfg.amp)["acc"]
+    swa_val = evaluate(swa.module, loaders.val, cfg.tta_flip, _amp(cfg),
+                       cfg.tta_translate)["acc"]
     if swa_val >= st["best_val"]:
         st["best_val"], st["best_epoch"] = swa_val, "swa"
     if swa_val >= st["best_val"] or cfg.keep == "last":  # the average is the last model
