@@ -1,6 +1,6 @@
 """Command line: train one config or named experiments, run the notebooks.
 
-Installed (``pip install -e .``) it is also the ``cifar-lib`` command.
+Installed (pip install -e .) it is also the cifar-lib command.
 
     python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05
     python -m cifar_lib experiment architectures ablation_optimizers --profile full
@@ -10,18 +10,54 @@ Installed (``pip install -e .``) it is also the ``cifar-lib`` command.
     python -m cifar_lib report --profile cpu
     python -m cifar_lib list models|experiments
 """
+# Building the parser imports nothing heavy (no torch, no studies): the sets
+# that options choose from are loaded the first time a value is checked
+# against them or a command's --help lists them.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import sys
 from pathlib import Path
 
-from cifar_lib.profiles import PROFILES
+from cifar_lib.profiles import PROFILES, check_count, get_profile
 
 # Groups of the plan, in the order the budgeted runner trains them (the same
 # tuple as cifar_lib.plan.PRIORITY; tests check that they agree).
 PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
+
+
+class _Lazy:
+    """The choices of an option, computed on first use (membership, listing)."""
+
+    def __init__(self, load):
+        self._load, self._items = load, None
+
+    def _get(self) -> list:
+        if self._items is None:
+            self._items = list(self._load())
+        return self._items
+
+    def __contains__(self, item) -> bool:
+        return item in self._get()
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that loads an option's lazy choices only when its text shows them."""
+
+    def _expand_help(self, action):
+        if isinstance(action.choices, _Lazy) and "%(choices)" not in (action.help or ""):
+            action = copy.copy(action)
+            action.choices = None
+        return super()._expand_help(action)
 
 
 def _value(text: str):
@@ -37,9 +73,12 @@ def _train(args) -> int:
     from cifar_lib.profiles import get_profile
 
     P = get_profile(args.profile)
-    if args.train_size:
+    if args.train_size is not None:
+        top = P.max_train_size
+        check_count("--train-size", args.train_size, 1, top,
+                    f" for the {P.name} profile" if top else "")
         P = P.with_(train_size=args.train_size)
-    fields = {"model": args.model, "epochs": args.epochs or P.epochs,
+    fields = {"model": args.model, "epochs": P.epochs if args.epochs is None else args.epochs,
               "batch_size": P.batch_size, "seed": args.seed}
     for item in args.set:
         key, _, val = item.partition("=")
@@ -72,6 +111,7 @@ def _plan(args) -> int:
     from cifar_lib.profiles import get_profile
 
     P = get_profile(args.profile)
+    _rate_defaults(args)
     jobs = pl.plan(P, args.extended, args.tflops, args.step_ms)
     print(pl.format_plan(jobs, P, args.tflops, args.step_ms))
     if args.json:
@@ -87,6 +127,7 @@ def _plan(args) -> int:
 def _run(args) -> int:
     from cifar_lib import plan as pl
 
+    _rate_defaults(args)
     out = pl.run_budget(args.profile, args.budget_min, args.extended, args.data_root,
                         args.tflops, args.step_ms, only_groups=args.groups)
     if args.json:
@@ -136,16 +177,60 @@ def _model_name(text: str) -> str:
     return text
 
 
-def _fixed_sets() -> dict[str, list[str]]:
-    """The fixed sets the options choose from: models, experiments, notebooks."""
+def _models() -> list[str]:
     from cifar_lib.models import list_models
-    from cifar_lib.notebooks import notebooks
+    return list_models(aliases=True)
+
+
+def _experiments() -> list[str]:
     from cifar_lib.plan import load_studies
     from cifar_lib.registry import EXPERIMENTS
     load_studies()
+    return sorted(EXPERIMENTS)
+
+
+def _notebook_names() -> list[str]:
+    from cifar_lib.notebooks import notebooks
     nbs = notebooks()
-    return {"models": list_models(aliases=True), "experiments": sorted(EXPERIMENTS),
-            "notebooks": [p.name[:2] for p in nbs] + [p.stem for p in nbs]}
+    return [p.name[:2] for p in nbs] + [p.stem for p in nbs]
+
+
+def _fixed_sets() -> dict[str, _Lazy]:
+    """The fixed sets the options choose from: models, experiments, notebooks
+    (each loaded when first needed)."""
+    return {"models": _Lazy(_models), "experiments": _Lazy(_experiments),
+            "notebooks": _Lazy(_notebook_names)}
+
+
+# Counts and sizes given on the command line: (option, attribute, low, high);
+# checked before anything runs ("--epochs must be >= 1 (got 0)"). The
+# training size's bound depends on the profile: checked in _train.
+_COUNTS = (("--epochs", "epochs", 1, None), ("--seed", "seed", 0, 2**32 - 1))
+_POSITIVE = (("--budget-min", "budget_min"), ("--tflops", "tflops"))
+
+
+def check_args(args) -> None:
+    """ValueError for a count or size out of its range (message names the
+    option, the range and the value)."""
+    for option, attr, low, high in _COUNTS:
+        value = getattr(args, attr, None)
+        if value is not None:
+            check_count(option, value, low, high)
+    for option, attr in _POSITIVE:
+        value = getattr(args, attr, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"{option} must be > 0 (got {value})")
+    step = getattr(args, "step_ms", None)
+    if step is not None and not step >= 0:
+        raise ValueError(f"--step-ms must be >= 0 (got {step})")
+
+
+def _rate_defaults(args) -> None:
+    from cifar_lib.plan import DEFAULT_STEP_MS, DEFAULT_TFLOPS
+    if args.tflops is None:
+        args.tflops = DEFAULT_TFLOPS
+    if args.step_ms is None:
+        args.step_ms = DEFAULT_STEP_MS
 
 
 def _common(p) -> None:
@@ -156,30 +241,38 @@ def _common(p) -> None:
 
 
 def _rates(p) -> None:
-    from cifar_lib.plan import DEFAULT_STEP_MS, DEFAULT_TFLOPS
     p.add_argument("--extended", action="store_true",
                    help="include the opt-in extended set (heaviest variants)")
-    p.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+    p.add_argument("--tflops", type=float, default=None,
                    help="effective training TFLOP/s the estimate assumes "
                         "(default: measured on one H100)")
-    p.add_argument("--step-ms", type=float, default=DEFAULT_STEP_MS,
-                   help="floor per optimizer step in ms (launch-bound small nets)")
+    p.add_argument("--step-ms", type=float, default=None,
+                   help="floor per optimizer step in ms (launch-bound small nets; "
+                        "default: measured on one H100)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write JSON here")
+
+
+def _all_train() -> str:
+    """What 'all training images' is in each profile of real data."""
+    tops = [f"{P.max_train_size} in {P.name}" for P in map(get_profile, PROFILES)
+            if P.max_train_size]
+    return ", ".join(tops)
 
 
 def _add_train(sub, sets: dict) -> None:
     p = sub.add_parser("train", help="train one config")
     _common(p)
     p.add_argument("--model", default="fastnet", type=_model_name, choices=sets["models"],
-                   metavar="NAME", help="a registered model (`list models`); "
+                   metavar="NAME", help="a registered model (see: list models); "
                                         "default: fastnet")
     p.add_argument("--epochs", type=int, default=None,
-                   help="default: the profile's epochs")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+                   help="epochs, >= 1 (default: the profile's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: 0)")
     p.add_argument("--experiment", default="manual",
                    help="results/<experiment>/ the run is saved under (default: manual)")
     p.add_argument("--train-size", type=int, default=None,
-                   help="training images kept (default: the profile's; 45000 = all)")
+                   help="training images kept, from 1 to all: " + _all_train() +
+                        " (default: the profile's)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig fields, values as JSON "
                         "(e.g. lr=0.05 model_kw='{\"width\":0.5}')")
@@ -190,7 +283,7 @@ def _add_runs(sub, sets: dict) -> None:
     p = sub.add_parser("experiment", help="run named experiments")
     _common(p)
     p.add_argument("names", nargs="+", choices=sets["experiments"], metavar="NAME",
-                   help="named experiments: " + ", ".join(sets["experiments"]))
+                   help="named experiments: %(choices)s")
     p.set_defaults(fn=_experiment)
 
     p = sub.add_parser("plan", help="list every run of a profile: cost, estimate, "
@@ -232,9 +325,10 @@ def _add_outputs(sub, sets: dict) -> None:
 
 def build_parser(prog: str = "python -m cifar_lib") -> argparse.ArgumentParser:
     """The command line's parser (``python -m cifar_lib`` or ``cifar-lib``)."""
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Formatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                            parser_class=functools.partial(argparse.ArgumentParser,
+                                                           formatter_class=_Formatter))
     sets = _fixed_sets()
     _add_train(sub, sets)
     _add_runs(sub, sets)
@@ -247,6 +341,7 @@ def main(argv=None) -> int:
     prog = "cifar-lib" if Path(sys.argv[0]).name == "cifar-lib" else "python -m cifar_lib"
     args = build_parser(prog).parse_args(argv)
     try:
+        check_args(args)
         return args.fn(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

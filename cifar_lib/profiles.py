@@ -7,11 +7,37 @@ size from the returned :class:`Profile`.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Images in CIFAR-10's train and test sets: the bounds of a profile's sizes.
+CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000
+DATA_KINDS = ("synthetic", "cifar10")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_count(what: str, value, low: int = 1, high: int | None = None,
+                where: str = "", none_means: str | None = None) -> None:
+    """Raise ValueError unless ``value`` is an integer in [low, high] (or
+    None where ``none_means`` says what None stands for); the message names
+    ``what``, the valid range and the value, e.g. "--epochs must be >= 1
+    (got 0)" or "train_size must be between 1 and 48000 for the cpu profile
+    (got -5)"."""
+    if value is None and none_means is not None:
+        return
+    if _is_int(value) and value >= low and (high is None or value <= high):
+        return
+    span = f">= {low}" if high is None else f"between {low} and {high}"
+    other = f", or None for {none_means}" if none_means is not None else ""
+    kind = "" if _is_int(value) else "an integer "
+    raise ValueError(f"{what} must be {kind}{span}{where}{other} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -20,13 +46,51 @@ class Profile:
 
     name: str
     data: str                  # "synthetic" (made in memory) or "cifar10"
-    train_size: int | None     # images kept from the 45k train split (None: all)
+    train_size: int | None     # training images kept (None: all, 50k - val_size)
     val_size: int              # images held out of the 50k train set
     test_size: int | None      # test images used (None: all 10k)
     epochs: int                # epochs of a standard run
     seeds: tuple[int, ...]     # seeds averaged over where a table has spread
     batch_size: int
     root: Path                 # figures/, results/, weights/ live under it
+
+    def __post_init__(self):
+        """Reject sizes and counts that cannot train: a clear ValueError that
+        names the field, its valid range and the value."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a profile needs a name (got {self.name!r})")
+        where = f" for the {self.name} profile"
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"data must be one of {', '.join(DATA_KINDS)}{where} "
+                             f"(got {self.data!r})")
+        cifar = self.data == "cifar10"
+        check_count("val_size", self.val_size, 1, CIFAR10_TRAIN - 1 if cifar else None,
+                    where)
+        check_count("train_size", self.train_size, 1, self.max_train_size, where,
+                    none_means="all" if cifar else None)
+        check_count("test_size", self.test_size, 1, CIFAR10_TEST if cifar else None,
+                    where, none_means="all" if cifar else None)
+        check_count("epochs", self.epochs, 1, where=where)
+        check_count("batch_size", self.batch_size, 1, where=where)
+        seeds = tuple(self.seeds) if isinstance(self.seeds, list) else self.seeds
+        if not isinstance(seeds, tuple) or not seeds:
+            raise ValueError(f"seeds must be a non-empty tuple of integers >= 0{where} "
+                             f"(got {self.seeds!r})")
+        for seed in seeds:
+            check_count("each seed", seed, 0, 2**32 - 1, where)
+        for field in ("train_size", "val_size", "test_size", "epochs", "batch_size"):
+            value = getattr(self, field)
+            if value is not None and type(value) is not int:  # numpy's: plain int
+                object.__setattr__(self, field, int(value))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
+        if not isinstance(self.root, Path):
+            object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def max_train_size(self) -> int | None:
+        """The most training images the profile can keep: CIFAR-10's 50,000
+        less the validation images (None: synthetic data has no bound)."""
+        return CIFAR10_TRAIN - self.val_size if self.data == "cifar10" else None
 
     @property
     def figures(self) -> Path:
@@ -45,7 +109,8 @@ class Profile:
         return self.root / "report.md"
 
     def with_(self, **kw) -> "Profile":
-        """A copy with some fields changed (for a one-off smaller run)."""
+        """A copy with some fields changed (for a one-off smaller run); the
+        new values are checked as at construction (ValueError)."""
         return replace(self, **kw)
 
 

@@ -164,3 +164,41 @@ def test_missing_data_exit_2(capsys, tmp_path):
     # a missing root is named as such (and not created)
     assert "does not exist" in err or "doe" in err
     assert not (tmp_path / "none").exists()
+
+
+def test_help_is_plain_text(capsys):
+    from cifar_lib.__main__ import build_parser
+    ap = build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    for text in [ap.format_help()] + [p.format_help() for p in sub.choices.values()]:
+        assert "``" not in text and "`" not in text, text
+
+
+# Builds the parser and prints every help but `experiment --help` (which
+# lists the experiments, so loads the studies) with the package's
+# __init__ (which imports the whole library) left out.
+PARSER_ONLY = """
+import sys, types
+pkg = types.ModuleType("cifar_lib")
+pkg.__path__ = [sys.argv[1]]
+sys.modules["cifar_lib"] = pkg
+from cifar_lib.__main__ import build_parser
+import argparse
+ap = build_parser()
+ap.format_help()
+sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+for name, p in sub.choices.items():
+    if name != "experiment":
+        p.format_help()
+heavy = ("torch", "numpy", "pandas", "papermill", "cifar_lib.plan", "cifar_lib.models",
+         "cifar_lib.studies", "cifar_lib.registry", "cifar_lib.notebooks")
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    """--help is quick: the sets options choose from load on first use."""
+    out = subprocess.run([sys.executable, "-c", PARSER_ONLY, str(REPO / "cifar_lib")],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
