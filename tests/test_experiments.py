@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cifar_lib import experiments as E
+from cifar_lib import store
 from cifar_lib.engine import evaluate, make_loaders, read_checkpoint
 from cifar_lib.profiles import get_profile
 from conftest import tiny_config
@@ -104,9 +105,13 @@ def test_diverged_run_is_saved(smoke, small_split, monkeypatch):
     assert E.run(cfg, small_split, "exp", smoke) == rec  # not retried
 
 
-def test_records_are_json_safe():
-    out = E._clean({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
+def test_records_are_json_safe(tmp_path):
+    out = store._clean({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     assert out == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+    # the one writer (also by its older name) stores non-finite numbers as null
+    assert E.write_json is store.write
+    path = E.write_json({"x": float("nan"), "y": [float("-inf"), 1.5]}, tmp_path / "r.json")
+    assert json.loads(path.read_text()) == {"x": None, "y": [None, 1.5]}
 
 
 def fake_record(label, seed, test_acc, status="ok"):
@@ -137,7 +142,7 @@ def test_results_frame_and_summary():
 def test_results_over_real_seeds(smoke, small_split):
     for seed in (0, 1):
         E.run(tiny_config(seed=seed), small_split, "seeds", smoke, label="tiny")
-    recs = E.load_results("seeds", smoke)
+    recs = store.runs(smoke.results, "seeds")
     assert [r["config"]["seed"] for r in recs] == [0, 1]
     s = E.summarize(E.results_frame(recs))
     assert s.loc[0, "runs"] == 2
@@ -145,24 +150,102 @@ def test_results_over_real_seeds(smoke, small_split):
     assert s.loc[0, "test_acc_mean"] == pytest.approx(sum(accs) / 2)
 
 
-def test_named_experiment(smoke, small_split, monkeypatch):
-    monkeypatch.setitem(E.EXPERIMENTS, "toy", lambda P: [
-        ("slow", tiny_config(lr=0.01)), ("fast", tiny_config(lr=0.05))])
-    recs = E.run_experiment("toy", smoke, small_split)
+def toy(make_runs, name="toy"):
+    """A one-off experiment of tiny runs (not one of the studies')."""
+    return E.Experiment(name, "00_x", "0", "core", make_runs)
+
+
+def test_named_experiment(smoke, small_split):
+    exp = toy(lambda P: [("slow", tiny_config(lr=0.01)), ("fast", tiny_config(lr=0.05))])
+    assert [r.label for r in exp.runs(smoke)] == ["slow", "fast"]
+    assert all(isinstance(r, E.Run) and exp.group_of(r) == "core" for r in exp.runs(smoke))
+    recs = E.run_experiment(exp, smoke, small_split)
     df = E.results_frame(recs)
     assert list(df["label"]) == ["slow", "fast"] and list(df["lr"]) == [0.01, 0.05]
-    assert len(E.load_results("toy", smoke)) == 2
-    found = E.experiment_records("toy", smoke)
+    assert all(r["experiment"] == "toy" for r in recs)
+    assert len(store.runs(smoke.results, "toy")) == 2
+    found = E.records(exp, smoke)
     assert [r["run"] for r in found] == [r["run"] for r in recs]
+    assert [r["label"] for r in found] == ["slow", "fast"]
     # a damaged file in the folder is left out, a config no longer in the spec too
     (smoke.results / "toy" / "broken.json").write_text("{")
-    monkeypatch.setitem(E.EXPERIMENTS, "toy", lambda P: [("fast", tiny_config(lr=0.05))])
-    assert [r["label"] for r in E.experiment_records("toy", smoke)] == ["fast"]
+    fast = toy(lambda P: [("fast", tiny_config(lr=0.05))])
+    assert [r["label"] for r in E.records(fast, smoke)] == ["fast"]
     # a run saved under another tag is not the experiment's
-    monkeypatch.setitem(E.TAGS, "toy", lambda P, cfg: {"probe": 1})
-    assert E.experiment_records("toy", smoke) == []
-    with pytest.raises(ValueError, match="unknown experiment 'nope'; choose one of .*toy"):
-        E.experiment_configs("nope", smoke)
+    tagged = toy(lambda P: [E.Run("fast", tiny_config(lr=0.05), tag={"probe": 1})])
+    assert E.records(tagged, smoke) == []
+    # labels come from the experiment's runs, not from the stored records
+    renamed = toy(lambda P: [("quick", tiny_config(lr=0.05))])
+    assert [r["label"] for r in E.records(renamed, smoke)] == ["quick"]
+
+
+def test_find_experiment_names_the_choices():
+    exps = [toy(lambda P: [], "toy"), toy(lambda P: [], "other")]
+    assert E.find_experiment(exps, "other") is exps[1]
+    with pytest.raises(ValueError, match=r"unknown experiment 'toyy'; did you mean 'toy'\? "
+                       r"\(choose one of toy, other\)"):
+        E.find_experiment(exps, "toyy")
+    with pytest.raises(ValueError, match=r"unknown experiment 'nope' \(choose one of toy"):
+        E.find_experiment(exps, "nope")
+
+
+def test_records_find_shared_runs_newest_and_ok_only(smoke, small_split, split, monkeypatch):
+    cfg = tiny_config(lr=0.05)
+    # a run made for another experiment is this one's too, under this one's label
+    first = E.run(cfg, small_split, "other", smoke, label="theirs")
+    mine = toy(lambda P: [("mine", cfg)])
+    found = E.records(mine, smoke)
+    assert [(r["run"], r["label"]) for r in found] == [(first["run"], "mine")]
+    # its own folder wins over another's; run_experiment copies it there, no training
+    monkeypatch.setattr(E, "fit", no_training)
+    E.run_experiment(mine, smoke, small_split)
+    assert (smoke.results / "toy" / f"{first['run']}.json").is_file()
+    monkeypatch.undo()
+    # the same config on other data: the newest record wins, unless data is asked for
+    second = E.run(cfg, split, "toy", smoke)
+    assert second["run"] != first["run"]
+    for rec, when in ((first, "2020"), (second, "2021")):
+        _set_created(smoke, rec, when)
+    assert [r["run"] for r in E.records(mine, smoke)] == [second["run"]]
+    assert [r["run"] for r in E.records(mine, smoke, data=small_split.describe())] == \
+        [first["run"]]
+    _set_created(smoke, first, "2022")
+    assert [r["run"] for r in E.records(mine, smoke)] == [first["run"]]
+    # ok_only leaves a diverged run out
+    bad = tiny_config(lr=1e6, epochs=2)
+    both = toy(lambda P: [("mine", cfg), ("bad", bad)])
+    E.run(bad, small_split, "toy", smoke)
+    assert [r["label"] for r in E.records(both, smoke)] == ["mine", "bad"]
+    assert [r["label"] for r in E.records(both, smoke, ok_only=True)] == ["mine"]
+
+
+def _set_created(P, rec, year):
+    """Date the stored record ``rec`` of experiment toy to ``year``."""
+    path = store.run_path(P.results, "toy", rec["run"])
+    store.write({**store.read(path), "created": f"{year}-01-01T00:00:00+00:00"}, path)
+
+
+def test_run_hooks_are_fresh_for_each_run(smoke, small_split):
+    made = []
+
+    class Counter:
+        def __init__(self):
+            self.steps = 0
+            made.append(self)
+
+        def before_step(self, *a, **kw):
+            self.steps += 1
+
+        def result(self):
+            return {"counted": self.steps}
+
+    exp = toy(lambda P: [E.Run(f"lr {lr}", tiny_config(lr=lr), tag={"counted": True},
+                               hooks=lambda: [Counter()]) for lr in (0.01, 0.05)])
+    recs = E.run_experiment(exp, smoke, small_split)
+    assert len(made) == 2 and made[0] is not made[1]
+    assert all(r["tag"] == {"counted": True} for r in recs)
+    assert [r["label"] for r in E.records(exp, smoke)] == ["lr 0.01", "lr 0.05"]
+    assert all(r["run"] == store.run_key(r["config"], r["data"], r["tag"]) for r in recs)
 
 
 def test_profile_split_for_smoke(smoke):
