@@ -1,9 +1,20 @@
 """Execute the study notebooks in order with papermill, then refresh the report.
 
-The full profile executes the notebooks in place (the committed record);
-other profiles write executed copies to ``<profile root>/notebooks/``.
+The committed notebooks in ``notebooks/`` are sources only: one cell tagged
+``parameters`` (``profile = None``: the environment decides), no outputs.
+Every profile writes its executed copies under its own folder
+(:func:`executed_dir`): ``runs/cpu/notebooks/``, ``runs/full/notebooks/``,
+``<scratch>/notebooks/`` for smoke; never over the sources.
 
-A notebook runs into a temporary file (``<out dir>/.running/<name>``) that
+One job at a time per profile: :func:`run_notebooks` holds the profile
+root's lock (:func:`cifar_lib.lock.output_lock`), and a second job is told
+which one is running. While a notebook runs, the main job prints each run
+as it starts and ends (the kernel's "training ..." and "done ..." lines),
+with the time spent in the notebook and, when this device has run it
+before, about how long is left.
+
+A notebook runs into a temporary file (``<out dir>/.running/<job>/<name>``,
+one folder per job, so two jobs never share it) that
 replaces the executed notebook only when every cell succeeded, with volatile
 metadata stripped (times, durations, versions, absolute paths), so that a
 re-run whose results are on disk rewrites the same bytes. A notebook that
@@ -25,6 +36,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -55,9 +68,20 @@ def notebooks(only=None) -> list[Path]:
     return nbs
 
 
+def executed_dir(profile: Profile) -> Path:
+    """Where ``profile`` writes its executed notebooks: ``<root>/notebooks/``,
+    or ``runs/<name>/notebooks/`` for a profile whose root is the repository
+    (full), so that the committed sources in ``notebooks/`` are never
+    overwritten."""
+    out = profile.root / "notebooks"
+    if os.path.realpath(out) == os.path.realpath(NOTEBOOK_DIR):
+        out = REPO / "runs" / profile.name / "notebooks"
+    return out
+
+
 def failed_dir(profile: Profile) -> Path:
     """Where the executed copies of failed notebooks are kept (git-ignored)."""
-    return profile.root / "notebooks" / "failed"
+    return executed_dir(profile) / "failed"
 
 
 def _inside(path, base) -> bool:
@@ -130,11 +154,59 @@ def clean_notebook(nb, source: Path, out: Path, root: Path | None = None,
     return nb
 
 
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:  # not empty: another notebook of this folder is running
-        pass
+def source_problems(nb) -> list[str]:
+    """What keeps ``nb`` from being a clean committed source: not exactly one
+    cell tagged ``parameters``, an injected parameters cell (papermill's
+    "# Parameters"), outputs or execution counts, papermill's metadata."""
+    problems = []
+    params = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    if len(params) != 1:
+        problems.append(f"{len(params)} cells tagged 'parameters' (need exactly one)")
+    injected = [i for i, c in enumerate(nb.cells)
+                if INJECTED_ID in c.metadata.get("tags", []) or c.get("id") == INJECTED_ID
+                or c.source.lstrip().startswith("# Parameters")]
+    if injected:
+        problems.append(f"injected parameters cell(s) at {injected}")
+    ran = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+           and (c.get("outputs") or c.get("execution_count") is not None)]
+    if ran:
+        problems.append(f"outputs or execution counts in cell(s) {ran}")
+    if "papermill" in nb.metadata or any("papermill" in c.metadata for c in nb.cells):
+        problems.append("papermill metadata")
+    return problems
+
+
+def strip_source(nb):
+    """``nb`` as a committed source (see :func:`source_problems`): injected
+    parameters cells removed, no outputs or execution counts, no papermill
+    or execution metadata, no empty tag lists. Cell sources are untouched."""
+    nb.cells = [c for c in nb.cells if INJECTED_ID not in c.metadata.get("tags", [])
+                and c.get("id") != INJECTED_ID]
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("papermill", None)
+    nb.metadata["language_info"] = {"name": nb.metadata.get("language_info", {})
+                                    .get("name", "python")}
+    return nb
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another job's notebook is running there
+            return
+
+
+def _running_dir(out: Path) -> Path:
+    """This call's own folder for its notebook in progress: ``<out
+    dir>/.running/<pid>-<token>/`` (git ignores ``.running/``)."""
+    return out.parent / ".running" / f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _write_if_changed(nb, tmp: Path, out: Path) -> None:
@@ -179,7 +251,7 @@ def _keep_failed(nb_path: Path, profile: Profile, tmp: Path, exc: BaseException)
         if nb is not None:
             nbformat.write(nb, str(tmp))
         os.replace(tmp, kept)
-    _remove_if_empty(tmp.parent)
+    _remove_if_empty(tmp.parent, tmp.parent.parent)
     cell, error = _failed_cell(nb)
     if hasattr(exc, "ename"):  # papermill's error names the cell and the exception
         cell, error = exc.exec_count, f"{exc.ename}: {exc.evalue}"
@@ -220,16 +292,96 @@ def _kernel_env(profile: Profile) -> dict:
     return env
 
 
-def _papermill(nb: Path, profile: Profile, out: Path, timeout) -> None:
+# What a kernel process says on its own stderr (not a cell's output) that is
+# noise for this job: the kernel's transport warning and the interrupt that
+# the kernel's shutdown delivers after a notebook that succeeded.
+KERNEL_NOISE = ("Kernel is running over TCP without encryption",
+                "KeyboardInterrupt caught in kernel")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(max(seconds, 0)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """A file-like sink for one stream of the kernel (papermill's
+    ``stdout_file`` / ``stderr_file``): shows the lines where a run starts or
+    ends ("training ...", "done ...", "...: retraining, ...") with the time
+    spent in the notebook and, given ``expected`` (its time on this device
+    last time, s), about how long is left."""
+
+    SHOWN = re.compile(r"^(training |done )|^\S+: retraining, ")
+
+    def __init__(self, label: str, expected: float | None = None, t0: float | None = None):
+        self.label, self.expected = label, expected
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self._buf = ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            self.line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def line(self, line: str) -> None:
+        line = line.strip()
+        if not self.SHOWN.search(line):
+            return
+        spent = time.perf_counter() - self.t0
+        left = (f", about {_clock(self.expected - spent)} left"
+                if self.expected and self.expected > spent else "")
+        print(f"[{self.label} {_clock(spent)}{left}] {line}", file=sys.stdout, flush=True)
+
+
+def _kernel_manager(log):
+    """A kernel manager whose kernel writes its own stdout and stderr to the
+    file ``log`` (read back by :func:`_show_kernel_log`)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            return await super().start_kernel(**kw)
+    return LoggedKernelManager
+
+
+def _show_kernel_log(path: Path) -> None:
+    """Pass on what the kernel process said on its own, less the known noise."""
+    try:
+        text = path.read_text(errors="replace")
+        path.unlink()
+    except OSError:
+        return
+    for line in text.splitlines():
+        if line.strip() and not any(n in line for n in KERNEL_NOISE):
+            print(f"[kernel] {line}", file=sys.stderr, flush=True)
+
+
+def _papermill(nb: Path, profile: Profile, out: Path, timeout,
+               expected: float | None = None) -> None:
     import papermill as pm
     env = _kernel_env(profile)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    label = f"{profile.name} {Path(nb).stem}"
+    log_path = out.parent / f"{out.stem}.kernel.log"
     try:
-        pm.execute_notebook(str(nb), str(out), parameters={"profile": profile.name},
-                            cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                            progress_bar=False, execution_timeout=timeout)
+        with open(log_path, "w") as log:
+            pm.execute_notebook(str(nb), str(out), parameters={"profile": profile.name},
+                                cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                                progress_bar=False, execution_timeout=timeout,
+                                stdout_file=Progress(label, expected),
+                                stderr_file=Progress(label, expected),
+                                kernel_manager_class=_kernel_manager(log))
     finally:
+        _show_kernel_log(log_path)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -237,16 +389,19 @@ def _papermill(nb: Path, profile: Profile, out: Path, timeout) -> None:
                 os.environ[k] = v
 
 
-def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -> float:
+def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None,
+            expected: float | None = None) -> float:
     """Run one notebook headless with ``profile`` into ``out``; return its
-    wall time in s. ``out`` is replaced only on success (module doc)."""
+    wall time in s. ``out`` is replaced only on success (module doc).
+    ``expected``: its wall time last time (s), for the estimate of the time
+    left printed with each run."""
     import nbformat
     nb, out = Path(nb), Path(out)
-    tmp = out.parent / ".running" / out.name
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _running_dir(out) / out.name
+    tmp.parent.mkdir(parents=True)
     t0 = time.perf_counter()
     try:
-        _papermill(nb, profile, tmp, timeout)
+        _papermill(nb, profile, tmp, timeout, expected=expected)
     except BaseException as e:  # an interrupt too: keep the old notebook, say where
         record = _keep_failed(nb, profile, tmp, e)
         message = _failure_message(record, profile, out)
@@ -258,7 +413,7 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None) -
         seconds = time.perf_counter() - t0
     clean = clean_notebook(nbformat.read(str(tmp), 4), nb, out, profile.root)
     _write_if_changed(clean, tmp, out)
-    _remove_if_empty(tmp.parent)
+    _remove_if_empty(tmp.parent, tmp.parent.parent)
     return seconds
 
 
@@ -272,22 +427,42 @@ def run_notebooks(profile=None, only=None, timeout: int | None = None) -> dict:
     """Execute the notebooks in order and refresh the profile's report.
 
     Returns the times recorded by this call (notebook -> s): those of the
-    notebooks that trained, or ran for the first time on this device."""
-    from cifar_lib.experiments import environment, write_json
+    notebooks that trained, or ran for the first time on this device.
+    Holds the profile root's lock throughout: a second job for the same
+    profile stops at once with :class:`cifar_lib.lock.FolderBusy`."""
+    from cifar_lib.lock import output_lock
     from cifar_lib.plan import load_studies
+
+    nbs = notebooks(only)
+    P = get_profile(profile)
+    with output_lock(P.root):  # one job per profile at a time
+        load_studies()  # the report's tables and values
+        return _run_locked(P, nbs, timeout)
+
+
+def _last_time(log: dict, stem: str, device: str) -> float | None:
+    """The latest recorded wall time of notebook ``stem`` on ``device``."""
+    times = [r["times"][stem] for r in log.get("runs", [])
+             if r.get("device") == device and stem in r.get("times", {})]
+    return times[-1] if times else None
+
+
+def _run_locked(P: Profile, nbs: list[Path], timeout) -> dict:
+    from cifar_lib.experiments import environment, write_json
     from cifar_lib.report import refresh_readme, refresh_report
 
-    load_studies()  # the report's tables and values
-    P = get_profile(profile)
-    out_dir = NOTEBOOK_DIR if P.name == "full" else P.root / "notebooks"
+    out_dir = executed_dir(P)
     times_path = P.results / "notebook_times.json"
     device = environment()["device_name"]
     entry = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
              "device": device, "times": {}}
-    for nb in notebooks(only):
-        print(f"[{P.name}] {nb.name} ...", flush=True)
+    for nb in nbs:
+        log = json.loads(times_path.read_text()) if times_path.is_file() else {"runs": []}
+        last = _last_time(log, nb.stem, device)
+        print(f"[{P.name}] {nb.name} ..." + (f" (took {_clock(last)} last time on this "
+                                             f"device)" if last else ""), flush=True)
         before = run_records(P.results)
-        seconds = round(execute(nb, P, out_dir / nb.name, timeout), 1)
+        seconds = round(execute(nb, P, out_dir / nb.name, timeout, expected=last), 1)
         trained = run_records(P.results) != before
         log = json.loads(times_path.read_text()) if times_path.is_file() else {"runs": []}
         known = any(nb.stem in r["times"] for r in log["runs"] if r.get("device") == device)

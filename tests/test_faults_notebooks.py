@@ -9,6 +9,7 @@ study notebooks themselves are checked the same way in test_notebooks.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -67,17 +68,25 @@ def probe(tmp_path, monkeypatch):
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root`` but the job lock's (``.running/``, ignored by git)."""
     return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and ".running" not in p.relative_to(root).parts}
 
 
 def outputs_text(nb) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells])
 
 
-def test_two_main_job_runs_in_a_row_leave_outputs_identical(probe, capsys):
+def test_two_main_job_runs_in_a_row_leave_outputs_identical(probe, capfd):
     P, src, out = probe
     assert main(["notebooks", "--profile", "smoke"]) == 0
+    said = capfd.readouterr()  # the kernel's own stderr too (file descriptors)
+    assert re.search(r"\[smoke 07_probe \d+:\d\d\] training probe/cnn3-s0-\w+ "
+                     r"\(cnn3, 1 epochs\)", said.out), said.out
+    assert re.search(r"\] done probe/cnn3-s0-\w+: ok", said.out), said.out
+    for noise in nbs.KERNEL_NOISE:
+        assert noise not in said.out + said.err
     times = json.loads((P.results / "notebook_times.json").read_text())
     assert list(times["runs"][-1]["times"]) == ["07_probe"]  # it trained: timed
     first = snapshot(P.root)
@@ -95,9 +104,11 @@ def test_two_main_job_runs_in_a_row_leave_outputs_identical(probe, capsys):
     assert nb.metadata.papermill["input_path"] == "07_probe.ipynb"
     assert not (out.parent / ".running").exists()
 
-    capsys.readouterr()
     assert main(["notebooks", "--profile", "smoke"]) == 0
-    assert "(nothing trained)" in capsys.readouterr().out
+    said = capfd.readouterr()
+    assert "(nothing trained)" in said.out and "took 0:" in said.out  # last time's
+    for noise in nbs.KERNEL_NOISE:
+        assert noise not in said.out + said.err
     second = snapshot(P.root)
     changed = [k for k in first if first[k][0] != second.get(k, (None,))[0]]
     assert not changed and set(second) == set(first), changed
@@ -140,7 +151,7 @@ def test_interrupt_keeps_the_executed_notebook_and_records_it(probe, monkeypatch
     out.parent.mkdir(parents=True)
     out.write_text("old")
 
-    def interrupted(nb, profile, tmp, timeout):
+    def interrupted(nb, profile, tmp, timeout, **kw):
         partial = nbformat.read(str(nb), 4)
         partial.cells[2].metadata["papermill"] = {"status": "running"}
         partial.cells[2]["execution_count"] = 3
@@ -181,3 +192,18 @@ def test_truncated_cache_is_rebuilt_for_a_profile(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the rebuilt cache reads cleanly
         experiments.profile_split(P, root)
+
+
+def test_strip_source_leaves_only_the_parameters_cell(probe):
+    """What the full profile once wrote over a committed notebook (the
+    injected "# Parameters" cell, outputs, papermill's metadata) is found,
+    and stripping it leaves the cell sources as they were."""
+    P, src, out = probe
+    assert main(["notebooks", "--profile", "smoke"]) == 0
+    executed = nbformat.read(str(out), 4)
+    problems = nbs.source_problems(executed)
+    assert any("injected" in p for p in problems) and any("outputs" in p for p in problems)
+    stripped = nbs.strip_source(executed)
+    assert nbs.source_problems(stripped) == []
+    assert [c.source for c in stripped.cells] == [c.source for c in nbformat.read(str(src), 4).cells]
+    assert nbformat.read(str(src), 4).cells[0].source == "profile = None", "source untouched"
