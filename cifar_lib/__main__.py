@@ -93,14 +93,14 @@ def _train(args) -> int:
 def _experiment(args) -> int:
     from cifar_lib.experiments import (profile_split, results_frame, run_experiment,
                                        summarize)
-    from cifar_lib.plan import load_studies
     from cifar_lib.profiles import get_profile
+    from cifar_lib.studies import experiment
 
-    load_studies()
     P = get_profile(args.profile)
     split = profile_split(P, args.data_root)
     for name in args.names:
-        df = results_frame(run_experiment(name, P, split, force=args.force, log=print))
+        exp = experiment(name)
+        df = results_frame(run_experiment(exp, P, split, force=args.force, log=print))
         print(f"\n== {name} ({P.name})")
         print(summarize(df).to_string(index=False))
     return 0
@@ -159,10 +159,8 @@ def _list(args) -> int:
         from cifar_lib.models import list_models
         print("\n".join(list_models()))
     else:
-        from cifar_lib.plan import load_studies
-        from cifar_lib.registry import EXPERIMENTS
-        load_studies()
-        print("\n".join(sorted(EXPERIMENTS)))
+        from cifar_lib.studies import experiments
+        print("\n".join(sorted(e.name for e in experiments())))
     return 0
 
 
@@ -183,10 +181,8 @@ def _models() -> list[str]:
 
 
 def _experiments() -> list[str]:
-    from cifar_lib.plan import load_studies
-    from cifar_lib.registry import EXPERIMENTS
-    load_studies()
-    return sorted(EXPERIMENTS)
+    from cifar_lib.studies import experiments
+    return sorted(e.name for e in experiments())
 
 
 def _notebook_names() -> list[str]:

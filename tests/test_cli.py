@@ -114,10 +114,10 @@ def test_options_with_a_fixed_set_have_choices():
     from cifar_lib.__main__ import PRIORITY, build_parser
     from cifar_lib.plan import PRIORITY as PLAN_PRIORITY
     from cifar_lib.profiles import PROFILES
-    from cifar_lib.registry import EXPERIMENTS
+    from cifar_lib.studies import experiments
     ap = build_parser()
     assert set(_actions(ap, "train")["model"].choices) == set(list_models(aliases=True))
-    assert set(_actions(ap, "experiment")["names"].choices) == set(EXPERIMENTS)
+    assert set(_actions(ap, "experiment")["names"].choices) == {e.name for e in experiments()}
     assert "00" in _actions(ap, "notebooks")["only"].choices
     assert _actions(ap, "run")["groups"].choices == PRIORITY == PLAN_PRIORITY
     for command in ("train", "experiment", "plan", "run", "notebooks", "report"):
