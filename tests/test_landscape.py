@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from cifar_lib import landscape as L
+from cifar_lib import store
 from cifar_lib.data import split_data, synthetic_cifar
 from cifar_lib.engine import TrainConfig, fit, make_loaders
 from cifar_lib.models import create_model
@@ -344,7 +345,7 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
                     surface_images=100, surface_points=5, surface_grid=3)
     _use_sizes(monkeypatch, S)
     # trained as notebook 04 trains them
-    runs = experiments.run_experiment("batchnorm", P, small_split, device="cpu")
+    runs = experiments.run_experiment(study.BATCHNORM, P, small_split, device="cpu")
     assert len(runs) == 6 and all(r["status"] in ("ok", "diverged") for r in runs)
     assert [r["label"] for r in runs] == [s.label for s in study.specs(S)]
     probed = [r for r in runs if r["tag"]["probe_every"]]
@@ -363,17 +364,24 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a cached run was trained again")
     monkeypatch.setattr(experiments, "fit", no_training)
-    again = study.train_all(P, small_split, S)
+    again = experiments.run_experiment(study.BATCHNORM, P, small_split, device="cpu")
     assert [r["run"] for r in again] == [r["run"] for r in runs]
     assert [r["run"] for r in study.records(P)] == [r["run"] for r in runs]
-    assert study.configs(P) == {"batchnorm": experiments.experiment_configs("batchnorm", P)}
-    # the budgeted runner's interface: one run by its config, and its tag
-    for spec, r in zip(study.specs(S), runs):
-        cfg = study.config(spec, S)
-        assert study.run_tag(P, cfg) == r["tag"]
-        assert study.train_one(P, small_split, cfg)["run"] == r["run"]
-    with pytest.raises(ValueError, match="not a run of the batchnorm study"):
-        study.train_one(P, small_split, study.config(study.Spec("vgg_a", "adam", 0.3, False), S))
+    assert study.records(P) == experiments.records(study.BATCHNORM, P)
+    assert study.EXPERIMENTS == (study.BATCHNORM,) and study.BATCHNORM.name == "batchnorm"
+    # each run of the experiment carries the tag its stored record has, and
+    # fresh step recorders with those options; training it again loads it
+    bn_runs = study.BATCHNORM.runs(P)
+    assert [r.label for r in bn_runs] == [s.label for s in study.specs(S)]
+    for spec, run, rec in zip(study.specs(S), bn_runs, runs):
+        assert run.cfg == study.config(spec, S) and run.cfg.to_dict() == rec["config"]
+        assert run.tag == study.recording(spec, S) == rec["tag"]
+        assert rec["run"] == store.run_key(rec["config"], rec["data"], run.tag)
+        assert study.BATCHNORM.group_of(run) == "batchnorm"
+        hooks, other = run.make_hooks(), run.make_hooks()
+        assert len(hooks) == 1 and isinstance(hooks[0], L.Recorder)
+        assert hooks[0].options() == run.tag and hooks[0] is not other[0]
+        assert experiments.train_one(study.BATCHNORM, run, P, small_split)["run"] == rec["run"]
     monkeypatch.undo()
     _use_sizes(monkeypatch, S)
 
@@ -385,6 +393,11 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     surfs = study.load_surfaces(P)
     assert set(surfs) == set(study.MODELS) and (P.root / bn["weights"]).is_file()
     for m, s in surfs.items():
+        # kept in the store under the key of its run and the surface options
+        key = study.surface_key(study.pick(runs, m, "adam", S.adam_lr)["run"], S)
+        assert key["settings"] == study.surface_options(S)
+        assert store.measurement_path(P.results, "batchnorm", key).is_file()
+        assert store.load_measurement(P.results, "batchnorm", key) == s
         assert len(s["line"]) == 5 and np.shape(s["grid"]) == (3, 3)
         assert s["options"]["images"] == 64  # full batches only
         assert "running statistics" in s["options"]["bn"]
@@ -401,6 +414,8 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     monkeypatch.setattr(L, "loss_surface", no_training)
     study.measure(P, None)
     assert study.load_surfaces(P) == surfs
+    assert len(list((P.results / "batchnorm" / "measurements").glob("surface-*.json"))) == 2
+    assert not (P.results / "batchnorm" / "surfaces").exists()  # the old layout
     monkeypatch.undo()
     _use_sizes(monkeypatch, S)
 

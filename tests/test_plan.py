@@ -100,16 +100,45 @@ def test_budgeted_runner_stops_within_budget_and_resumes(monkeypatch):
 
 
 def test_runner_records_how_long_a_measurement_took(monkeypatch):
+    from types import SimpleNamespace
+    from cifar_lib.experiments import Measurement
     P = get_profile("smoke")
     monkeypatch.setattr(pl, "MEASURED_MIN_S", 0.0)
     calls = []
-    monkeypatch.setattr(pl, "_post_steps", lambda P: [
-        ("BatchNorm surfaces (notebook 04)", {"core"}, lambda j: False,
-         lambda P, split, log: calls.append(1))])
-    pl.run_budget(P, budget_min=0.0, only_groups=("core",), log=lambda m: None)
-    assert calls == [1]
+    m = Measurement("BatchNorm surfaces (notebook 04)", "04_batchnorm", lambda r: True,
+                    lambda P, split, log: calls.append(1))
+    monkeypatch.setattr(pl, "_post_steps", lambda jobs: [(m, [SimpleNamespace(done=True)])])
+    out = pl.run_budget(P, budget_min=0.0, only_groups=("core",), log=lambda m: None)
+    assert calls == [1] and out["posted"] == [m.name]
     row = {r["notebook"]: r for r in pl.work_by_notebook(P)}["04_batchnorm"]
     assert row["measure_s"] is not None and row["devices"] == ["cpu"]
+
+
+def test_plan_jobs_carry_their_experiment_and_run():
+    from cifar_lib.studies import experiments
+    P = get_profile("smoke")
+    jobs = pl.plan(P, costs=False)
+    assert all(j.exp.name == j.experiment and j.run.cfg is j.cfg and j.run.tag == j.tag
+               and j.exp.group_of(j.run) == j.group and j.run.label == j.label
+               for j in jobs)
+    # every run of every (core-set) experiment is a job, or shares one
+    keys = {json.dumps([j.cfg.to_dict(), j.tag], sort_keys=True) for j in jobs}
+    for e in experiments(extended=False):
+        for r in e.runs(P):
+            assert json.dumps([r.cfg.to_dict(), r.tag], sort_keys=True) in keys, (e, r.label)
+    # each measurement follows the jobs of its own experiment that it needs
+    posts = pl._post_steps(jobs)
+    names = [m.name for m, _ in posts]
+    assert len(names) == len(set(names)) >= 3
+    for m, mine in posts:
+        owner = [e for e in experiments() if m in e.measurements]
+        assert len(owner) == 1, m.name
+        assert mine and all(j.exp is owner[0] and m.needs(j.run) for j in mine)
+        assert [j for j in jobs if j.exp is owner[0] and m.needs(j.run)] == mine
+    by_notebook = {m.notebook: m for m, _ in posts}
+    assert {"03_visualization", "04_batchnorm", "05_dessilbi"} <= set(by_notebook)
+    surf = [mine for m, mine in posts if m.notebook == "04_batchnorm"][0]
+    assert {j.cfg.optimizer for j in surf} == {"adam"}
 
 
 def test_cli_run_help_names_groups(capsys):
