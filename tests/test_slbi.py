@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cifar_lib import slbi
+from cifar_lib import slbi, store
 from cifar_lib.engine import TrainConfig, fit, make_loaders
 from cifar_lib.optim import OPTIMIZERS, make_optimizer
 
@@ -246,15 +246,21 @@ STUDY_TABLES = ("slbi_runs", "slbi_path", "slbi_pruning", "slbi_after")
 
 
 def test_study_configs_and_empty_tables():
-    from cifar_lib.experiments import experiment_configs
+    from cifar_lib import studies
     from cifar_lib.profiles import get_profile
     from cifar_lib.report import TABLES
     from cifar_lib.studies import dessilbi as study
+    assert study.EXPERIMENTS == (study.DESSILBI,)
+    assert studies.experiment("dessilbi") is study.DESSILBI  # the one the plan trains
+    assert (study.DESSILBI.notebook, study.DESSILBI.group) == ("05_dessilbi", "dessilbi")
     for name in ("smoke", "cpu", "full"):
         P = get_profile(name)
         S = study.sizes(P)
-        pairs = study.configs(P)["dessilbi"]
-        assert experiment_configs("dessilbi", P) == pairs     # the registered experiment
+        runs = study.DESSILBI.runs(P)
+        pairs = [(r.label, r.cfg) for r in runs]
+        assert all(r.tag is None and not r.make_hooks() for r in runs)
+        assert pairs == [(label, study.recipe(P, opt, s)) for s in S.seeds
+                         for label, opt in (("SLBI", "slbi"), ("SGD", "sgd"))]
         assert {"SLBI", "SGD"} <= {label for label, cfg in pairs} and S.lambda_conv > 0
         slbi_cfg = dict(pairs)["SLBI"]
         assert slbi_cfg.optim_kw["relative"] and not slbi_cfg.nesterov
@@ -262,7 +268,7 @@ def test_study_configs_and_empty_tables():
         with pytest.raises(dataclasses.FrozenInstanceError):
             S.epochs = 1
     P = get_profile("smoke")   # scratch is an empty temp folder here
-    assert study.records(P) == [] and study.by_label([]) == {}
+    assert study.finished(P) == [] and study.by_label([]) == {}
     for name in STUDY_TABLES:
         out = TABLES[name](P)
         assert out is None or len(out) == 0
@@ -477,12 +483,21 @@ def test_study_measure_stores_everything_and_renders_without_weights(
         return cfg
     monkeypatch.setattr(runs, "recipe", tiny_recipe)
     assert study.measured(P) is None
-    recs = experiments.run_experiment("dessilbi", P, small_split)   # as notebook 05
+    recs = experiments.run_experiment(study.DESSILBI, P, small_split)   # as notebook 05
     assert [r["label"] for r in recs] == ["SLBI", "SGD"] * len(study.sizes(P).seeds)
     assert list(study.first_seed(recs)) == ["SLBI", "SGD"]
-    assert [r["run"] for r in study.records(P)] == [r["run"] for r in recs]
+    assert [r["run"] for r in study.finished(P)] == [r["run"] for r in recs]
     study.measure(P, small_split, device="cpu")
     data = study.measured(P)
+    # kept in the store, keyed by the runs and the measuring sizes
+    key = study.measure_key(P, study.by_label(recs))
+    assert key["measurement"] == "pruning" and key["version"] == study.MEASURE_VERSION
+    assert key["runs"] == {lbl: [r["run"] for r in recs if r["label"] == lbl]
+                           for lbl in ("SLBI", "SGD")}
+    assert store.load_measurement(P.results, "dessilbi", key) == data
+    assert [p.name for p in (P.results / "dessilbi" / "measurements").iterdir()] == \
+        [store.measurement_path(P.results, "dessilbi", key).name]
+    assert not (P.results / "dessilbi_measure.json").exists()   # the old layout
     S, seed = study.sizes(P), data["seeds"][0]
     n_panels = 2                                   # conv1 and all convs (cnn3 has 3 convs)
     assert len(seed["rows"]) == len(study.METHODS) * n_panels * len(S.fractions)
@@ -516,5 +531,6 @@ def test_study_measure_without_runs_is_a_no_op(small_split):
     P = get_profile("smoke")
     said = []
     study.measure(P, small_split, log=said.append)
-    assert study.measured(P) is None and not (P.results / study.MEASURE_FILE).exists()
-    assert "not all on disk" in said[0]
+    assert study.measured(P) is None and "not all on disk" in said[0]
+    assert not (P.results / "dessilbi" / "measurements").exists()
+    assert not (P.results / "dessilbi_measure.json").exists()
