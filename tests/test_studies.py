@@ -1,29 +1,67 @@
 """The study's named experiments and the tables read back from results."""
 import pytest
 
-from cifar_lib.experiments import EXPERIMENTS, experiment_configs, run
-from cifar_lib.profiles import PROFILES, get_profile
+import json
+
+from cifar_lib import studies
+from cifar_lib.experiments import Experiment, Run, records, run
+from cifar_lib.profiles import PROFILES, REPO, get_profile
+from cifar_lib.registry import PRIORITY
 from cifar_lib.studies import classification as study
+from cifar_lib.studies.classification import runs as section1  # what the package leaves out
+
+
+def pairs_of(name, P):
+    """(label, config) of every run of the experiment ``name``."""
+    return [(r.label, r.cfg) for r in studies.experiment(name).runs(P)]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_experiment_builds_valid_configs(profile):
     P = get_profile(profile)
-    experiment_configs("baseline", P)  # loads the registry
-    for name in EXPERIMENTS:
-        pairs = experiment_configs(name, P)
-        assert pairs, name
-        keys = [(label, cfg.seed) for label, cfg in pairs]
-        assert len(keys) == len(set(keys)), f"{name} repeats a (label, seed)"
-        extra = study.EXTENDED_SEEDS if name in study.EXTENDED else ()
-        assert {cfg.seed for _, cfg in pairs} <= set(P.seeds) | set(extra)
+    for exp in studies.experiments():
+        assert isinstance(exp, Experiment) and studies.experiment(exp.name) is exp
+        assert exp.group in PRIORITY and (REPO / "notebooks" / f"{exp.notebook}.ipynb").is_file()
+        runs = exp.runs(P)
+        assert runs and all(isinstance(r, Run) for r in runs), exp.name
+        assert all(exp.group_of(r) in PRIORITY for r in runs)
+        keys = [(r.label, r.cfg.seed) for r in runs]
+        assert len(keys) == len(set(keys)), f"{exp.name} repeats a (label, seed)"
+        idents = [json.dumps([r.cfg.to_dict(), r.tag], sort_keys=True) for r in runs]
+        assert len(idents) == len(set(idents)), f"{exp.name} repeats a run"
+        extra = section1.EXTENDED_SEEDS if exp.name in section1.EXTENDED else ()
+        assert {r.cfg.seed for r in runs} <= set(P.seeds) | set(extra)
+
+
+def test_experiments_are_listed_once_and_found_by_name():
+    names = [e.name for e in studies.experiments()]
+    assert len(names) == len(set(names))
+    core = [e.name for e in studies.experiments(extended=False)]
+    assert set(names) - set(core) == {"architectures_extended"} == set(section1.EXTENDED)
+    assert {"architectures", "baseline", "batchnorm", "dessilbi"} <= set(core)
+    assert study.ABLATION["losses"].name == "ablation_losses"
+    assert {e.name for e in study.ABLATION.values()} == set(study.ABLATION_EXPERIMENTS.values())
+    assert study.experiment("ablation_losses") is study.ABLATION["losses"]
+    assert study.BASELINE.name == "baseline" and study.ARCHITECTURES.name == "architectures"
+    assert study.ARCHITECTURES_EXTENDED.extended and not study.ARCHITECTURES.extended
+    with pytest.raises(ValueError, match="unknown experiment 'batchnrom'; did you mean "
+                                         "'batchnorm'"):
+        studies.experiment("batchnrom")
+    with pytest.raises(ValueError, match="unknown experiment 'batchnorm'.*choose one of "
+                                         "architectures"):
+        study.experiment("batchnorm")   # a section's own experiments only
+    # architecture runs: the core models in the core group, the rest in the zoo
+    P = get_profile("full")
+    groups = {r.label: study.ARCHITECTURES.group_of(r) for r in study.ARCHITECTURES.runs(P)}
+    assert {lbl for lbl, g in groups.items() if g == "core"} == set(study.ARCH_CORE)
+    assert set(groups.values()) == {"core", "zoo"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_each_ablation_changes_one_thing_from_one_baseline(profile):
     P = get_profile(profile)
     base = study.fast_recipe(P).to_dict()
-    for name, variants in study.ablations(P).items():
+    for name, variants in section1.ablations(P).items():
         assert len(variants) >= 2, name
         if name != "lr_grid":
             baselines = [k for k, cfg in variants.items() if cfg.to_dict() == base]
@@ -38,26 +76,28 @@ def test_each_ablation_changes_one_thing_from_one_baseline(profile):
 
 def test_full_architectures_and_the_extended_set_cover_the_whole_zoo():
     from cifar_lib.models import list_models
-    labels = {label for label, _ in experiment_configs("architectures", "full")}
-    ext = {label for label, _ in experiment_configs("architectures_extended", "full")}
+    full = get_profile("full")
+    labels = {label for label, _ in pairs_of("architectures", full)}
+    ext = {label for label, _ in pairs_of("architectures_extended", full)}
     missing = set(list_models()) - labels - ext
     # only variants that no course report ran are outside both sets
     assert missing <= {"cnn3_128", "shufflenetv2_0_5", "vgg11", "vgg11_bn", "vgg16",
                        "vgg16_bn"}, missing
-    core = [cfg for label, cfg in experiment_configs("architectures", "full") if label == "resnet18"]
+    core = [cfg for label, cfg in pairs_of("architectures", full) if label == "resnet18"]
     assert len(core) == len(get_profile("full").seeds)
 
 
 def test_records_tables_and_values_from_disk(tmp_path, small_split):
     P = get_profile("smoke").with_(root=tmp_path)
-    pairs = experiment_configs("ablation_losses", P)[:2]
+    exp = study.ABLATION["losses"]
+    pairs = pairs_of("ablation_losses", P)[:2]
     for label, cfg in pairs:
         run(cfg.replace(seed=7), small_split, "ablation_losses", P, label=label)
     # the runs above changed the seed, so it is not the spec's config: left out
-    assert study.records(P, "ablation_losses") == []
+    assert records(exp, P) == []
     for label, cfg in pairs:
         run(cfg, small_split, "ablation_losses", P, label=label)
-    recs = study.records(P, "ablation_losses")
+    recs = records(exp, P)
     assert [r["label"] for r in recs] == [label for label, _ in pairs]
     table = study.summary_table(recs)
     assert list(table["variant"]) == [label for label, _ in pairs]
@@ -79,29 +119,34 @@ def test_data_summary_round_trip(tmp_path, small_split):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_study_has_the_same_parts(profile, tmp_path):
-    """Sizes, configs, records and values, with the same signatures."""
+    """Sizes, experiments, records and values, with the same signatures."""
     import dataclasses
 
     from cifar_lib.studies import batchnorm, classification, dessilbi
     P = get_profile(profile).with_(root=tmp_path)
+    listed = []
     for mod in (classification, batchnorm, dessilbi):
         S = mod.sizes(P)
         assert dataclasses.is_dataclass(S) and type(S).__dataclass_params__.frozen, mod
-        runs = mod.configs(P)
-        assert isinstance(runs, dict) and runs, mod
-        for name, pairs in runs.items():
-            assert experiment_configs(name, P) == pairs, (mod, name)
-            assert mod.records(P, name) == []  # nothing on disk here
+        assert isinstance(mod.EXPERIMENTS, tuple) and mod.EXPERIMENTS, mod
+        for exp in mod.EXPERIMENTS:
+            assert isinstance(exp, Experiment) and exp.runs(P), (mod, exp)
+            assert records(exp, P) == []  # nothing on disk here
+            listed.append(exp)
         got = mod.values(P)
         assert isinstance(got, dict) and got, mod
+    assert listed == studies.experiments()
+    assert batchnorm.records(P) == [] and dessilbi.finished(P) == []
+    assert dessilbi.measured(P) is None and batchnorm.load_surfaces(P) == {}
+    assert classification.vis_measured(P) is None
 
 
 def test_size_tables_match_the_profiles():
     """The classification sizes of the committed profiles (their runs' names
     depend on them)."""
-    full = study.sizes("full")
+    full = study.sizes(get_profile("full"))
     assert (full.fast_width, full.fast_epochs, full.ema_decay) == (1.0, 6, 0.999)
     assert full.arch_epochs_of("wrn28_10") == 2 and full.arch_epochs_of("dla") == 4
     assert full.arch_epochs_of("resnet18") == full.epochs
-    cpu = study.sizes("cpu")
+    cpu = study.sizes(get_profile("cpu"))
     assert cpu.arch_epochs_of("dla") == cpu.epochs and cpu.batch_sizes == (32, 64, 128, 256)
