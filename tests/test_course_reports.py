@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from cifar_lib.engine import TrainConfig, fit, make_loaders
-from cifar_lib.experiments import experiment_configs, write_json
+from cifar_lib import studies
+from cifar_lib.store import write as write_json
 from cifar_lib.landscape import Recorder
 from cifar_lib.models import count_params, create_model, list_models
 from cifar_lib.profiles import REPO, get_profile
-from cifar_lib.registry import TAGS
 from cifar_lib.report import BLOCK, TABLES, refresh_text
 from cifar_lib.studies import course_reports as CR
 from conftest import TINY_MODEL
@@ -33,7 +33,8 @@ def test_every_setting_names_a_setting_of_ours():
         if key.get("experiment") == "architectures":
             assert key["label"] in list_models(), (s["setting"], key)
         elif "label" in key:
-            labels = [lbl for lbl, _ in experiment_configs(key["experiment"], "full")]
+            exp = studies.experiment(key["experiment"])
+            labels = [r.label for r in exp.runs(get_profile("full"))]
             assert key["label"] in labels, (s["setting"], key)
         else:  # a model with options, found in whichever experiment runs it
             TrainConfig(model=key["model"], model_kw=key["model_kw"])
@@ -86,14 +87,13 @@ def profile(tmp_path):
     of three shared settings on disk (each under the tag its experiment
     records it with: the BatchNorm study's runs have one)."""
     P = get_profile("smoke").with_(root=tmp_path, seeds=(0, 1))
-    assert "batchnorm" in TAGS
     for exp, label, accs in (("ablation_optimizers", "Adam", (0.50, 0.54)),
                              ("architectures", "lenet", (0.95,)),
                              ("batchnorm", "VGG-A + BN, Adam lr=0.001", (0.10,))):
-        cfgs = [c for lbl, c in experiment_configs(exp, P) if lbl == label]
-        for i, (cfg, acc) in enumerate(zip(cfgs, accs)):
-            tag = TAGS[exp](P, cfg) if exp in TAGS else None
-            write_json(_record(cfg, label, exp, acc, val=0.7, tag=tag),
+        runs = [r for r in studies.experiment(exp).runs(P) if r.label == label]
+        assert (runs[0].tag is not None) == (exp == "batchnorm")
+        for i, (r, acc) in enumerate(zip(runs, accs)):
+            write_json(_record(r.cfg, label, exp, acc, val=0.7, tag=r.tag),
                        P.results / exp / f"r{i}.json")
     return P
 
@@ -126,7 +126,7 @@ def test_values_for_the_prose(profile):
     # Adam (52 < 88.42) and VGG-A + BN (70 < 84.29) are below; LeNet (95 > 64) is not
     assert vals["course_reports_below"] == "2"
     assert vals["course_reports_below_fewer_epochs"] == "2"
-    bn_epochs = experiment_configs("batchnorm", profile)[0][1].epochs
+    bn_epochs = studies.experiment("batchnorm").runs(profile)[0].cfg.epochs
     assert bn_epochs > 1
     assert vals["course_reports_our_epochs"] == f"1 to {bn_epochs}"
     assert vals["course_reports_our_data"] == "synthetic"
@@ -138,6 +138,7 @@ def test_values_for_the_prose(profile):
 
 
 def test_model_key_finds_the_run_in_any_experiment(profile):
+    assert CR._registered() == {e.name: e for e in studies.experiments()}
     runs = CR._Runs(profile)
     recs, planned = runs.find({"model": "lenet", "model_kw": {}})
     assert "architectures" in planned and [r["label"] for r in recs] == ["lenet"]
