@@ -99,9 +99,12 @@ def test_the_plan_paths_cover_every_group():
                                               "adamw_sgd", "slbi"}
 
 
-def test_notebook_03_drawing_on_the_full_size_models(tmp_path, tiny):
-    from cifar_lib import analysis
+def test_notebook_03_drawing_on_the_full_size_models(tmp_path, tiny, monkeypatch):
+    """Notebook 03's measurement on the full profile's (untrained) models:
+    every figure drawn, the calibration stored; a second call loads no model."""
+    from cifar_lib import store
     from cifar_lib.studies import classification as cls
+    from cifar_lib.studies.classification import measures
     P = get_profile("full").with_(root=tmp_path)  # figures go to the temp folder
     split = split_data(synthetic_cifar(n_train=40, n_test=64, seed=4), val_size=8, seed=0)
     models = {}
@@ -111,13 +114,17 @@ def test_notebook_03_drawing_on_the_full_size_models(tmp_path, tiny):
         if hasattr(m, "data_init"):
             m.data_init(torch.randn(16, 3, 32, 32))
         models[name] = m.eval()
-    test = cls.test_loader(P, split)
-    outs = {n: analysis.predictions(m, test) for n, m in models.items()}
-    cls.draw_inside(P, models, test, split)
-    cls.draw_cams(P, models, outs, test, split)
-    cls.draw_errors(P, outs, split)
-    rows = cls.draw_calibration(P, outs)
+    # the trained models and their runs' key stand-ins (no records here)
+    key = store.measurement_key("vis", measures.VIS_VERSION, {n: f"{n}-run" for n in models},
+                                {"figures": list(cls.VIS_FIGURES)})
+    monkeypatch.setattr(measures, "vis_key", lambda profile: key)
+    monkeypatch.setattr(measures, "vis_models", lambda profile, split, labels=(), force=False:
+                        {lbl: models[lbl] for lbl in labels})
+    data = cls.measure(P, split, device="cpu")
+    rows = data["calibration"]
     assert set(rows) == set(models) and all(0 <= r["ece"] <= 1 for r in rows.values())
-    cls.draw_embedding(P, models["resnet18"], test, split)
+    assert store.load_measurement(P.results, "architectures", key) == data
     drawn = {p.name for p in P.figures.glob("*.png")}
     assert set(cls.VIS_FIGURES) <= drawn
+    monkeypatch.setattr(measures, "vis_models", lambda *a, **k: pytest.fail("measured again"))
+    assert cls.measure(P, split) == data and cls.vis_measured(P) == data
