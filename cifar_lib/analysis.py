@@ -223,3 +223,71 @@ def cam_panels(models: dict, x: torch.Tensor, preds: dict,
     its own predicted class: {"<model> <method>": N x H x W}."""
     return {f"{name} {method}": cams(model, x, preds[name], method)
             for name, model in models.items() for method in methods}
+
+
+# ------------------------------------------------ compact summaries to store
+# What notebook 03's measurement keeps of the trained networks (JSON-safe,
+# small), so that its figures are drawn again without the weights.
+
+
+def rounded(x, digits: int = 4) -> list:
+    """``x`` (array-like) as nested lists of floats rounded to ``digits``
+    significant digits."""
+    a = np.asarray(x, dtype=float)
+    flat = np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
+    return flat.tolist()
+
+
+def quantile_summary(x, k: int = 1000, digits: int = 4, sample: int | None = None) -> dict:
+    """``k`` quantiles of ``x`` evenly spaced from its minimum to its maximum
+    (all values, sorted, when there are at most ``k``), rounded, and ``n``,
+    how many values they stand for: enough to draw its violin again.
+
+    ``sample``: span instead the range a random sample of that many values
+    would (from its 1/(2 sample) to its 1 - 1/(2 sample) quantile), so that
+    a few outliers among millions of values do not stretch the axis."""
+    v = np.asarray(x, dtype=float).ravel()
+    if len(v) <= k:
+        return {"n": int(len(v)), "values": rounded(np.sort(v), digits)}
+    tail = 0.5 / sample if sample and len(v) > sample else 0.0
+    return {"n": int(len(v)), "values": rounded(np.quantile(v, np.linspace(tail, 1 - tail, k)),
+                                                digits)}
+
+
+def to_uint8(x, lo=0.0, hi=1.0) -> np.ndarray:
+    """Values in [lo, hi] scaled to 0-255 (rounded, clipped) as uint8."""
+    a = (np.asarray(x, dtype=float) - lo) / max(hi - lo, 1e-12)
+    return np.rint(255 * a.clip(0, 1)).astype(np.uint8)
+
+
+def pack_uint8(a) -> dict:
+    """A uint8 array as ``{"shape", "uint8"}``, its bytes in base64: a JSON
+    string of 4 characters per 3 values (a list would take one indented line
+    per value in the store's files)."""
+    import base64
+    a = np.ascontiguousarray(a, dtype=np.uint8)
+    return {"shape": list(a.shape), "uint8": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpack_uint8(d: dict) -> np.ndarray:
+    """The array :func:`pack_uint8` stored."""
+    import base64
+    return np.frombuffer(base64.b64decode(d["uint8"]), dtype=np.uint8).reshape(d["shape"])
+
+
+def top_channels(fm: torch.Tensor, k: int = 8) -> tuple[list[int], np.ndarray]:
+    """The ``k`` channels of one feature map (C x H x W) with the highest mean
+    activation, and those channels each scaled to 0-255 from its own minimum
+    to maximum (uint8, k x H x W; what a colour map shows of it)."""
+    top = fm.flatten(1).mean(1).argsort(descending=True)[:k]
+    maps = fm[top].float().cpu().numpy()
+    lo = maps.min(axis=(1, 2), keepdims=True)
+    hi = maps.max(axis=(1, 2), keepdims=True)
+    return [int(c) for c in top], to_uint8((maps - lo) / np.maximum(hi - lo, 1e-12))
+
+
+def first_per_class(mask: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Index of the first example of each class (0..k-1) where ``mask`` is
+    true, class by class; classes without one are skipped."""
+    idx = [(mask & (y == c)).nonzero().flatten()[:1] for c in range(k)]
+    return torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long)

@@ -123,3 +123,33 @@ def test_plots_return_figures_and_save(tmp_path, net, split):
         assert path.is_file() and path.stat().st_size > 1000
     legend = [t.get_text() for t in figs["curves.png"].legends[0].texts]
     assert legend == ["a (diverged)", "b"]
+
+
+def test_compact_summaries_round_trip_through_json():
+    import json
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    packed = json.loads(json.dumps(analysis.pack_uint8(a)))
+    assert packed["shape"] == [2, 3, 4] and np.array_equal(analysis.unpack_uint8(packed), a)
+    assert analysis.to_uint8([-1.0, 0.0, 0.5, 1.0, 2.0]).tolist() == [0, 0, 128, 255, 255]
+    assert analysis.rounded([[0.123456, 12345.67]]) == [[0.1235, 12350.0]]
+    v = np.random.default_rng(0).normal(size=50_000)
+    s = analysis.quantile_summary(v, k=101)
+    assert s["n"] == 50_000 and len(s["values"]) == 101
+    assert s["values"][0] == pytest.approx(v.min(), rel=1e-3)
+    assert s["values"][50] == pytest.approx(np.median(v), abs=1e-3)
+    # a sample's range: the extremes of 20,000 draws, not of all 50,000 values
+    tails = analysis.quantile_summary(v, k=101, sample=20_000)["values"]
+    assert v.min() < tails[0] < tails[-1] < v.max()
+    assert analysis.quantile_summary([3.0, 1.0], k=10) == {"n": 2, "values": [1.0, 3.0]}
+
+
+def test_top_channels_and_first_of_each_class():
+    fm = torch.zeros(4, 2, 2)
+    fm[2] = torch.tensor([[1.0, 3.0], [2.0, 5.0]])
+    fm[1] = 0.5
+    channels, maps = analysis.top_channels(fm, k=2)
+    assert channels == [2, 1] and maps.dtype == np.uint8
+    assert maps[0].tolist() == [[0, 128], [64, 255]]  # scaled from its min to its max
+    y = torch.tensor([1, 0, 1, 2, 0, 2])
+    ok = torch.tensor([True, False, True, False, True, True])
+    assert analysis.first_per_class(ok, y, 4).tolist() == [4, 0, 5]  # class 3: none
