@@ -304,38 +304,62 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
     return fig
 
 
-def filter_grid(w, ncols: int = 16):
-    """First-layer filters (K x 3 x k x k) as RGB images, each scaled to [0, 1]."""
-    lo = w.flatten(1).min(1).values.view(-1, 1, 1, 1)
-    hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
-    return image_grid((w - lo) / (hi - lo + 1e-12), ncols=ncols, size=0.7)
+def filter_grid(w, ncols: int = 16, title: str | None = None):
+    """First-layer filters (K x 3 x k x k, array or nested lists) as RGB
+    images, each scaled to [0, 1] from its own minimum to maximum."""
+    import numpy as np
+    w = np.asarray(w, dtype=float)
+    flat = w.reshape(len(w), -1)
+    lo = flat.min(1).reshape(-1, 1, 1, 1)
+    hi = flat.max(1).reshape(-1, 1, 1, 1)
+    return image_grid((w - lo) / (hi - lo + 1e-12), ncols=ncols, size=0.7, suptitle=title)
+
+
+# Violins smooth (Scott's rule) as if drawn from this many values at most,
+# the sample the weight violins were once drawn from.
+VIOLIN_SAMPLE = 20000
+
+
+def _violins(ax, dists, cap: int | None = None) -> None:
+    """One violin (median marked) per distribution: an array of values, or a
+    summary ``{"n", "values"}`` (``analysis.quantile_summary``) smoothed as
+    a violin of its ``n`` values (at most ``cap``) would be."""
+    import numpy as np
+    from matplotlib import cbook
+    stats = []
+    for d in dists:
+        values = np.asarray(d["values"] if isinstance(d, dict) else d, dtype=float).ravel()
+        n = d["n"] if isinstance(d, dict) else len(values)
+        n = min(n, cap) if cap else n
+        stats += cbook.violin_stats([values], ("GaussianKDE", max(n, 2) ** -0.2))
+    ax.violin(stats, showextrema=False, showmedians=True)
 
 
 def weight_distributions(weights: dict):
-    """Violin plot of the weights of every layer, input to output."""
-    import numpy as np
+    """Violin plot of the weights of every layer, input to output: layer
+    name -> its values, or a summary ``{"n", "values"}`` of them."""
     names = list(weights)
-    data = [weights[n].flatten().numpy() for n in names]
-    data = [d if len(d) <= 20000 else np.random.default_rng(0).choice(d, 20000) for d in data]
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.6))
-    ax.violinplot(data, showextrema=False, showmedians=True)
+    _violins(ax, [weights[n] for n in names], cap=VIOLIN_SAMPLE)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=7)
     ax.set_xlabel("layer")
     ax.set_ylabel("weight value")
     return fig
 
 
-def feature_map_grid(maps: dict, image, channels: int = 8):
-    """For one input: the image, then the most active channels of each layer."""
-    fig, axes = plt.subplots(len(maps), channels + 1,
-                             figsize=((channels + 1) * 1.1, len(maps) * 1.25), squeeze=False)
+def feature_map_grid(maps: dict, image, channels: dict):
+    """For one input: the image, then chosen channels of each layer: ``maps``
+    layer -> k x H x W array (shown with its own colour scale), ``channels``
+    layer -> the k channel numbers."""
+    import numpy as np
+    k = max(len(c) for c in channels.values())
+    fig, axes = plt.subplots(len(maps), k + 1, figsize=((k + 1) * 1.1, len(maps) * 1.25),
+                             squeeze=False)
     for r, (name, fm) in enumerate(maps.items()):
         axes[r, 0].imshow(_to_hwc(image))
         axes[r, 0].set_title("input" if r == 0 else "", fontsize=7)
-        act = fm[0]
-        top = act.flatten(1).mean(1).argsort(descending=True)[:channels]
-        for c, ch in enumerate(top):
-            axes[r, c + 1].imshow(act[ch].numpy(), cmap="viridis")
+        for c, ch in enumerate(channels[name]):
+            axes[r, c + 1].imshow(np.asarray(fm[c]), cmap="viridis")
             axes[r, c + 1].set_title(f"{name}\nch {int(ch)}" if c == 0 else f"ch {int(ch)}",
                                      fontsize=6)
         for ax in axes[r]:
@@ -387,7 +411,9 @@ def cam_grid(images, maps: dict, titles):
 
 def confusion_plot(cm, classes, normalize: bool = True):
     """Confusion matrix heat map (rows true, columns predicted)."""
+    import numpy as np
     import seaborn as sns
+    cm = np.asarray(cm)
     data = cm / cm.sum(1, keepdims=True).clip(min=1) if normalize else cm
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sns.heatmap(100 * data if normalize else data, annot=True, fmt=".0f", cmap="Blues",
@@ -406,12 +432,15 @@ def per_class_bars(acc: dict, classes):
 
 
 def reliability_plot(rels: dict):
-    """Reliability diagrams (accuracy against confidence) with each model's ECE."""
+    """Reliability diagrams (accuracy against confidence) with each model's
+    ECE: model -> {"count", "conf", "acc" (per bin), "ece"}."""
+    import numpy as np
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for name, r in rels.items():
-        keep = r["count"] > 0
-        ax.plot(r["conf"][keep], r["acc"][keep], "o-", label=f"{name} (ECE {r['ece']:.3f})")
+        keep = np.asarray(r["count"]) > 0
+        ax.plot(np.asarray(r["conf"])[keep], np.asarray(r["acc"])[keep], "o-",
+                label=f"{name} (ECE {r['ece']:.3f})")
     ax.set_xlabel("confidence (mean max-softmax in bin)")
     ax.set_ylabel("accuracy in bin")
     ax.set_xlim(0, 1)
@@ -421,7 +450,9 @@ def reliability_plot(rels: dict):
 
 
 def embedding_plot(z, y, classes, title="penultimate features"):
-    """2-D embedding coloured by class."""
+    """2-D embedding (N x 2) coloured by class (labels ``y``)."""
+    import numpy as np
+    z, y = np.asarray(z, dtype=float), np.asarray(y)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for k, name in enumerate(classes):
         m = y == k
@@ -466,16 +497,23 @@ def image_rows(rows: dict, size: float = 1.1):
     return fig
 
 
-def attention_maps(images, maps: list[dict], n: int = 6):
-    """CANet spatial attention: one row per block, one column per image."""
-    rows = 1 + len(maps)
+def _stage(block: str) -> str:
+    """'layers.1.0' (a CANet block) as 'stage 1.0'."""
+    return block.replace("layers.", "stage ")
+
+
+def attention_maps(images, maps: dict):
+    """CANet spatial attention: one row per block (block -> N x H x W array
+    in [0, 1]), one column per image (N x 3 x H x W)."""
+    import numpy as np
+    n, rows = len(images), 1 + len(maps)
     fig, axes = plt.subplots(rows, n, figsize=(n * 1.2, rows * 1.25), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(_to_hwc(images[j]))
-        for i, m in enumerate(maps, start=1):
-            im = axes[i, j].imshow(m["spatial"][j, 0].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
+        for i, (block, m) in enumerate(maps.items(), start=1):
+            im = axes[i, j].imshow(np.asarray(m[j]), cmap="magma", vmin=0, vmax=1)
             if j == 0:
-                _row_label(axes[i, j], m["block"].replace("layers.", "stage "), 8)
+                _row_label(axes[i, j], _stage(block), 8)
     _row_label(axes[0, 0], "input", 8)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -484,14 +522,14 @@ def attention_maps(images, maps: list[dict], n: int = 6):
     return fig
 
 
-def attention_weights(maps: list[dict]):
-    """Distributions of spatial and channel attention weights per block."""
+def attention_weights(spatial: dict, channel: dict):
+    """Distributions of spatial and channel attention weights per block:
+    block -> values, or a summary ``{"n", "values"}`` of them."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-    names = [m["block"].replace("layers.", "stage ") for m in maps]
-    for ax, key, title in ((axes[0], "spatial", "spatial attention"),
-                           (axes[1], "channel", "channel attention (SE)")):
-        ax.violinplot([m[key].flatten().cpu().numpy() for m in maps],
-                      showextrema=False, showmedians=True)
+    names = [_stage(b) for b in spatial]
+    for ax, dists, title in ((axes[0], spatial, "spatial attention"),
+                             (axes[1], channel, "channel attention (SE)")):
+        _violins(ax, list(dists.values()))
         ax.set_xticks(range(1, len(names) + 1), names, rotation=45, fontsize=7)
         ax.set_xlabel("block")
         ax.set_title(title)

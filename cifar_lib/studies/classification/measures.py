@@ -12,7 +12,7 @@ from cifar_lib.studies.classification import plots
 from cifar_lib.studies.classification.runs import (ARCHITECTURES, ATTENTION_MODEL,
                                                    VIS_MODELS, arch_models, arch_recipe)
 
-VIS_VERSION = 1   # bump when measure() changes what it stores or draws
+VIS_VERSION = 2   # bump when measure() changes what it stores (1: calibration only)
 
 
 def read(profile: Profile, *parts):
@@ -77,10 +77,9 @@ def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) 
             for lbl in labels}
 
 
-VIS_FIGURES = ("vis_filters.png", "vis_weights.png", "vis_feature_maps.png",
-               "vis_attention.png", "vis_attention_weights.png", "vis_cam_correct.png",
-               "vis_cam_wrong.png", "vis_confusion.png", "vis_per_class.png",
-               "vis_mistakes.png", "vis_reliability.png", "vis_embedding.png")
+# Notebook 03's figures, each drawn from the stored measurement
+# (``plots.DRAW``; ``values`` registers them as report figures).
+VIS_FIGURES = tuple(plots.DRAW)
 
 
 def _needs(r) -> bool:
@@ -101,44 +100,45 @@ def vis_key(profile: Profile) -> dict | None:
 
 
 def vis_measured(profile: Profile) -> dict | None:
-    """Notebook 03's stored measurement of the current runs ({"figures",
-    "calibration"}), or None while it is not made (or its figures are gone)."""
+    """Notebook 03's stored measurement of the current runs (what each of
+    its figures shows, and "calibration"; see ``plots.vis_data``), or None
+    while it is not made (or made by an earlier version, which stored the
+    calibration only)."""
     key = vis_key(profile)
-    data = key and store.load_measurement(profile.results, ARCHITECTURES.name, key)
-    if data and all((profile.figures / f).is_file() for f in data["figures"]):
-        return data
-    return None
+    return (key and store.load_measurement(profile.results, ARCHITECTURES.name, key)) or None
+
+
+def draw_vis_figures(profile: Profile) -> list:
+    """Save notebook 03's figures to figures/ from the stored measurement,
+    through the registered figure functions (as ``report`` does)."""
+    from cifar_lib import viz
+    return [viz.figure(name, profile, show=False, quiet=True) for name in VIS_FIGURES]
 
 
 @ARCHITECTURES.measurement("visualisation (notebook 03)", "03_visualization", needs=_needs)
 def measure(profile: Profile, split, *, force: bool = False, device=None, log=None) -> dict:
-    """Notebook 03 (report section 1.4): filters, feature maps, attention,
-    CAMs, errors, calibration and embedding of the trained ResNet-18,
-    FastNet and CANet-tiny, saved to figures/ and to the store.
+    """Notebook 03 (report section 1.4): filters, weights, feature maps,
+    attention, CAMs, errors, calibration and embedding of the trained
+    ResNet-18, FastNet and CANet-tiny, stored (what each figure shows, in
+    under 1.5 MB) and drawn from the store to figures/.
 
-    Skipped when they are stored for the current runs (no weights needed);
-    otherwise the models are loaded (trained when their weights are not on
-    this machine). The budgeted runner calls it right after those runs.
+    When they are stored for the current runs, the figures are only drawn
+    again (no weights needed); otherwise the models are loaded (trained
+    when their weights are not on this machine). The budgeted runner calls
+    it right after those runs.
 
     Used by notebook 03 (report section 1.4).
     """
-    from cifar_lib import analysis, viz
-    done = None if force else vis_measured(profile)
-    if done is not None:
-        return done
-    models = vis_models(profile, split, VIS_MODELS + (ATTENTION_MODEL,))
-    test = test_loader(profile, split)
-    if device is not None:
-        models = {k: m.to(device) for k, m in models.items()}
-    viz.setup()
-    outs = {name: analysis.predictions(m, test) for name, m in models.items()}
-    plots.draw_inside(profile, models, test, split)
-    plots.draw_cams(profile, models, outs, test, split)
-    plots.draw_errors(profile, outs, split)
-    calibration = plots.draw_calibration(profile, outs)
-    plots.draw_embedding(profile, models["resnet18"], test, split)
-    data = {"figures": list(VIS_FIGURES), "calibration": calibration}
-    store.save_measurement(profile.results, ARCHITECTURES.name, vis_key(profile), data)
+    data = None if force else vis_measured(profile)
+    if data is None:
+        models = vis_models(profile, split, VIS_MODELS + (ATTENTION_MODEL,))
+        if device is not None:
+            models = {k: m.to(device) for k, m in models.items()}
+        data = {"figures": list(VIS_FIGURES),
+                **plots.vis_data(models, test_loader(profile, split), split)}
+        store.save_measurement(profile.results, ARCHITECTURES.name, vis_key(profile), data)
+        data = vis_measured(profile) or data  # as stored (what the figures are drawn from)
+    draw_vis_figures(profile)
     return data
 
 

@@ -348,3 +348,21 @@ def fig_lr_grid(profile: Profile):
         return None
     return viz.heatmap(lr_grid_table(recs), "schedule", "Adam learning rate",
                        "test accuracy (%)")
+
+
+# notebook 03's figures
+# Drawn from notebook 03's stored measurement (``measures.vis_measured``:
+# what each figure shows, so no weights are needed); None while it is not
+# made for the current runs. ``measures.measure`` saves them through these.
+from cifar_lib.studies.classification import plots as _plots  # noqa: E402
+
+
+def _register_vis(name: str, draw) -> None:
+    @register_figure(name)
+    def fig(profile: Profile):
+        data = vis_measured(profile)
+        return None if data is None else draw(data)
+
+
+for _name, _draw in _plots.DRAW.items():
+    _register_vis(_name, _draw)
