@@ -94,8 +94,15 @@ def test_registry_is_a_leaf():
     assert import_graph()["cifar_lib.registry"] == set()
 
 
+def test_store_needs_only_the_atomic_writer():
+    """The one place that names, reads and writes results depends on nothing
+    that trains or draws."""
+    assert import_graph()["cifar_lib.store"] == {"cifar_lib.fsutil"}
+
+
 @pytest.mark.parametrize("module", ["cifar_lib.experiments", "cifar_lib.report",
-                                    "cifar_lib.optim"])
+                                    "cifar_lib.optim", "cifar_lib.store",
+                                    "cifar_lib.migrate", "cifar_lib.viz"])
 def test_libraries_do_not_import_studies(module):
     graph = import_graph()
     seen, todo = set(), [module]

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cifar_lib import store
 from cifar_lib.engine import TrainConfig
 from cifar_lib.experiments import run_name
 from cifar_lib.profiles import REPO
@@ -56,8 +57,20 @@ def test_run_name_hashes_the_stored_config():
         cfg = SimpleNamespace(to_dict=lambda c=rec["config"]: c,
                               model=rec["config"]["model"], seed=rec["config"]["seed"])
         assert run_name(cfg, rec["data"], rec.get("tag")) == rec["run"], path
+        assert store.run_key(rec["config"], rec["data"], rec.get("tag")) == rec["run"], path
 
 
 def test_file_names_are_run_names():
     for path, rec in committed_records():
         assert path.stem == rec["run"], path
+        assert path == store.run_path(path.parents[1], rec["experiment"], rec["run"]), path
+
+
+def test_the_store_reads_every_committed_record():
+    """None is damaged (a record the store would leave out of every table)."""
+    for root in ROOTS:
+        want = sorted(str(p) for p, _ in committed_records() if root in p.parents)
+        got = sorted(str(store.run_path(root, r["experiment"], r["run"]))
+                     for r in store.runs(root))
+        assert got == want, root
+        assert store.damaged(root) == {}, root
