@@ -128,8 +128,15 @@ def _run(args) -> int:
     from cifar_lib import plan as pl
 
     _rate_defaults(args)
-    out = pl.run_budget(args.profile, args.budget_min, args.extended, args.data_root,
-                        args.tflops, args.step_ms, only_groups=args.groups)
+    if args.executor:
+        from cifar_lib.executors import run_parallel
+        slurm = {"partition": args.partition, "time_min": args.time_min,
+                 "gpus_per_task": args.gpus_per_task, "cpus_per_task": args.cpus_per_task}
+        out = run_parallel(args.profile, args.workers, args.executor, args.budget_min,
+                           args.extended, args.data_root, args.groups, slurm)
+    else:
+        out = pl.run_budget(args.profile, args.budget_min, args.extended, args.data_root,
+                            args.tflops, args.step_ms, only_groups=args.groups)
     if args.json:
         from cifar_lib.experiments import write_json
         write_json(out, Path(args.json))
@@ -297,7 +304,36 @@ def _add_runs(sub, sets: dict) -> None:
     p.add_argument("--groups", nargs="*", default=None, choices=PRIORITY,
                    help="train only these groups of the plan (default: all, in this order)")
     _rates(p)
+    _executor_options(p)
     p.set_defaults(fn=_run)
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text})")
+    return n
+
+
+def _executor_options(p) -> None:
+    g = p.add_argument_group("several workers (see cifar_lib/executors.py)")
+    g.add_argument("--executor", choices=("local", "slurm"), default=None,
+                   help="spread the pending runs over --workers processes: local (one "
+                        "per GPU of this machine) or a Slurm job array (needs submitit: "
+                        "pip install 'cifar-lib[cluster]'); default: one process")
+    g.add_argument("--workers", type=_positive, default=2,
+                   help="workers (shards balanced by the plan's estimates; default 2)")
+    g.add_argument("--partition", default=None, help="Slurm partition")
+    g.add_argument("--time-min", type=_positive, default=60,
+                   help="Slurm time limit per task in minutes (default 60)")
+    g.add_argument("--gpus-per-task", type=_positive, default=1,
+                   help="GPUs per Slurm task (default 1)")
+    g.add_argument("--cpus-per-task", type=_positive, default=8,
+                   help="CPUs per Slurm task (default 8)")
 
 
 def _add_outputs(sub, sets: dict) -> None:

@@ -22,6 +22,7 @@ runs. It also registers the report value ``run_status``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import time
@@ -79,6 +80,7 @@ class Job:
     done: bool = False
     took_s: float | None = None   # a done run's recorded wall time
     device: str | None = None     # and the device it ran on
+    key: str = ""                 # the run's identity in the plan (config, tag, sizes)
 
     def row(self) -> dict:
         c = self.cfg
@@ -88,7 +90,7 @@ class Job:
                 "gflops_forward": round(self.gflops_forward, 4),
                 "train_pflops": round(self.train_pflops, 4),
                 "est_s": round(self.est_s, 1), "done": self.done,
-                "also": self.also}
+                "also": self.also, "key": self.key}
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,7 +199,8 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
             if costs else (0.0, 0.0, 0.0)
         seen_models.add(arch)
         jobs[key] = Job(exp.name, r.label, cfg, exp.group_of(r), tag, exp, r, [], g,
-                        n_train, pf, secs, key in done)
+                        n_train, pf, secs, key in done,
+                        key=hashlib.sha1(key.encode()).hexdigest()[:16])
         if key in done:
             jobs[key].took_s = done[key].get("metrics", {}).get("wall_time")
             jobs[key].device = done[key].get("env", {}).get("device_name")
@@ -252,43 +255,37 @@ def _post_steps(jobs: list[Job]) -> list[tuple]:
 
 def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
                root=None, tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS,
-               log=print, only_groups=None) -> dict:
+               log=print, only_groups=None, keys=None, claim: bool = False,
+               measure: bool = True) -> dict:
     """Train pending runs in priority order within ``budget_min`` minutes.
 
     A run is launched only when its estimate (scaled by how the runs so far
     compared with theirs) fits in the time left, less ``POST_RESERVE_S``
     for each measurement still to come; each is saved when it
     completes, so a second call continues where this one stopped. The
-    post-training measurements run as soon as the runs they need are done.
-    Returns what ran and what is left.
+    post-training measurements run as soon as the runs they need are done
+    (``measure=False``: never; a parallel launch measures once at the end).
+    ``keys``: only the jobs with these keys (a worker's shard); ``claim``:
+    take each run's claim first and leave a run that another worker holds
+    or has finished (:func:`cifar_lib.executors.claimed`). Returns what ran
+    and what is left.
     """
-    from cifar_lib.experiments import profile_split, train_one
+    from cifar_lib.experiments import profile_split
     P = get_profile(profile)
     t0, budget = time.perf_counter(), budget_min * 60
     jobs = plan(P, extended, tflops, step_ms)
     if only_groups:
         jobs = [j for j in jobs if j.group in only_groups]
+    posts = [(m, mine) for m, mine in _post_steps(jobs) if mine] if measure else []
+    if keys is not None:
+        jobs = [j for j in jobs if j.key in set(keys)]
     split = profile_split(P, root)
     ratio, ran, skipped, posted = 1.0, [], [], []
-    posts = [(m, mine) for m, mine in _post_steps(jobs) if mine]
 
     def left():
         return budget - (time.perf_counter() - t0)
 
-    def do_posts():
-        for m, mine in posts:
-            name = m.name
-            if name not in posted and all(j.done for j in mine):
-                log(f"[run] {name}: measuring ({left() / 60:.1f} min left)")
-                s = time.perf_counter()
-                m.measure(P, split, log=log)
-                posted.append(name)
-                took = time.perf_counter() - s
-                log(f"[run] {name}: done in {took:.0f} s")
-                if took >= MEASURED_MIN_S:  # it measured (else it found its results)
-                    _save_measure_time(P, name, took)
-
-    do_posts()
+    _measure_ready(P, split, posts, posted, left, log)
     for j in jobs:
         if j.done:
             continue
@@ -299,13 +296,12 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
             continue
         log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
             f"est {est:.0f} s, {left() / 60:.1f} min left")
-        s = time.perf_counter()
-        train_one(j.exp, j.run, P, split, log=log)
-        took = time.perf_counter() - s
-        j.done = True
+        took = _train_job(j, P, split, claim, log)
+        if took is None:
+            continue
         ran.append({**j.row(), "took_s": round(took, 1)})
         ratio = _update_ratio(ratio, took, j.est_s, len(ran))
-        do_posts()
+        _measure_ready(P, split, posts, posted, left, log)
     summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped),
                "minutes": round((time.perf_counter() - t0) / 60, 2),
                "estimate_ratio": round(ratio, 3), "runs": ran,
@@ -314,6 +310,37 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         f"{len(skipped)} pending (call again to continue); measured/estimated "
         f"time {ratio:.2f}")
     return summary
+
+
+def _train_job(j: Job, P: Profile, split, claim: bool, log) -> float | None:
+    """Train one job (its seconds); None when another worker holds its
+    claim or finished it meanwhile."""
+    from contextlib import nullcontext
+    from cifar_lib.executors import claimed
+    from cifar_lib.experiments import train_one
+    with claimed(P, j) if claim else nullcontext(True) as mine:
+        if not mine:
+            log(f"[run] {j.label} (seed {j.cfg.seed}): claimed by another worker or done")
+            return None
+        s = time.perf_counter()
+        train_one(j.exp, j.run, P, split, log=log)
+        j.done = True
+        return time.perf_counter() - s
+
+
+def _measure_ready(P: Profile, split, posts: list, posted: list, left, log) -> None:
+    """Run each measurement whose runs are all done (once)."""
+    for m, mine in posts:
+        if m.name in posted or not all(j.done for j in mine):
+            continue
+        log(f"[run] {m.name}: measuring ({left() / 60:.1f} min left)")
+        s = time.perf_counter()
+        m.measure(P, split, log=log)
+        posted.append(m.name)
+        took = time.perf_counter() - s
+        log(f"[run] {m.name}: done in {took:.0f} s")
+        if took >= MEASURED_MIN_S:  # it measured (else it found its results)
+            _save_measure_time(P, m.name, took)
 
 
 def _measure_times_path(P: Profile):
