@@ -430,7 +430,8 @@ def status_line(profile=None) -> str:
     sets = "the core set" + (f" and {len(ext)} run{'s' * (len(ext) != 1)} of the "
                              "extended set" if ext else "")
     if len(done) == len(jobs):
-        return f"All {len(jobs)} runs of the {P.name} profile are in results/ ({sets})."
+        return f"All {len(jobs)} runs of the {P.name} profile are in results/ ({sets})." \
+            + _damaged_note(P)
     pending = sorted({j.group for j in jobs if not j.done}, key=PRIORITY.index)
     line = (f"The {P.name} profile has not finished: {len(done)} of its {len(jobs)} "
             f"runs are in results/ ({sets}); still pending: {', '.join(pending)}. "
@@ -438,7 +439,20 @@ def status_line(profile=None) -> str:
     if P.name == "full":
         line += ("; the [cpu-profile report](runs/cpu/report.md) shows the whole "
                  "study at small scale")
-    return line + "."
+    return line + "." + _damaged_note(P)
+
+
+def _damaged_note(P: Profile) -> str:
+    """A sentence naming the result files that could not be read (their
+    rows are left out until the run is trained again), or nothing."""
+    import os
+    bad = store.damaged(P.results)
+    if not bad:
+        return ""
+    names = ", ".join(f"`{os.path.relpath(p, P.root)}`" for p in sorted(bad))
+    return (f" {len(bad)} result file{'s' * (len(bad) != 1)} could not be read and "
+            f"{'are' if len(bad) != 1 else 'is'} left out: {names} (see the warning "
+            "that names the problem; training the run again moves the file aside).")
 
 
 @register_values
