@@ -20,6 +20,7 @@ AIRBENCH94 = dict(
     # 1024 images, normalised by the momentum's gain 1 + 1 / (1 - momentum);
     # weight decay per 1024 images, independent of the lr.
     optimizer="sgd", nesterov=True, decoupled=True,
+    optim_kw={"fused": True},     # one fused update per parameter group
     lr=11.5,
     momentum=0.85,
     weight_decay=0.0153,
