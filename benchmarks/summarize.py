@@ -1,6 +1,9 @@
 """Collect the GPU benchmark outputs into results/benchmarks.json.
 
-Reads, from ``results/benchmarks/``: ``race.json`` (benchmarks/airbench_race.py),
+Reads, from ``results/benchmarks/``: ``race.json`` (the first race: the old
+FastNet recipe, its per-epoch validation inside the timed region),
+``race_like_for_like.json`` (benchmarks/airbench_race.py: airbench_recipe,
+training only timed on both sides), 
 ``tp_<model>.json`` (benchmarks/throughput.py) and ``rates.json``
 (benchmarks/plan_rates.py), and writes one summary with the device named,
 each figure as a median with its spread, and the ratios. The README's
@@ -24,6 +27,9 @@ def summarize(src: Path = SRC) -> dict:
            "data": race["data"]["source"],
            "split": {k: race["data"][k] for k in ("train", "test")},
            "airbench_race": {
+               "recipe": "fast_recipe (old): whole epochs, per-epoch validation and "
+                         "snapshot timed; not like for like",
+               "like_for_like": False,
                "airbench94": {"time_s": race["airbench"]["time_s"],
                               "test_acc": race["airbench"]["test_acc"]},
                "fastnet": {f"{e} epochs": {"time_s": v["time_s"], "test_acc": v["test_acc"]}
@@ -31,6 +37,9 @@ def summarize(src: Path = SRC) -> dict:
                "reached_at_epochs": race["reached_at_epochs"],
                "time_ratio_ours_over_airbench": race["time_ratio_ours_over_airbench"]},
            "throughput": {}}
+    fair = src / "race_like_for_like.json"
+    if fair.is_file():
+        out["airbench_race_like_for_like"] = like_for_like(json.loads(fair.read_text()))
     for path in sorted(src.glob("tp_*.json")):
         tp = json.loads(path.read_text())
         out["throughput"][tp["model"]] = {
@@ -44,6 +53,20 @@ def summarize(src: Path = SRC) -> dict:
                                                 "train_tflops", "first_epoch_s")}
                              for r in json.loads(rates.read_text())["rows"]]
     return out
+
+
+def like_for_like(race: dict) -> dict:
+    """The like-for-like race's entry: device, both sides' medians with
+    their spread, accuracies, and the ratio of FastNet's time to
+    airbench94's accuracy over airbench94's time."""
+    return {"like_for_like": True, "recipe": race.get("recipe", "airbench_recipe"),
+            "timed": race.get("timed"), "device": race["env"]["device_name"],
+            "torch": race["env"]["torch"], "data": race["data"]["source"],
+            "airbench94": {"time_s": race["airbench"]["time_s"],
+                           "test_acc": race["airbench"]["test_acc"]},
+            "fastnet": {f"{e} epochs": {"time_s": v["time_s"], "test_acc": v["test_acc"]}
+                        for e, v in race["ours"].items()},
+            "reached_at_epochs": race["reached_at_epochs"], "ratio": race["ratio"]}
 
 
 def main() -> int:
