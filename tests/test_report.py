@@ -50,7 +50,16 @@ def test_refresh_fills_blocks_and_links_existing_figures(prof, registered, tmp_p
         "<!-- BEGIN table:_empty -->\n<!-- END table:_empty -->\n"
         "<!-- BEGIN figure:here.png | A caption -->\n<!-- END figure:here.png -->\n"
         "<!-- BEGIN figure:gone.png -->\n<!-- END figure:gone.png -->\n")
-    out = report.refresh_report(prof, template)
+    drew = []
+    real = report.draw_figures
+    report.draw_figures = lambda P, **kw: drew.append(P)   # every registered figure
+    try:
+        assert report.refresh_report(prof, template, figures=False) == prof.report
+        assert drew == []
+        out = report.refresh_report(prof, template)
+    finally:
+        report.draw_figures = real
+    assert drew == [prof]
     text = out.read_text()
     assert out == prof.report
     assert "x <!-- BEGIN value:_v -->42.0<!-- END value:_v --> y" in text
