@@ -5,9 +5,10 @@ In two halves, so that the report draws them again without the weights:
 
 * :func:`vis_data` looks at the trained models once and returns what each
   figure shows, small and JSON-safe: images and maps as base64 uint8 arrays
-  (``analysis.pack_uint8``), other numbers as lists rounded to 4
+  (``analysis.pack_uint8``), plotted numbers as lists rounded to 4
   significant digits, each weight or attention distribution as 1,000
-  quantiles; ``measures.measure`` stores it;
+  quantiles (under 1 MB for the cpu profile's models);
+  ``measures.measure`` stores it;
 * :data:`DRAW` maps each figure's name to a function that draws it from
   that stored dict; ``values`` registers them as report figures, and
   ``measure`` saves them through ``viz.figure`` (the one drawing path).
