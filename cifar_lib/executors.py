@@ -32,47 +32,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from cifar_lib.claims import CLAIMS, claimed  # noqa: F401  (re-exported)
 from cifar_lib.profiles import Profile, get_profile
-
-CLAIMS = ".claims"   # under the profile's results/
 
 
 # ---------------------------------------------------------------- claims
-
-
-@contextmanager
-def claimed(P: Profile, job):
-    """Hold the claim of ``job``'s run: yields True when this worker may
-    train it, False when another worker holds it or its record is stored."""
-    from filelock import FileLock, Timeout
-    folder = P.results / CLAIMS
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / f"{job.key}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        yield False
-        return
-    who = folder / f"{job.key}.json"
-    try:
-        who.write_text(json.dumps({"run": job.label, "experiment": job.experiment,
-                                   "pid": os.getpid(), "host": socket.gethostname(),
-                                   "since": _dt.datetime.now().isoformat(timespec="seconds")}))
-        yield not _stored(P, job)
-    finally:
-        who.unlink(missing_ok=True)
-        lock.release()
-
-
-def _stored(P: Profile, job) -> bool:
-    """Whether a finished record of the job's run is on disk now."""
-    from cifar_lib import store
-    from cifar_lib.plan import profile_images
-    n_train, n_val, n_test = profile_images(P)
-    found = store.find_run(P.results, job.cfg.to_dict(), job.tag,
-                           {"train": n_train, "val": n_val, "test": n_test})
-    return found is not None and found[1].get("status") in ("ok", "diverged")
-
+# A claim is an OS file lock (cifar_lib.claims); the plan's runner takes it.
 
 def holders(P: Profile) -> list[dict]:
     """Who holds which claim now (a worker's claim file while it trains)."""

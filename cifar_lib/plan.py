@@ -316,9 +316,12 @@ def _train_job(j: Job, P: Profile, split, claim: bool, log) -> float | None:
     """Train one job (its seconds); None when another worker holds its
     claim or finished it meanwhile."""
     from contextlib import nullcontext
-    from cifar_lib.executors import claimed
+    from cifar_lib.claims import claimed
     from cifar_lib.experiments import train_one
-    with claimed(P, j) if claim else nullcontext(True) as mine:
+    about = {"run": j.label, "experiment": j.experiment}
+    with claimed(P.results, j.key, about) if claim else nullcontext(True) as mine:
+        if mine and claim and _stored(P, j):
+            mine = False
         if not mine:
             log(f"[run] {j.label} (seed {j.cfg.seed}): claimed by another worker or done")
             return None
@@ -326,6 +329,14 @@ def _train_job(j: Job, P: Profile, split, claim: bool, log) -> float | None:
         train_one(j.exp, j.run, P, split, log=log)
         j.done = True
         return time.perf_counter() - s
+
+
+def _stored(P: Profile, j: Job) -> bool:
+    """Whether a finished record of the job's run is on disk now."""
+    n_train, n_val, n_test = profile_images(P)
+    found = store.find_run(P.results, j.cfg.to_dict(), j.tag,
+                           {"train": n_train, "val": n_val, "test": n_test})
+    return found is not None and found[1].get("status") in ("ok", "diverged")
 
 
 def _measure_ready(P: Profile, split, posts: list, posted: list, left, log) -> None:

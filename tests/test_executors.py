@@ -56,11 +56,8 @@ def _holder(results, key: str) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         from types import SimpleNamespace
-        from cifar_lib import executors as X
-        P = SimpleNamespace(results=__import__("pathlib").Path({str(results)!r}))
-        X._stored = lambda P, job: False
-        job = SimpleNamespace(key={key!r}, label="a run", experiment="x")
-        with X.claimed(P, job) as mine:
+        from cifar_lib.claims import claimed
+        with claimed({str(results)!r}, {key!r}, {{"run": "a run"}}) as mine:
             print("mine" if mine else "busy", flush=True)
             time.sleep(60)
     """)
@@ -69,29 +66,31 @@ def _holder(results, key: str) -> subprocess.Popen:
     return p
 
 
-def test_claims_race_and_a_dead_workers_claim_is_taken_over(tmp_path, monkeypatch):
-    monkeypatch.setattr(X, "_stored", lambda P, job: False)
-    P = SimpleNamespace(results=tmp_path)
-    job = SimpleNamespace(key="run1", label="a run", experiment="x")
+def test_claims_race_and_a_dead_workers_claim_is_taken_over(tmp_path):
     other = _holder(tmp_path, "run1")
     try:
-        with X.claimed(P, job) as mine:
+        with X.claimed(tmp_path, "run1") as mine:
             assert mine is False                      # held by the other worker
-        assert X.holders(P)[0]["pid"] == other.pid    # who holds it, while it does
+        who = X.holders(SimpleNamespace(results=tmp_path))
+        assert who[0]["pid"] == other.pid             # who holds it, while it does
         os.kill(other.pid, signal.SIGKILL)            # the worker dies mid-run
         other.wait(10)
-        with X.claimed(P, job) as mine:
+        with X.claimed(tmp_path, "run1") as mine:
             assert mine is True                       # its claim is free again
-            with X.claimed(P, job) as again:          # and held now: not twice
+            with X.claimed(tmp_path, "run1") as again:  # and held now: not twice
                 assert again is False
     finally:
         other.kill()
 
 
-def test_a_claimed_run_already_stored_is_not_trained_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(X, "_stored", lambda P, job: True)
-    with X.claimed(SimpleNamespace(results=tmp_path), _job("r")) as mine:
-        assert mine is False
+def test_a_claimed_run_already_stored_is_not_trained_again(smoke, monkeypatch):
+    job = next(j for j in pl.plan(smoke) if j.cfg.model == "lenet")
+    monkeypatch.setattr(pl, "_stored", lambda P, j: True)
+    trained = []
+    monkeypatch.setattr("cifar_lib.experiments.train_one",
+                        lambda *a, **k: trained.append(a))
+    assert pl._train_job(job, smoke, None, True, lambda m: None) is None
+    assert trained == []
 
 
 def _records(P) -> dict:
