@@ -91,6 +91,17 @@ def holder(folder) -> dict | None:
         return None
 
 
+def _holder_soon(folder: Path, tries: int = 10) -> dict | None:
+    """The holder's ``job.json``, waiting a moment for a job that has just
+    taken the lock to write it."""
+    for _ in range(tries):
+        found = holder(folder)
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    return None
+
+
 def _held() -> dict[str, int]:
     if not hasattr(_state, "held"):
         _state.held = {}
@@ -188,7 +199,7 @@ def output_lock(folder, wait: float = 0):
     if lock is None and wait != 0:
         lock = _try_lock(folder, -1 if wait is None else wait)
     if lock is None:
-        raise FolderBusy(folder, holder(folder))
+        raise FolderBusy(folder, _holder_soon(folder))
     token = secrets.token_hex(8)
     try:
         _write_holder(folder, {
