@@ -116,7 +116,7 @@ def _damaged(path: Path, why: str) -> None:
               file=sys.stderr, flush=True)
 
 
-_CACHE: dict[str, tuple] = {}  # path -> (mtime_ns, size, parsed JSON)
+_CACHE: dict[str, tuple] = {}  # path -> (mtime_ns, size, inode, parsed JSON)
 
 
 def read(path) -> dict | list | None:
@@ -127,8 +127,8 @@ def read(path) -> dict | list | None:
     try:
         st = path.stat()
         hit = _CACHE.get(str(path))
-        if hit and hit[:2] == (st.st_mtime_ns, st.st_size):
-            return hit[2]
+        if hit and hit[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
+            return hit[3]
         obj = json.loads(path.read_text())
     except FileNotFoundError:
         return None
@@ -140,7 +140,7 @@ def read(path) -> dict | list | None:
         _damaged(path, why)
         return None
     _DAMAGED.pop(str(path), None)
-    _CACHE[str(path)] = (st.st_mtime_ns, st.st_size, obj)
+    _CACHE[str(path)] = (st.st_mtime_ns, st.st_size, st.st_ino, obj)
     return obj
 
 
@@ -214,6 +214,7 @@ def write(obj, path) -> Path:
         print(f"note: moved the damaged {path} aside to {path.name}.damaged",
               file=sys.stderr, flush=True)
         _DAMAGED.pop(str(path), None)
+    _CACHE.pop(str(path), None)
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

@@ -79,7 +79,7 @@ def measure(P: Profile, split, *, force: bool = False, device=None, log=None) ->
     if not {"SLBI", "SGD"} <= set(runs) or len(runs["SLBI"]) != len(runs["SGD"]):
         (log or print)(f"dessilbi: nothing measured; the SLBI and SGD runs of every seed of "
                        f"profile {P.name!r} are not all on disk (train them first: "
-                       f"run_experiment({EXPERIMENT!r}, P))")
+                       "cl.run_experiment(study.DESSILBI, P))")
         return
     out = {"seeds": []}
     for i, (rec_slbi, rec_sgd) in enumerate(zip(runs["SLBI"], runs["SGD"])):
