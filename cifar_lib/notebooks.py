@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -261,7 +260,7 @@ def _keep_failed(nb_path: Path, profile: Profile, tmp: Path, exc: BaseException)
               "failed_copy": shown_path(kept, profile.root) if kept.is_file() else None,
               "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     path = profile.results / "notebook_times.json"
-    log = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    log = _times_log(path)
     log.setdefault("failures", []).append(record)
     write_json(log, path)
     return record
@@ -417,6 +416,14 @@ def execute(nb: Path, profile: Profile, out: Path, timeout: int | None = None,
     return seconds
 
 
+def _times_log(path) -> dict:
+    """The notebook-time log (a copy: it is updated and written back)."""
+    import copy
+    from cifar_lib import store
+    log = store.read(path)
+    return copy.deepcopy(log) if isinstance(log, dict) and "runs" in log else {"runs": []}
+
+
 def run_records(results: Path) -> dict[str, str]:
     """sha1 of every run record (``results/<experiment>/*.json``) by path."""
     return {p.relative_to(results).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
@@ -457,14 +464,14 @@ def _run_locked(P: Profile, nbs: list[Path], timeout) -> dict:
     entry = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
              "device": device, "times": {}}
     for nb in nbs:
-        log = json.loads(times_path.read_text()) if times_path.is_file() else {"runs": []}
+        log = _times_log(times_path)
         last = _last_time(log, nb.stem, device)
         print(f"[{P.name}] {nb.name} ..." + (f" (took {_clock(last)} last time on this "
                                              f"device)" if last else ""), flush=True)
         before = run_records(P.results)
         seconds = round(execute(nb, P, out_dir / nb.name, timeout, expected=last), 1)
         trained = run_records(P.results) != before
-        log = json.loads(times_path.read_text()) if times_path.is_file() else {"runs": []}
+        log = _times_log(times_path)
         known = any(nb.stem in r["times"] for r in log["runs"] if r.get("device") == device)
         print(f"[{P.name}] {nb.name} done in {seconds:.0f} s"
               + ("" if trained else " (nothing trained)"), flush=True)

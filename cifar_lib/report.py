@@ -57,12 +57,12 @@ def notebook_times(profile: Profile):
     recorded (a first run, which trains) and the latest recorded. The main
     job records a time only when a notebook trained (or ran for the first
     time), so a re-run that finds its results changes neither column."""
-    import json
     import pandas as pd
-    path = profile.results / "notebook_times.json"
-    if not path.is_file():
+    from cifar_lib import store
+    log = store.read(profile.results / "notebook_times.json")
+    if not isinstance(log, dict):
         return None
-    runs = [r for r in json.loads(path.read_text())["runs"] if r.get("times")]
+    runs = [r for r in log.get("runs", []) if r.get("times")]
     if not runs:
         return None
     names = list(dict.fromkeys(k for r in runs for k in r["times"]))
