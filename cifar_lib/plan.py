@@ -170,11 +170,7 @@ def _done_records(P: Profile) -> dict[str, dict]:
             for r in store.runs(P.results) if r.get("status") in ("ok", "diverged")}
 
 
-def _key(config: dict, tag, data: dict) -> str:
-    """A run's identity before its data is loaded: config, tag and split
-    sizes (any source: the plan does not know which one a machine has)."""
-    sizes = {k: data.get(k) for k in ("train", "val", "test")}
-    return json.dumps([config, tag, sizes], sort_keys=True)
+_key = store.identity  # a run before its data is loaded (config, tag, split sizes)
 
 
 def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,

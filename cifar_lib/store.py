@@ -57,6 +57,14 @@ def measurement_key(name: str, version: int, runs, settings=None) -> dict:
             "settings": settings or {}}
 
 
+def identity(config: dict, tag: dict | None, data: dict) -> str:
+    """A run's identity before its data is loaded: config, tag and split
+    sizes, any source (what the plan knows; :func:`same_run` with sizes only
+    matches the same runs)."""
+    sizes = {k: data.get(k) for k in ("train", "val", "test")}
+    return json.dumps([config, tag, sizes], sort_keys=True)
+
+
 def same_run(record: dict, config: dict, tag: dict | None, data: dict | None) -> bool:
     """Whether ``record`` is the run of ``config`` and ``tag`` on ``data``.
 
