@@ -2,7 +2,7 @@
 
 Installed (pip install -e .) it is also the cifar-lib command.
 
-    python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05
+    python -m cifar_lib train --model resnet18 --epochs 30 --set lr=0.05 [--out DIR]
     python -m cifar_lib experiment architectures ablation_optimizers --profile full
     python -m cifar_lib plan --profile full [--json plan.json] [--extended]
     python -m cifar_lib run --profile full --budget-min 9 [--extended]
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from cifar_lib.profiles import PROFILES, check_count, get_profile
+from cifar_lib.profiles import PROFILES, check_count, get_profile, scratch_root
 
 # Groups of the plan, in the order the budgeted runner trains them (the same
 # tuple as cifar_lib.plan.PRIORITY; tests check that they agree).
@@ -68,11 +68,13 @@ def _value(text: str):
 
 
 def _train(args) -> int:
+    from cifar_lib import store
     from cifar_lib.engine import TrainConfig
     from cifar_lib.experiments import profile_split, run
-    from cifar_lib.profiles import get_profile
 
     P = get_profile(args.profile)
+    # a one-off run: into a scratch folder, never the profile's committed one
+    P = P.with_(root=Path(args.out).absolute() if args.out else scratch_root(P.name))
     if args.train_size is not None:
         top = P.max_train_size
         check_count("--train-size", args.train_size, 1, top,
@@ -86,6 +88,9 @@ def _train(args) -> int:
     cfg = TrainConfig.from_dict(fields)
     rec = run(cfg, profile_split(P, args.data_root), args.experiment, P,
               force=args.force, log=print)
+    weights = f", weights {P.root / rec['weights']}" if rec.get("weights") else ""
+    print(f"run saved in {P.root}: record "
+          f"{store.run_path(P.results, args.experiment, rec['run'])}{weights}")
     print(json.dumps({"run": rec["run"], "status": rec["status"], **rec["metrics"]}, indent=1))
     return 0 if rec["status"] == "ok" else 3
 
@@ -272,7 +277,12 @@ def _add_train(sub, sets: dict) -> None:
                    help="epochs, >= 1 (default: the profile's)")
     p.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: 0)")
     p.add_argument("--experiment", default="manual",
-                   help="results/<experiment>/ the run is saved under (default: manual)")
+                   help="the run is saved in OUT/results/<experiment>/ (default: manual)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output root of the run (its results/ and weights/); default: "
+                        "runs/scratch/<profile>/ (ignored by git; under "
+                        "$CIFAR_LIB_SCRATCH/train/ when set), so a one-off run changes "
+                        "no committed file")
     p.add_argument("--train-size", type=int, default=None,
                    help="training images kept, from 1 to all: " + _all_train() +
                         " (default: the profile's)")
@@ -375,9 +385,17 @@ def main(argv=None) -> int:
     try:
         check_args(args)
         return args.fn(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: full disk, read-only
+        print(f"error: {error_text(e)}", file=sys.stderr)
         return 2
+
+
+def error_text(e: BaseException) -> str:
+    """An error's message for the one ``error:`` line: an OSError's without
+    its ``[Errno N]`` prefix (with the file it names, if any)."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    return str(e) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -9,11 +9,19 @@ up past ``max_loss``, recording the run as diverged with its history so far.
 """
 from __future__ import annotations
 
+import difflib
+import errno
+import functools
 import json
 import math
 import os
+import pickle
+import re
+import shutil
 import sys
+import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -169,11 +177,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        bad = set(d) - names
-        if bad:
-            raise ValueError(f"unknown config field(s) {sorted(bad)}; valid: "
-                             f"{', '.join(sorted(names))}")
+        _check_field_names(d)
         if "norm_bias_decay" not in d and d.get("weight_decay", 5e-4):
             d = {**d, "norm_bias_decay": True}  # records from before the field
         return cls(**d)
@@ -181,6 +185,43 @@ class TrainConfig:
     def replace(self, **kw) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
         return replace(self, **kw)
+
+
+class UnknownFieldError(ValueError, TypeError):
+    """A config field that does not exist (``TrainConfig(epoch=3)``): a
+    ValueError like the other config checks, and a TypeError like any
+    unexpected keyword argument."""
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def _check_field_names(names) -> None:
+    """UnknownFieldError naming each unknown field, its closest valid name
+    and the valid names."""
+    bad = sorted(n for n in names if n not in _FIELD_NAMES)
+    if not bad:
+        return
+    parts = []
+    for name in bad:
+        near = difflib.get_close_matches(str(name), _FIELD_NAMES, n=1)
+        parts.append(repr(name) + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise UnknownFieldError(f"unknown config field{'s' if len(bad) > 1 else ''} "
+                            f"{', '.join(parts)}; valid: {', '.join(sorted(_FIELD_NAMES))}")
+
+
+def _checked_init(init):
+    """The dataclass's generated ``__init__`` behind a check of the keyword
+    names (a clear error instead of "unexpected keyword argument"); its
+    signature stays the generated one (``__wrapped__``)."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kw):
+        _check_field_names(kw)
+        init(self, *args, **kw)
+    return __init__
+
+
+TrainConfig.__init__ = _checked_init(TrainConfig.__init__)
 
 
 # Fields stored in a config's dict only when they differ from these defaults.
@@ -239,17 +280,117 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def _retrain_advice(path: Path) -> str:
+    """What to do about a damaged or foreign checkpoint (never to switch the
+    safe load off: torch's own advice for that is left out of messages)."""
+    if path.name.endswith(".last.pt"):
+        return ("it is only a resume state: delete it (the run then starts from its "
+                "first epoch) or pass resume=False")
+    return "delete it and train the run again (force=True, or --force on the command line)"
+
+
+def _unreadable_reason(e: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words and
+    without torch's advice text (which suggests weights_only=False)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a Python object ({found.group(1)}) that no checkpoint of cifar_lib holds"
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text.lower() \
+            or "WeightsUnpickler" in text:
+        return "it is not a torch checkpoint of tensors and plain containers"
+    if isinstance(e, EOFError) or "zip archive" in text or "central directory" in text:
+        return "it is truncated or is not a torch checkpoint"
+    first = text.strip().splitlines()[0][:160] if text.strip() else ""
+    return f"it is not a torch checkpoint ({type(e).__name__}{': ' + first if first else ''})"
+
+
 def read_checkpoint(path: Path) -> dict:
-    """torch.load with weights_only=True, as a clear error when unreadable."""
+    """torch.load with weights_only=True, as a clear error when unreadable:
+    the message names the file, says it is damaged or not a checkpoint of
+    this library and what to do (never to load it unsafely)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train the run first "
                               "(or rebuild it with force=True)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:  # permissions, I/O: the file itself may be fine
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e}); "
+                              "check the file's permissions and disk") from e
     except Exception as e:  # zip/pickle errors come in many types
-        raise CheckpointError(f"checkpoint {path} is unreadable ({e}); delete "
-                              "it and train again") from e
+        err = CheckpointError(f"checkpoint {path} is unreadable: it is damaged or not a "
+                              f"checkpoint of cifar_lib ({_unreadable_reason(e)}); "
+                              f"{_retrain_advice(path)}")
+        err.torch_error = e  # for debugging; not chained: its text says to load unsafely
+        raise err from None
+
+
+# ------------------------------------------------------- writing checkpoints
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the tensors in a (nested) checkpoint object."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def _why_not_written(e: BaseException, path: Path, obj) -> tuple[int, str]:
+    """(errno, reason) of a failed torch.save of ``obj`` to ``path``: an
+    OSError's own; torch's zip writer raises a RuntimeError without one
+    ("unexpected pos ..."), read as a full disk when the free space is below
+    the checkpoint's size."""
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return code, "the disk is full"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return code, f"the folder is not writable ({e.strerror or e})"
+    if isinstance(e, OSError):
+        return code or errno.EIO, f"the disk is full or not writable ({e.strerror or e})"
+    need = _nbytes(obj)
+    try:  # (the failed write may still hold its space: torch's writer is alive)
+        disk = shutil.disk_usage(path.parent)
+    except OSError:
+        disk = None
+    if disk is not None and disk.free < need + 2**20:
+        return errno.ENOSPC, (f"the disk is full (the checkpoint needs about "
+                              f"{need / 2**20:.1f} MB; the disk holds "
+                              f"{disk.total / 2**20:.1f} MB)")
+    if not os.access(path.parent, os.W_OK):
+        return errno.EACCES, "the folder is not writable"
+    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return errno.EIO, f"the disk is full or not writable (torch's writer: {first})"
+
+
+def unsaved_path(path) -> Path:
+    """Where weights that could not be written to ``path`` are kept instead."""
+    return Path(tempfile.gettempdir()) / f"cifar_lib-unsaved-{Path(path).stem}.pt"
+
+
+def _save_or_keep(obj: dict, path: Path, extra: dict | None = None) -> None:
+    """atomic_save ``obj`` to ``path``; when that fails, keep it (with
+    ``extra``) in :func:`unsaved_path` and raise an OSError that names both
+    and chains the original error. Nothing half-written stays at ``path``."""
+    try:
+        atomic_save(obj, path)
+        return
+    except (OSError, RuntimeError) as e:
+        code, why = _why_not_written(e, path, obj)
+        keep = unsaved_path(path)
+        try:
+            atomic_save({**obj, **(extra or {})}, keep)
+            kept = (f"the trained weights are kept in {keep} instead (load them with "
+                    f"cifar_lib.load_checkpoint({str(keep)!r}); copy the file to {path} "
+                    "once there is room)")
+        except (OSError, RuntimeError) as e2:
+            kept = (f"they could not be kept in {keep} either "
+                    f"({_why_not_written(e2, keep, obj)[1]}): the trained weights are lost")
+        raise OSError(code, f"could not write the checkpoint {path}: {why}; {kept}") from e
 
 
 def check_state(model: nn.Module, state: dict, path) -> None:
@@ -275,7 +416,13 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig | None = None,
     obj = {"model": model.state_dict(), **meta}
     if cfg is not None:
         obj.update(model_name=cfg.model, model_kw=cfg.model_kw, config=cfg.to_dict())
-    atomic_save(obj, path)
+    path = Path(path)
+    try:
+        atomic_save(obj, path)
+    except (OSError, RuntimeError) as e:  # torch's zip writer: "unexpected pos ..."
+        code, why = _why_not_written(e, path, obj)
+        raise OSError(code, f"could not write the checkpoint {path}: {why}; the model "
+                      "in memory is unchanged: save it elsewhere") from e
 
 
 def load_checkpoint(path, model: nn.Module | None = None) -> nn.Module:
@@ -438,6 +585,7 @@ class Checkpointer:
         self.last = self.path.with_suffix(".last.pt") if self.path else None
         self.every = every
         self.saved_at = time.perf_counter()
+        self.warned = False  # a failed resume-state write warns once
 
     def resume_state(self, cfg: TrainConfig) -> dict | None:
         if self.last is None or not self.last.is_file():
@@ -449,18 +597,33 @@ class Checkpointer:
         return last
 
     def maybe_save(self, state_fn: Callable[[], dict], final: bool) -> None:
+        """Write the resume state when it is due. It is only a resume aid: a
+        failed write (full disk, ...) warns once and training goes on."""
         if self.last is None or final:
             return
         if time.perf_counter() - self.saved_at >= self.every:
-            atomic_save(state_fn(), self.last)
+            state = state_fn()
+            try:
+                atomic_save(state, self.last)
+            except (OSError, RuntimeError) as e:
+                if not self.warned:
+                    self.warned = True
+                    warnings.warn(
+                        f"could not write the resume state {self.last}: "
+                        f"{_why_not_written(e, self.last, state)[1]}; training goes on "
+                        "without it (an interrupted run would start again from an "
+                        "earlier state)", RuntimeWarning, stacklevel=3)
             self.saved_at = time.perf_counter()
 
-    def finish(self, kept: dict | None) -> None:
-        """Write the kept weights (if any) and drop the resume state."""
+    def finish(self, kept: dict | None, extra: dict | None = None) -> None:
+        """Write the kept weights (if any) and drop the resume state. When
+        the weights cannot be written, they (with ``extra``: the run's
+        history and metrics) are kept in :func:`unsaved_path` and an OSError
+        says where; the resume state is then left in place."""
         if self.path is None:
             return
         if kept is not None:
-            atomic_save(kept, self.path)
+            _save_or_keep(kept, self.path, extra)
         if self.last.exists():
             self.last.unlink()
 
@@ -658,11 +821,11 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         log: Callable[[str], None] | None = None) -> dict:
     """Train ``model`` as ``cfg`` says; return history, metrics and status.
 
-    The model ends with the weights ``cfg.keep`` names: its best by
-    validation accuracy, or its last; they are tested. With ``ckpt_path``
-    those weights are written there once, at the end; the whole training
-    state goes to ``<ckpt>.last.pt`` at most every ``save_every`` seconds
-    (0: after each epoch), and a run that finds that file resumes from it.
+    The model ends with the weights ``cfg.keep`` names (its best by
+    validation accuracy, or its last), tested. With ``ckpt_path`` they are
+    written there at the end (disk full: to :func:`unsaved_path`, and an
+    OSError); the whole state to ``<ckpt>.last.pt`` at most every ``save_every``
+    s (0: each epoch; a failed write warns), and a run finding it resumes.
     Times (``train_time``, ``wall_time``) cover the whole run, resumes
     included; ``train_wall_time``, this call's until training ended (device
     synchronised). Validation runs every ``cfg.val_every`` epochs and after
@@ -726,11 +889,22 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         status, diverged_at = _lean_end(loop, max_loss)
     trained = _synced(loaders.train.device) - entered
     swa_val = _after_training(loop) if status == "ok" else None
-    test = _test_kept(model, kept, loaders, cfg, ckpt)
-    return {"status": status, "diverged_at": diverged_at, "history": st["history"],
-            "metrics": _metrics(st, cfg, swa_val, test, model,
-                                time.perf_counter() - wall0),
-            "train_wall_time": trained}
+    test = _test_kept(model, kept, loaders, cfg)
+    return _write_kept(ckpt, kept, {
+        "status": status, "diverged_at": diverged_at, "history": st["history"],
+        "metrics": _metrics(st, cfg, swa_val, test, model, time.perf_counter() - wall0),
+        "train_wall_time": trained})
+
+
+def _write_kept(ckpt: Checkpointer, kept: dict | None, out: dict) -> dict:
+    """Write the kept weights (a host copy) where ``ckpt`` says and return
+    ``out``, fit's result; when the write fails, the weights and ``out`` are
+    kept in :func:`unsaved_path` (see :meth:`Checkpointer.finish`)."""
+    if ckpt.path is not None:  # no copies to the host without a checkpoint
+        ckpt.finish(None if kept is None else
+                    {**kept, "model": {k: v.cpu() for k, v in kept["model"].items()}},
+                    extra={"result": json.loads(json.dumps(out, default=str))})
+    return out
 
 
 @dataclass
@@ -915,17 +1089,12 @@ def _call_back(callbacks, rec: dict, epoch: int, model, opt) -> dict:
     return rec
 
 
-def _test_kept(model, kept: dict | None, loaders: Loaders, cfg: TrainConfig,
-               ckpt: Checkpointer) -> dict | None:
-    """Load the kept weights into ``model``, test them, write the checkpoint."""
-    test = None
-    if kept is not None:
-        model.load_state_dict(kept["model"])
-        test = evaluate(model, loaders.test, cfg.tta_flip, _amp(cfg), cfg.tta_translate)
-    if ckpt.path is not None:  # no copies to the host without a checkpoint
-        ckpt.finish(None if kept is None else
-                    {**kept, "model": {k: v.cpu() for k, v in kept["model"].items()}})
-    return test
+def _test_kept(model, kept: dict | None, loaders: Loaders, cfg: TrainConfig) -> dict | None:
+    """Load the kept weights into ``model`` and test them."""
+    if kept is None:
+        return None
+    model.load_state_dict(kept["model"])
+    return evaluate(model, loaders.test, cfg.tta_flip, _amp(cfg), cfg.tta_translate)
 
 
 def _finish_swa(avg: Averager, loaders: Loaders, cfg: TrainConfig, st: dict, keep):

@@ -4,6 +4,15 @@ A profile is chosen in one place: the ``profile`` argument, else the
 environment variable ``CIFAR_LIB_PROFILE``, else ``full`` on a GPU and ``cpu``
 without one. Notebooks put it in their ``parameters`` cell and derive every
 size from the returned :class:`Profile`.
+
+The cpu and full profiles write into committed folders (``runs/cpu/``, the
+repository root). Runs of your own go elsewhere with the same sizes::
+
+    P = get_profile("cpu", root="runs/scratch/mine")   # or P.with_(root=...)
+
+(a relative root is taken from the repository root; ``runs/scratch/`` is
+ignored by git). ``python -m cifar_lib train`` writes to
+:func:`scratch_root` unless given ``--out``.
 """
 from __future__ import annotations
 
@@ -53,6 +62,7 @@ class Profile:
     seeds: tuple[int, ...]     # seeds averaged over where a table has spread
     batch_size: int
     root: Path                 # figures/, results/, weights/ live under it
+                               # (a relative root: from the repository root)
 
     def __post_init__(self):
         """Reject sizes and counts that cannot train: a clear ValueError that
@@ -83,8 +93,11 @@ class Profile:
             if value is not None and type(value) is not int:  # numpy's: plain int
                 object.__setattr__(self, field, int(value))
         object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
-        if not isinstance(self.root, Path):
-            object.__setattr__(self, "root", Path(self.root))
+        root = Path(self.root)
+        if not root.is_absolute():  # notebooks, papermill and the CLI start in
+            root = REPO / root      # different folders: one place for all
+        if root != self.root:
+            object.__setattr__(self, "root", root)
 
     @property
     def max_train_size(self) -> int | None:
@@ -109,13 +122,26 @@ class Profile:
         return self.root / "report.md"
 
     def with_(self, **kw) -> "Profile":
-        """A copy with some fields changed (for a one-off smaller run); the
-        new values are checked as at construction (ValueError)."""
+        """A copy with some fields changed (for a one-off smaller run, or
+        ``root=`` for outputs elsewhere: a relative root is taken from the
+        repository root); the new values are checked as at construction
+        (ValueError)."""
         return replace(self, **kw)
 
 
 def _scratch() -> Path:
-    return Path(os.environ.get("CIFAR_LIB_SCRATCH", REPO / "runs" / "smoke"))
+    env = os.environ.get("CIFAR_LIB_SCRATCH")
+    return Path(env).absolute() if env else REPO / "runs" / "smoke"
+
+
+def scratch_root(name: str) -> Path:
+    """Where ``python -m cifar_lib train`` writes a run of profile ``name``
+    unless given ``--out``: ``runs/scratch/<name>/`` (ignored by git), or
+    ``$CIFAR_LIB_SCRATCH/train/<name>/`` when that variable is set. Never a
+    committed folder: one-off runs change no tracked file."""
+    env = os.environ.get("CIFAR_LIB_SCRATCH")
+    base = Path(env).absolute() / "train" if env else REPO / "runs" / "scratch"
+    return base / name
 
 
 def _profiles() -> dict[str, Profile]:
@@ -149,16 +175,22 @@ def default_profile_name() -> str:
     return "full" if torch.cuda.is_available() else "cpu"
 
 
-def get_profile(name: "str | Profile | None" = None) -> Profile:
+def get_profile(name: "str | Profile | None" = None, root=None) -> Profile:
     """The profile called ``name`` (default: see :func:`default_profile_name`);
     a Profile passes through unchanged.
 
+    With ``root`` its outputs (figures/, results/, weights/) go there instead
+    of the profile's own folder, with the same sizes: e.g.
+    ``get_profile("cpu", root="runs/scratch/mine")`` for runs of your own
+    that leave the committed ``runs/cpu/`` as it is (a relative root is
+    taken from the repository root).
+
     Used by notebooks 00-05 (every report section)."""
     if isinstance(name, Profile):
-        return name
+        return name if root is None else name.with_(root=root)
     name = name or default_profile_name()
     profiles = _profiles()
     if name not in profiles:
         raise ValueError(f"unknown profile {name!r}; choose one of "
                          f"{', '.join(profiles)} (argument or CIFAR_LIB_PROFILE)")
-    return profiles[name]
+    return profiles[name] if root is None else profiles[name].with_(root=root)

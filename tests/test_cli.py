@@ -11,7 +11,7 @@ import pytest
 
 from cifar_lib.__main__ import main
 from cifar_lib.models import list_models
-from cifar_lib.profiles import get_profile
+from cifar_lib.profiles import get_profile, scratch_root
 from conftest import REPO
 
 TINY = ['model_kw={"filters": [8, 16, 16]}', 'augment="none"', "lr=0.05"]
@@ -54,7 +54,10 @@ def test_train_on_smoke(capsys):
     assert summary["status"] == "ok" and summary["epochs_run"] == 1
     assert summary["test_acc"] > 0.15
     P = get_profile("smoke")
-    rec = json.loads((P.results / "cli" / f"{summary['run']}.json").read_text())
+    out_root = scratch_root("smoke")  # a one-off run: never the profile's own folder
+    assert f"run saved in {out_root}: record {out_root / 'results' / 'cli'}" in out
+    assert not (P.results / "cli").exists()
+    rec = json.loads((out_root / "results" / "cli" / f"{summary['run']}.json").read_text())
     assert rec["config"]["lr"] == 0.05 and rec["config"]["model_kw"] == {"filters": [8, 16, 16]}
     assert rec["config"]["batch_size"] == P.batch_size and rec["config"]["epochs"] == P.epochs
     assert rec["data"]["train"] == P.train_size
@@ -86,7 +89,8 @@ def test_diverged_run_exit_code(capsys):
     (["--set", "lr=abc"], "bad config value lr='abc'; expected float"),
     (["--set", "lr"], "bad config value lr=''"),
     (["--set", "epochs=0"], "bad config value epochs=0"),
-    (["--set", "learning_rate=0.1"], r"unknown config field(s) ['learning_rate']"),
+    (["--set", "learning_rate=0.1"], "unknown config field 'learning_rate'"),
+    (["--set", "epoch=3"], "unknown config field 'epoch' (did you mean 'epochs'?)"),
     (["--set", 'augment="rotate"'], "unknown augmentation preset 'rotate'"),
     (["--set", "scheduler=\"cyclic\""], "unknown scheduler 'cyclic'"),
 ])
@@ -94,6 +98,42 @@ def test_bad_values_exit_2(args, message, capsys):
     assert main(["train", "--profile", "smoke", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_a_read_only_results_folder_is_one_error_line(monkeypatch, capsys):
+    from cifar_lib import store
+
+    def read_only(folder):
+        raise PermissionError(f"cannot write results to {folder} (Permission denied); "
+                              "make it writable or choose another output root")
+    monkeypatch.setattr(store, "check_writable", read_only)
+    assert main(["train", "--profile", "smoke", "--model", "cnn3", "--set", *TINY]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write results to ")
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_a_full_disk_while_writing_weights_is_one_error_line(monkeypatch, capsys,
+                                                             tmp_path):
+    import errno
+    import tempfile
+
+    import torch
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real = torch.save
+
+    def full(obj, f, *a, **kw):
+        if "weights" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **kw)
+    monkeypatch.setattr(torch, "save", full)
+    assert main(["train", "--profile", "smoke", "--model", "cnn3", "--set", *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: could not write the checkpoint ")
+    assert "[Errno" not in err[0] and "the disk is full" in err[0]
+    kept = list(tmp_path.glob("cifar_lib-unsaved-cnn3-*.pt"))
+    assert len(kept) == 1 and f"kept in {kept[0]}" in err[0]
 
 
 def test_unknown_model_is_an_argparse_error(capsys):

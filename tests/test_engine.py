@@ -75,12 +75,33 @@ def test_config_dict_round_trip():
     assert d["augment"]["erase"] == 0.5 and d["sched_kw"] == {}
     assert d["lr"] == 1.0 and isinstance(d["lr"], float)  # lr=1 and 1.0 are one run
     assert TrainConfig.from_dict(d).to_dict() == d
-    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['learning_rate'\]; "
+    with pytest.raises(ValueError, match=r"unknown config field 'learning_rate'; "
                                          r"valid: .*lr"):
         TrainConfig.from_dict({**d, "learning_rate": 0.1})
     assert cfg.replace(lr=0.5).lr == 0.5 and cfg.lr == 1.0
     with pytest.raises(ValueError, match="bad config value lr"):
         cfg.replace(lr=-1.0)
+
+
+def test_unknown_config_field_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"^unknown config field 'epoch' \(did you mean "
+                                         r"'epochs'\?\); valid: amp, augment, .*epochs") as e:
+        TrainConfig(epoch=3)
+    assert isinstance(e.value, TypeError)  # also what an unexpected keyword raises
+    with pytest.raises(ValueError, match=r"fields 'epoch' \(did you mean 'epochs'\?\), "
+                                         r"'learning_rate'; valid"):
+        TrainConfig.from_dict({"learning_rate": 0.1, "epoch": 3})
+    with pytest.raises(ValueError, match="did you mean 'batch_size'"):
+        TrainConfig().replace(batchsize=64)
+    # valid fields, positional ones and from_dict work as before
+    cfg = TrainConfig(model="cnn3", epochs=3, model_kw={"filters": [8, 16, 16]})
+    assert cfg.epochs == 3 and TrainConfig("cnn3").model == "cnn3"
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig().to_dict() == TrainConfig.from_dict(TrainConfig().to_dict()).to_dict()
+    import dataclasses
+    import inspect
+    assert dataclasses.is_dataclass(TrainConfig)
+    assert list(inspect.signature(TrainConfig).parameters)[:2] == ["model", "model_kw"]
 
 
 def test_make_loaders(split):
@@ -135,11 +156,13 @@ def test_checkpoint_unreadable_or_missing(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="(?s)unreadable.*delete it"):
         read_checkpoint(bad)
-    # a pickle that is not plain tensors/containers is refused (weights_only)
+    # a pickle that is not plain tensors/containers is refused (weights_only),
+    # and the message never suggests loading it unsafely
     evil = tmp_path / "evil.pt"
     torch.save({"model": {}, "obj": time.struct_time((2000,) + (0,) * 8)}, evil)
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="unreadable.*struct_time") as e:
         read_checkpoint(evil)
+    assert "weights_only" not in str(e.value)
 
 
 def test_atomic_save_leaves_no_temp_file(tmp_path, monkeypatch):
