@@ -96,6 +96,16 @@ def test_committed_reports_match_their_results(name, path):
     assert report.check_report(path, get_profile(name)) == []
 
 
+@pytest.mark.parametrize("path", [REPO / "report.md", REPO / "runs" / "cpu" / "report.md"])
+def test_no_value_marker_starts_a_line(path):
+    """A line that starts with ``<!--`` opens an HTML block under CommonMark
+    (which GitHub follows): the sentence around a value would break there,
+    and its Markdown would not render. Each value sits inside its line."""
+    starts = [n for n, line in enumerate(path.read_text().splitlines(), 1)
+              if line.lstrip().startswith("<!-- BEGIN value:")]
+    assert not starts, f"{path.name}: value markers start lines {starts}"
+
+
 @pytest.mark.parametrize("name", ["full", "cpu"])
 def test_checkpoints_on_disk_match_the_manifest(name):
     """Every checkpoint kept under a profile is listed with its size and sha256."""
