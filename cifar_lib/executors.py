@@ -22,14 +22,10 @@ submitit is needed only for Slurm (``pip install cifar-lib[cluster]``).
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from cifar_lib.claims import CLAIMS, claimed  # noqa: F401  (re-exported)
@@ -38,17 +34,6 @@ from cifar_lib.profiles import Profile, get_profile
 
 # ---------------------------------------------------------------- claims
 # A claim is an OS file lock (cifar_lib.claims); the plan's runner takes it.
-
-def holders(P: Profile) -> list[dict]:
-    """Who holds which claim now (a worker's claim file while it trains)."""
-    out = []
-    for path in sorted((P.results / CLAIMS).glob("*.json")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue  # released while we read
-    return out
-
 
 # ---------------------------------------------------------------- shards
 

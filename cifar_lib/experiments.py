@@ -420,24 +420,20 @@ def records(experiment: Experiment, profile: Profile, *, ok_only: bool = False,
         for rec in recs:  # oldest first: the newest wins
             if ok_only and rec.get("status") != "ok":
                 continue
-            if data is None or store.same_run(rec, rec["config"], rec.get("tag"), data):
-                out[_ident(rec["config"], rec.get("tag"))] = rec
+            if store.on_data(rec, data):
+                out[store.identity(rec["config"], rec.get("tag"), {})] = rec
         return out
     own = newest(store.runs(profile.results, experiment.name))
     anywhere = None
     out = []
     for r in experiment.runs(profile):
-        key = _ident(r.cfg.to_dict(), r.tag)
+        key = store.identity(r.cfg.to_dict(), r.tag, {})
         if key not in own and anywhere is None:
             anywhere = newest(store.runs(profile.results))
         rec = own.get(key) or anywhere.get(key)
         if rec is not None:
             out.append({**rec, "label": r.label})
     return out
-
-
-def _ident(config: dict, tag) -> tuple:
-    return json.dumps(config, sort_keys=True), json.dumps(tag, sort_keys=True)
 
 
 def run_experiment(experiment: Experiment, profile: Profile, split: Split | None = None,

@@ -73,10 +73,13 @@ def same_run(record: dict, config: dict, tag: dict | None, data: dict | None) ->
     matches those sizes on any source."""
     if record.get("config") != config or record.get("tag") != tag:
         return False
-    if data is None:
-        return True
+    return on_data(record, data)
+
+
+def on_data(record: dict, data: dict | None) -> bool:
+    """Whether ``record`` ran on ``data`` (None: any; only the keys given)."""
     have = record.get("data", {})
-    return all(have.get(k) == v for k, v in data.items())
+    return data is None or all(have.get(k) == v for k, v in data.items())
 
 
 # ---------------------------------------------------------------- paths

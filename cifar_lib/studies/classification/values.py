@@ -1,7 +1,7 @@
 """Section 1's report tables and values, read back from results/ on disk."""
 from __future__ import annotations
 
-from cifar_lib.experiments import records, results_frame, summarize
+from cifar_lib.experiments import loaded_split, records, results_frame, summarize
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.classification.measures import read, save_arch_costs, vis_measured
@@ -255,12 +255,6 @@ def values(profile: Profile) -> dict:
 # ``viz.figure(name, P)``; None while their results are missing.
 
 
-def _split(profile: Profile):
-    """The profile's split, when its data is loaded or on this machine."""
-    from cifar_lib.experiments import loaded_split
-    return loaded_split(profile)
-
-
 @register_figure("data_class_balance.png")
 def fig_class_balance(profile: Profile):
     from cifar_lib import viz
@@ -271,7 +265,7 @@ def fig_class_balance(profile: Profile):
 @register_figure("data_samples.png")
 def fig_samples(profile: Profile):
     from cifar_lib import analysis, viz
-    split = _split(profile)
+    split = loaded_split(profile)
     if split is None:
         return None
     x, y = split.train
@@ -283,14 +277,14 @@ def fig_samples(profile: Profile):
 @register_figure("data_pixel_hist.png")
 def fig_pixel_hist(profile: Profile):
     from cifar_lib import viz
-    split = _split(profile)
+    split = loaded_split(profile)
     return None if split is None else viz.channel_histograms(split.train[0][:10000])
 
 
 @register_figure("data_augmentations.png")
 def fig_augmentations(profile: Profile):
     from cifar_lib import analysis, viz
-    split = _split(profile)
+    split = loaded_split(profile)
     return None if split is None else viz.image_rows(analysis.augmentation_examples(split, n=8))
 
 
