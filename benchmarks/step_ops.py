@@ -204,7 +204,8 @@ def count(cfg: TrainConfig, epochs: int = 1, images_per_step: int = 2,
             out = fit(model, loaders, cfg, hooks=(phases,), progress=False)
     finally:
         engine.EMULATE_CUDA = was
-    assert out["status"] == "ok", out["status"]
+    # (a few steps on synthetic images need not learn: "failed" is fine)
+    assert out["status"] in ("ok", "failed"), out["status"]
     n = phases.steps
     return {"ops_per_step": sum(counter.ops[p] for p in PHASES) / n,
             "work_ops_per_step": sum(counter.ops["work:" + p] for p in PHASES) / n,

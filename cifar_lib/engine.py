@@ -36,7 +36,8 @@ from cifar_lib.data import DeviceLoader, Split
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
-from cifar_lib.optim import (Lookahead, LRSchedule, check_schedule, make_ema,
+from cifar_lib.health import failure
+from cifar_lib.optim import (GradClip, Lookahead, LRSchedule, check_schedule, make_ema,
                              make_optimizer, make_swa, trainable)
 from cifar_lib.registry import OPTIMIZERS
 from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
@@ -95,6 +96,7 @@ class TrainConfig:
     epoch_aug: bool = False       # augment a whole epoch at once (fewer ops per step)
     val_every: int = 1            # validate every N epochs; 0: once, after training (lean loop)
     fp16: bool = False            # network in fp16, BN in fp32, fp16 inputs (CUDA only)
+    grad_clip_quantile: float = 0.0  # clip at this quantile of the norms so far (AutoClip; 0: off)
 
     def __post_init__(self):
         for f in fields(self):  # e.g. lr="abc" from the command line
@@ -152,6 +154,10 @@ class TrainConfig:
             ("val_every", self.val_every or self.scheduler != "plateau",
              "val_every=0 not with the plateau schedule (it reads each "
              "epoch's validation loss)"),
+            ("grad_clip_quantile", 0 <= self.grad_clip_quantile <= 1,
+             "a quantile in [0, 1] (0: off)"),
+            ("grad_clip_quantile", not (self.grad_clip_quantile and self.grad_clip),
+             f"0 with grad_clip={self.grad_clip} (one clipping rule at a time)"),
             ("decoupled", not self.decoupled or self.optimizer == "sgd",
              f"decoupled=True only with optimizer 'sgd' (got {self.optimizer!r})"),
         ]
@@ -228,7 +234,7 @@ TrainConfig.__init__ = _checked_init(TrainConfig.__init__)
 _QUIET = {"decoupled": False, "norm_bias_lr": 1.0, "last_epoch_frac": 1.0,
           "lookahead": 0, "lookahead_decay": 0.95, "lookahead_pow": 3.0,
           "whiten_bias_epochs": 0, "tta_translate": 0, "epoch_aug": False,
-          "val_every": 1, "fp16": False}
+          "val_every": 1, "fp16": False, "grad_clip_quantile": 0.0}
 
 
 class Loaders(NamedTuple):
@@ -640,20 +646,24 @@ class EpochStats(NamedTuple):
 def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss_fn,
                 avg: Averager, hooks: tuple, epoch: int, check_every: int,
                 max_loss: float, steps: int | None = None,
-                sync: bool = True) -> EpochStats:
+                sync: bool = True, clip: GradClip | None = None) -> EpochStats:
     """One pass over the training set (its first ``steps`` batches); losses
     stay on the device except at every ``check_every``-th step's divergence
-    check and the epoch's end; with ``sync=False`` nothing is read back."""
+    check and the epoch's end; with ``sync=False`` nothing is read back
+    (each step's loss, logits and labels are kept, and summed up once at
+    the epoch's end: no operation per step for the metrics). ``clip``
+    clips the gradients (made from ``cfg`` when not given)."""
     dev, per_epoch = loaders.train.device, len(loaders.train)
     steps = per_epoch if steps is None else steps
     before = [h.before_step for h in hooks if hasattr(h, "before_step")]
     after = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
+    if clip is None and (cfg.grad_clip or cfg.grad_clip_quantile):
+        clip = make_clip(cfg, steps, dev)
     params = trainable(model)
     model.train()
-    loss_sum = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    hits = None if sync else torch.zeros(loaders.train.batch_size, device=dev,
-                                         dtype=torch.long)
+    loss_sum = torch.zeros((), device=dev) if sync else None
+    correct = torch.zeros((), device=dev, dtype=torch.long) if sync else None
+    kept = []  # sync=False: (loss, logits, labels) of each step
     seen, step = 0, -1
     for step, (x, y) in enumerate(loaders.train):
         for fn in before:
@@ -664,33 +674,96 @@ def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss
             if cfg.l1:
                 loss = loss + cfg.l1 * l1_penalty(model)
         _clear_grads(opt)
-        loss.backward()
+        _backward(loss, params)
         for fn in after:
             fn(model, loss, epoch * per_epoch + step)
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if clip is not None:
+            clip(params)
         opt.step()
         sched.step()
         avg.step(model, epoch * per_epoch + step + 1)
-        if hits is None:
-            loss_sum += loss.detach().float() * len(x)
-            correct += (out.argmax(1) == _labels(y)).sum()
-        else:  # fewer operations: sums of hits per position, added up at the end
-            with torch.no_grad():
-                loss_sum.add_(loss, alpha=len(x))
-                (hits if len(x) == len(hits) else hits[:len(x)]).add_(
-                    out.argmax(1) == _labels(y))
         seen += len(x)
+        if not sync:  # references only (the graph's buffers are freed)
+            kept.append((loss, out, y))
+            if step + 1 == steps:
+                break
+            continue
+        loss_sum += loss.detach().float() * len(x)
+        correct += (out.argmax(1) == _labels(y)).sum()
         if step + 1 == steps:
             break
-        if sync and (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
+        if (step + 1) % check_every == 0 and not loss_sum < max_loss * seen:
             break
     if not sync:
-        return EpochStats(loss_sum, hits.sum(), seen, None)
+        return EpochStats(*_summed(kept), seen, None)
     loss_v, correct_v = torch.stack([loss_sum, correct.float()]).tolist()
     loss_v /= max(seen, 1)
     bad = None if loss_v < max_loss else step  # NaN, inf or blown up
     return EpochStats(loss_v, correct_v / max(seen, 1), seen, bad)
+
+
+@torch.no_grad()
+def _summed(kept: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed train loss (each step's mean loss times its batch size)
+    and the correct count of an epoch's ``(loss, logits, labels)``, on the
+    device: a few operations per epoch."""
+    if not kept:
+        return torch.zeros(()), torch.zeros((), dtype=torch.long)
+    sizes = sorted({len(y) for _, _, y in kept})
+    loss_sum = sum(torch.stack([loss for loss, _, y in kept if len(y) == n]).float().sum() * n
+                   for n in sizes)
+    hits = torch.cat([out for _, out, _ in kept]).argmax(1) == \
+        _labels(torch.cat([y for _, _, y in kept]))
+    return loss_sum, hits.sum()
+
+
+def _backward(loss: torch.Tensor, params: list) -> None:
+    """``loss.backward()`` for the gradients of ``params`` (their ``.grad``,
+    which must be None before): the same gradients, without the detach
+    that accumulating each one into its ``.grad`` costs (one operation per
+    parameter, 15 of FastNet's)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, grads):
+        p.grad = g
+
+
+def make_clip(cfg: TrainConfig, total_steps: int, device) -> GradClip | None:
+    """The gradient clipping ``cfg`` asks for (fixed or AutoClip), or None."""
+    if not (cfg.grad_clip or cfg.grad_clip_quantile):
+        return None
+    return GradClip(cfg.grad_clip, cfg.grad_clip_quantile, total_steps, device)
+
+
+class _SmoothedCE:
+    """Cross-entropy with label smoothing for integer labels, the numbers
+    of ``F.cross_entropy(logits, y, label_smoothing=eps)`` (its own
+    formula, term by term: the same loss and gradients, bit for bit) in
+    fewer operations: torch's masks the ignored labels, which a training
+    batch does not have. Other targets go to ``fallback``."""
+
+    def __init__(self, eps: float, fallback: Callable):
+        self.eps, self.fallback, self.sizes = eps, fallback, {}
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.dtype != torch.long or logits.dim() != 2:
+            return self.fallback(logits, y)
+        if torch.is_autocast_enabled(logits.device.type):
+            logits = logits.float()  # as autocast runs cross_entropy: in float32
+        logp = F.log_softmax(logits, 1)
+        key = (len(y), logits.device)
+        if key not in self.sizes:  # minus the count torch divides by, on the device
+            self.sizes[key] = torch.full((), -len(y), dtype=torch.long, device=logits.device)
+        smooth = logp.sum(1).sum() / self.sizes[key]  # torch's -(sum) / count
+        return F.nll_loss(logp, y) * (1 - self.eps) + smooth * (self.eps / logits.shape[1])
+
+
+def train_loss(cfg: TrainConfig) -> Callable:
+    """The loss of the training steps: ``cfg``'s (:func:`make_loss`), in
+    fewer operations for cross-entropy with label smoothing."""
+    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
+    if cfg.loss == "cross_entropy" and cfg.label_smoothing:
+        return _SmoothedCE(cfg.label_smoothing, loss_fn)
+    return loss_fn
 
 
 def _clear_grads(opt) -> None:
@@ -845,8 +918,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
 
     entered = time.perf_counter()
     ckpt = Checkpointer(ckpt_path, save_every)  # kept: the weights cfg.keep names
-    opt, sched, avg, st, kept = _start(model, loaders, cfg, ckpt, resume, log)
-    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, **cfg.loss_kw)
+    opt, sched, avg, clip, st, kept = _start(model, loaders, cfg, ckpt, resume, log)
+    loss_fn = train_loss(cfg)
     net, eval_model = torch.compile(model) if cfg.compile else model, avg.eval_model(model)
     meta = {"model_name": cfg.model, "model_kw": cfg.model_kw, "config": cfg.to_dict(),
             "num_classes": loaders.train.num_classes}
@@ -862,7 +935,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             pending.read()
         return {"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(), "config": cfg.to_dict(),
-                "averages": avg.state_dict(), "state": st, "kept": kept}
+                "averages": avg.state_dict(), "state": st, "kept": kept,
+                **({"clip": clip.state_dict()} if clip is not None else {})}
 
     status, diverged_at = "ok", None
     wall0 = time.perf_counter() - st["wall_time"]
@@ -874,7 +948,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         lr0, t0 = _epoch_start(loop, epoch)
         ep = train_epoch(net, model, loaders, cfg, opt, sched, loss_fn, avg, hooks,
                          epoch, check_every, max_loss,
-                         epoch_steps(cfg, len(loaders.train), epoch), pending is None)
+                         epoch_steps(cfg, len(loaders.train), epoch), pending is None,
+                         clip)
         if ep.diverged_step is not None:
             status, diverged_at = "diverged", _diverged(cfg, ep, epoch, log)
             break
@@ -890,10 +965,26 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     trained = _synced(loaders.train.device) - entered
     swa_val = _after_training(loop) if status == "ok" else None
     test = _test_kept(model, kept, loaders, cfg)
+    failed = failure(st["history"], loaders.train.num_classes) if status == "ok" else None
+    if failed is not None:
+        status = "failed"
+        if log:
+            log(f"{cfg.model}: the run never learned ({failed}); recorded as failed")
+    metrics = _metrics(st, cfg, swa_val, test, model, time.perf_counter() - wall0)
     return _write_kept(ckpt, kept, {
-        "status": status, "diverged_at": diverged_at, "history": st["history"],
-        "metrics": _metrics(st, cfg, swa_val, test, model, time.perf_counter() - wall0),
+        "status": status, "diverged_at": diverged_at, "failure": failed,
+        "history": st["history"], "metrics": {**metrics, **_acted(opt, sched, clip)},
         "train_wall_time": trained})
+
+
+def _acted(opt, sched: LRSchedule, clip: GradClip | None) -> dict:
+    """How often the mechanisms of a run acted (None: not in this run):
+    the fraction of steps whose gradient clipping changed (read from the
+    device now, once), the plateau schedule's cuts of the rate, and the
+    step at which ``adamw_sgd`` switched to SGD (None if it never did)."""
+    return {"clip_frac": clip.fraction() if clip is not None else None,
+            "lr_cuts": getattr(sched, "cuts", None) if sched.name == "plateau" else None,
+            "switch_step": getattr(opt, "switched_at", None)}
 
 
 def _write_kept(ckpt: Checkpointer, kept: dict | None, out: dict) -> dict:
@@ -1019,15 +1110,19 @@ def _start(model, loaders: Loaders, cfg: TrainConfig, ckpt: Checkpointer,
     """Optimizer, schedule, averages, loop state and kept weights of a run:
     new, or restored from its ``.last.pt`` when ``resume`` finds one."""
     opt, sched = _setup(model, loaders, cfg)
-    avg = Averager(model, cfg, run_steps(cfg, len(loaders.train)))
+    total = run_steps(cfg, len(loaders.train))
+    avg = Averager(model, cfg, total)
+    clip = make_clip(cfg, total, loaders.train.device)
     last = ckpt.resume_state(cfg) if resume else None
     if last is None:
-        return opt, sched, avg, _new_state(), None
+        return opt, sched, avg, clip, _new_state(), None
     check_state(model, last["model"], ckpt.last)
     st, kept = _restore(last, model, opt, sched, avg, loaders.train.device)
+    if clip is not None and "clip" in last:
+        clip.load_state_dict(last["clip"])
     if log:
         log(f"{cfg.model}: resuming from {ckpt.last.name} at epoch {st['epoch']}")
-    return opt, sched, avg, st, kept
+    return opt, sched, avg, clip, st, kept
 
 
 def _restore(last: dict, model, opt, sched, avg: Averager, device) -> tuple[dict, dict | None]:

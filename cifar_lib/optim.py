@@ -215,6 +215,7 @@ class AdamWThenSGD(torch.optim.Optimizer):
                                    momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
         self.switch_step, self.sgd_lr_scale, self.steps = switch_step, sgd_lr_scale, 0
+        self.switched_at = None  # the step it switched to SGD at (None: not yet)
 
     @property
     def phase(self) -> str:
@@ -223,6 +224,8 @@ class AdamWThenSGD(torch.optim.Optimizer):
     def step(self, closure=None):
         inner = self.adamw if self.phase == "adamw" else self.sgd
         scale = 1.0 if inner is self.adamw else self.sgd_lr_scale
+        if inner is self.sgd and self.switched_at is None:
+            self.switched_at = self.steps  # AdamW steps taken before
         for outer, group in zip(self.param_groups, inner.param_groups):
             group["lr"] = outer["lr"] * scale
         self.steps += 1
@@ -230,13 +233,16 @@ class AdamWThenSGD(torch.optim.Optimizer):
 
     def state_dict(self):
         return {"outer": super().state_dict(), "adamw": self.adamw.state_dict(),
-                "sgd": self.sgd.state_dict(), "steps": self.steps}
+                "sgd": self.sgd.state_dict(), "steps": self.steps,
+                "switched_at": self.switched_at}
 
     def load_state_dict(self, state):
         super().load_state_dict(state["outer"])
         self.adamw.load_state_dict(state["adamw"])
         self.sgd.load_state_dict(state["sgd"])
         self.steps = state["steps"]
+        self.switched_at = state.get("switched_at",  # states from before the field
+                                     self.switch_step if self.steps > self.switch_step else None)
 
 
 @register_optimizer("adamw_sgd")
@@ -365,6 +371,7 @@ class LRSchedule:
         self.warmup, self.hold_from, self.hold_factor = warmup_steps, hold_from, hold_factor
         self.base = [g["lr"] for g in optimizer.param_groups]
         self.mult, self.best, self.bad = 1.0, math.inf, 0
+        self.cuts = 0  # times the plateau rule cut the rate
         self._at(0)
 
     def factor(self, t: int | None = None) -> float:
@@ -406,13 +413,16 @@ class LRSchedule:
             if self.bad > self.kw.get("patience", 2):
                 self.mult *= self.kw.get("factor", 0.1)
                 self.bad = 0
+                self.cuts += 1
                 self._at(self.t)
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "mult": self.mult, "best": self.best, "bad": self.bad}
+        return {"t": self.t, "mult": self.mult, "best": self.best, "bad": self.bad,
+                "cuts": self.cuts}
 
     def load_state_dict(self, state: dict) -> None:
         self.mult, self.best, self.bad = (state[k] for k in ("mult", "best", "bad"))
+        self.cuts = state.get("cuts", 0)
         self._at(state["t"])
 
 
@@ -528,3 +538,59 @@ class Lookahead:
 def make_swa(model) -> AveragedModel:
     """Equal-weight average for SWA (Izmailov et al. 2018); BN refit at the end."""
     return AveragedModel(model)
+
+
+# ---------------------------------------------------------------- clipping
+
+
+class GradClip:
+    """Gradient clipping by the global norm, counted on the device.
+
+    ``max_norm`` clips at a fixed norm (``torch.nn.utils.clip_grad_norm_``'s
+    rule); ``quantile`` q in (0, 1] clips each step at the running q-quantile
+    of every global gradient norm seen so far, this step's included (AutoClip,
+    Seetharaman et al. 2020; numpy's linear interpolation). The norms live
+    in a preallocated device buffer of ``total_steps`` and the number of
+    steps whose gradient the clipping changed (coefficient below 1) in a
+    device counter: nothing is read by the host until :meth:`fraction`.
+    """
+
+    def __init__(self, max_norm: float = 0.0, quantile: float = 0.0,
+                 total_steps: int = 1, device=None):
+        if (max_norm > 0) == (quantile > 0):
+            raise ValueError(f"GradClip needs one of max_norm={max_norm!r} and "
+                             f"quantile={quantile!r} above 0")
+        if not quantile <= 1:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
+        self.max_norm, self.quantile = float(max_norm), float(quantile)
+        self.norms = torch.zeros(total_steps if quantile else 0, device=device)
+        self.clipped = torch.zeros((), device=device, dtype=torch.long)
+        self.steps = 0  # steps clipped (or not) so far, on the host
+
+    @torch.no_grad()
+    def __call__(self, params) -> None:
+        """Clip the gradients of ``params`` in place (one optimizer step)."""
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        limit = self.max_norm
+        if self.quantile:
+            t = min(self.steps, len(self.norms) - 1)  # (a longer run: last slot)
+            self.norms[t] = norm
+            limit = torch.quantile(self.norms[:t + 1], self.quantile)
+        torch.nn.utils.clip_grads_with_norm_(params, limit, norm)  # clip_grad_norm_'s step
+        self.clipped += norm + 1e-6 > limit  # its coefficient limit / (norm + 1e-6) < 1
+        self.steps += 1
+
+    def fraction(self) -> float | None:
+        """The fraction of steps whose gradient was clipped (a host read)."""
+        return self.clipped.item() / self.steps if self.steps else None
+
+    def state_dict(self) -> dict:
+        return {"norms": self.norms, "clipped": self.clipped, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.norms.copy_(state["norms"])
+        self.clipped.copy_(state["clipped"])
+        self.steps = state["steps"]

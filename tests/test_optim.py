@@ -314,6 +314,7 @@ class FunctionSchedule:
         self.warmup, self.hold_from, self.hold_factor = warmup_steps, hold_from, hold_factor
         self.base = [g["lr"] for g in optimizer.param_groups]
         self.t, self.mult, self.best, self.bad = 0, 1.0, math.inf, 0
+        self.cuts = 0
         self._apply()
 
     def factor(self):
@@ -347,6 +348,7 @@ class FunctionSchedule:
             if self.bad > self.kw.get("patience", 2):
                 self.mult *= self.kw.get("factor", 0.1)
                 self.bad = 0
+                self.cuts += 1
         self._apply()
 
     def state_dict(self):
@@ -561,3 +563,57 @@ def test_step_with_a_closure_returns_its_loss_and_uses_its_gradients():
         return loss
     assert float(opt.step(closure)) == 5.0
     assert w.tolist() == [0.5, -1.5]  # one signed step against the gradient
+
+
+def test_grad_clip_quantile_is_autoclip():
+    """Each step clips at the running quantile (numpy's percentile) of the
+    global norms so far, this step's included; the clipped steps are
+    counted on the device."""
+    import numpy as np
+    from cifar_lib.optim import GradClip
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.zeros(5))
+    clip = GradClip(quantile=0.3, total_steps=200)
+    seen, clipped = [], 0
+    for _ in range(200):
+        g = torch.randn(5) * torch.rand(()) * 3
+        seen.append(g.norm().item())
+        limit = np.percentile(seen, 30)
+        w.grad = g.clone()
+        clip([w])
+        expect = min(1.0, limit / (seen[-1] + 1e-6))
+        assert torch.allclose(w.grad, g * expect, rtol=1e-5, atol=1e-7)
+        clipped += expect < 1
+    assert clip.fraction() == clipped / 200
+    assert 0.55 <= clip.fraction() <= 0.85  # about 1 - q of the steps
+    fixed = GradClip(max_norm=1.0)
+    w.grad = torch.full((5,), 10.0)
+    fixed([w])
+    assert abs(w.grad.norm().item() - 1.0) < 1e-5 and fixed.fraction() == 1.0
+    with pytest.raises(ValueError, match="one of"):
+        GradClip(max_norm=1.0, quantile=0.5)
+
+
+def test_plateau_cuts_and_adamw_sgd_switch_are_counted():
+    model = torch.nn.Linear(3, 2)
+    opt = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=10, switch_at=0.3)
+    for _ in range(5):
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    assert opt.switched_at == 3
+    state = opt.state_dict()
+    fresh = make_optimizer("adamw_sgd", model, lr=0.01, total_steps=10, switch_at=0.3)
+    fresh.load_state_dict(state)
+    assert fresh.switched_at == 3
+    del state["switched_at"]  # a resume state from before the field
+    fresh.load_state_dict(state)
+    assert fresh.switched_at == 3
+    sched = LRSchedule(torch.optim.SGD(model.parameters(), lr=1.0), "plateau", 10, 2,
+                       patience=0)
+    for loss in (1.0, 1.0, 1.0, 0.5):
+        sched.epoch_end(loss)
+    assert sched.cuts == 2
+    again = LRSchedule(torch.optim.SGD(model.parameters(), lr=1.0), "plateau", 10, 2,
+                       patience=0)
+    again.load_state_dict(sched.state_dict())
+    assert again.cuts == 2

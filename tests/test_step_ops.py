@@ -1,6 +1,8 @@
-"""The lean recipe's step stays lean (issue 23): at most 100 operations
-that do work per training step and no host sync inside an epoch, counted
-as on CUDA by benchmarks/step_ops.py (small FastNet, a few steps, CPU)."""
+"""The lean recipe's step stays lean: at most 100 dispatched operations
+per training step (every aten operation, views and profiler marks
+included; 88 at 43 steps an epoch, about 94 here, where the epoch's own
+work is spread over 6 steps) and no host sync inside an epoch, counted as
+on CUDA by benchmarks/step_ops.py (small FastNet, a few steps, CPU)."""
 import importlib.util
 
 import pytest
@@ -22,8 +24,8 @@ def test_airbench_recipe_step_is_lean(step_ops):
     cfg = airbench_recipe(width=0.125)
     r = step_ops.count(cfg, epochs=2, full_train=6 * cfg.batch_size)
     assert r["steps"] == 12
-    assert r["work_ops_per_step"] <= 100, step_ops.describe("airbench_recipe", r)
-    assert r["ops_per_step"] <= 140, step_ops.describe("airbench_recipe", r)
+    assert r["ops_per_step"] <= 100, step_ops.describe("airbench_recipe", r)
+    assert r["work_ops_per_step"] <= 80, step_ops.describe("airbench_recipe", r)
     assert r["syncs_in_steps_per_epoch"] == 0 and r["syncs_at_epoch_end_per_epoch"] == 0
     assert r["syncs_after_training"] <= 3  # train metrics, validation, test
 

@@ -10,13 +10,30 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cifar_lib.registry import register_model
 from cifar_lib.models.layers import act_layer
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training step does not count its batches: with a
+    fixed ``momentum`` the count (``num_batches_tracked``) is read by
+    nothing, and its ``+= 1`` is one operation per layer and step (six of
+    FastNet's). The normalisation is BatchNorm2d's; with ``momentum=None``
+    (a cumulative average, as ``torch.optim.swa_utils.update_bn`` sets)
+    and in eval mode it is BatchNorm2d's forward itself, count included."""
+
+    def forward(self, x):
+        if not self.training or self.momentum is None:
+            return super().forward(x)
+        self._check_input_dim(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                            self.bias, True, self.momentum, self.eps)
+
+
 def _bn(c):
-    bn = nn.BatchNorm2d(c, momentum=0.4, eps=1e-12)
+    bn = BatchNorm(c, momentum=0.4, eps=1e-12)
     bn.weight.requires_grad_(False)
     return bn
 
