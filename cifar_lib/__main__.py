@@ -26,7 +26,7 @@ from cifar_lib.profiles import PROFILES, check_count, get_profile, scratch_root
 
 # Groups of the plan, in the order the budgeted runner trains them (the same
 # tuple as cifar_lib.plan.PRIORITY; tests check that they agree).
-PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
+PRIORITY = ("batchnorm", "dessilbi", "core", "ablations", "long", "zoo", "extended")
 
 
 class _Lazy:

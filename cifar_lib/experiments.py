@@ -123,7 +123,7 @@ def weights_problem(record: dict, profile: Profile | str | None = None) -> str |
     older records, ``weights/manifest.json``) wrote down for it.
     """
     profile = get_profile(profile)
-    if record.get("status") not in ("ok", "diverged"):
+    if record.get("status") not in ("ok", "diverged", "failed"):
         return f"its record has no final status ({record.get('status')!r})"
     if not record.get("weights"):
         return "the run kept no weights"
@@ -232,6 +232,7 @@ def _train(cfg, split, experiment, profile, label, force, device, callbacks, hoo
               callbacks=callbacks, hooks=hooks, log=log, save_every=save_every)
     rec = {"experiment": experiment, "run": name, "label": label or name,
            "status": out["status"], "diverged_at": out["diverged_at"],
+           "failure": out.get("failure"),
            "config": cfg.to_dict(), "data": data, "env": environment(device),
            "profile": profile.name,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -300,26 +301,52 @@ METRICS = ("best_val_acc", "test_acc", "train_time", "wall_time",
            "images_per_s", "params", "epochs_run")
 
 
+# How often a mechanism acted in a run (engine metrics), where recorded.
+ACTED = ("clip_frac", "lr_cuts", "switch_step")
+
+
 def results_frame(records: list[dict]):
-    """One row per run: label, status, scalar config fields and metrics."""
+    """One row per run: label, status, scalar config fields and metrics.
+
+    ``status`` is ``failed`` for a run that finished but never learned (at
+    chance or at the loss of a uniform guess over its last epochs,
+    :func:`cifar_lib.health.record_failure`), also for records stored
+    before the engine marked such runs; ``failure`` says why."""
     import pandas as pd
+    from cifar_lib.health import record_failure
     rows = []
     for r in records:
+        failure = record_failure(r)
+        status = "failed" if r["status"] == "ok" and failure else r["status"]
         row = {"experiment": r["experiment"], "label": r["label"], "run": r["run"],
-               "status": r["status"]}
+               "status": status, "failure": failure}
         row.update({k: v for k, v in r["config"].items() if not isinstance(v, (dict, list))})
-        row.update({k: r["metrics"].get(k) for k in METRICS})
+        row.update({k: r["metrics"].get(k) for k in METRICS + ACTED})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summarize(df, by="label", metrics=("test_acc", "best_val_acc", "train_time")):
-    """Mean, std and count over seeds per group, groups in first-seen order."""
-    g = df.groupby(by, sort=False)
-    out = g[list(metrics)].agg(["mean", "std"])
+    """Mean, std and count over seeds per group, groups in first-seen order.
+
+    The means and spreads are over the runs that learned (status ``ok``);
+    ``runs`` counts every run, ``failed`` and ``diverged`` those left out,
+    and ``<metric>_seeds`` lists every run's value in seed order."""
+    import pandas as pd
+    ok = df[df["status"] == "ok"]
+    g_all = df.groupby(by, sort=False)
+    out = ok.groupby(by, sort=False)[list(metrics)].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
-    out["runs"] = g.size()
-    out["diverged"] = g["status"].apply(lambda s: int((s == "diverged").sum()))
+    out = out.reindex(pd.Index(list(g_all.groups), name=by))
+    order = [k for k in dict.fromkeys(df[by])]
+    out = out.loc[order]
+    out["runs"] = g_all.size().loc[order]
+    out["diverged"] = g_all["status"].apply(lambda s: int((s == "diverged").sum())).loc[order]
+    out["failed"] = g_all["status"].apply(lambda s: int((s == "failed").sum())).loc[order]
+    sort = "seed" if "seed" in df else by
+    for m in metrics:
+        out[f"{m}_seeds"] = [list(zip(d.sort_values(sort)["status"], d.sort_values(sort)[m]))
+                             for _, d in ((k, g_all.get_group(k)) for k in order)]
     return out.reset_index()
 
 
@@ -332,13 +359,16 @@ class Run:
     """One run of an experiment: its label, config, what it records beyond
     the defaults (``tag``, joined to its name) and the fit hooks that record
     it (``hooks()`` makes fresh ones), and its priority group when that is
-    not its experiment's."""
+    not its experiment's. ``waits`` names what the run waits for (a rate
+    grid whose choice it takes); its config is provisional until then and
+    it is not trained."""
 
     label: str
     cfg: TrainConfig
     tag: dict | None = None
     hooks: Callable[[], list] | None = None
     group: str | None = None
+    waits: str | None = None
 
     def make_hooks(self) -> list:
         return list(self.hooks()) if self.hooks else []
@@ -448,8 +478,24 @@ def run_experiment(experiment: Experiment, profile: Profile, split: Split | None
     Used by notebooks 01, 02, 04, 05 (report sections 1.2, 1.3, 2, 3).
     """
     split = split or profile_split(profile)
-    return [train_one(experiment, r, profile, split, force=force, device=device, log=log)
-            for r in experiment.runs(profile)]
+    done: dict[str, dict] = {}
+    while True:  # runs that wait for a rate grid are listed again once it is done
+        runs = experiment.runs(profile)
+        todo = [r for r in runs if not r.waits and _key(r) not in done]
+        if not todo:
+            break
+        for r in todo:
+            done[_key(r)] = train_one(experiment, r, profile, split, force=force,
+                                      device=device, log=log)
+    waiting = sorted({r.waits for r in runs if r.waits})
+    if waiting:
+        _say(log, f"{experiment.name}: {sum(bool(r.waits) for r in runs)} run(s) wait for "
+                  f"{', '.join(waiting)}; they are not trained")
+    return [done[_key(r)] for r in runs if _key(r) in done]
+
+
+def _key(r: Run) -> str:
+    return store.identity(r.cfg.to_dict(), r.tag, {})
 
 
 def measure(experiment: Experiment, profile: Profile, split: Split | None = None, *,

@@ -167,7 +167,7 @@ def _runs(extended: bool, P: Profile) -> list:
 def _done_records(P: Profile) -> dict[str, dict]:
     """Every finished run on disk by its identity (config, tag, data sizes)."""
     return {_key(r["config"], r.get("tag"), r.get("data", {})): r
-            for r in store.runs(P.results) if r.get("status") in ("ok", "diverged")}
+            for r in store.runs(P.results) if r.get("status") in ("ok", "diverged", "failed")}
 
 
 _key = store.identity  # a run before its data is loaded (config, tag, split sizes)
@@ -276,15 +276,48 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
     if keys is not None:
         jobs = [j for j in jobs if j.key in set(keys)]
     split = profile_split(P, root)
-    ratio, ran, skipped, posted = 1.0, [], [], []
+    ran, skipped, posted = [], [], []
+    _RATIO[0] = 1.0
 
     def left():
         return budget - (time.perf_counter() - t0)
 
     _measure_ready(P, split, posts, posted, left, log)
+    waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
+    seen = {j.key for j in jobs}
+    while waited and keys is None:
+        # a rate grid finished: its waiting runs now have their rate
+        jobs = [j for j in plan(P, extended, tflops, step_ms)
+                if j.key not in seen and (not only_groups or j.group in only_groups)]
+        if not jobs:
+            break
+        seen |= {j.key for j in jobs}
+        waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
+    summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped) + len(waited),
+               "minutes": round((time.perf_counter() - t0) / 60, 2),
+               "estimate_ratio": round(_RATIO[0], 3), "runs": ran,
+               "posted": posted, "left": [j.row() for j in skipped + waited]}
+    log(f"[run] {len(ran)} runs trained in {summary['minutes']} min; "
+        f"{len(skipped)} pending (call again to continue)"
+        + (f", {len(waited)} waiting for a rate grid" if waited else "")
+        + f"; measured/estimated time {_RATIO[0]:.2f}")
+    return summary
+
+
+_RATIO = [1.0]  # measured / estimated time of the runs so far (this process)
+
+
+def _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped) -> list:
+    """Train ``jobs`` within the time ``left()``; return those that wait
+    for a rate grid."""
+    waited = []
     for j in jobs:
         if j.done:
             continue
+        if j.run.waits:
+            waited.append(j)
+            continue
+        ratio = _RATIO[0]
         est = j.est_s * ratio
         reserve = POST_RESERVE_S * sum(m.name not in posted for m, _ in posts)
         if est + reserve > left():
@@ -296,16 +329,9 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
         if took is None:
             continue
         ran.append({**j.row(), "took_s": round(took, 1)})
-        ratio = _update_ratio(ratio, took, j.est_s, len(ran))
+        _RATIO[0] = _update_ratio(ratio, took, j.est_s, len(ran))
         _measure_ready(P, split, posts, posted, left, log)
-    summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped),
-               "minutes": round((time.perf_counter() - t0) / 60, 2),
-               "estimate_ratio": round(ratio, 3), "runs": ran,
-               "posted": posted, "left": [j.row() for j in skipped]}
-    log(f"[run] {len(ran)} runs trained in {summary['minutes']} min; "
-        f"{len(skipped)} pending (call again to continue); measured/estimated "
-        f"time {ratio:.2f}")
-    return summary
+    return waited
 
 
 def _train_job(j: Job, P: Profile, split, claim: bool, log) -> float | None:
@@ -332,7 +358,7 @@ def _stored(P: Profile, j: Job) -> bool:
     n_train, n_val, n_test = profile_images(P)
     found = store.find_run(P.results, j.cfg.to_dict(), j.tag,
                            {"train": n_train, "val": n_val, "test": n_test})
-    return found is not None and found[1].get("status") in ("ok", "diverged")
+    return found is not None and found[1].get("status") in ("ok", "diverged", "failed")
 
 
 def _measure_ready(P: Profile, split, posts: list, posted: list, left, log) -> None:

@@ -26,7 +26,10 @@ VALUE_SOURCES: dict[str, Callable] = {}  # study -> values(profile) -> {name: st
 
 # Priority groups of runs, in the order the budgeted runner trains them; an
 # experiment names its group (``Experiment.group``, or a run's own).
-PRIORITY = ("core", "ablations", "batchnorm", "dessilbi", "zoo", "extended")
+# The budgeted runner's order: report sections without any result first,
+# then the core models (and their rate grids), the ablations, the
+# long-budget control and final model, the rest of the zoo.
+PRIORITY = ("batchnorm", "dessilbi", "core", "ablations", "long", "zoo", "extended")
 
 STUDIES_HINT = ("the study modules register them: import cifar_lib.studies "
                 "first (the CLI, the notebooks and plan do)")

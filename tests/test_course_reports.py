@@ -92,6 +92,15 @@ def profile(tmp_path):
                              ("batchnorm", "VGG-A + BN, Adam lr=0.001", (0.10,))):
         runs = [r for r in studies.experiment(exp).runs(P) if r.label == label]
         assert (runs[0].tag is not None) == (exp == "batchnorm")
+        if exp == "ablation_optimizers":  # the rate grid (first seed), then seed 1
+            grid = [r for r in runs if r.cfg.seed == 0]
+            for i, (r, acc, val) in enumerate(zip(grid, (0.3, 0.50, 0.4), (0.6, 0.7, 0.65))):
+                write_json(_record(r.cfg, label, exp, acc, val=val),
+                           P.results / exp / f"g{i}.json")
+            runs = [r for r in studies.experiment(exp).runs(P) if r.label == label
+                    and r.cfg.seed == 1]
+            assert runs[0].cfg.lr == grid[1].cfg.lr
+            accs = accs[1:]
         for i, (r, acc) in enumerate(zip(runs, accs)):
             write_json(_record(r.cfg, label, exp, acc, val=0.7, tag=r.tag),
                        P.results / exp / f"r{i}.json")
@@ -108,7 +117,7 @@ def test_table_puts_ours_beside_theirs(profile):
     assert adam["epochs theirs / ours"] == "50 / 1"
     assert adam["data theirs / ours"] == "original CIFAR-10 / synthetic"
     assert adam["our run"] == "ablation_optimizers: Adam"
-    assert adam["our recipe"].startswith("fastnet (width=0.125), adam lr 0.002")
+    assert adam["our recipe"].startswith("fastnet (width=0.125, whiten=uncentred), adam lr 0.002")
     lenet = rows["course report C", "LeNet-style CNN"]
     assert lenet["ours (%)"] == "95.0" and lenet["epochs theirs / ours"] == "200 / 1"
     # their metric is the best validation accuracy: ours is too

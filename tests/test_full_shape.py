@@ -61,7 +61,7 @@ JOBS = full_paths()
                                             for i, j in enumerate(JOBS)])
 def test_every_full_profile_path_trains_a_step(job, tiny):
     cfg = job.cfg.replace(epochs=1, batch_size=4, warmup_epochs=min(job.cfg.warmup_epochs, 1.0),
-                          amp=False)
+                          amp=False, whiten_bias_epochs=min(job.cfg.whiten_bias_epochs, 1))
     torch.manual_seed(0)
     model = create_model(cfg.model, **cfg.model_kw)  # the full-size network
     hooks = []

@@ -23,7 +23,10 @@ def test_full_plan_lists_each_run_once_with_its_cost():
     assert {"core", "ablations", "batchnorm", "dessilbi", "zoo"} <= set(groups)
     assert all(j.images == 45_000 and j.train_pflops > 0 and j.est_s > 0 for j in jobs)
     # the baseline is shared by the ablations: named once, with the others listed
-    base = [j for j in jobs if "(baseline)" in j.label and j.cfg.model == "fastnet"]
+    from cifar_lib.studies.classification import ablation_recipe
+    centre = ablation_recipe(P).to_dict()
+    base = [j for j in jobs if "(baseline)" in j.label and j.cfg.model == "fastnet"
+            and {**j.cfg.to_dict(), "seed": 0} == centre]
     assert len(base) == len(P.seeds) and all(j.also for j in base)
     # every architecture of the course reports is in the 20-minute set
     models = {j.cfg.model for j in jobs}
@@ -94,7 +97,7 @@ def test_budgeted_runner_stops_within_budget_and_resumes(monkeypatch):
     assert done_after_first == first["ran"]
     second = pl.run_budget(P, budget_min=30, only_groups=("core",), log=logs.append)
     assert second["ran"] == first["pending"] and second["pending"] == 0
-    ran = [r["label"] + str(r["seed"]) for r in first["runs"] + second["runs"]]
+    ran = [r["key"] for r in first["runs"] + second["runs"]]
     assert len(ran) == len(set(ran))  # nothing trained twice
     third = pl.run_budget(P, budget_min=30, only_groups=("core",), log=logs.append)
     assert third["ran"] == 0

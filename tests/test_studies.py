@@ -25,11 +25,15 @@ def test_every_experiment_builds_valid_configs(profile):
         runs = exp.runs(P)
         assert runs and all(isinstance(r, Run) for r in runs), exp.name
         assert all(exp.group_of(r) in PRIORITY for r in runs)
-        keys = [(r.label, r.cfg.seed) for r in runs]
-        assert len(keys) == len(set(keys)), f"{exp.name} repeats a (label, seed)"
+        keys = [(r.label, r.cfg.seed, r.cfg.lr) for r in runs]
+        assert len(keys) == len(set(keys)), f"{exp.name} repeats a (label, seed, lr)"
         idents = [json.dumps([r.cfg.to_dict(), r.tag], sort_keys=True) for r in runs]
         assert len(idents) == len(set(idents)), f"{exp.name} repeats a run"
         extra = section1.EXTENDED_SEEDS if exp.name in section1.EXTENDED else ()
+        if exp.name in ("baseline", "long_budget"):  # two seeds in every profile
+            extra = (0, 1)
+        if exp.name == "batchnorm":  # three seeds in the cpu profile
+            extra = (0, 1, 2)
         assert {r.cfg.seed for r in runs} <= set(P.seeds) | set(extra)
 
 
@@ -37,7 +41,9 @@ def test_experiments_are_listed_once_and_found_by_name():
     names = [e.name for e in studies.experiments()]
     assert len(names) == len(set(names))
     core = [e.name for e in studies.experiments(extended=False)]
-    assert set(names) - set(core) == {"architectures_extended"} == set(section1.EXTENDED)
+    old = {e.name for e in section1.OLD_ABLATION.values()}
+    assert set(names) - set(core) == {"architectures_extended"} | old
+    assert set(section1.EXTENDED) == {"architectures_extended"}
     assert {"architectures", "baseline", "batchnorm", "dessilbi"} <= set(core)
     assert study.ABLATION["losses"].name == "ablation_losses"
     assert {e.name for e in study.ABLATION.values()} == set(study.ABLATION_EXPERIMENTS.values())
@@ -60,18 +66,33 @@ def test_experiments_are_listed_once_and_found_by_name():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_each_ablation_changes_one_thing_from_one_baseline(profile):
     P = get_profile(profile)
-    base = study.fast_recipe(P).to_dict()
-    for name, variants in section1.ablations(P).items():
+    base = study.ablation_recipe(P).to_dict()
+    ablations = {**section1.ablations(P), "optimizers": section1.optimizer_variants(P)}
+    for name, variants in ablations.items():
         assert len(variants) >= 2, name
         if name != "lr_grid":
             baselines = [k for k, cfg in variants.items() if cfg.to_dict() == base]
             assert len(baselines) == 1 and "(baseline)" in baselines[0], name
         for label, cfg in variants.items():
-            changed = {k for k, v in cfg.to_dict().items() if base[k] != v}
-            assert changed <= {"optimizer", "lr", "weight_decay", "optim_kw", "scheduler",
-                               "warmup_epochs", "sched_kw", "loss", "label_smoothing",
-                               "model_kw", "l1", "grad_clip", "swa_start", "ema",
-                               "augment", "normalize", "batch_size"}, (name, label)
+            d = cfg.to_dict()
+            # norm_bias_decay leaves the stored config with the decay
+            changed = {k for k in set(d) | set(base) if base.get(k) != d.get(k)} - \
+                {"norm_bias_decay"}
+            # the optimizer's own settings go with it (its units, its bias rate)
+            allowed = {"optimizers": {"optimizer", "lr", "weight_decay", "optim_kw",
+                                      "decoupled", "norm_bias_lr"},
+                       "lr_grid": {"optimizer", "lr", "weight_decay", "optim_kw", "decoupled",
+                                   "norm_bias_lr", "scheduler", "sched_kw"},
+                       "schedulers": {"scheduler", "sched_kw", "warmup_epochs"},
+                       "losses": {"loss", "label_smoothing"}, "activations": {"model_kw"},
+                       "regularisation": {"weight_decay", "l1", "model_kw", "grad_clip_quantile",
+                                          "lookahead", "swa_start", "ema"},
+                       "augmentation": {"augment", "normalize"},
+                       "batch_size": {"batch_size"}}[name]
+            assert changed <= allowed, (name, label, changed)
+            assert len(changed - {"optim_kw", "decoupled", "norm_bias_lr", "sched_kw",
+                                  "weight_decay", "lr", "label_smoothing", "warmup_epochs"}
+                       ) <= 1 or name == "lr_grid", (name, label, changed)
 
 
 def test_full_architectures_and_the_extended_set_cover_the_whole_zoo():
@@ -84,7 +105,8 @@ def test_full_architectures_and_the_extended_set_cover_the_whole_zoo():
     assert missing <= {"cnn3_128", "shufflenetv2_0_5", "vgg11", "vgg11_bn", "vgg16",
                        "vgg16_bn"}, missing
     core = [cfg for label, cfg in pairs_of("architectures", full) if label == "resnet18"]
-    assert len(core) == len(get_profile("full").seeds)
+    # the rate grid (first seed) and the other seeds at the chosen rate
+    assert len(core) == len(section1.LR_FACTORS) + len(get_profile("full").seeds) - 1
 
 
 def test_records_tables_and_values_from_disk(tmp_path, small_split):
@@ -145,7 +167,7 @@ def test_size_tables_match_the_profiles():
     """The classification sizes of the committed profiles (their runs' names
     depend on them)."""
     full = study.sizes(get_profile("full"))
-    assert (full.fast_width, full.fast_epochs, full.ema_decay) == (1.0, 6, 0.999)
+    assert (full.fast_width, full.fast_epochs, full.ema_decay) == (1.0, 6, 0.99)
     assert full.arch_epochs_of("wrn28_10") == 2 and full.arch_epochs_of("dla") == 4
     assert full.arch_epochs_of("resnet18") == full.epochs
     cpu = study.sizes(get_profile("cpu"))

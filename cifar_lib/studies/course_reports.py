@@ -32,6 +32,8 @@ THEIR_DATA = "original CIFAR-10"
 # of the architecture comparison: heavy models, longer runs, a third seed).
 ALSO = {"architectures": ("architectures_extended",)}
 METRICS = ("test acc", "test error", "best val acc")
+# Experiments whose rows take a rate chosen on validation from a grid.
+TUNED = ("architectures", "ablation_optimizers")
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,9 +96,12 @@ class _Runs:
         return self._configs[name]
 
     def records(self, name: str) -> list[dict]:
+        """The experiment's records; where a rate was chosen on validation
+        (a grid), the runs at the chosen rate only."""
         if name not in self._records:
-            self._records[name] = (records(_registered()[name], self.profile)
-                                   if self.configs(name) else [])
+            from cifar_lib.studies.classification.values import at_chosen
+            recs = records(_registered()[name], self.profile) if self.configs(name) else []
+            self._records[name] = at_chosen(recs)[0] if name in TUNED else recs
         return self._records[name]
 
     def candidates(self, key: dict) -> dict[str, set[str]]:

@@ -19,18 +19,21 @@ name), P, split)`` and draw with ``viz.figure(name, P)``.
 from cifar_lib.experiments import find_experiment
 from cifar_lib.studies.classification.runs import (  # noqa: F401
     ABLATION, ABLATION_EXPERIMENTS, ABLATIONS, ARCH_CORE, ARCHITECTURES,
-    ARCHITECTURES_EXTENDED, ATTENTION_MODEL, BASELINE, VIS_MODELS, Sizes, arch_models,
-    arch_recipe, fast_recipe, first_seed, sizes)
+    ARCHITECTURES_EXTENDED, ATTENTION_MODEL, BASELINE, FINAL_MODEL, LONG_BUDGET, VIS_MODELS,
+    OLD_ABLATION, Sizes, ablation_recipe, arch_models, arch_recipe, choose, fast_recipe, final_recipe,
+    first_seed, sizes)
 from cifar_lib.studies.classification.measures import (  # noqa: F401
     VIS_FIGURES, measure, save_arch_costs, save_data_summary, vis_measured)
 from cifar_lib.studies.classification.plots import show  # noqa: F401
 from cifar_lib.studies.classification.values import (  # noqa: F401
     arch_summary, arch_table, calibration_table, data_stats_table, data_table,
-    headline_table, lr_grid_table, summary_table, values)
+    final_model_table, headline_table, long_budget_table, lr_grid_table, summary_table,
+    tuned_table, values)
 
 # The baseline's runs are the ablations' baselines: listed after them, so
 # that the plan names each of those runs by its ablation.
-EXPERIMENTS = (ARCHITECTURES, *ABLATION.values(), BASELINE, ARCHITECTURES_EXTENDED)
+EXPERIMENTS = (ARCHITECTURES, *ABLATION.values(), BASELINE, LONG_BUDGET, FINAL_MODEL,
+               ARCHITECTURES_EXTENDED, *OLD_ABLATION.values())
 
 
 def experiment(name: str):

@@ -5,7 +5,8 @@ from cifar_lib.experiments import loaded_split, records, results_frame, summariz
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.classification.measures import read, save_arch_costs, vis_measured
-from cifar_lib.studies.classification.runs import ABLATION, ARCHITECTURES, first_seed
+from cifar_lib.studies.classification.runs import (ABLATION, ARCHITECTURES, FINAL_MODEL,
+                                                   LONG_BUDGET, OLD_ABLATION, first_seed)
 
 
 @register_table("calibration")
@@ -23,48 +24,157 @@ def calibration_table(profile: Profile):
 
 
 def _pm(mean, std, scale=100.0, digits=1):
-    if mean != mean or mean is None:
+    """``mean ± std`` in percent; one more decimal where the spread would
+    print as 0.0."""
+    if mean is None or mean != mean:
         return "n/a"
-    if std != std or std is None:
+    if std is None or std != std:
         return f"{scale * mean:.{digits}f}"
+    if round(scale * std, digits) == 0:
+        digits += 1
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
+def per_seed(values, scale=100.0, digits=1) -> str:
+    """Every seed's value in seed order; a failed or diverged one marked."""
+    marks = {"failed": " (failed)", "diverged": " (diverged)"}
+    return ", ".join("n/a" if v is None or v != v else
+                     f"{scale * v:.{digits}f}{marks.get(status, '')}"
+                     for status, v in values)
+
+
+def acted(df) -> dict[str, str]:
+    """Per label, how often its mechanism acted (clipped steps, rate cuts,
+    the optimizer switch), where one is recorded."""
+    out = {}
+    for label, d in df.groupby("label", sort=False):
+        parts = []
+        for key, fmt in (("clip_frac", lambda v: f"clipped {100 * v:.0f}% of steps"),
+                         ("lr_cuts", lambda v: f"{v:.0f} rate cut(s)"),
+                         ("switch_step", lambda v: f"switched at step {v:.0f}")):
+            vals = [v for v in d[key] if v is not None and v == v] if key in d else []
+            clips = any(float(d[c].fillna(0).max()) > 0
+                        for c in ("grad_clip", "grad_clip_quantile") if c in d)
+            if vals and (key != "clip_frac" or clips):
+                parts.append(fmt(sum(vals) / len(vals)))
+        if parts:
+            out[label] = "; ".join(parts)
+    return out
+
+
 def summary_table(recs: list[dict]):
-    """Per label: test accuracy mean ± std (%), seeds, val acc, time, status.
+    """Per label: test accuracy mean ± std (%) over the seeds that learned,
+    every seed's value, val acc, failed and diverged seeds, how often the
+    row's mechanism acted, time.
 
     Used by notebook 02 (report section 1.3).
     """
     import pandas as pd
     if not recs:
         return None
-    s = summarize(results_frame(recs), by="label",
+    df = results_frame(recs)
+    s = summarize(df, by="label",
                   metrics=("test_acc", "best_val_acc", "train_time", "images_per_s"))
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "variant": s["label"],
         "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
+        "per seed": [per_seed(v) for v in s["test_acc_seeds"]],
         "val acc (%)": [_pm(m, d) for m, d in zip(s["best_val_acc_mean"], s["best_val_acc_std"])],
         "seeds": s["runs"],
-        "train time (s)": [f"{t:.0f}" for t in s["train_time_mean"]],
-        "diverged": s["diverged"],
+        "failed": s["failed"] + s["diverged"],
+        "train time (s)": [f"{t:.0f}" if t == t else "n/a" for t in s["train_time_mean"]],
     })
+    act = acted(df)
+    if act:
+        table.insert(6, "acted", [act.get(lbl, "") for lbl in s["label"]])
+    return table
+
+
+def _rate_of(rec) -> float:
+    return float(rec["config"]["lr"])
+
+
+def at_chosen(recs: list[dict]) -> tuple[list[dict], dict]:
+    """The records at each label's chosen rate, and per label its grid:
+    {label: {"chosen": lr, "grid": [(lr, val acc or None for failed)],
+    "from": label whose grid chose it}}. A label whose first seed ran
+    several rates chose the one with the best validation accuracy
+    (:func:`runs.grid_score`); other labels keep their one rate."""
+    from cifar_lib.studies.classification.runs import grid_score
+    by: dict[str, list[dict]] = {}
+    for r in recs:
+        by.setdefault(r["label"], []).append(r)
+    keep, grids = [], {}
+    for label, rs in by.items():
+        first = min(r["config"]["seed"] for r in rs)
+        grid = sorted({_rate_of(r): r for r in rs if r["config"]["seed"] == first}.items())
+        if len(grid) > 1:
+            scored = [(grid_score(r), lr) for lr, r in grid]
+            good = [(v, lr) for v, lr in scored if v is not None]
+            chosen = max(good)[1] if good else grid[len(grid) // 2][0]
+            grids[label] = {"chosen": chosen, "grid": [(lr, v) for v, lr in scored]}
+        else:
+            chosen = grid[0][0] if grid else None
+        keep += [r for r in rs if _rate_of(r) == chosen]
+    return keep, grids
+
+
+def grid_text(g: dict) -> str:
+    """``0.0167: 41.2, 0.05: 45.3 (chosen), 0.15: failed`` (val acc %)."""
+    return ", ".join(f"{lr:g}: " + ("failed" if v is None else f"{100 * v:.1f}")
+                     + (" (chosen)" if lr == g["chosen"] else "") for lr, v in g["grid"])
+
+
+def tuned_table(recs: list[dict], what: str = "variant"):
+    """Like :func:`summary_table` at each row's chosen rate, with the rate
+    and the grid it was chosen from (val acc of the first seed)."""
+    if not recs:
+        return None
+    keep, grids = at_chosen(recs)
+    table = summary_table(keep).rename(columns={"variant": what})
+    rates = {r["label"]: _rate_of(r) for r in keep}
+    table.insert(1, "lr", [f"{rates[lbl]:g}" for lbl in table[what]])
+    table.insert(2, "rates tried: val acc (%)",
+                 [grid_text(grids[lbl]) if lbl in grids else "one rate"
+                  for lbl in table[what]])
+    return table
 
 
 def arch_summary(profile: Profile):
-    """Architecture table data: accuracy, parameters, FLOPs, time, images/s.
+    """Architecture table data at each model's chosen rate: accuracy (over
+    the seeds that learned), parameters, FLOPs, time, images/s, the rate
+    and where it came from, validation accuracy at a common epoch.
 
     Used by notebook 01 (report section 1.2).
     """
     import pandas as pd
+    from cifar_lib.studies.classification.runs import ARCH_CORE, nearest_core
     recs = records(ARCHITECTURES, profile)
     if not recs:
         return None
-    df = results_frame(recs)
+    keep, grids = at_chosen(recs)
+    df = results_frame(keep)
     s = summarize(df, by="label",
                   metrics=("test_acc", "train_time", "images_per_s", "params", "epochs"))
     costs = save_arch_costs(profile)
     s["mflops"] = [costs.get(lbl, {}).get("mflops") for lbl in s["label"]]
-    s["params"] = s.pop("params_mean").astype(int)
+    params = {r["label"]: r["metrics"].get("params") for r in keep}
+    s["params"] = [int(params[lbl] or 0) for lbl in s["label"]]
+    s.pop("params_mean")
+    epochs = {r["label"]: r["config"]["epochs"] for r in keep}
+    s["epochs_mean"] = [epochs[lbl] for lbl in s["label"]]
+    rate = {r["label"]: _rate_of(r) for r in keep}
+    s["lr"] = [rate[lbl] for lbl in s["label"]]
+    s["lr_from"] = [("own grid: " + grid_text(grids[lbl])) if lbl in grids else
+                    (f"{nearest_core(lbl)}'s grid" if lbl not in ARCH_CORE else "shared")
+                    for lbl in s["label"]]
+    common = min(len(r["history"]) for r in keep)
+    s["common_epoch"] = common
+    at = {}
+    for r in sorted(keep, key=lambda r: -r["config"]["seed"]):  # the first seed wins
+        at[r["label"]] = r["history"][common - 1].get("val_acc") if common else None
+    s["val_at_common"] = [at.get(lbl) for lbl in s["label"]]
+    s["test_acc_per_seed"] = [per_seed(v) for v in s["test_acc_seeds"]]
     return pd.DataFrame(s)
 
 
@@ -75,17 +185,21 @@ def arch_table(profile: Profile):
     if s is None:
         return None
     import pandas as pd
-    s = s.sort_values("test_acc_mean", ascending=False)
-    return pd.DataFrame({
+    s = s.sort_values("test_acc_mean", ascending=False, na_position="last")
+    common = int(s["common_epoch"].iloc[0])
+    return pd.DataFrame({  # noqa: E501
         "model": s["label"],
         "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
-        "seeds": s["runs"],
-        "epochs": s["epochs_mean"].astype(int),
+        "per seed": s["test_acc_per_seed"],
+        "failed": s["failed"] + s["diverged"],
+        "epochs": s["epochs_mean"],
+        f"val acc at epoch {common} (%)": [_pm(v, None) for v in s["val_at_common"]],
+        "lr": [f"{v:g}" for v in s["lr"]],
+        "lr chosen from (val acc %)": s["lr_from"],
         "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
         "MFLOPs": ["n/a" if f is None else f"{f:.0f}" for f in s["mflops"]],
-        "train time (s)": [f"{t:.0f}" for t in s["train_time_mean"]],
-        "images/s": [f"{v:,.0f}" for v in s["images_per_s_mean"]],
-        "diverged": s["diverged"],
+        "train time (s)": [f"{t:.0f}" if t == t else "n/a" for t in s["train_time_mean"]],
+        "images/s": [f"{v:,.0f}" if v == v else "n/a" for v in s["images_per_s_mean"]],
     })
 
 
@@ -103,11 +217,159 @@ def lr_grid_table(recs: list[dict]):
 def _register_ablation_table(experiment):
     @register_table(experiment.name)
     def table(profile: Profile):
-        return summary_table(records(experiment, profile))
+        recs = records(experiment, profile)
+        if experiment is ABLATION["optimizers"]:
+            return tuned_table(recs, "optimizer")
+        return summary_table(recs)
 
 
 for _experiment in ABLATION.values():
     _register_ablation_table(_experiment)
+
+
+def long_budget_summary(profile: Profile):
+    """Per setting of the long-budget control, test accuracy at the short
+    and the long budget (mean over the seeds that learned, every seed) and
+    its difference from the baseline at each budget; None while a budget
+    has no run."""
+    recs = records(LONG_BUDGET, profile)
+    if not recs:
+        return None
+    df = results_frame(recs)
+    s = summarize(df, by="label", metrics=("test_acc",))
+    rows = {}
+    for label, m, seeds in zip(s["label"], s["test_acc_mean"], s["test_acc_seeds"]):
+        name, _, epochs = label.rpartition(", ")
+        rows.setdefault(name, {})[int(epochs.split()[0])] = (m, seeds)
+    budgets = sorted({e for v in rows.values() for e in v})
+    if len(budgets) != 2 or "baseline" not in rows:
+        return None
+    return rows, budgets
+
+
+def _flip_word(d_short, d_long) -> str:
+    if d_short != d_short or d_long != d_long:
+        return "n/a"
+    if (d_short > 0) == (d_long > 0):
+        return "holds"
+    return "flips"
+
+
+@register_table("long_budget")
+def long_budget_table(profile: Profile):
+    """The long-budget control: which of section 1.3's conclusions hold at
+    ``long_factor`` times the epochs (report section 1.3).
+
+    Used by notebook 02 (report section 1.3)."""
+    import pandas as pd
+    got = long_budget_summary(profile)
+    if got is None:
+        return None
+    rows, (short, long) = got
+    base = rows["baseline"]
+    out = []
+    for name, by in rows.items():
+        row = {"setting": name}
+        diffs = {}
+        for e in (short, long):
+            m, seeds = by.get(e, (float("nan"), []))
+            row[f"{e} epochs: test acc (%)"] = _pm(m, None)
+            row[f"{e} epochs: per seed"] = per_seed(seeds)
+            diffs[e] = 100 * (m - base.get(e, (float("nan"),))[0])
+        if name != "baseline":
+            row["vs baseline"] = (f"{diffs[short]:+.1f} -> {diffs[long]:+.1f} points: "
+                                  f"{_flip_word(diffs[short], diffs[long])}")
+        else:
+            row["vs baseline"] = ""
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def long_budget_reading(profile: Profile):
+    """One sentence: which settings' verdicts against the baseline hold
+    and which flip with the budget."""
+    got = long_budget_summary(profile)
+    if got is None:
+        return None
+    rows, (short, long) = got
+    base = rows["baseline"]
+    holds, flips = [], []
+    for name, by in rows.items():
+        if name == "baseline" or short not in by or long not in by:
+            continue
+        d_s = 100 * (by[short][0] - base[short][0])
+        d_l = 100 * (by[long][0] - base[long][0])
+        (holds if _flip_word(d_s, d_l) == "holds" else flips).append(
+            f"{name} ({d_s:+.1f} -> {d_l:+.1f})")
+    parts = []
+    if flips:
+        parts.append("the verdict flips with the budget for " + ", ".join(flips))
+    if holds:
+        parts.append("it holds for " + ", ".join(holds))
+    return (f"Against the baseline at {short} and {long} epochs (points of test "
+            f"accuracy), " + "; ".join(parts) + ".")
+
+
+def final_model_summary(profile: Profile):
+    """(what, config, records) of the final model."""
+    recs = records(FINAL_MODEL, profile)
+    return recs or None
+
+
+@register_table("final_model")
+def final_model_table(profile: Profile):
+    """The final model beside the course reports' best models (their
+    numbers as quoted, on the original CIFAR-10).
+
+    Used by notebook 01 (report section 1.2)."""
+    import pandas as pd
+    from cifar_lib.studies.course_reports import reference
+    recs = final_model_summary(profile)
+    if not recs:
+        return None
+    rows = []
+    for r in recs:
+        rows.append({"model": r["label"] + " (ours)", "test acc (%)":
+                     f"{100 * r['metrics']['test_acc']:.2f}",
+                     "epochs": r["config"]["epochs"], "data": r["data"]["source"],
+                     "device": r["env"].get("device_name", "n/a"),
+                     "train time (s)": f"{r['metrics']['train_time']:.0f}"})
+    ref = reference()
+    best: dict[str, tuple] = {}
+    for st in ref["settings"]:
+        acc = {"test acc": st["value"], "test error": 100 - st["value"]}.get(st["metric"])
+        if acc is not None and acc > best.get(st["report"], (0,))[0]:
+            best[st["report"]] = (acc, st)
+    for rep, (acc, st) in sorted(best.items()):
+        epochs = st.get("epochs") or ref["reports"][rep]["epochs"]
+        rows.append({"model": f"course report {rep}: {st['setting']}",
+                     "test acc (%)": f"{acc:.2f}", "epochs": epochs if epochs else "n/a",
+                     "data": "original CIFAR-10 (as quoted)", "device": "n/a",
+                     "train time (s)": "n/a"})
+    return pd.DataFrame(rows)
+
+
+def final_model_note(profile: Profile):
+    recs = final_model_summary(profile)
+    if not recs:
+        return None
+    r = recs[0]
+    return (f"{r['label']} for {r['config']['epochs']} epochs: "
+            f"{100 * r['metrics']['test_acc']:.1f}% test accuracy on {r['data']['source']}")
+
+
+@register_table("ablations_old_recipe")
+def old_ablations_table(profile: Profile):
+    """Every ablation under the old baseline (``fast_recipe``), where its
+    runs are stored (report appendix)."""
+    import pandas as pd
+    parts = []
+    for key, exp in OLD_ABLATION.items():
+        t = summary_table(records(exp, profile))
+        if t is not None:
+            t.insert(0, "ablation", key)
+            parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]])
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 @register_table("data")
@@ -239,6 +501,91 @@ def headline_table(profile: Profile):
     return pd.DataFrame(rows) if rows else None
 
 
+def _seed_range(recs: list[dict]) -> float | None:
+    """The largest gap (points) between two seeds of one row that learned."""
+    by: dict[str, list[float]] = {}
+    for r in recs:
+        if r["status"] == "ok" and not _failed(r):
+            by.setdefault(r["label"], []).append(100 * r["metrics"]["test_acc"])
+    gaps = [max(v) - min(v) for v in by.values() if len(v) > 1]
+    return max(gaps) if gaps else None
+
+
+def _failed(rec) -> bool:
+    from cifar_lib.health import record_failure
+    return bool(record_failure(rec))
+
+
+def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
+            what: str = "row") -> str | None:
+    """One sentence under a table: the best row, its lead over the
+    baseline against the spread over seeds, and the caveats (failed seeds,
+    one seed, the budget)."""
+    if not recs:
+        return None
+    df = results_frame(recs)
+    s = summarize(df, by="label", metrics=("test_acc",))
+    s = s[s["test_acc_mean"].notna()]
+    if not len(s):
+        return "Every run of this table failed."
+    best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
+    base = s[s["label"].str.contains("(baseline)", regex=False)]
+    spread = _seed_range(recs + (baseline_recs or []))
+    epochs = sorted({r["config"]["epochs"] for r in recs})
+    out = f"Best {what}: {best['label']} at {100 * best['test_acc_mean']:.1f}%"
+    if len(base) and base.iloc[0]["label"] != best["label"]:
+        lead = 100 * (best["test_acc_mean"] - base.iloc[0]["test_acc_mean"])
+        out += f", {lead:+.1f} points over the baseline"
+        if spread is None:
+            out += " (one seed each: no spread to compare with)"
+        elif lead > spread:
+            out += f", more than the largest gap between two seeds of one setting ({spread:.1f})"
+        else:
+            out += (f", within the largest gap between two seeds of one setting "
+                    f"({spread:.1f}): not a reliable difference")
+    elif len(base):
+        out += ", the baseline itself"
+        if spread is not None:
+            runner = s.sort_values("test_acc_mean", ascending=False)
+            if len(runner) > 1:
+                gap = 100 * (runner.iloc[0]["test_acc_mean"] - runner.iloc[1]["test_acc_mean"])
+                out += (f", {gap:.1f} points ahead of {runner.iloc[1]['label']} "
+                        + ("(more than" if gap > spread else "(within")
+                        + f" the largest gap between two seeds, {spread:.1f})")
+    n_failed = int((df["status"] != "ok").sum())
+    if n_failed:
+        out += f"; {n_failed} run(s) failed and are left out of the means"
+    out += (f"; at {epochs[0]} epochs" if len(epochs) == 1 else
+            f"; at {epochs[0]}-{epochs[-1]} epochs") + "."
+    return out
+
+
+# The value under each ablation table (spelled out: report.md's names are
+# found in the code).
+READINGS = {"optimizers": "reading_ablation_optimizers",
+            "schedulers": "reading_ablation_schedulers",
+            "losses": "reading_ablation_losses", "activations": "reading_ablation_activations",
+            "regularisation": "reading_ablation_regularisation",
+            "augmentation": "reading_ablation_augmentation",
+            "lr_grid": "reading_ablation_lr_grid", "batch_size": "reading_ablation_batch_size",
+            "stem": "reading_ablation_stem"}
+
+
+def _readings(profile: Profile) -> dict:
+    from cifar_lib.studies.classification.runs import BASELINE
+    base = records(BASELINE, profile)
+    out = {}
+    for key, exp in ABLATION.items():
+        recs = records(exp, profile)
+        if key == "optimizers":
+            recs = at_chosen(recs)[0]
+        out[READINGS[key]] = reading(recs, base if key != "stem" else None,
+                                     "optimizer" if key == "optimizers" else "row")
+    arch = records(ARCHITECTURES, profile)
+    out["reading_architectures"] = reading(at_chosen(arch)[0], None, "model") if arch else None
+    return out
+
+
 @register_values
 def values(profile: Profile) -> dict:
     """Section 1's report values (None where the results are not on disk).
@@ -247,6 +594,9 @@ def values(profile: Profile) -> dict:
     return {"profile": profile_note(profile), "data_source": data_source(profile),
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
             "baseline_acc": baseline_acc(profile),
+            "long_budget_reading": long_budget_reading(profile),
+            "final_model": final_model_note(profile),
+            **_readings(profile),
             "benchmark_device": benchmark_device(profile)}
 
 
