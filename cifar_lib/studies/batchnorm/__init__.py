@@ -35,7 +35,17 @@ The study's parts, each in its module:
 * ``measures``: bands (:func:`loss_band`), probe summaries, the loss
   surfaces (:func:`measure`, :func:`load_surfaces`);
 * ``plots``: the figures;
-* ``values``: the report tables, figures and :func:`values`.
+* ``values``: the report tables (each with a one-sentence reading),
+  figures, :func:`verdict_measures` and :func:`values`;
+* ``verdict``: the verdict per measure and the summary paragraph, pure
+  functions of the numbers (every direction computed from the numbers
+  cited).
+
+Averages are means over the seeds (:attr:`Sizes.seeds`), per phase of
+training (first and second half of the steps), leaving out the steps where
+a network sits at chance (:func:`at_chance`). The surfaces compare VGG-A's
+final weights with VGG-A + BN stopped at matched training loss
+(:func:`matched_run`, made by :func:`measure`).
 
 The notebook imports the package (``from cifar_lib.studies import batchnorm
 as study``), trains with ``cl.run_experiment(study.BATCHNORM, P, split)``
@@ -43,18 +53,21 @@ and draws with ``viz.figure(name, P)``.
 """
 from cifar_lib.studies.batchnorm.runs import (  # noqa: F401
     BATCHNORM, COLORS, COURSE_LRS, EXPERIMENT, LABELS, MODELS, PROBE_DIRECTION, SIZES,
-    Sizes, Spec, config, diverged_step, pick, recording, run_setting, setting_lr,
-    setting_name, sizes, specs)
+    Sizes, Spec, config, diverged_step, matched_run, of_seed, pick, recording,
+    run_setting, seeds_of, setting_lr, setting_name, sizes, specs)
 from cifar_lib.studies.batchnorm.measures import (  # noqa: F401
-    MATCHED_BINS, Band, band_means, load_surfaces, loss_band, matched_means,
-    matched_widths, measure, probe_means, probe_summary, relative_band, surface,
-    surface_centre, surface_key, surface_n, surface_options, surface_rise,
-    surface_rises, to_array)
+    CHANCE, CHANCE_TOL, MATCHED, MATCHED_BINS, PHASES, Band, at_chance, band_means,
+    band_phases, end_loss, leaves_chance, load_surfaces, loss_band, matched_epochs,
+    matched_means, matched_phases, matched_widths, measure, probe_means, probe_phases,
+    probe_summary, relative_band, surface, surface_centre, surface_key, surface_n,
+    surface_options, surface_rise, surface_rises, surfaces_by_seed, to_array)
 from cifar_lib.studies.batchnorm.plots import (  # noqa: F401
     plot_curves, plot_last_grad, plot_loss_band_views, plot_loss_landscape,
     plot_probes, plot_surface_1d, plot_surface_2d)
 from cifar_lib.studies.batchnorm.values import (  # noqa: F401
-    probe_table, records, runs_table, surface_table, values)
+    measures_table, probe_table, records, runs_table, surface_table, values,
+    verdict_measures)
+from cifar_lib.studies.batchnorm import verdict  # noqa: F401
 
 EXPERIMENTS = (BATCHNORM,)
 

@@ -25,14 +25,39 @@ from cifar_lib.engine import default_device
 from cifar_lib.experiments import Run, load_model, records, train_one
 from cifar_lib.profiles import Profile
 from cifar_lib.studies.batchnorm.runs import (
-    BATCHNORM, MODELS, Sizes, diverged_step, pick, run_setting, setting_lr, sizes)
+    BATCHNORM, MODELS, Sizes, diverged_step, matched_run, of_seed, pick, run_setting,
+    seeds_of, setting_lr, sizes)
 
 SURFACE_VERSION = 1  # bump when surface() changes what it stores
+
+# A network "sits at chance" while its training loss is at least
+# (1 - CHANCE_TOL) x ln 10, the loss of a uniform guess over 10 classes (or
+# above it, as at initialisation): it barely moves there and looks smooth by
+# every measure, so such steps are left out of the averages.
+CHANCE = math.log(10)
+CHANCE_TOL = 0.05
+PHASES = ("early", "late")  # first and second half of a run's steps
 
 
 def to_array(values) -> np.ndarray:
     """A float array of ``values``, None as NaN."""
     return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def at_chance(loss) -> np.ndarray:
+    """Where a loss sits at chance level (see :data:`CHANCE_TOL`)."""
+    return np.asarray(loss, dtype=float) >= (1 - CHANCE_TOL) * CHANCE
+
+
+def phase_of(steps, total: int) -> np.ndarray:
+    """``early`` for the first half of a run's ``total`` steps, else ``late``."""
+    return np.where(np.asarray(steps) < total / 2, PHASES[0], PHASES[1])
+
+
+def total_steps(run: dict) -> int:
+    """Steps a run took (a diverged one: up to where it stopped)."""
+    last = run["steps"].get("last_step")
+    return 0 if last is None else last + 1
 
 
 # ---------------------------------------------------------------- bands
@@ -141,6 +166,54 @@ def matched_means(runs: list[dict]):
     return float(wp[ok].mean()), float(wb[ok].mean()), edges[[0, -1]]
 
 
+def band_phases(runs: list[dict], key: str = "loss", width=lambda b: b.hi - b.lo,
+                chance_free: bool = True) -> dict:
+    """Per phase, the mean ``width`` of the VGG-A and VGG-A + BN bands of
+    ``key`` over the steps both cover (records of one seed), leaving out the
+    steps where a run of either network sits at chance (``chance_free``):
+    {phase: (plain, BN)}, a phase without such steps left out."""
+    plain, bn = (loss_band(runs, m, key=key) for m in MODELS)
+    if plain is None or bn is None:
+        return {}
+    keep = np.intersect1d(plain.steps, bn.steps)
+    if chance_free:
+        for m in MODELS:
+            lb = loss_band(runs, m)
+            if lb is not None:
+                keep = keep[~np.isin(keep, lb.steps[at_chance(lb.hi)])]
+    total = max(total_steps(r) for r in runs)
+    out = {}
+    for ph in PHASES:
+        steps = keep[phase_of(keep, total) == ph]
+        if len(steps):
+            out[ph] = tuple(float(np.nanmean(width(b)[np.isin(b.steps, steps)]))
+                            for b in (plain, bn))
+    return out
+
+
+def matched_phases(runs: list[dict]) -> dict:
+    """The band widths at matched loss (:func:`matched_widths`) over the
+    loss levels below chance both networks pass through, the levels split
+    into the higher half (``early``) and the lower half (``late``):
+    {phase: (plain, BN)}."""
+    plain, bn = (loss_band(runs, m) for m in MODELS)
+    if plain is None or bn is None:
+        return {}
+    top = (1 - CHANCE_TOL) * CHANCE
+    clip = lambda b: b._replace(mean=np.where(b.mean < top, b.mean, np.nan))  # noqa: E731
+    m = matched_widths(clip(plain), clip(bn))
+    if m is None:
+        return {}
+    _, wp, wb = m
+    half = len(wp) // 2
+    out = {}
+    for ph, sl in (("early", slice(half, None)), ("late", slice(0, half))):
+        ok = np.isfinite(wp[sl]) & np.isfinite(wb[sl])
+        if ok.any():
+            out[ph] = (float(wp[sl][ok].mean()), float(wb[sl][ok].mean()))
+    return out
+
+
 # ---------------------------------------------------------------- probes
 
 
@@ -173,6 +246,68 @@ def probe_means(runs: list[dict], S: Sizes, setting: str, key: str):
     if plain is None or bn is None:
         return None, None
     return probe_summary(plain)[key], probe_summary(bn)[key]
+
+
+# Per-probe quantities the phase means average: the paper's three and the
+# controls (lengths, and each measure per unit of distance or of gradient).
+PROBE_QUANTITIES = {
+    "loss_range": lambda p: p["loss_max"] - p["loss_min"],
+    "grad_dist": lambda p: p["gdist_max"],
+    "beta": lambda p: p["beta"],
+    "step_norm": lambda p: p["step_norm"],
+    "grad_norm": lambda p: p["grad_norm"],
+    "loss_range_per_step": lambda p: (p["loss_max"] - p["loss_min"]) / p["step_norm"],
+    "grad_dist_rel": lambda p: p["gdist_max"] / p["grad_norm"],
+    "beta_rel": lambda p: p["beta"] / p["grad_norm"],
+}
+
+
+def _probe_columns(run: dict) -> dict[str, np.ndarray]:
+    p = run["probes"]
+    n = len(p["step"])
+    cols = {k: to_array(p.get(k, [None] * n)) for k in
+            ("loss", "loss_min", "loss_max", "gdist_max", "beta", "step_norm",
+             "grad_norm")}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {k: f(cols) for k, f in PROBE_QUANTITIES.items()}
+    out["loss"], out["step"] = cols["loss"], np.asarray(p["step"])
+    return out
+
+
+def probe_phases(plain: dict, bn: dict) -> dict:
+    """Per phase, the mean of every :data:`PROBE_QUANTITIES` entry over the
+    probes of two runs (VGG-A, VGG-A + BN) of one seed and setting, at the
+    steps both probed where both have finite values and neither sits at
+    chance: {phase: {quantity: (plain, BN), "probes": n, "at_chance": m}}
+    (None for both when every probe of the phase is at chance)."""
+    a, b = _probe_columns(plain), _probe_columns(bn)
+    common = np.intersect1d(a["step"], b["step"])
+    ia = np.searchsorted(a["step"], common)
+    ib = np.searchsorted(b["step"], common)
+    finite = np.ones(len(common), bool)
+    for k in ("loss_range", "grad_dist", "beta"):
+        finite &= np.isfinite(a[k][ia]) & np.isfinite(b[k][ib])
+    chance = at_chance(a["loss"][ia]) | at_chance(b["loss"][ib])
+    phase = phase_of(common, max(total_steps(plain), total_steps(bn)))
+    out = {}
+    mean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else None  # noqa: E731
+    for ph in PHASES:
+        if not (finite & (phase == ph)).any():
+            continue
+        sel = finite & ~chance & (phase == ph)
+        row = {"probes": int(sel.sum()),
+               "at_chance": int((finite & chance & (phase == ph)).sum())}
+        for k in PROBE_QUANTITIES:  # every probe at chance: no means
+            row[k] = (mean(a[k][ia][sel]), mean(b[k][ib][sel]))
+        out[ph] = row
+    return out
+
+
+def leaves_chance(run: dict) -> int | None:
+    """The first kept step at which a run's loss is below chance level
+    (None: it never leaves it)."""
+    bad = at_chance(to_array(run["steps"]["loss"]))
+    return None if bad.all() else int(run["steps"]["step"][int(np.argmin(bad))])
 
 
 # ---------------------------------------------------------------- surfaces
@@ -245,15 +380,64 @@ def _surfaced(S: Sizes, r: Run) -> bool:
     return r.cfg.optimizer == "adam" and math.isclose(r.cfg.lr, S.adam_lr)
 
 
-def _surface_runs(P: Profile, S: Sizes) -> dict[str, tuple[Run, dict]]:
-    """The runs whose final weights get surfaces, by model, among the
-    finished runs on disk."""
+def _surface_runs(P: Profile, S: Sizes) -> dict[tuple[int, str], tuple[Run, dict]]:
+    """The runs whose final weights get surfaces, by (seed, model), among
+    the finished runs on disk."""
     recs, out = records(BATCHNORM, P), {}
     for r in BATCHNORM.runs(P):
         if _surfaced(S, r):
-            rec = pick(recs, r.cfg.model, "adam", S.adam_lr)
+            rec = pick(recs, r.cfg.model, "adam", S.adam_lr, r.cfg.seed)
             if rec is not None and rec["status"] == "ok":
-                out[r.cfg.model] = (r, rec)
+                out[r.cfg.seed, r.cfg.model] = (r, rec)
+    return out
+
+
+MATCHED = "vgg_a_bn_matched"  # surfaces' key of the BN net at matched loss
+
+
+def end_loss(run: dict, epoch: int | None = None, tail: float = 0.1) -> float | None:
+    """The training loss at the end of ``epoch`` (default: the last): the
+    mean of the per-step losses over the epoch's last ``tail`` of steps."""
+    st, h = run["steps"], run.get("history") or []
+    if not h or st.get("last_step") is None:
+        return None
+    epoch = len(h) if epoch is None else epoch
+    per = (st["last_step"] + 1) / len(h)
+    steps, loss = np.asarray(st["step"]), to_array(st["loss"])
+    inside = (steps < epoch * per) & (steps >= (epoch - 1) * per) & np.isfinite(loss)
+    sel = inside & (steps >= (epoch - tail) * per)
+    if not sel.any() and inside.any():  # few kept steps: the epoch's last one
+        sel = steps == steps[inside].max()
+    v = loss[sel]
+    return float(v.mean()) if len(v) else None
+
+
+def matched_epochs(plain: dict, bn: dict) -> int | None:
+    """The epoch after which the BN run's training loss is closest (on a
+    log scale) to the plain run's final one (None without both)."""
+    target = end_loss(plain)
+    if target is None or bn["status"] != "ok":
+        return None
+    gaps = {e: abs(math.log(v / target)) for e in range(1, len(bn["history"]) + 1)
+            if (v := end_loss(bn, e))}
+    return min(gaps, key=gaps.get) if gaps else None
+
+
+def _matched(P: Profile, S: Sizes, seed: int, pair: dict) -> tuple[Run, int] | None:
+    """The matched-loss run of a seed and its epochs (None: not needed,
+    the BN run's final weights are the match, or no pair)."""
+    if set(pair) != set(MODELS):
+        return None
+    k = matched_epochs(pair["vgg_a"][1], pair["vgg_a_bn"][1])
+    if k is None or k >= S.epochs:
+        return None
+    return matched_run(S, seed, k), k
+
+
+def _by_seed(P: Profile, S: Sizes) -> dict[int, dict[str, tuple[Run, dict]]]:
+    out: dict = {}
+    for (seed, m), v in _surface_runs(P, S).items():
+        out.setdefault(seed, {})[m] = v
     return out
 
 
@@ -262,7 +446,9 @@ def _surface_runs(P: Profile, S: Sizes) -> dict[str, tuple[Run, dict]]:
 def measure(P: Profile, split: Split | None = None, *,
             force: bool = False, device=None, log=None) -> None:
     """Every post-training measurement that needs weights: the surfaces of
-    the runs at the course's setting, kept in the store.
+    the runs at the course's setting, for each seed, and of VGG-A + BN at
+    matched loss (:func:`matched_run`, trained here for the epochs
+    :func:`matched_epochs` picks), kept in the store.
 
     Looks at what is stored first: when every surface of the current runs
     is there (and not ``force``), it returns without loading weights or
@@ -272,13 +458,20 @@ def measure(P: Profile, split: Split | None = None, *,
     Used by notebook 04 (report section 2).
     """
     S = sizes(P)
-    todo = [(r, rec) for r, rec in _surface_runs(P, S).values()
-            if force or store.load_measurement(
-                P.results, BATCHNORM.name, surface_key(rec["run"], S)) is None]
+    stored = lambda rec: store.load_measurement(  # noqa: E731
+        P.results, BATCHNORM.name, surface_key(rec["run"], S)) is not None
+    todo = []
+    for seed, pair in _by_seed(P, S).items():
+        todo += [(r, rec) for r, rec in pair.values() if force or not stored(rec)]
+        m = _matched(P, S, seed, pair)
+        if m is not None:
+            rec = _find(P, m[0], pair["vgg_a"][1]["data"])
+            if force or rec is None or not stored(rec):
+                todo.append((m[0], rec))
     if not todo:
         return
     if split is None:
-        raise ValueError(f"surfaces of {', '.join(rec['run'] for _, rec in todo)} are "
+        raise ValueError(f"surfaces of {', '.join(r.label for r, _ in todo)} are "
                          "not stored: pass the data split to measure them")
     for r, rec in todo:
         rec = train_one(BATCHNORM, r, P, split, need_weights=True, device=device, log=log)
@@ -287,18 +480,46 @@ def measure(P: Profile, split: Split | None = None, *,
         surface(P, split, rec, S, force=True, device=device)
 
 
+def _find(P: Profile, r: Run, data: dict) -> dict | None:
+    """The stored record on ``data`` of a run that is not one of the
+    experiment's."""
+    found = store.find_run(P.results, r.cfg.to_dict(), r.tag, data, BATCHNORM.name)
+    return None if found is None else found[1]
+
+
+def surfaces_by_seed(profile: Profile) -> dict[int, dict]:
+    """The stored surfaces by seed, then by model name, with
+    :data:`MATCHED` (VGG-A + BN at matched loss: the matched run's, or the
+    final weights' when those are the match) and ``matched_epoch``."""
+    S, out = sizes(profile), {}
+    load = lambda rec: store.load_measurement(  # noqa: E731
+        profile.results, BATCHNORM.name, surface_key(rec["run"], S))
+    for seed, pair in _by_seed(profile, S).items():
+        got = {m: s for m, (_, rec) in pair.items() if (s := load(rec)) is not None}
+        if set(pair) == set(MODELS):
+            k = matched_epochs(pair["vgg_a"][1], pair["vgg_a_bn"][1])
+            m = _matched(profile, S, seed, pair)
+            if m is not None:  # a run of its own, once trained
+                rec = _find(profile, m[0], pair["vgg_a"][1]["data"])
+                s = load(rec) if rec else None
+            else:              # the final weights are the match (or none)
+                s = got.get("vgg_a_bn") if k else None
+            if s is not None:
+                got[MATCHED] = {**s, "matched_epoch": k,
+                                "final_epoch": len(pair["vgg_a"][1]["history"])}
+        if got:
+            out[seed] = got
+    return out
+
+
 def load_surfaces(profile: Profile) -> dict:
-    """The stored surfaces of the profile's runs, by model name.
+    """The stored surfaces of the first seed's runs, by model name (and
+    :data:`MATCHED` when made).
 
     Used by notebook 04 (report section 2).
     """
-    S, out = sizes(profile), {}
-    for m, (_, rec) in _surface_runs(profile, S).items():
-        data = store.load_measurement(profile.results, BATCHNORM.name,
-                                      surface_key(rec["run"], S))
-        if data is not None:
-            out[m] = data
-    return out
+    by_seed = surfaces_by_seed(profile)
+    return by_seed[min(by_seed)] if by_seed else {}
 
 
 def surface_rise(surf: dict, at: float = 0.5, key: str = "line") -> float | None:

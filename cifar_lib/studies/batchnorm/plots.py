@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cifar_lib.studies.batchnorm.measures import (
-    Band, loss_band, matched_widths, relative_band, to_array)
+    CHANCE, CHANCE_TOL, MATCHED, Band, at_chance, loss_band, matched_widths,
+    relative_band, to_array, total_steps)
 from cifar_lib.studies.batchnorm.runs import (
     COLORS, LABELS, MODELS, Sizes, diverged_step, pick, setting_lr, setting_name)
 
@@ -78,6 +79,32 @@ def _draw_band(ax, band: Band | None, model: str):
         ax.axvline(band.steps[-1], color=COLORS[model], ls=":", lw=1.2)
 
 
+def _mark_phases(ax, total: int, chance: list[tuple[float, float]], first=True):
+    """The boundary between the early and late phases (dashed) and the
+    stretches at chance, left out of the averages (grey)."""
+    if total:
+        ax.axvline(total / 2, color="0.4", ls="--", lw=0.8,
+                   label="early | late" if first else None)
+    for i, (a, b) in enumerate(chance):
+        ax.axvspan(a, b, color="0.6", alpha=0.25, lw=0,
+                   label=f"at chance (loss >= {(1 - CHANCE_TOL) * CHANCE:.2f}), "
+                   "left out" if first and i == 0 else None)
+
+
+def _stretches(steps, bad) -> list[tuple[float, float]]:
+    """(first, last) step of each run of True in ``bad``."""
+    out, start = [], None
+    for s, b in zip(steps, bad):
+        if b and start is None:
+            start = s
+        if not b and start is not None:
+            out.append((start, s))
+            start = None
+    if start is not None:
+        out.append((start, steps[-1]))
+    return out
+
+
 def plot_loss_landscape(runs: list[dict], S: Sizes):
     """The course's figure: per-step training loss, min-max band across lrs.
 
@@ -88,8 +115,13 @@ def plot_loss_landscape(runs: list[dict], S: Sizes):
     """
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 4.5))
+    chance = []
     for m in MODELS:
-        _draw_band(ax, loss_band(runs, m), m)
+        band = loss_band(runs, m)
+        _draw_band(ax, band, m)
+        if band is not None and len(band.steps):
+            chance += _stretches(band.steps, at_chance(band.hi))
+    _mark_phases(ax, max((total_steps(r) for r in runs), default=0), chance)
     lrs = ", ".join(f"{lr:g}" for lr in S.lrs)
     ax.set(xlabel="training step", ylabel="training loss (cross-entropy)",
            title=f"Loss landscape: min-max over Adam learning rates {lrs}")
@@ -161,6 +193,16 @@ def plot_probes(runs: list[dict], S: Sizes):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
     for row, setting in enumerate(("adam", "sgd")):
+        pair = [pick(runs, m, setting, setting_lr(setting, S)) for m in MODELS]
+        if all(r is not None and r["probes"]["step"] for r in pair):
+            st = pair[0]["probes"]["step"]
+            bad = np.zeros(len(st), bool)
+            for r in pair:
+                loss = dict(zip(r["probes"]["step"], to_array(r["probes"]["loss"])))
+                bad |= at_chance([loss.get(s, np.nan) for s in st])
+            for i, ax in enumerate(axes[row]):
+                _mark_phases(ax, max(total_steps(r) for r in pair),
+                             _stretches(st, bad), first=i == 0)
         for m in MODELS:
             r = pick(runs, m, setting, setting_lr(setting, S))
             if r is None or not r["probes"]["step"]:
@@ -220,19 +262,31 @@ def plot_last_grad(runs: list[dict], S: Sizes):
     return fig
 
 
+def _name(m: str, s: dict) -> str:
+    """A surface's network, e.g. 'VGG-A + BN after 3 epochs (matched loss)'."""
+    if m == MATCHED:
+        return f"VGG-A + BN after {s.get('matched_epoch')} epochs, matched loss,"
+    return f"{LABELS[m]}, final"
+
+
 def plot_surface_1d(surfs: dict):
     """Loss along one filter-normalised direction, both models; BN with its
     running statistics (solid) and with batch statistics (dashed).
 
     Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for m, s in surfs.items():
-        ax.plot(s["alphas"], to_array(s["line"]), "o-", ms=3, color=COLORS[m],
-                label=f"{LABELS[m]} (eval: running statistics)")
+        if m != MATCHED:
+            ax.plot(s["alphas"], to_array(s["line"]), "o-", ms=3, color=COLORS[m],
+                    label=f"{_name(m, s)} (eval: running statistics)")
+        if m == MATCHED:
+            ax.plot(s["alphas"], to_array(s["line"]), "^:", ms=3,
+                    color=COLORS["vgg_a_bn"], label=f"{_name(m, s)} (eval)")
+            continue
         if "line_batch" in s and m != "vgg_a":  # without BN both lines are one
             ax.plot(s["alphas"], to_array(s["line_batch"]), "s--", ms=3, color=COLORS[m],
-                    alpha=0.7, label=f"{LABELS[m]} (batch statistics)")
+                    alpha=0.7, label=f"{_name(m, s)} (batch statistics)")
     ax.set(xlabel="step along the filter-normalised direction (alpha)",
            ylabel="training loss (cross-entropy, log scale)",
            title="1-D loss surface around the trained weights")
@@ -265,7 +319,8 @@ def plot_surface_2d(surfs: dict):
         ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
         ax.plot([0], [0], "r*", ms=10, label="trained weights")
         ticks = np.linspace(xs[0], xs[-1], 5)
-        ax.set(title=f"{LABELS[m]} (eval mode)", xlabel="direction 1 (alpha)",
+        title = _name(m, surfs[m]).rstrip(",")
+        ax.set(title=f"{title}\n(eval mode)", xlabel="direction 1 (alpha)",
                ylabel="direction 2 (beta)", aspect="equal",
                xticks=ticks, yticks=ticks)
         ax.legend(loc="upper right", fontsize=8)

@@ -43,7 +43,13 @@ class Sizes:
     surface_points: int = 41    # points of the 1-D surface over [-span, span]
     surface_grid: int = 21      # points per side of the 2-D surface
     surface_span: float = 1.0   # extent along each filter-normalised direction
-    seed: int = 0
+    seeds: tuple = (0,)         # every run once per seed (init and batch order)
+
+    @property
+    def seed(self) -> int:
+        """The first seed: its runs are the ones the figures draw, and it
+        seeds the surfaces' random directions (the same for every run)."""
+        return self.seeds[0]
 
     def replace(self, **kw) -> "Sizes":
         """A copy with some sizes changed (tests, one-off smaller runs)."""
@@ -58,9 +64,11 @@ SIZES = {
     # SGD lr 0.02: at 0.1 the plain net barely learns on 5k images in 8
     # epochs (train loss 1.83, val acc 28% in a check run; 0.02: 1.57, 41%;
     # with BN 0.68, 50%). At full scale both nets train at 0.1.
+    # Three seeds: the averages and the verdict of section 2 are means over
+    # seeds, with the number of seeds in which BN comes out smoother.
     "cpu": Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
                  probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
-                 surface_points=21, surface_grid=9),
+                 surface_points=21, surface_grid=9, seeds=(0, 1, 2)),
     # full: 6 epochs of 45k images (351 steps each, 2,106 per run). A probe
     # is 9 float32 forward-backward passes and a trial optimizer step, so
     # probing every 25 steps adds about 36% passes to the four probed runs.
@@ -92,6 +100,7 @@ class Spec:
     setting: str   # "adam" (the course's optimizer) or "sgd"
     lr: float
     probed: bool   # probes along the optimizer's update
+    seed: int = 0
 
     @property
     def label(self) -> str:
@@ -100,12 +109,14 @@ class Spec:
 
 
 def specs(S: Sizes) -> list[Spec]:
-    """Every run: both models x (Adam at each lr, SGD at the large lr)."""
+    """Every run: for each seed (first seed first), both models x (Adam at
+    each lr, SGD at the large lr)."""
     lrs = tuple(S.lrs) + ((S.adam_lr,) if S.adam_lr not in S.lrs else ())
     out = []
-    for m in MODELS:
-        out += [Spec(m, "adam", lr, probed=lr == S.adam_lr) for lr in lrs]
-        out.append(Spec(m, "sgd", S.sgd_lr, probed=True))
+    for seed in S.seeds:
+        for m in MODELS:
+            out += [Spec(m, "adam", lr, lr == S.adam_lr, seed) for lr in lrs]
+            out.append(Spec(m, "sgd", S.sgd_lr, True, seed))
     return out
 
 
@@ -116,7 +127,7 @@ def config(spec: Spec, S: Sizes) -> TrainConfig:
         dict(optimizer="sgd", momentum=S.momentum, nesterov=False)
     return TrainConfig(model=spec.model, model_kw={"width": S.width}, lr=spec.lr,
                        weight_decay=0.0, scheduler="constant", epochs=S.epochs,
-                       batch_size=S.batch_size, augment="none", seed=S.seed,
+                       batch_size=S.batch_size, augment="none", seed=spec.seed,
                        keep="last", **opt)
 
 
@@ -162,12 +173,41 @@ def _runs(profile: Profile) -> list[Run]:
 BATCHNORM = Experiment(EXPERIMENT, "04_batchnorm", "2", "batchnorm", _runs)
 
 
-def pick(runs: list[dict], model: str, setting: str, lr: float | None = None):
-    """The first record of ``model`` trained with ``setting`` (at ``lr``)."""
+def matched_run(S: Sizes, seed: int, epochs: int) -> Run:
+    """VGG-A + BN at the course's setting stopped after ``epochs`` epochs,
+    when its training loss is about VGG-A's final one: the surfaces compare
+    the two networks at matched training loss (its epochs are chosen from
+    the stored runs by :func:`~cifar_lib.studies.batchnorm.measures.matched_epochs`;
+    the surface measurement trains it, it is not one of :data:`BATCHNORM`'s
+    runs)."""
+    spec = Spec("vgg_a_bn", "adam", S.adam_lr, False, seed)
+    cfg, opts = config(spec, S).replace(epochs=epochs), recording(spec, S)
+    return Run(f"{spec.label}, {epochs} epochs (matched loss)", cfg, tag=opts,
+               hooks=functools.partial(_recorders, cfg, opts))
+
+
+def seeds_of(runs: list[dict]) -> list[int]:
+    """The seeds of the records, in order of first appearance."""
+    return list(dict.fromkeys(r["config"]["seed"] for r in runs))
+
+
+def of_seed(runs: list[dict], seed: int | None = None) -> list[dict]:
+    """The records of one seed (None: the first seed among them)."""
+    if seed is None:
+        seeds = seeds_of(runs)
+        seed = seeds[0] if seeds else 0
+    return [r for r in runs if r["config"]["seed"] == seed]
+
+
+def pick(runs: list[dict], model: str, setting: str, lr: float | None = None,
+         seed: int | None = None):
+    """The first record of ``model`` trained with ``setting`` (at ``lr``,
+    with ``seed``)."""
     for r in runs:
         c = r["config"]
         if c["model"] == model and run_setting(r) == setting \
-                and (lr is None or math.isclose(c["lr"], lr)):
+                and (lr is None or math.isclose(c["lr"], lr)) \
+                and (seed is None or c["seed"] == seed):
             return r
     return None
 

@@ -1,6 +1,10 @@
-"""The BatchNorm study's report tables (``bn_runs``, ``bn_probes``,
-``bn_surfaces``) and its report values (:func:`values`, every ``bn_*``
-name), read from the records and surfaces on disk."""
+"""The BatchNorm study's report tables (``bn_runs``, ``bn_measures``,
+``bn_probes``, ``bn_surfaces``), each with a one-sentence reading, and its
+report values (:func:`values`, every ``bn_*`` name), read from the records
+and surfaces on disk. Averages are means over seeds, per phase of training
+(first and second half of the steps), without the steps where a network
+sits at chance; :func:`verdict_measures` turns them into the verdict
+(:mod:`~cifar_lib.studies.batchnorm.verdict`)."""
 from __future__ import annotations
 
 import math
@@ -12,12 +16,14 @@ from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.batchnorm import plots
+from cifar_lib.studies.batchnorm import verdict as V
 from cifar_lib.studies.batchnorm.measures import (
-    band_means, load_surfaces, matched_means, probe_means, probe_summary,
-    relative_band, surface_centre, surface_n, surface_rise, surface_rises)
+    CHANCE, CHANCE_TOL, MATCHED, PHASES, band_phases, leaves_chance, load_surfaces,
+    matched_phases, probe_phases, probe_summary, surface_centre, surface_n,
+    surface_rise, surfaces_by_seed)
 from cifar_lib.studies.batchnorm.runs import (
-    BATCHNORM, LABELS, MODELS, Sizes, diverged_step, pick, run_setting, setting_lr,
-    setting_name, sizes)
+    BATCHNORM, LABELS, MODELS, Sizes, diverged_step, of_seed, pick, run_setting,
+    seeds_of, setting_lr, setting_name, sizes)
 
 
 def records(profile: Profile) -> list[dict]:
@@ -33,107 +39,311 @@ def _outcome(r: dict | None) -> str:
     return r["status"]
 
 
+# ---------------------------------------------------------------- numbers
+
+
+def _mean(vals):
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _probe_rows(runs: list[dict], S: Sizes, setting: str) -> dict[int, dict]:
+    """:func:`probe_phases` of each seed's pair of runs of a setting."""
+    out = {}
+    for seed in seeds_of(runs):
+        a, b = (pick(runs, m, setting, setting_lr(setting, S), seed) for m in MODELS)
+        if a is not None and b is not None:
+            out[seed] = probe_phases(a, b)
+    return out
+
+
+def _pairs(per_seed: dict[int, dict], get) -> dict:
+    """{phase: Pair} from per-seed {phase: row}, ``get(row)`` -> (plain, BN)."""
+    return {ph: V.pair([get(rows[ph]) for rows in per_seed.values() if ph in rows])
+            for ph in PHASES if any(ph in rows for rows in per_seed.values())}
+
+
+def _surface_pairs(by_seed: dict, bn_key: str, key: str = "line",
+                   relative: bool = False) -> dict:
+    """{"end": Pair} of the rise at +-0.5: VGG-A's final surface against
+    VGG-A + BN's ``bn_key`` surface, per seed."""
+    def rise(s):
+        r = surface_rise(s, 0.5, key)
+        c = surface_centre(s, key)
+        return (r / c if r is not None and c else None) if relative else r
+    per = [(rise(d["vgg_a"]), rise(d[bn_key])) for d in by_seed.values()
+           if "vgg_a" in d and bn_key in d]
+    return {"end": V.pair(per)} if per else {}
+
+
+def verdict_measures(runs: list[dict], S: Sizes, by_seed: dict) -> list[V.Measure]:
+    """Every smoothness measure of the study, with its controls, from the
+    records of all seeds and the surfaces by seed."""
+    out = []
+    for setting, opt, short in (("adam", "Adam's", "Adam"), ("sgd", "SGD's", "SGD")):
+        rows = _probe_rows(runs, S, setting)
+        q = lambda k: _pairs(rows, lambda r: r[k])  # noqa: E731
+        out += [
+            V.Measure(f"{setting}_loss_range", f"the loss range along {opt} step",
+                      q("loss_range"),
+                      (("per unit of update length", q("loss_range_per_step")),),
+                      label=f"loss range, {short}"),
+            V.Measure(f"{setting}_grad_dist", f"the gradient change along {opt} step",
+                      q("grad_dist"),
+                      (("relative to the gradient's own length", q("grad_dist_rel")),),
+                      label=f"gradient change, {short}"),
+            V.Measure(f"{setting}_beta", f"the effective beta-smoothness along {opt} step",
+                      q("beta"),
+                      (("relative to the gradient's own length", q("beta_rel")),),
+                      label=f"beta, {short}")]
+    seeds = {s: of_seed(runs, s) for s in seeds_of(runs)}
+    band = {s: band_phases(r) for s, r in seeds.items()}
+    matched = {s: matched_phases(r) for s, r in seeds.items()}
+    out.append(V.Measure(
+        "band", "the course's band of the loss over the Adam learning rates",
+        _pairs(band, lambda r: r), (("at matched loss", _pairs(matched, lambda r: r)),),
+        less="narrower", more="wider", label="loss band over Adam lrs"))
+    mean = lambda b: b.mean  # noqa: E731
+    change = {s: band_phases(r, "last_grad_change", mean) for s, r in seeds.items()}
+    norm = {s: band_phases(r, "last_grad", mean) for s, r in seeds.items()}
+    rel = {s: {ph: tuple(c / n for c, n in zip(change[s][ph], norm[s][ph]))
+               for ph in change[s] if ph in norm[s]} for s in seeds}
+    out.append(V.Measure(
+        "last_grad", "the last layer's mean gradient change between steps over the "
+        "Adam learning rates", _pairs(change, lambda r: r),
+        (("relative to the gradient's own length", _pairs(rel, lambda r: r)),),
+        label="last-layer gradient change"))
+    has_matched = any(MATCHED in d for d in by_seed.values())
+    bn_key = MATCHED if has_matched else "vgg_a_bn"
+    where = "at matched training loss" if has_matched else "at the same epoch"
+    controls = (("relative to the loss at the weights",
+                 _surface_pairs(by_seed, bn_key, relative=True)),
+                ("with batch statistics", _surface_pairs(by_seed, bn_key, "line_batch")))
+    if has_matched:
+        controls = (("at the same epoch", _surface_pairs(by_seed, "vgg_a_bn")),) + controls
+    out.append(V.Measure(
+        "surface", f"the rise of the loss at +-0.5 along a 1-D surface around the "
+        f"trained weights {where}", _surface_pairs(by_seed, bn_key), controls,
+        label="surface rise at +-0.5"))
+    return out
+
+
 # ---------------------------------------------------------------- tables
+
+
+def _spread(vals, fmt="{:.3g}", scale=1.0) -> str | None:
+    """Mean over seeds, with the range when there are several."""
+    vals = [scale * v for v in vals if v is not None]
+    if not vals:
+        return None
+    m = fmt.format(float(np.mean(vals)))
+    return m if len(vals) == 1 else f"{m} ({fmt.format(min(vals))}-{fmt.format(max(vals))})"
+
+
+def _settings(runs: list[dict]) -> list[tuple]:
+    return list(dict.fromkeys((r["config"]["model"], r["config"]["optimizer"],
+                               r["config"]["lr"]) for r in runs))
 
 
 @register_table("bn_runs")
 def runs_table(profile: Profile):
-    """One row per run: model, optimizer, lr, outcome, loss and accuracies.
+    """One row per model, optimizer and lr: runs per outcome and, over the
+    seeds whose run finished (diverged ones left out), the mean (min-max)
+    final training loss and accuracies.
 
-    "final" is the last finished epoch (of a diverged run: the last before
-    it diverged); its weights are the ones kept and tested.
+    "final" is the last epoch; its weights are the ones kept and tested.
 
     Used by notebook 04 (report section 2).
     """
     import pandas as pd
+    runs = records(profile)
     rows = []
-    for r in records(profile):
-        c, m, h = r["config"], r["metrics"], r["history"]
-        pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
-        rows.append({"model": LABELS[c["model"]], "optimizer": c["optimizer"],
-                     "lr": c["lr"], "outcome": _outcome(r),
-                     "final train loss": h[-1]["train_loss"] if h else None,
-                     "best val acc (%)": pct(m["best_val_acc"]),
-                     "final val acc (%)": pct(m["kept_val_acc"]),
-                     "final test acc (%)": pct(m["test_acc"]),
-                     "params": m["params"]})
+    for m, opt, lr in _settings(runs):
+        rs = [r for r in runs if (r["config"]["model"], r["config"]["optimizer"],
+                                  r["config"]["lr"]) == (m, opt, lr)]
+        ok = [r for r in rs if r["status"] == "ok"]
+        bad = [f"seed {r['config']['seed']} {_outcome(r)}" for r in rs if r not in ok]
+        met = lambda k: [r["metrics"][k] for r in ok]  # noqa: E731
+        rows.append({"model": LABELS[m], "optimizer": opt, "lr": lr,
+                     "seeds": len(rs), "outcome": "; ".join(bad) or "all ok",
+                     "final train loss": _spread([r["history"][-1]["train_loss"]
+                                                  for r in ok if r["history"]]),
+                     "best val acc (%)": _spread(met("best_val_acc"), "{:.1f}", 100),
+                     "final test acc (%)": _spread(met("test_acc"), "{:.1f}", 100)})
     return pd.DataFrame(rows)
+
+
+def _runs_reading(runs: list[dict]) -> str | None:
+    """The runs table in one sentence: where BN's validation accuracy is
+    higher, and the failed runs."""
+    if not runs:
+        return None
+    higher, n = [], 0
+    for m, opt, lr in _settings(runs):
+        if m != "vgg_a":
+            continue
+        acc = {mm: _mean([r["metrics"]["best_val_acc"] for r in runs
+                          if r["status"] == "ok" and (r["config"]["model"],
+                          r["config"]["optimizer"], r["config"]["lr"]) == (mm, opt, lr)])
+               for mm in MODELS}
+        if None in acc.values():
+            continue
+        n += 1
+        higher.append(acc["vgg_a_bn"] > acc["vgg_a"])
+    failed = sum(r["status"] != "ok" for r in runs)
+    per = [sum((r["config"]["model"], r["config"]["optimizer"], r["config"]["lr"]) == s
+               for r in runs) for s in _settings(runs)]
+    seeds = f"{min(per)}" if min(per) == max(per) else f"{min(per)}-{max(per)}"
+    return (f"With BN the mean best validation accuracy over {seeds} seed"
+            f"{'s' if max(per) > 1 else ''} per setting is higher in {sum(higher)} "
+            f"of {n} settings"
+            f" and lower in {n - sum(higher)}; "
+            + (f"{failed} of {len(runs)} runs did not finish (left out of the means)."
+               if failed else f"all {len(runs)} runs finished."))
+
+
+@register_table("bn_measures")
+def measures_table(profile: Profile):
+    """One row per measure, view (the measure itself or a control) and
+    phase: VGG-A and VGG-A + BN (means over seeds), how BN compares, and
+    whether that is Santurkar et al.'s direction.
+
+    Used by notebook 04 (report section 2)."""
+    import pandas as pd
+    rows = []
+    for m in verdict_measures(records(profile), sizes(profile), surfaces_by_seed(profile)):
+        for view, phases in (("as measured", m.phases), *m.controls):
+            for ph, p in phases.items():
+                if p is None:
+                    continue
+                d = V.direction(p)
+                rows.append({"measure": m.label or m.name, "view": view, "phase": ph,
+                             "VGG-A": p.plain, "VGG-A + BN": p.bn,
+                             "with BN": V.said(p, m.less, m.more).split(" with BN")[0],
+                             "seeds BN lower": f"{p.wins} of {p.seeds}",
+                             "BN smoother": "yes" if d > 0 else "no" if d < 0 else "even"})
+    return pd.DataFrame(rows)
+
+
+def _measures_reading(ms: list[V.Measure]) -> str | None:
+    c = V.counts(ms)
+    if not c:
+        return None
+    return (f"Of the {sum(c.values())} measures, {c.get('agrees', 0)} agree with "
+            f"Santurkar et al. in every phase, {c.get('mixed', 0)} in some phases "
+            f"only, {c.get('disagrees', 0)} disagree"
+            + (f" and {c['no difference']} show no difference" if c.get("no difference")
+               else "") + "; the controls say why (next sections).")
 
 
 @register_table("bn_probes")
 def probe_table(profile: Profile):
-    """Per setting and model: mean loss range, gradient distance and beta,
-    and the mean lengths of the update probed along and of the gradient.
+    """Per setting, phase and model, means over seeds of the probes' loss
+    range, gradient change and beta, the lengths of the update and of the
+    gradient, with the probes kept and those left out at chance.
 
     Used by notebook 04 (report section 2)."""
     import pandas as pd
     P = profile
-    S = sizes(P)
+    S, runs = sizes(P), records(P)
+    cols = {"mean loss range": "loss_range", "mean max grad change": "grad_dist",
+            "mean beta": "beta", "mean ||update||": "step_norm",
+            "mean ||grad||": "grad_norm"}
     rows = []
-    for r in records(P):
-        if not r["tag"]["probe_every"]:
-            continue
-        s = probe_summary(r)
-        rows.append({"setting": setting_name(run_setting(r), S),
-                     "model": LABELS[r["config"]["model"]],
-                     "outcome": _outcome(r), "probes": s["probes"],
-                     "mean loss range": s["loss_range"],
-                     "mean max grad distance": s["grad_dist"],
-                     "mean beta": s["beta"], "max beta": s["beta_max"],
-                     "mean ||update||": s["step_norm"],
-                     "mean ||grad||": s["grad_norm"],
-                     "||update|| / (lr ||grad||)": s["step_over_lr_grad"]})
+    for setting in ("adam", "sgd"):
+        per = _probe_rows(runs, S, setting)
+        for ph in PHASES:
+            got = [r[ph] for r in per.values() if ph in r]
+            if not got:
+                continue
+            for i, m in enumerate(MODELS):
+                row = {"setting": setting_name(setting, S), "phase": ph,
+                       "model": LABELS[m],
+                       "probes kept (at chance)": f"{sum(g['probes'] for g in got)} "
+                       f"({sum(g['at_chance'] for g in got)})"}
+                row.update({c: _mean([g[k][i] for g in got]) for c, k in cols.items()})
+                rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _probes_reading(runs: list[dict], S: Sizes) -> str | None:
+    """How long each network's update is, per setting (late phase): what
+    makes the loss-range comparison fair or not."""
+    parts = []
+    for setting, name in (("adam", "Adam"), ("sgd", "SGD")):
+        p = _pairs(_probe_rows(runs, S, setting), lambda r: r["step_norm"]).get("late")
+        if p is None:
+            continue
+        d = V.direction(p)
+        parts.append(f"under {name} BN's update is " + (
+            "about as long as VGG-A's" if d == 0 else
+            f"{V._x(1 / p.ratio)}x longer" if d < 0 else f"{V._x(p.ratio)}x shorter")
+            + f" ({p.bn:.3g} vs {p.plain:.3g})")
+    if not parts:
+        return None
+    return ("In the late phase " + " and ".join(parts) + ": a longer update "
+            "widens the loss range, so where BN moves farther and still has the "
+            "smaller range, the range understates its smoothness.")
 
 
 @register_table("bn_surfaces")
 def surface_table(profile: Profile):
-    """Loss at the trained weights and its rise along the 1-D direction,
-    with running statistics (eval) and with batch statistics.
+    """Per network (VGG-A + BN also at matched loss): its epochs, the loss
+    at the weights and its rise along the 1-D direction, with running
+    statistics (eval) and batch statistics; means over seeds.
 
     Used by notebook 04 (report section 2)."""
     import pandas as pd
+    by_seed = surfaces_by_seed(profile)
     rows = []
-    for m, s in load_surfaces(profile).items():
-        c, r = surface_centre(s), surface_rise(s, 0.5)
-        rows.append({"model": LABELS[m], "loss at trained weights (eval)": c,
-                     "rise at +-0.25 (eval)": surface_rise(s, 0.25),
-                     "rise at +-0.5 (eval)": r,
-                     "rise at +-1 (eval)": surface_rise(s, 1.0),
-                     "rise at +-0.5 / loss (eval)": None if r is None or not c else r / c,
-                     "loss at trained weights (batch stats)": surface_centre(s, "line_batch"),
-                     "rise at +-0.5 (batch stats)": surface_rise(s, 0.5, "line_batch")})
+    for key in (*MODELS, MATCHED):
+        ss = [d[key] for d in by_seed.values() if key in d]
+        if not ss:
+            continue
+        name = LABELS.get(key, "VGG-A + BN at matched loss")
+        ep = sorted({s.get("matched_epoch") or s.get("final_epoch") for s in ss}) \
+            if key == MATCHED else ["final"]
+        rows.append({"network": name, "epochs": ", ".join(map(str, ep)),
+                     "surfaces (seeds)": len(ss),
+                     "loss at weights (eval)": _mean([surface_centre(s) for s in ss]),
+                     "rise at +-0.25 (eval)": _mean([surface_rise(s, 0.25) for s in ss]),
+                     "rise at +-0.5 (eval)": _mean([surface_rise(s, 0.5) for s in ss]),
+                     "rise at +-1 (eval)": _mean([surface_rise(s, 1.0) for s in ss]),
+                     "loss at weights (batch stats)":
+                         _mean([surface_centre(s, "line_batch") for s in ss]),
+                     "rise at +-0.5 (batch stats)":
+                         _mean([surface_rise(s, 0.5, "line_batch") for s in ss])})
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------- wording
+def _centres(by_seed: dict, key: str) -> float | None:
+    return _mean([surface_centre(d[key]) for d in by_seed.values() if key in d])
 
 
-def _times(r: float) -> str:
-    return f"{r:.0f}" if r >= 10 else f"{r:.2g}"
-
-
-def _ratio(a, b):
-    """``a / b`` as text (None when either is missing)."""
-    if a is None or b is None or b == 0 or not math.isfinite(a / b):
+def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
+    """Whether the matched-loss surfaces are matched, and how the rises compare."""
+    plain, bn, m = (_centres(by_seed, k) for k in (*MODELS, MATCHED))
+    if plain is None or bn is None:
         return None
-    return _times(a / b)
+    if m is None:
+        return (f"The surfaces sit at different training losses (VGG-A {plain:.3g}, "
+                f"VGG-A + BN {bn:.3g}); the matched-loss surface is not made yet.")
+    gap = abs(math.log(m / plain))
+    eps = sorted({d[MATCHED].get("matched_epoch") for d in by_seed.values()
+                  if MATCHED in d})
+    matched = "within 10%" if gap < math.log(1.1) else \
+        f"{_x(max(m, plain) / min(m, plain))}x apart, epochs being the finest step here"
+    p = _surface_pairs(by_seed, MATCHED).get("end")
+    return (f"Stopped after {', '.join(map(str, eps))} of {S.epochs} epochs, VGG-A + BN "
+            f"sits at loss {m:.3g} against VGG-A's {plain:.3g} after all {S.epochs} "
+            f"({matched}), and its rise at +-0.5 is {V.said(p)}.")
 
 
-def _compare(bn, plain, less="smaller", more="larger"):
-    """How the BN value compares with the plain one, e.g. '2.5 times smaller than'."""
-    if bn is None or plain is None or bn <= 0 or plain <= 0:
-        return None
-    if math.isclose(bn, plain, rel_tol=0.05):
-        return "about the same as"
-    r = plain / bn
-    return f"{_times(r)} times {less} than" if r > 1 else f"{_times(1 / r)} times {more} than"
+def _x(r: float) -> str:
+    return V._x(r)
 
 
-def _narrower(pair) -> str | None:
-    """The BN band of a (plain, BN) pair against the plain one."""
-    plain, bn = pair[:2]
-    return _compare(bn, plain, "narrower", "wider")
+# ---------------------------------------------------------------- values
 
 
 def _ordinal(n: int) -> str:
@@ -141,17 +351,14 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-# ---------------------------------------------------------------- values
-
-
 def _adam_step_ratio(runs: list[dict], S: Sizes) -> str | None:
     """How many times longer Adam's update is than lr x ||gradient||, the
     step a probe along the raw gradient would take (mean over the probes
-    of both Adam runs), e.g. '60'."""
-    vals = [probe_summary(r)["step_over_lr_grad"] for r in
-            (pick(runs, m, "adam", S.adam_lr) for m in MODELS) if r]
+    of the Adam runs of every seed), e.g. '60'."""
+    vals = [probe_summary(r)["step_over_lr_grad"] for r in runs
+            if r["tag"]["probe_every"] and run_setting(r) == "adam"]
     vals = [v for v in vals if v is not None]
-    return _times(float(np.mean(vals))) if vals else None
+    return _x(float(np.mean(vals))) if vals else None
 
 
 def _probe_direction(runs: list[dict]) -> str | None:
@@ -173,77 +380,86 @@ def _width(S: Sizes) -> str:
 
 
 def _acc(runs: list[dict], S: Sizes, model: str, setting: str) -> str | None:
-    """Best validation accuracy of a model in a setting (else its outcome)."""
-    r = pick(runs, model, setting, setting_lr(setting, S))
-    if r is None:
+    """Best validation accuracy of a model in a setting, mean (min-max)
+    over the seeds whose run finished (else the outcome)."""
+    rs = [r for r in runs if r["config"]["model"] == model and run_setting(r) == setting
+          and math.isclose(r["config"]["lr"], setting_lr(setting, S))]
+    ok = [r["metrics"]["best_val_acc"] for r in rs if r["status"] == "ok"]
+    if not rs:
         return None
-    if r["status"] != "ok":
-        return _outcome(r)
-    return f"{100 * r['metrics']['best_val_acc']:.1f}%"
+    if not ok:
+        return _outcome(rs[0])
+    return _spread(ok, "{:.1f}%", 100)
 
 
 LEARNS = 0.2  # best val acc above twice chance (10 classes): the run learns
 
 
 def _sgd_trains(runs: list[dict], S: Sizes) -> str | None:
-    """Whether both networks learn with SGD, e.g. 'both networks learn' or
-    'VGG-A does not learn (best validation accuracy 11.0%)'."""
-    found = {m: pick(runs, m, "sgd", S.sgd_lr) for m in MODELS}
-    if any(r is None for r in found.values()):
+    """Whether both networks learn with SGD in every seed, e.g. 'both
+    networks learn in every seed' or 'VGG-A does not learn in seed 1 (...)'."""
+    found = [r for r in runs if run_setting(r) == "sgd"]
+    if {r["config"]["model"] for r in found} != set(MODELS):
         return None
-    bad = [f"{LABELS[m]} does not learn ({_outcome(r)}, best validation accuracy "
+    bad = [f"{LABELS[r['config']['model']]} does not learn in seed {r['config']['seed']} "
+           f"({_outcome(r)}, best validation accuracy "
            f"{100 * (r['metrics']['best_val_acc'] or 0):.1f}%)"
-           for m, r in found.items()
+           for r in found
            if r["status"] != "ok" or (r["metrics"]["best_val_acc"] or 0) < LEARNS]
-    return "; ".join(bad) if bad else "both networks learn"
+    n = len(seeds_of(found))
+    return "; ".join(bad) if bad else \
+        "both networks learn" + (" in every seed" if n > 1 else "")
 
 
-def _surface_loss(surfs: dict, model: str) -> str | None:
-    """A model's loss at its trained weights on the surface images (eval)."""
-    c = None if model not in surfs else surface_centre(surfs[model])
+def _chance_steps(runs: list[dict], S: Sizes) -> str | None:
+    """Steps each network's probed runs sit at chance, mean over seeds."""
+    parts = []
+    for m in MODELS:
+        bits = []
+        for setting, name in (("adam", "Adam"), ("sgd", "SGD")):
+            v = _mean([leaves_chance(r) for r in runs if r["config"]["model"] == m
+                       and run_setting(r) == setting and r["tag"]["probe_every"]])
+            if v is not None:
+                bits.append(f"{v:.0f} with {name}")
+        if bits:
+            parts.append(f"{LABELS[m]} {' and '.join(bits)}")
+    return "; ".join(parts) or None
+
+
+def _surface_loss(by_seed: dict, model: str) -> str | None:
+    """A model's loss at its trained weights on the surface images (eval),
+    mean over seeds."""
+    c = _centres(by_seed, model)
     return None if c is None else f"{c:.3g}"
 
 
 @register_values
 def values(profile: Profile) -> dict:
     """Every ``bn_*`` report value of the profile (None where its results
-    are not on disk). Ratios are VGG-A over VGG-A + BN; comparisons say how
-    the BN value compares with the plain one ("2 times narrower than").
-    Bands are over the steps both networks cover, ``matched`` at the mean
-    loss levels both pass through, probes at the course's Adam lr and the
-    large SGD lr, surfaces the rise at +-0.5 along the 1-D direction.
+    are not on disk): the verdict (``bn_verdict``, one sentence per
+    measure ``bn_v_<measure>``), the tables' readings (``bn_*_reading``)
+    and the settings. Comparisons are computed from the numbers they cite
+    (:mod:`~cifar_lib.studies.batchnorm.verdict`).
 
     Used by notebook 04 (report section 2).
     """
     P = profile
-    S, runs, surfs = sizes(P), records(P), load_surfaces(P)
-    band, matched = band_means(runs, "loss"), matched_means(runs)
-    rises, levels = surface_rises(surfs), matched[2]
-    probe = {(s, k): probe_means(runs, S, s, k)
-             for s in ("adam", "sgd") for k in ("loss_range", "grad_dist", "beta")}
-    ratio = lambda s, k: _ratio(*probe[s, k])  # noqa: E731
-    compare = lambda s, k: _compare(*reversed(probe[s, k]))  # noqa: E731
+    S, runs, by_seed = sizes(P), records(P), surfaces_by_seed(P)
+    ms = verdict_measures(runs, S, by_seed)
     k = S.keep_every
+    seeds = seeds_of(runs)
     return {
-        "bn_band_ratio": _ratio(*band),
-        "bn_band_compare": _narrower(band),
-        "bn_band_rel_compare": _narrower(band_means(runs, "loss", relative_band)),
-        "bn_band_matched_compare": _narrower(matched),
-        "bn_band_matched_levels": None if levels is None
-        else f"{levels[1]:.2g} to {levels[0]:.2g}",
-        "bn_last_grad_compare": _narrower(band_means(runs, "last_grad")),
-        "bn_adam_loss_range_ratio": ratio("adam", "loss_range"),
-        "bn_adam_loss_range_compare": compare("adam", "loss_range"),
-        "bn_adam_gdist_ratio": ratio("adam", "grad_dist"),
-        "bn_adam_gdist_compare": compare("adam", "grad_dist"),
-        "bn_adam_beta_ratio": ratio("adam", "beta"),
-        "bn_adam_beta_compare": compare("adam", "beta"),
-        "bn_sgd_loss_range_ratio": ratio("sgd", "loss_range"),
-        "bn_sgd_loss_range_compare": compare("sgd", "loss_range"),
-        "bn_sgd_gdist_ratio": ratio("sgd", "grad_dist"),
-        "bn_sgd_gdist_compare": compare("sgd", "grad_dist"),
-        "bn_sgd_beta_ratio": ratio("sgd", "beta"),
-        "bn_sgd_beta_compare": compare("sgd", "beta"),
+        "bn_verdict": V.summary(ms),
+        **{f"bn_v_{m.key}": V.sentence(m) if m.measured() else None for m in ms},
+        "bn_measures_reading": _measures_reading(ms),
+        "bn_runs_reading": _runs_reading(runs),
+        "bn_probes_reading": _probes_reading(runs, S),
+        "bn_surfaces_reading": _surfaces_reading(by_seed, S),
+        "bn_seeds": f"{len(S.seeds)} seed{'s' if len(S.seeds) > 1 else ''} "
+                    f"({', '.join(map(str, S.seeds))})",
+        "bn_seeds_done": ", ".join(map(str, seeds)) if seeds else None,
+        "bn_chance_loss": f"{(1 - CHANCE_TOL) * CHANCE:.2f}",
+        "bn_chance_steps": _chance_steps(runs, S),
         "bn_adam_step_ratio": _adam_step_ratio(runs, S),
         "bn_probe_direction": _probe_direction(runs),
         "bn_probe_every": str(S.probe_every),
@@ -265,12 +481,9 @@ def values(profile: Profile) -> dict:
         "bn_adam_val_acc_vgg_a_bn": _acc(runs, S, "vgg_a_bn", "adam"),
         "bn_sgd_val_acc_vgg_a": _acc(runs, S, "vgg_a", "sgd"),
         "bn_sgd_val_acc_vgg_a_bn": _acc(runs, S, "vgg_a_bn", "sgd"),
-        "bn_surface_ratio": _ratio(*rises),
-        "bn_surface_compare": _compare(rises[1], rises[0]),
-        "bn_surface_rel_compare": _compare(*reversed(surface_rises(surfs, relative=True))),
-        "bn_surface_batch_compare": _compare(*reversed(surface_rises(surfs, "line_batch"))),
-        "bn_surface_loss_vgg_a": _surface_loss(surfs, "vgg_a"),
-        "bn_surface_loss_vgg_a_bn": _surface_loss(surfs, "vgg_a_bn"),
+        "bn_surface_loss_vgg_a": _surface_loss(by_seed, "vgg_a"),
+        "bn_surface_loss_vgg_a_bn": _surface_loss(by_seed, "vgg_a_bn"),
+        "bn_surface_loss_matched": _surface_loss(by_seed, MATCHED),
     }
 
 
@@ -280,7 +493,7 @@ def values(profile: Profile) -> dict:
 def _register_runs_figure(name: str, draw) -> None:
     @register_figure(name)
     def fig(profile: Profile):
-        runs = records(profile)
+        runs = of_seed(records(profile))  # the first seed's runs
         return draw(runs, sizes(profile)) if runs else None
 
 
