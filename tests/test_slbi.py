@@ -242,7 +242,7 @@ def test_engine_fit_with_slbi_records_the_path(small_split, cfg_factory, tmp_pat
         slbi.entry_from_record({"run": "x", "history": sgd["history"]})
 
 
-STUDY_TABLES = ("slbi_runs", "slbi_path", "slbi_pruning", "slbi_after")
+STUDY_TABLES = ("slbi_runs", "slbi_path", "slbi_pruning", "slbi_after", "slbi_sweep")
 
 
 def test_study_configs_and_empty_tables():
@@ -250,8 +250,10 @@ def test_study_configs_and_empty_tables():
     from cifar_lib.profiles import get_profile
     from cifar_lib.report import TABLES
     from cifar_lib.studies import dessilbi as study
-    assert study.EXPERIMENTS == (study.DESSILBI,)
+    assert study.EXPERIMENTS == (study.DESSILBI, study.SWEEP)
     assert studies.experiment("dessilbi") is study.DESSILBI  # the one the plan trains
+    assert studies.experiment("dessilbi_sweep") is study.SWEEP
+    assert (study.SWEEP.notebook, study.SWEEP.group) == ("05_dessilbi", "dessilbi")
     assert (study.DESSILBI.notebook, study.DESSILBI.group) == ("05_dessilbi", "dessilbi")
     for name in ("smoke", "cpu", "full"):
         P = get_profile(name)
@@ -273,7 +275,11 @@ def test_study_configs_and_empty_tables():
         out = TABLES[name](P)
         assert out is None or len(out) == 0
     vals = study.values(P)
-    assert len(vals) == 22 and all(v is None for v in vals.values())
+    fixed = {"slbi_model", "slbi_epochs", "slbi_batch", "slbi_warmup", "slbi_nu",
+             "slbi_lambda", "slbi_entry_at", "slbi_z_floor", "slbi_seeds", "slbi_sweep",
+             "slbi_sweep_lambdas"}   # from the profile's sizes: never n/a
+    assert len(vals) == 32 and fixed <= set(vals)
+    assert all((v is None) == (k not in fixed) for k, v in vals.items()), vals
 
 
 def test_train_config_accepts_slbi():
@@ -472,13 +478,14 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     from cifar_lib.studies.dessilbi import measures, runs
     P = get_profile("smoke")
 
-    def tiny_recipe(P, optimizer, seed=0):   # the study's recipe on the tiny CNN
+    def tiny_recipe(P, optimizer, seed=0, entry_at=None):   # the recipe on the tiny CNN
         cfg = TrainConfig(model="cnn3", model_kw={"filters": [8, 16, 16]},
                                 optimizer=optimizer, lr=0.05, batch_size=64, epochs=2,
                                 augment="none", scheduler="constant", amp=False,
                                 seed=seed, keep="last")
         if optimizer == "slbi":
-            cfg = cfg.replace(optim_kw=dict(nu=1.0, lambda_conv=0.5, lambda_linear=0.5,
+            lam = 0.5 * (entry_at or study.sizes(P).entry_at) / study.sizes(P).entry_at
+            cfg = cfg.replace(optim_kw=dict(nu=1.0, lambda_conv=lam, lambda_linear=lam,
                                             relative=True, z_lr_floor=0.1))
         return cfg
     monkeypatch.setattr(runs, "recipe", tiny_recipe)
@@ -489,6 +496,15 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     assert [r["run"] for r in study.finished(P)] == [r["run"] for r in recs]
     study.measure(P, small_split, device="cpu")
     data = study.measured(P)
+    # the sweep: one more SLBI run per threshold, measured at Gamma's budget
+    assert study.sweep_measured(P) is None
+    experiments.run_experiment(study.SWEEP, P, small_split)
+    study.measure_sweep(P, small_split, device="cpu")
+    sweep = study.sweep_measured(P)
+    assert [r["entry_at"] for r in sweep["runs"]] == sorted(study.sizes(P).sweep)
+    assert all(set(r["methods"]) == {"support", "bn", "magnitude"} for r in sweep["runs"])
+    assert all({"test_acc", "bn_acc", "finetune_acc"} <= set(m)
+               for r in sweep["runs"] for m in r["methods"].values())
     # kept in the store, keyed by the runs and the measuring sizes
     key = study.measure_key(P, study.by_label(recs))
     assert key["measurement"] == "pruning" and key["version"] == study.MEASURE_VERSION
@@ -501,7 +517,8 @@ def test_study_measure_stores_everything_and_renders_without_weights(
     S, seed = study.sizes(P), data["seeds"][0]
     n_panels = 2                                   # conv1 and all convs (cnn3 has 3 convs)
     assert len(seed["rows"]) == len(study.METHODS) * n_panels * len(S.fractions)
-    assert all(r["kept"] == 1.0 for r in seed["rows"] if r["fraction"] == 0)
+    frame = study.curves_frame(data)
+    assert (frame[frame["fraction"] == 0]["kept"] == 1.0).all()   # above chance
     assert all("bn_acc" in r for r in seed["rows"] if r["layer"] == "all convs")
     assert [r["layer"] for r in seed["support"]["layers"]] == ["features.0", "features.4",
                                                                 "features.8"]
@@ -512,13 +529,15 @@ def test_study_measure_stores_everything_and_renders_without_weights(
         pt.unlink()
     monkeypatch.setattr(measures, "trained_model", lambda *a, **k: pytest.fail("retrained"))
     study.measure(P, small_split)
+    study.measure_sweep(P, small_split)
     for name in STUDY_TABLES:
         assert TABLES[name](P) is not None and len(TABLES[name](P)) > 0, name
-    assert "cut to support: acc kept (%)" in study.path_table(P)
+    assert "cut to support: kept above chance (%)" in study.path_table(P)
     vals = study.values(P)
-    assert all(v is not None for n, v in vals.items() if n != "slbi_entry_at"), vals
+    assert all(v is not None for v in vals.values()), vals
     study.plot_pruning(data, P)
     study.plot_filters(data)
+    study.plot_sweep(study.sweep_frame(sweep))
     # other measuring sizes make the stored file stale
     monkeypatch.setattr(runs, "_PROFILE_SIZES", {**runs._PROFILE_SIZES, "smoke": dict(
         runs._PROFILE_SIZES["smoke"], fractions=(0.0, 0.5))})

@@ -4,7 +4,7 @@ run records or the stored measurements, never the weights)."""
 from __future__ import annotations
 
 from cifar_lib.profiles import Profile
-from cifar_lib.studies.dessilbi.measures import curves_frame
+from cifar_lib.studies.dessilbi.measures import CHANCE, curves_frame
 from cifar_lib.studies.dessilbi.runs import METHODS
 
 
@@ -63,36 +63,83 @@ def plot_path(record: dict):
 
 
 def plot_pruning(data: dict, P: Profile):
-    """Accuracy kept (% of each network's own unpruned accuracy, mean over seeds)
-    against % of filters pruned, one panel per layer group; in the all-convs
-    panel, dotted: after BN re-estimation.
+    """Against % of filters pruned, one column per layer group (mean over
+    seeds): top, the accuracy kept above chance (% of each network's own
+    unpruned accuracy above 10%); bottom, the absolute test accuracy with
+    chance marked. In the all-convs panels, crosses: after BN re-estimation.
 
     Used by notebook 05 (report section 3)."""
     import matplotlib.pyplot as plt
     df = curves_frame(data)
     groups = list(dict.fromkeys(df["layer"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.3 * len(groups), 3.4), sharey=True)
-    axes = [axes] if len(groups) == 1 else list(axes)
+    fig, axes = plt.subplots(2, len(groups), figsize=(3.3 * len(groups), 6.4),
+                             sharey="row", squeeze=False)
     styles = {"path": "-", "bn": "--", "magnitude": ":"}
-    for ax, g in zip(axes, groups):
+    for j, g in enumerate(groups):
+        top, low = axes[0, j], axes[1, j]
         for i, (method, _, by) in enumerate(METHODS):
             d = df[(df["layer"] == g) & (df["method"] == method)]
-            ax.plot(100 * d["fraction"], 100 * d["kept"], ls=styles[by], marker="o", ms=3,
-                    color=f"C{i}", label=method)
-            if g == "all convs" and d["bn_acc"].notna().any():
-                base = d["test_acc"].iloc[0] / d["kept"].iloc[0]
-                ax.plot(100 * d["fraction"], 100 * d["bn_acc"] / base, ls="-", lw=0.8,
-                        marker="x", ms=3, color=f"C{i}", alpha=0.6)
+            x = 100 * d["fraction"]
+            for ax, y, yb in ((top, d["kept"], d["bn_kept"]), (low, d["test_acc"], d["bn_acc"])):
+                ax.plot(x, 100 * y, ls=styles[by], marker="o", ms=3, color=f"C{i}",
+                        label=method)
+                if g == "all convs" and yb.notna().any():
+                    ax.plot(x, 100 * yb, ls="-", lw=0.8, marker="x", ms=3,
+                            color=f"C{i}", alpha=0.6)
         share = _outside_share(data, g)
-        if share is not None:
-            ax.axvline(100 * share, color="grey", ls=":", label="outside Gamma's support")
-        ax.set(xlabel="filters pruned (%)", title=g)
-    axes[0].set_ylabel("accuracy kept (% of unpruned)")
-    axes[-1].legend(fontsize="x-small", loc="lower left")
+        for ax in (top, low):
+            if share is not None:
+                ax.axvline(100 * share, color="grey", ls=":", label="outside Gamma's support")
+        top.axhline(0, color="black", lw=0.6)
+        low.axhline(100 * CHANCE, color="black", lw=0.6, label="chance (10%)")
+        top.set(title=g)
+        low.set(xlabel="filters pruned (%)")
+    axes[0, 0].set_ylabel("accuracy kept above chance (%)")
+    axes[1, 0].set_ylabel("test accuracy (%)")
+    axes[1, -1].legend(fontsize="x-small", loc="upper right")
     if "all convs" in groups:
-        ax = axes[groups.index("all convs")]
+        ax = axes[0, groups.index("all convs")]
         ax.text(0.98, 0.98, "x: BN statistics re-estimated", transform=ax.transAxes,
                 ha="right", va="top", fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(df, sgd_acc: float | None = None):
+    """Test accuracy against the share of conv filters outside Gamma's support,
+    one point per threshold of the lambda sweep (``measures.sweep_frame``):
+    unpruned, cut to the support (BN re-estimated, fine-tuned), and the same
+    number of filters per layer pruned by |BN scale| and by filter norm
+    (fine-tuned); SGD's unpruned accuracy and chance as lines.
+
+    Used by notebook 05 (report section 3)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sup = df[df["by"] == "support"].sort_values("entry_at")
+    x = 100 * sup["fraction_out"]
+    ax.plot(x, 100 * sup["base"], "k-o", ms=4, label="SLBI unpruned")
+    for xi, yi, e in zip(x, 100 * sup["base"], sup["entry_at"]):
+        ax.annotate(f"entry {e:g}", (xi, yi), textcoords="offset points", xytext=(4, 4),
+                    fontsize="x-small")
+    if sup["bn_acc"].notna().any():
+        ax.plot(x, 100 * sup["bn_acc"], "C0--", marker="s", ms=3,
+                label="cut to Gamma's support, BN re-estimated")
+    styles = {"support": ("C0", "-", "s"), "bn": ("C1", "-", "^"),
+              "magnitude": ("C2", "-", "v")}
+    names = {"support": "cut to Gamma's support", "bn": "same budget by |BN scale|",
+             "magnitude": "same budget by filter norm"}
+    col, stage = (("finetune_acc", "fine-tuned") if df["finetune_acc"].notna().any()
+                  else ("bn_acc", "BN re-estimated"))
+    for by, (c, ls, m) in styles.items():
+        d = df[df["by"] == by].sort_values("entry_at")
+        ax.plot(100 * d["fraction_out"], 100 * d[col], color=c, ls=ls, marker=m, ms=4,
+                label=f"{names[by]}, {stage}")
+    if sgd_acc is not None:
+        ax.axhline(100 * sgd_acc, color="C3", ls=":", label="SGD unpruned")
+    ax.axhline(100 * CHANCE, color="grey", lw=0.8, label="chance (10%)")
+    ax.set(xlabel="conv filters outside Gamma's support (%)", ylabel="test accuracy (%)",
+           title="Sparsity against accuracy along the lambda sweep")
+    ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,14 @@
-"""Section 3's report tables (``@register_table``) and :func:`values`, the
-``value:`` blocks it fills, all read from the runs' records and the stored
-measurements."""
+"""Section 3's report tables (``@register_table``), figures and :func:`values`,
+the ``value:`` blocks it fills, all read from the runs' records, the stored
+measurements and (for the fixed settings) the profile's sizes.
+
+Every sentence that states a direction (which row is best, whether a lead
+is more than noise, whether Gamma's support beats another ranking) computes
+it from the numbers it cites. Accuracy *kept* is above chance
+(:func:`measures.kept`). Noise: two standard errors of the difference of two
+accuracies measured on the same number of test images (:func:`test_noise`),
+or the spread over seeds when there are several and it is larger.
+"""
 from __future__ import annotations
 
 import math
@@ -9,13 +17,75 @@ import statistics
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.dessilbi import plots
-from cifar_lib.studies.dessilbi.measures import curves_frame, measured, outside_support
-from cifar_lib.studies.dessilbi.runs import METHODS, by_label, finished, first_seed, sizes
+from cifar_lib.studies.dessilbi.measures import (BUDGET_METHODS, CHANCE, curves_frame, kept,
+                                                 measured, outside_support, sweep_frame,
+                                                 sweep_from_records, sweep_measured)
+from cifar_lib.studies.dessilbi.runs import (METHODS, by_label, finished, first_seed, recipe,
+                                             sizes, sweep_finished)
+
+BY_NAME = dict(BUDGET_METHODS)          # "support" -> "outside Gamma's support", ...
+SHORT = {"support": "Gamma's support", "bn": "|BN scale|", "magnitude": "filter norm"}
 
 
 def _final(rec: dict, key: str) -> dict:
     """The last value of ``key`` in a run's per-epoch history ({} when never recorded)."""
     return next((r[key] for r in reversed(rec["history"]) if key in r), {})
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and x == x]
+    return statistics.mean(xs) if xs else math.nan
+
+
+# ---------------------------------------------------------------- noise and words
+
+
+def test_noise(p1: float, p2: float, n: int) -> float:
+    """Two standard errors (accuracy units) of the difference of two accuracies
+    ``p1``, ``p2``, each measured on ``n`` test images."""
+    return 2 * math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1))
+
+
+def lead_clause(lead: float, noise: float, seeds: int, unit: str = "points") -> str:
+    """Whether ``lead`` exceeds ``noise`` (both in ``unit``), said plainly."""
+    src = ("sampling the test set alone can give" if seeds < 2 else
+           "the spread over seeds or sampling the test set can give")
+    out = (f"its lead of {lead:.1f} {unit} is {'more' if lead > noise else 'no more'} than "
+           f"the {noise:.1f} {unit} {src}")
+    return out + (" (one seed: how much another seed would move it is not measured)"
+                  if seeds < 2 else "")
+
+
+def versus(diff: float, noise: float) -> str:
+    """``beats``, ``loses to`` or ``ties with``: ``diff`` against +-``noise``."""
+    return "beats" if diff > noise else "loses to" if diff < -noise else "ties with"
+
+
+def moves(a: float, b: float, unit: str = "%") -> str:
+    """``rises from a to b``, ``falls from a to b`` or ``stays at a``."""
+    if f"{a:.1f}" == f"{b:.1f}":
+        return f"stays at {a:.1f}{unit}"
+    return f"{'rises' if b > a else 'falls'} from {a:.1f}{unit} to {b:.1f}{unit}"
+
+
+def at_chance(acc: float, n: int) -> bool:
+    """Whether ``acc`` is within sampling noise of chance on ``n`` test images."""
+    return acc - CHANCE <= 2 * math.sqrt(CHANCE * (1 - CHANCE) / max(n, 1))
+
+
+def _n_test(P: Profile) -> int:
+    """Test images the runs were evaluated on."""
+    recs = finished(P)
+    if recs and recs[0].get("data", {}).get("test"):
+        return int(recs[0]["data"]["test"])
+    return P.test_size or 10000
+
+
+def _seeds(P: Profile) -> int:
+    return len(sizes(P).seeds)
+
+
+# ---------------------------------------------------------------- tables
 
 
 @register_table("slbi_runs")
@@ -46,10 +116,15 @@ def runs_table(P: Profile):
     return pd.DataFrame(rows).round(1) if rows else None
 
 
+KEPT_CUT = "cut to support: kept above chance (%)"
+ACC_CUT = "cut to support: test acc (%)"
+
+
 @register_table("slbi_path")
 def path_table(P: Profile):
     """Per conv layer of the SLBI run(s): filters, share in Gamma's support, entry
-    epochs, and accuracy kept when only that layer is cut to the support (mean over seeds).
+    epochs, and the test accuracy (absolute and kept above chance) when only that
+    layer is cut to the support (mean over seeds); the last row cuts every layer.
 
     Used by notebook 05 (report section 3)."""
     import pandas as pd
@@ -58,7 +133,8 @@ def path_table(P: Profile):
         return None
     entries = [_final(r, "slbi_entry") for r in recs]
     data = measured(P)
-    cut = [{r["layer"]: r for r in s["support"]["layers"]} for s in data["seeds"]] if data else []
+    seeds = data["seeds"] if data else []
+    cut = [{r["layer"]: r for r in s["support"]["layers"]} for s in seeds]
     rows = []
     for i, layer in enumerate(entries[0]):
         inside = [e for ent in entries for e in ent[layer] if e >= 0]
@@ -68,35 +144,49 @@ def path_table(P: Profile):
                "first entry (epoch)": min(inside) if inside else math.nan,
                "median entry (epoch)": statistics.median(inside) if inside else math.nan}
         if cut:
-            row["cut to support: acc kept (%)"] = 100 * statistics.mean(
-                c[layer]["kept"] for c in cut)
+            accs = [c[layer]["test_acc"] for c in cut]
+            row[ACC_CUT] = 100 * _mean(accs)
+            row[KEPT_CUT] = 100 * _mean(kept(a, s["base"]["SLBI"]) for a, s in zip(accs, seeds))
         rows.append(row)
     if data:
-        tot = [s["support"]["total"] for s in data["seeds"]]
+        tot = [s["support"]["total"] for s in seeds]
         rows.append({"layer": "all conv layers", "filters": sum(r["filters"] for r in rows),
-                     "in support (%)": 100 * (1 - statistics.mean(t["fraction_out"] for t in tot)),
-                     "cut to support: acc kept (%)": 100 * statistics.mean(t["kept"] for t in tot)})
+                     "in support (%)": 100 * (1 - _mean(t["fraction_out"] for t in tot)),
+                     ACC_CUT: 100 * _mean(t["test_acc"] for t in tot),
+                     KEPT_CUT: 100 * _mean(kept(t["test_acc"], s["base"]["SLBI"])
+                                           for t, s in zip(tot, seeds))})
     return pd.DataFrame(rows).round(1)
 
 
 @register_table("slbi_pruning")
 def pruning_table(P: Profile):
-    """Accuracy kept (% of the network's own unpruned accuracy, mean over seeds)
-    at a few pruning fractions, per panel and method.
+    """Per panel and method, at each pruning fraction: the accuracy kept above
+    chance (%) with the absolute test accuracy (%) in brackets, and the mean
+    kept over the fractions (mean over seeds).
 
     Used by notebook 05 (report section 3)."""
+    import pandas as pd
     data = measured(P)
     if data is None:
         return None
     df = curves_frame(data)
-    fr = [f for f in sorted(set(df["fraction"])) if f > 0]
-    wide = df[df["fraction"].isin(fr)].pivot_table(
-        index=["layer", "method"], columns="fraction", values="kept", sort=False)
-    wide = (100 * wide).rename(columns=lambda f: f"{100 * f:.0f}% pruned")
-    wide.columns.name = None
-    mean = 100 * df[df["fraction"] > 0].groupby(["layer", "method"], sort=False)["kept"].mean()
-    wide["mean"] = mean
-    return wide.reset_index().round(1)
+    df = df[df["fraction"] > 0]
+    rows = []
+    for layer in dict.fromkeys(df["layer"]):
+        for method, _, _ in METHODS:
+            d = df[(df["layer"] == layer) & (df["method"] == method)]
+            if len(d):
+                rows.append(_pruning_row(layer, method, d))
+    return pd.DataFrame(rows)
+
+
+def _pruning_row(layer: str, method: str, d) -> dict:
+    """One row of the pruning table: ``kept (acc)`` per fraction, the mean kept."""
+    row = {"layer": layer, "method": method}
+    for f, k, a in zip(d["fraction"], d["kept"], d["test_acc"]):
+        row[f"{100 * f:.0f}% pruned"] = f"{100 * k:.1f} ({100 * a:.1f})"
+    row["mean kept"] = round(100 * d["kept"].mean(), 1)
+    return row
 
 
 @register_table("slbi_after")
@@ -111,25 +201,261 @@ def after_table(P: Profile):
     if data is None:
         return None
     S, df = sizes(P), curves_frame(data)
-    mean = lambda xs: 100 * statistics.mean(xs) if xs else math.nan  # noqa: E731
+    mean = lambda xs: 100 * _mean(list(xs))  # noqa: E731
     tot = [s["support"]["total"] for s in data["seeds"]]
     rows = [{"network": "SLBI cut to Gamma's support",
-             "filters pruned (%)": mean([t["fraction_out"] for t in tot]),
-             "unpruned": mean([s["base"]["SLBI"] for s in data["seeds"]]),
-             "pruned": mean([t["test_acc"] for t in tot]),
-             "+ BN re-estimated": mean([t["bn_acc"] for t in tot if "bn_acc" in t]),
-             "+ fine-tuned": mean([t["finetune_acc"] for t in tot if "finetune_acc" in t])}]
+             "filters pruned (%)": mean(t["fraction_out"] for t in tot),
+             "unpruned": mean(s["base"]["SLBI"] for s in data["seeds"]),
+             "pruned": mean(t["test_acc"] for t in tot),
+             "+ BN re-estimated": mean(t.get("bn_acc") for t in tot),
+             "+ fine-tuned": mean(t.get("finetune_acc") for t in tot)}]
     ft = [r for s in data["seeds"] for r in s["finetuned"]]
     for method, label, _ in METHODS:
         d = df[(df["layer"] == "all convs") & (df["method"] == method)
                & (df["fraction"].round(3) == round(S.finetune_fraction, 3))]
         rows.append({"network": method, "filters pruned (%)": 100 * S.finetune_fraction,
-                     "unpruned": mean([s["base"][label] for s in data["seeds"]]),
+                     "unpruned": mean(s["base"][label] for s in data["seeds"]),
                      "pruned": 100 * d["test_acc"].mean() if len(d) else math.nan,
                      "+ BN re-estimated": 100 * d["bn_acc"].mean() if len(d) else math.nan,
-                     "+ fine-tuned": mean([r["finetune_acc"] for r in ft
-                                           if r["method"] == method])})
+                     "+ fine-tuned": mean(r["finetune_acc"] for r in ft
+                                          if r["method"] == method)})
     return pd.DataFrame(rows).round(1)
+
+
+@register_table("slbi_sweep")
+def sweep_table(P: Profile):
+    """The lambda sweep: per threshold, the share of conv filters outside Gamma's
+    support and the test accuracy (%) unpruned, then with that many filters per
+    layer pruned (those outside the support, or the lowest by |BN scale| or by
+    filter norm): as pruned, BN re-estimated, fine-tuned (mean over seeds).
+
+    Used by notebook 05 (report section 3)."""
+    import pandas as pd
+    sweep = sweep_measured(P)
+    if sweep is None:
+        return None
+    df = sweep_frame(sweep)
+    rows = [{"entry at (share of path time)": f"{r['entry_at']:g}", "λ": f"{r['lambda']:.3g}",
+             "seeds": r["seeds"],
+             "filters outside support (%)": round(100 * r["fraction_out"], 1),
+             "unpruned (%)": round(100 * r["base"], 1), "filters pruned": BY_NAME[r["by"]],
+             "pruned (%)": round(100 * r["test_acc"], 1),
+             "+ BN re-estimated (%)": round(100 * r["bn_acc"], 1),
+             "+ fine-tuned (%)": round(100 * r["finetune_acc"], 1)}
+            for r in df.to_dict("records")]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- readings
+
+
+def runs_reading(P: Profile) -> str | None:
+    """The runs table in one sentence."""
+    runs = by_label(finished(P))
+    if not {"SLBI", "SGD"} <= set(runs):
+        return None
+    S, n = sizes(P), _n_test(P)
+    acc = {k: _mean(r["metrics"]["test_acc"] for r in runs[k]) for k in ("SLBI", "SGD")}
+    best = max(acc, key=acc.get)
+    other = "SGD" if best == "SLBI" else "SLBI"
+    sd = [statistics.stdev(r["metrics"]["test_acc"] for r in runs[k])
+          for k in acc if len(runs[k]) > 1]
+    noise = max([100 * test_noise(acc[best], acc[other], n)] + [200 * x for x in sd])
+    return (f"{best} has the higher test accuracy ({100 * acc[best]:.1f}% against "
+            f"{100 * acc[other]:.1f}% for {other}); "
+            f"{lead_clause(100 * (acc[best] - acc[other]), noise, len(runs[best]))}. "
+            f"Caveat: short runs ({S.epochs} epochs on {S.train_size:,} training images), "
+            "so this compares the optimizers at this budget, not what each reaches.")
+
+
+def path_reading(P: Profile) -> str | None:
+    """The path table in one sentence."""
+    df = path_table(P)
+    if df is None or KEPT_CUT not in df:
+        return None
+    n = _n_test(P)
+    layers = df[df["layer"] != "all conv layers"]
+    worst = layers.loc[layers[KEPT_CUT].idxmin()]
+    whole = layers[layers[KEPT_CUT] >= 95]
+    total = df[df["layer"] == "all conv layers"].iloc[0]
+    acc = total[ACC_CUT] / 100
+    state = ("is at chance" if at_chance(acc, n) else
+             f"keeps {total[KEPT_CUT]:.1f}% of its above-chance accuracy")
+    return (f"Cut one layer at a time, {worst['layer'].split(' ')[0]} costs the most "
+            f"({worst[KEPT_CUT]:.1f}% of the above-chance accuracy kept) and "
+            f"{len(whole)} of {len(layers)} layers keep at least 95%; cut in every layer "
+            f"at once ({100 - total['in support (%)']:.1f}% of the filters), the network "
+            f"{state} ({total[ACC_CUT]:.1f}% test accuracy, chance 10%). Caveat: one path "
+            f"per seed ({_seeds(P)} here), read at the last of {sizes(P).epochs} epochs.")
+
+
+def pruning_reading(P: Profile) -> str | None:
+    """The pruning table in one sentence."""
+    data = measured(P)
+    if data is None:
+        return None
+    df = curves_frame(data)
+    df = df[df["fraction"] > 0]
+    n = _n_test(P)
+    means = df.groupby("method", sort=False)[["kept", "test_acc", "base"]].mean()
+    order = means["kept"].sort_values(ascending=False)
+    best, nxt = order.index[0], order.index[1]
+    b, x = means.loc[best], means.loc[nxt]
+    noise = 100 * test_noise(b["test_acc"], x["test_acc"], n) / \
+        (0.5 * (b["base"] + x["base"]) - CHANCE)
+    sd = df[df["method"] == best]["seed_sd"].mean()
+    if sd == sd:
+        noise = max(noise, 200 * sd)
+    allc = df[df["layer"] == "all convs"]
+    dead = [f for f, d in allc.groupby("fraction") if all(at_chance(a, n) for a in d["test_acc"])]
+    where = (f"with every conv layer pruned by {_fractions(dead)} every method is at "
+             "chance (kept 0), so those columns do not rank the methods"
+             if dead else "no all-convs row is at chance for every method")
+    return (f"Averaged over every panel and fraction, {best} keeps the most "
+            f"({100 * b['kept']:.1f}% of the above-chance accuracy, next {nxt} "
+            f"{100 * x['kept']:.1f}%); {lead_clause(100 * (b['kept'] - x['kept']), noise, _seeds(P))}."
+            f" Caveat: {where}.")
+
+
+def _fractions(fs) -> str:
+    fs = [f"{100 * f:.0f}%" for f in sorted(fs)]
+    return fs[0] if len(fs) == 1 else ", ".join(fs[:-1]) + f" or {fs[-1]}"
+
+
+def after_reading(P: Profile) -> str | None:
+    """The after-pruning table in one sentence."""
+    df = after_table(P)
+    if df is None:
+        return None
+    col = "+ fine-tuned" if df["+ fine-tuned"].notna().any() else "+ BN re-estimated"
+    d = df.dropna(subset=[col]).sort_values(col, ascending=False, kind="stable")
+    if len(d) < 2:
+        return None
+    b, x = d.iloc[0], d.iloc[1]
+    noise = 100 * test_noise(b[col] / 100, x[col] / 100, _n_test(P))
+    S = sizes(P)
+    return (f"After {'the short fine-tune' if col == '+ fine-tuned' else 'BN re-estimation'}, "
+            f"{b['network']} is highest ({b[col]:.1f}%, next {x['network']} {x[col]:.1f}%); "
+            f"{lead_clause(b[col] - x[col], noise, _seeds(P))}. Caveat: only "
+            f"{S.finetune_steps} fine-tuning steps, and the support row removes "
+            f"{df.iloc[0]['filters pruned (%)']:.1f}% of the filters where the others remove "
+            f"{100 * S.finetune_fraction:.0f}%.")
+
+
+def _stage(df) -> tuple[str, str]:
+    """The latest stage the sweep measured: (column, words)."""
+    if df["finetune_acc"].notna().any():
+        return "finetune_acc", "after the short fine-tune"
+    if df["bn_acc"].notna().any():
+        return "bn_acc", "after BN re-estimation"
+    return "test_acc", "as pruned"
+
+
+def sweep_reading(P: Profile) -> str | None:
+    """The sweep table in one sentence."""
+    sweep = sweep_measured(P)
+    if sweep is None:
+        return None
+    df = sweep_frame(sweep)
+    col, stage = _stage(df)
+    sup = df[df["by"] == "support"].sort_values("entry_at")
+    lo, hi = sup.iloc[0], sup.iloc[-1]
+    best = df.loc[df[col].idxmax()]
+    rest = df.drop(index=best.name)
+    nxt = rest.loc[rest[col].idxmax()]
+    noise = 100 * test_noise(best[col], nxt[col], _n_test(P))
+    if best["ft_sd"] == best["ft_sd"] and col == "finetune_acc":
+        noise = max(noise, 200 * best["ft_sd"])
+    return (f"Raising λ (entry at {lo['entry_at']:g} to {hi['entry_at']:g} of the path time) "
+            f"the share of filters outside Γ's support {moves(100 * lo['fraction_out'], 100 * hi['fraction_out'])}, "
+            f"the unpruned accuracy {moves(100 * lo['base'], 100 * hi['base'])} and the "
+            f"network cut to the support {stage} {moves(100 * lo[col], 100 * hi[col])}; "
+            f"the best row {stage} is entry {best['entry_at']:g} by {SHORT[best['by']]} "
+            f"({100 * best[col]:.1f}%, next entry {nxt['entry_at']:g} by {SHORT[nxt['by']]} "
+            f"{100 * nxt[col]:.1f}%), and {lead_clause(100 * (best[col] - nxt[col]), noise, int(best['seeds']))}."
+            f" Caveat: each threshold changes training as well as the support, so a row "
+            "mixes both effects.")
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def budget_verdict(P: Profile) -> str | None:
+    """Whether Gamma's support beats |BN scale| and filter norm at its own budget."""
+    sweep = sweep_measured(P)
+    if sweep is None:
+        return None
+    df = sweep_frame(sweep)
+    col, stage = _stage(df)
+    S, n = sizes(P), _n_test(P)
+    here = df[df["entry_at"] == S.entry_at].set_index("by")
+    if "support" not in here.index:
+        return None
+    sup = here.loc["support"]
+    words, noise = [], 0.0
+    for by in ("bn", "magnitude"):
+        nz = 100 * test_noise(sup[col], here.loc[by, col], n)
+        noise = max(noise, nz)
+        words.append(f"{versus(100 * (sup[col] - here.loc[by, col]), nz)} "
+                     f"{'|γ| (network slimming)' if by == 'bn' else 'filter-norm pruning'}")
+    ahead = {by: sum(df[(df["entry_at"] == e) & (df["by"] == "support")][col].iloc[0] >
+                     df[(df["entry_at"] == e) & (df["by"] == by)][col].iloc[0]
+                     for e in df["entry_at"].unique()) for by in ("bn", "magnitude")}
+    k = df["entry_at"].nunique()
+    return (f"At this budget (entry {S.entry_at:g}, λ = {sup['lambda']:.3g}: "
+            f"{100 * sup['fraction_out']:.1f}% of the conv filters outside Γ's support), the "
+            f"SLBI network cut to Γ's support has {100 * sup[col]:.1f}% test accuracy {stage}, "
+            f"against {100 * here.loc['bn', col]:.1f}% with as many filters per layer pruned "
+            f"by |γ| and {100 * here.loc['magnitude', col]:.1f}% by filter norm: Γ's support "
+            f"{words[0]} and {words[1]} (a difference counts when it is more than the "
+            f"{noise:.1f} points sampling the test set alone can give); over the {k} "
+            f"thresholds of the sweep its support is ahead of |γ| in {ahead['bn']} and of "
+            f"filter norm in {ahead['magnitude']}.")
+
+
+def order_verdict(P: Profile) -> str | None:
+    """Where SLBI's path order ranks among the three orders on the same network."""
+    data = measured(P)
+    if data is None:
+        return None
+    df = curves_frame(data)
+    df = df[(df["fraction"] > 0) & (df["model"] == "SLBI")]
+    means = df.groupby("order", sort=False)["kept"].mean()
+    if "path" not in means:
+        return None
+    rank = sorted(means.index, key=lambda o: -means[o]).index("path")
+    place = ("the best" if rank == 0 else "the worst" if rank == len(means) - 1
+             else "in between")
+    others = " and ".join(f"{100 * means[o]:.1f}% by {SHORT[o]}" for o in means.index
+                          if o != "path")
+    return (f"Averaged over every panel and fraction, SLBI's path order keeps "
+            f"{100 * means['path']:.1f}% of the above-chance accuracy, against {others} "
+            f"on the same network: path order is {place} of the {len(means)} rankings.")
+
+
+def verdict(P: Profile) -> str | None:
+    """How sparse DessiLBI made the network, at what accuracy, against |γ| and
+    filter norm at the same budget (for a summary)."""
+    sweep, runs = sweep_measured(P), by_label(finished(P))
+    if sweep is None or not {"SLBI", "SGD"} <= set(runs):
+        return None
+    df = sweep_frame(sweep)
+    col, stage = _stage(df)
+    S, n = sizes(P), _n_test(P)
+    here = df[df["entry_at"] == S.entry_at].set_index("by")
+    if "support" not in here.index:
+        return None
+    sup, sgd = here.loc["support"], _mean(r["metrics"]["test_acc"] for r in runs["SGD"])
+    best_other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
+    diff = 100 * (sup[col] - here.loc[best_other, col])
+    verb = versus(diff, 100 * test_noise(sup[col], here.loc[best_other, col], n))
+    return (f"DessiLBI left {100 * sup['fraction_out']:.1f}% of the conv filters of "
+            f"{_model(P)} outside Γ's support at {100 * sup['base']:.1f}% test accuracy "
+            f"(SGD: {100 * sgd:.1f}%); cut to that support it has {100 * sup[col]:.1f}% "
+            f"{stage}, against {100 * here.loc['bn', col]:.1f}% by |γ| and "
+            f"{100 * here.loc['magnitude', col]:.1f}% by filter norm at the same budget, so "
+            f"the support {verb} the better of the two ({SHORT[best_other]}); "
+            f"{_seeds(P)} seed(s), {S.epochs} epochs.")
 
 
 # ---------------------------------------------------------------- values
@@ -137,37 +463,48 @@ def after_table(P: Profile):
 
 @register_values
 def values(P: Profile) -> dict:
-    """Every ``value:`` block of report section 3, by name: the recipe of the
-    runs on disk, their accuracy and Gamma's support, and the pruning results
-    of the stored measurements (None where those are not on disk).
+    """Every ``value:`` block of report section 3, by name: the fixed settings
+    (from the profile's sizes), the runs' accuracy and Gamma's support, the
+    pruning results and the sweep, and a one-sentence reading of every table
+    (None where those results are not on disk).
 
     Used by notebook 05 (report section 3).
     """
-    runs, data = by_label(finished(P)), measured(P)
-    kept = _kept_by_method(data)
+    S, runs, data = sizes(P), by_label(finished(P)), measured(P)
+    kept_m = _kept_by_method(data)
     return {
-        "slbi_model": _model(runs),
-        "slbi_epochs": _config(runs, "epochs"),
-        "slbi_batch": _config(runs, "batch_size"),
-        "slbi_warmup": _config(runs, "warmup_epochs"),
-        "slbi_nu": _optim(runs, "nu"),
-        "slbi_lambda": _optim(runs, "lambda_conv"),
-        "slbi_entry_at": f"{sizes(P).entry_at:g}" if runs.get("SLBI") else None,
-        "slbi_z_floor": _optim(runs, "z_lr_floor"),
+        "slbi_model": _model(P),
+        "slbi_epochs": f"{S.epochs}",
+        "slbi_batch": f"{S.batch_size}",
+        "slbi_warmup": f"{S.warmup_epochs:g}",
+        "slbi_nu": f"{S.nu:.3g}",
+        "slbi_lambda": f"{S.lambda_conv:.3g}",
+        "slbi_entry_at": f"{S.entry_at:g}",
+        "slbi_z_floor": f"{S.z_lr_floor:.3g}",
+        "slbi_seeds": f"{len(S.seeds)}",
+        "slbi_sweep": _and([f"{e:g}" for e in S.sweep]),
+        "slbi_sweep_lambdas": _and([f"{S.lambda_at(e):.3g}" for e in S.sweep]),
         "slbi_test_acc": _test_acc(runs.get("SLBI")),
         "sgd_test_acc": _test_acc(runs.get("SGD")),
         "slbi_support_pct": _support_pct(runs.get("SLBI")),
         "slbi_support_layers": _support_layers(path_table(P)),
         "slbi_support_acc": _support_total(data, "test_acc"),
-        "slbi_support_kept": _support_total(data, "kept"),
         "slbi_support_bn_acc": _support_total(data, "bn_acc"),
         "slbi_support_ft_acc": _support_total(data, "finetune_acc"),
-        "slbi_prune_kept": "; ".join(f"{m} {100 * v:.1f}%" for m, v in kept.items()) or None,
-        "slbi_prune_best": _best(kept),
+        "slbi_support_kept": _support_kept(data),
+        "slbi_prune_kept": "; ".join(f"{m} {100 * v:.1f}%" for m, v in kept_m.items()) or None,
+        "slbi_prune_best": _best(kept_m),
         "slbi_prune_best_all": _best(_kept_by_method(data, "all convs")),
         "slbi_bn_gain": _bn_gain(data),
         "slbi_ft_best": _ft_best(data),
-        "slbi_seeds": str(len(data["seeds"])) if data else None,
+        "slbi_runs_reading": runs_reading(P),
+        "slbi_path_reading": path_reading(P),
+        "slbi_pruning_reading": pruning_reading(P),
+        "slbi_after_reading": after_reading(P),
+        "slbi_sweep_reading": sweep_reading(P),
+        "slbi_budget_verdict": budget_verdict(P),
+        "slbi_order_verdict": order_verdict(P),
+        "slbi_verdict": verdict(P),
     }
 
 
@@ -175,25 +512,16 @@ def _pct(x):
     return None if x is None or x != x else f"{100 * x:.1f}"
 
 
-def _model(runs: dict[str, list[dict]]) -> str | None:
+def _and(xs: list[str]) -> str | None:
+    return None if not xs else xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + f" and {xs[-1]}"
+
+
+def _model(P: Profile) -> str:
     """The trained network, e.g. ``VGG-16-BN at width 0.25``."""
-    if not runs:
-        return None
-    cfg = next(iter(runs.values()))[0]["config"]
-    width = cfg["model_kw"].get("width", 1.0)
-    name = cfg["model"].upper().replace("_BN", "-BN").replace("VGG16", "VGG-16")
+    cfg = recipe(P, "slbi")
+    width = cfg.model_kw.get("width", 1.0)
+    name = cfg.model.upper().replace("_BN", "-BN").replace("VGG16", "VGG-16")
     return name if width == 1 else f"{name} at width {width:g}"
-
-
-def _config(runs: dict[str, list[dict]], key: str) -> str | None:
-    """A recipe field of the runs on disk."""
-    return f"{next(iter(runs.values()))[0]['config'][key]:g}" if runs else None
-
-
-def _optim(runs: dict[str, list[dict]], key: str) -> str | None:
-    """An SLBI option (``optim_kw``) of the SLBI runs on disk."""
-    recs = runs.get("SLBI")
-    return f"{recs[0]['config']['optim_kw'][key]:.3g}" if recs else None
 
 
 def _test_acc(recs: list[dict] | None) -> str | None:
@@ -224,8 +552,17 @@ def _support_total(data: dict | None, key: str) -> str | None:
     return _pct(statistics.mean(xs)) if xs else None
 
 
+def _support_kept(data: dict | None) -> str | None:
+    """Above-chance accuracy kept by the SLBI network cut to Gamma's support."""
+    if not data:
+        return None
+    return _pct(_mean(kept(s["support"]["total"]["test_acc"], s["base"]["SLBI"])
+                      for s in data["seeds"]))
+
+
 def _kept_by_method(data: dict | None, panel: str | None = None) -> dict[str, float]:
-    """Mean accuracy kept over every fraction (and panel, or only ``panel``), per method."""
+    """Mean accuracy kept above chance over every fraction (and panel, or only
+    ``panel``), per method."""
     if data is None:
         return {}
     df = curves_frame(data)
@@ -235,13 +572,13 @@ def _kept_by_method(data: dict | None, panel: str | None = None) -> dict[str, fl
     return df.groupby("method", sort=False)["kept"].mean().to_dict()
 
 
-def _best(kept: dict[str, float]) -> str | None:
+def _best(kept_m: dict[str, float]) -> str | None:
     """The method that keeps the most accuracy, and the runner-up's share."""
-    if not kept:
+    if not kept_m:
         return None
-    best = max(kept, key=kept.get)
-    rest = max(v for m, v in kept.items() if m != best)
-    return f"{best} ({100 * kept[best]:.1f}% kept, next {100 * rest:.1f}%)"
+    best = max(kept_m, key=kept_m.get)
+    rest = max(v for m, v in kept_m.items() if m != best)
+    return f"{best} ({100 * kept_m[best]:.1f}% kept, next {100 * rest:.1f}%)"
 
 
 def _bn_gain(data: dict | None) -> str | None:
@@ -257,14 +594,18 @@ def _bn_gain(data: dict | None) -> str | None:
 
 
 def _ft_best(data: dict | None) -> str | None:
-    """The method with the highest accuracy after pruning and the short fine-tune."""
-    ft = [r for s in data["seeds"] for r in s["finetuned"]] if data else []
+    """The method with the most above-chance accuracy kept after pruning and
+    the short fine-tune."""
+    ft = [(r, s["base"][r["model"]]) for s in data["seeds"] for r in s["finetuned"]] \
+        if data else []
     if not ft:
         return None
-    means = {m: statistics.mean(r["kept"] for r in ft if r["method"] == m)
+    means = {m: _mean(kept(r["finetune_acc"], b) for r, b in ft if r["method"] == m)
              for m, _, _ in METHODS}
     best = max(means, key=means.get)
-    return f"{best} ({100 * means[best]:.1f}% of its unpruned accuracy)"
+    acc = _mean(r["finetune_acc"] for r, _ in ft if r["method"] == best)
+    return (f"{best} ({100 * means[best]:.1f}% of its above-chance accuracy kept, "
+            f"{100 * acc:.1f}% test accuracy)")
 
 
 # ---------------------------------------------------------------- figures
@@ -292,3 +633,15 @@ def fig_pruning(P: Profile):
 def fig_filters(P: Profile):
     data = measured(P)
     return None if data is None else plots.plot_filters(data, 0.5)
+
+
+@register_figure("slbi_sweep.png")
+def fig_sweep(P: Profile):
+    sweep = sweep_measured(P)
+    if sweep is None:   # before the measurement: the runs' own sparsity and accuracy
+        recs = sweep_finished(P)
+        if not recs:
+            return None
+        sweep = sweep_from_records(recs)
+    sgd = [r["metrics"]["test_acc"] for r in by_label(finished(P)).get("SGD", [])]
+    return plots.plot_sweep(sweep_frame(sweep), _mean(sgd) if sgd else None)

@@ -1,0 +1,280 @@
+"""Report section 3 after the fair-comparison issue: accuracy kept above
+chance, the lambda sweep, and generated sentences whose direction follows
+the numbers they cite (a number flipped in a fixture flips the sentence)."""
+from __future__ import annotations
+
+import copy
+import re
+import sys
+
+import matplotlib
+import pytest
+import torch
+
+from cifar_lib import slbi, store
+from cifar_lib.profiles import REPO, get_profile
+from cifar_lib.studies import dessilbi as study
+
+matplotlib.use("Agg")
+V = sys.modules["cifar_lib.studies.dessilbi.values"]   # the module (``values`` is its function)
+
+CPU_DATA = {"source": "CIFAR-10 (JPEG copy)", "train": 5000, "val": 2000, "test": 2000,
+            "split_seed": 0}
+
+
+def test_main_runs_keep_their_names_and_the_sweep_adds_runs():
+    """The sweep adds SLBI runs; the cpu profile's SLBI/SGD runs keep their hashes."""
+    P = get_profile("cpu")
+    S = study.sizes(P)
+    names = {r.label: store.run_key(r.cfg.to_dict(), CPU_DATA) for r in study.DESSILBI.runs(P)}
+    assert names == {"SLBI": "vgg16_bn-s0-77070ef333", "SGD": "vgg16_bn-s0-f102943443"}
+    assert len(S.sweep) >= 3 and S.entry_at in S.sweep
+    assert study.recipe(P, "slbi", 0, S.entry_at) == study.recipe(P, "slbi", 0)
+    sweep = study.SWEEP.runs(P)
+    assert [r.label for r in sweep] == [study.sweep_label(e) for e in S.sweep
+                                        if e != S.entry_at for _ in S.seeds]
+    lams = [S.lambda_at(e) for e in S.sweep]
+    assert lams == sorted(lams) and len(set(lams)) == len(lams)
+    assert {r.cfg.optim_kw["lambda_conv"] for r in sweep} == set(lams) - {S.lambda_conv}
+    assert all(r.cfg.replace(optim_kw={}) == study.recipe(P, "sgd", r.cfg.seed).replace(
+        optimizer="slbi") for r in sweep)     # only lambda differs from the recipe
+    with pytest.raises(ValueError, match="must hold entry_at"):
+        study.Sizes(**{**vars(S), "sweep": (0.1, 0.2)})
+
+
+def test_kept_is_measured_above_chance():
+    assert study.kept(0.1, 0.387) == 0 and study.kept(0.1, 0.442) == 0
+    assert study.kept(0.387, 0.387) == pytest.approx(1)
+    assert study.kept(0.25, 0.40) == pytest.approx(0.5)
+    assert study.kept(0.3, 0.1) != study.kept(0.3, 0.1)           # nan at a chance base
+
+
+def test_budget_prune_takes_as_many_filters_per_layer_as_the_support_leaves_out():
+    from test_slbi import _bn_net
+    model = _bn_net()
+    convs = slbi.conv_layers(model)
+    entry = {n: [-1, 3, -1] + [2] * (m.out_channels - 3) for n, m in convs.items()}
+    first = list(convs)[0]
+    bn = slbi._norm_after(model)[first]
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 0.01, 2.0, 0.02, 3, 4, 5, 6]))
+    assert study.budget_prune(model, entry, "support")[first] == [0, 2]
+    assert study.budget_prune(model, entry, "bn")[first] == [1, 3]
+    norm = study.budget_prune(model, entry, "magnitude")
+    assert {k: len(v) for k, v in norm.items()} == {n: 2 for n in convs}
+
+
+def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
+    P = get_profile("cpu").with_(root=tmp_path)
+    vals = study.values(P)
+    fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "15",
+             "slbi_batch": "128", "slbi_warmup": "1", "slbi_nu": "100",
+             "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.254",
+             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9 and 1.2"}
+    assert {k: vals[k] for k in fixed} == fixed
+    assert all(v is None for k, v in vals.items()
+               if k not in fixed and k != "slbi_sweep_lambdas")
+
+
+# ---------------------------------------------------------------- fixtures
+
+LAYERS = ["features.0", "features.3"]
+
+
+def _record(label, acc, seed=0):
+    rec = {"label": label, "run": f"{label}-{seed}", "status": "ok",
+           "data": {"test": 2000},
+           "config": {"optimizer": label.lower(), "seed": seed, "optim_kw": {}},
+           "metrics": {"test_acc": acc, "best_val_acc": acc, "train_time": 1.0},
+           "history": [{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0.3,
+                        "val_acc": acc}]}
+    if label == "SLBI":
+        rec["history"][0].update(
+            slbi_support={LAYERS[0]: 8, LAYERS[1]: 4},
+            slbi_sizes={LAYERS[0]: 8, LAYERS[1]: 8},
+            slbi_entry={LAYERS[0]: [1] * 8, LAYERS[1]: [1] * 4 + [-1] * 4})
+    return rec
+
+
+def _measurement():
+    rows = []
+    accs = {"path": 0.20, "bn": 0.30, "magnitude": 0.25}
+    for method, label, by in study.METHODS:
+        for layer in ("conv1", "all convs"):
+            for f in (0.0, 0.5, 0.9):
+                acc = {0.0: 0.387 if label == "SLBI" else 0.442, 0.5: accs[by],
+                       0.9: 0.10}[f]
+                row = dict(method=method, model=label, order=by, layer=layer, fraction=f,
+                           test_acc=acc)
+                if layer == "all convs":
+                    row["bn_acc"] = acc + 0.02 if f else acc
+                rows.append(row)
+    return {"seeds": [{
+        "seed": 0, "base": {"SLBI": 0.387, "SGD": 0.442}, "rows": rows,
+        "support": {"layers": [dict(layer=LAYERS[0], filters=8, in_support=8, test_acc=0.387),
+                               dict(layer=LAYERS[1], filters=8, in_support=4, test_acc=0.30)],
+                    "total": dict(fraction_out=0.25, test_acc=0.30, bn_acc=0.33,
+                                  finetune_acc=0.35)},
+        "finetuned": [dict(method=m, model=lab, fraction=0.5, finetune_acc=0.3)
+                      for m, lab, _ in study.METHODS]}]}
+
+
+def _sweep():
+    def run(e, lam, out, base, sup, bn, mag):
+        return {"label": study.sweep_label(e), "run": f"r{e}", "seed": 0, "entry_at": e,
+                "lambda": lam, "base": base, "fraction_out": out,
+                "methods": {"support": dict(test_acc=0.1, bn_acc=sup - 0.05, finetune_acc=sup),
+                            "bn": dict(test_acc=0.1, bn_acc=bn - 0.05, finetune_acc=bn),
+                            "magnitude": dict(test_acc=0.1, bn_acc=mag - 0.05,
+                                              finetune_acc=mag)}}
+    return {"runs": [run(0.6, 0.17, 0.10, 0.40, 0.38, 0.37, 0.30),
+                     run(0.9, 0.25, 0.30, 0.387, 0.36, 0.37, 0.28),
+                     run(1.2, 0.34, 0.50, 0.37, 0.20, 0.30, 0.22)]}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Section 3's values from fixtures: the cpu profile's sizes, no files."""
+    state = {"runs": [_record("SLBI", 0.387), _record("SGD", 0.442)],
+             "data": _measurement(), "sweep": _sweep()}
+    monkeypatch.setattr(V, "finished", lambda P: state["runs"])
+    monkeypatch.setattr(V, "measured", lambda P: state["data"])
+    monkeypatch.setattr(V, "sweep_measured", lambda P: state["sweep"])
+    state["P"] = get_profile("cpu")
+    return state
+
+
+def _set(sweep, entry_at, by, acc):
+    for r in sweep["runs"]:
+        if r["entry_at"] == entry_at:
+            r["methods"][by]["finetune_acc"] = acc
+
+
+def test_budget_verdict_follows_its_numbers(fake):
+    P = fake["P"]
+    text = V.budget_verdict(P)
+    # 36.0 against 37.0 (|γ|) and 28.0 (norm): within noise of |γ|, ahead of norm
+    assert "36.0%" in text and "37.0%" in text and "28.0%" in text
+    assert "ties with |γ|" in text and "beats filter-norm pruning" in text
+    assert "ahead of |γ| in 1 and of filter norm in 2" in text
+    _set(fake["sweep"], 0.9, "bn", 0.45)
+    flipped = V.budget_verdict(P)
+    assert "loses to |γ|" in flipped and "ahead of |γ| in 1" in flipped
+    _set(fake["sweep"], 0.9, "bn", 0.20)
+    assert "beats |γ|" in V.budget_verdict(P)
+    assert "ahead of |γ| in 2" in V.budget_verdict(P)
+
+
+def test_verdict_for_the_summary_follows_its_numbers(fake):
+    P = fake["P"]
+    text = V.verdict(P)
+    assert text.startswith("DessiLBI left 30.0% of the conv filters of VGG-16-BN at width "
+                           "0.25 outside Γ's support at 38.7% test accuracy (SGD: 44.2%)")
+    assert "the support ties with the better of the two (|BN scale|)" in text
+    _set(fake["sweep"], 0.9, "support", 0.50)
+    assert "the support beats the better of the two (|BN scale|)" in V.verdict(P)
+
+
+def test_order_verdict_follows_its_numbers(fake):
+    P = fake["P"]
+    assert "path order is the worst of the 3 rankings" in V.order_verdict(P)
+    for r in fake["data"]["seeds"][0]["rows"]:
+        if r["order"] == "path" and r["model"] == "SLBI" and r["fraction"] == 0.5:
+            r["test_acc"] = 0.38
+    assert "path order is the best of the 3 rankings" in V.order_verdict(P)
+
+
+def test_table_readings_follow_their_numbers(fake):
+    P = fake["P"]
+    runs = V.runs_reading(P)
+    assert runs.startswith("SGD has the higher test accuracy (44.2% against 38.7%")
+    assert "lead of 5.5 points is more than the 3.1 points" in runs
+    fake["runs"][0]["metrics"]["test_acc"] = 0.45
+    assert V.runs_reading(P).startswith("SLBI has the higher test accuracy (45.0%")
+    assert "is no more than" in V.runs_reading(P)                   # 0.8 points
+
+    pruning = V.pruning_reading(P)
+    assert "SLBI, |BN scale| keeps the most" in pruning
+    assert "with every conv layer pruned by 90% every method is at chance" in pruning
+    for r in fake["data"]["seeds"][0]["rows"]:
+        if r["method"] == "SLBI, path order" and r["fraction"] > 0:
+            r["test_acc"] = 0.38
+    assert "SLBI, path order keeps the most" in V.pruning_reading(P)
+    assert "no all-convs row is at chance" in V.pruning_reading(P)
+
+    path = V.path_reading(P)
+    assert "conv2 costs the most" in path and "1 of 2 layers keep at least 95%" in path
+    assert "the network keeps" in path                              # 30% is above chance
+    fake["data"]["seeds"][0]["support"]["total"]["test_acc"] = 0.10
+    assert "the network is at chance (10.0% test accuracy" in V.path_reading(P)
+
+    after = V.after_reading(P)
+    assert after.startswith("After the short fine-tune, SLBI cut to Gamma's support is "
+                            "highest (35.0%")
+    fake["data"]["seeds"][0]["support"]["total"]["finetune_acc"] = 0.2
+    assert "SLBI, path order is highest (30.0%" in V.after_reading(P)
+
+
+def test_sweep_reading_follows_its_numbers(fake):
+    P = fake["P"]
+    text = V.sweep_reading(P)
+    assert "outside Γ's support rises from 10.0% to 50.0%" in text
+    assert "unpruned accuracy falls from 40.0% to 37.0%" in text
+    assert "cut to the support after the short fine-tune falls from 38.0% to 20.0%" in text
+    assert "the best row after the short fine-tune is entry 0.6 by Gamma's support" in text
+    _set(fake["sweep"], 1.2, "support", 0.42)
+    text = V.sweep_reading(P)
+    assert "falls from 38.0% to 20.0%" not in text and "rises from 38.0% to 42.0%" in text
+    assert "best row after the short fine-tune is entry 1.2 by Gamma's support" in text
+
+
+def test_sweep_table_and_figure_from_the_fixture(fake):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    P = fake["P"]
+    df = V.sweep_table(P)
+    assert len(df) == 3 * 3
+    assert list(df["filters pruned"][:3]) == ["outside Gamma's support", "|BN scale|",
+                                              "filter norm"]
+    assert list(df["entry at (share of path time)"].unique()) == ["0.6", "0.9", "1.2"]
+    assert isinstance(V.fig_sweep(P), Figure) and isinstance(V.fig_pruning(P), Figure)
+    plt.close("all")
+    table = V.pruning_table(P)
+    assert table.loc[0, "50% pruned"] == "34.8 (20.0)"            # (20 - 10) / (38.7 - 10)
+    assert table.loc[0, "90% pruned"] == "0.0 (10.0)"
+    vals = study.values(P)
+    assert all(v is not None for v in vals.values()), [k for k, v in vals.items() if v is None]
+
+
+SECTION = re.compile(r"^## 3\. DessiLBI.*?(?=^## )", re.S | re.M)
+
+
+def test_every_table_has_a_reading_and_every_figure_a_caption():
+    text = SECTION.search((REPO / "report.md").read_text()).group(0)
+    after = lambda m: text[m.end():].lstrip("\n").split("\n\n")[0]  # noqa: E731
+    tables = list(re.finditer(r"<!-- END table:(\S+) -->", text))
+    figures = list(re.finditer(r"<!-- END figure:(\S+) -->", text))
+    assert len(tables) == 5 and len(figures) == 5
+    for m in tables:
+        assert re.search(r"\*Reading:\* <!-- BEGIN value:slbi_\w+_reading -->", after(m)), m[1]
+    numbers = [re.match(r"\*Figure (3\.\d+)\. ", after(m)) for m in figures]
+    assert all(numbers), [m[1] for m, n in zip(figures, numbers) if not n]
+    assert [n[1] for n in numbers] == [f"3.{i}" for i in range(1, len(figures) + 1)]
+    assert "value:slbi_verdict" in text and "value:slbi_budget_verdict" in text
+
+
+def test_sweep_figure_before_the_measurement_draws_the_runs(fake, monkeypatch):
+    """Runs on disk, sweep not measured: the figure shows their sparsity and accuracy."""
+    from matplotlib.figure import Figure
+    P = fake["P"]
+    slbi_rec = dict(fake["runs"][0], config={"optimizer": "slbi", "seed": 0,
+                                             "optim_kw": {"lambda_conv": 0.25}})
+    recs = [dict(slbi_rec, entry_at=e) for e in (0.6, 0.9)]
+    monkeypatch.setattr(V, "sweep_measured", lambda P: None)
+    monkeypatch.setattr(V, "sweep_finished", lambda P: recs)
+    sweep = study.sweep_from_records(recs)
+    assert [r["fraction_out"] for r in sweep["runs"]] == [0.25, 0.25]   # 4 of 16 filters
+    assert isinstance(V.fig_sweep(P), Figure)
+    assert V.sweep_table(P) is None and V.sweep_reading(P) is None
+    monkeypatch.setattr(V, "sweep_finished", lambda P: [])
+    assert V.fig_sweep(P) is None
