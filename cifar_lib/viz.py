@@ -157,7 +157,9 @@ def grouped_bars(groups: dict, classes, ylabel: str, legend: str):
     ax.set_xticks(x + w * (len(groups) - 1) / 2, classes, rotation=30)
     ax.set_xlabel("class")
     ax.set_ylabel(ylabel)
-    ax.legend(title=legend)
+    ax.legend(title=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
+              title_fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -266,20 +268,63 @@ def learning_curves(records, labels=None, title=None):
     return fig
 
 
+def seed_dots(rows, title=None, xlabel="test accuracy (%)"):
+    """One row per variant: every seed's test accuracy as a dot (failed
+    seeds as an x at their value), the mean over the seeds that learned as
+    a bar, the baseline's mean as a dashed line. ``rows``: (label, [(status,
+    accuracy in %)], is_baseline), in display order.
+
+    Used by report section 1.3 (notebook 02 shows the curves)."""
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * n + 1.2), layout="constrained")
+    base = None
+    for i, (label, seeds, is_base) in enumerate(rows):
+        y = n - 1 - i
+        ok = [v for st, v in seeds if st == "ok" and v == v]
+        bad = [v for st, v in seeds if st != "ok" and v == v]
+        colour = "C3" if is_base else "C0"
+        if ok:
+            mean = sum(ok) / len(ok)
+            ax.plot([mean, mean], [y - 0.3, y + 0.3], color=colour, lw=2.5)
+            if is_base:
+                base = mean
+        ax.scatter(ok, [y] * len(ok), color=colour, s=28, zorder=3)
+        if bad:
+            ax.scatter(bad, [y] * len(bad), color="0.4", marker="x", s=36, zorder=3,
+                       label="failed seed" if not ax.get_legend_handles_labels()[1] else None)
+    if base is not None:
+        ax.axvline(base, color="C3", ls="--", lw=1, alpha=0.7)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([r[0] for r in rows][::-1], fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(-0.6, n - 0.4)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
 def lr_curves(records, labels=None):
     """Learning rate each epoch starts with, one line per run.
 
     Used by notebook 01 (report section 1.2).
     """
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(6.5, 3.9), layout="constrained")
+    lines: dict[tuple, list[str]] = {}  # runs with the same schedule share a line
     for i, rec in enumerate(records):
         h = rec["history"]
-        ax.plot([e["epoch"] for e in h], [e["lr"] for e in h], marker=".",
-                label=labels[i] if labels else rec.get("label", rec["run"]))
+        key = (tuple(e["epoch"] for e in h), tuple(round(e["lr"], 12) for e in h))
+        lines.setdefault(key, []).append(labels[i] if labels else rec.get("label", rec["run"]))
+    for (ep, lr), names in lines.items():
+        ax.plot(ep, lr, marker=".", label=", ".join(names))
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate (start of epoch)")
     readable_log_axis(ax, [e["lr"] for rec in records for e in rec["history"]])
-    ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(loc="outside lower center", fontsize=8)
     return fig
 
 

@@ -26,7 +26,7 @@ with the course reports' figures, and has only ``values`` and a table.
 """
 from cifar_lib.experiments import find_experiment
 from cifar_lib.studies import batchnorm, classification, dessilbi  # noqa: F401
-from cifar_lib.studies import course_reports  # noqa: F401
+from cifar_lib.studies import course_reports, summary  # noqa: F401
 
 
 def experiments(extended: bool = True) -> list:

@@ -586,6 +586,47 @@ def _readings(profile: Profile) -> dict:
     return out
 
 
+def inside_observations(profile: Profile) -> dict:
+    """Section 1.4's observations, computed from notebook 03's stored
+    measurement: the most confused pair of classes, the weakest and
+    strongest class, each model's calibration error and its direction, and
+    the pairs behind the wrong predictions the Grad-CAM figure shows."""
+    import numpy as np
+    d = vis_measured(profile)
+    keys = ("vis_confused", "vis_classes", "vis_calibration", "vis_cam_wrong")
+    if not d:
+        return dict.fromkeys(keys)
+    classes = d["classes"]
+    cm = np.asarray(d["confusion"]["matrix"], dtype=float)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    off = rows.copy()
+    np.fill_diagonal(off, -1)
+    i, j = np.unravel_index(np.argmax(off), off.shape)
+    confused = (f"{d['confusion']['model']} predicts {classes[j]} for "
+                f"{100 * rows[i, j]:.0f}% of the {classes[i]} test images, the most "
+                f"confused pair")
+    model = d["confusion"]["model"]
+    acc = d["per_class"].get(model)
+    per_class = None
+    if acc is not None:
+        lo, hi = int(np.argmin(acc)), int(np.argmax(acc))
+        per_class = (f"{model}'s weakest class is {classes[lo]} ({100 * acc[lo]:.0f}%), its "
+                     f"strongest {classes[hi]} ({100 * acc[hi]:.0f}%)")
+    parts = []
+    for name, c in d["calibration"].items():
+        gap = 100 * (c["confidence"] - c["acc"])
+        way = "overconfident" if gap > 0 else "underconfident"
+        parts.append(f"{name} ECE {c['ece']:.3f} ({way}: mean confidence "
+                     f"{100 * c['confidence']:.1f}% against {100 * c['acc']:.1f}% accuracy)")
+    pairs = [t for t in d["cam_wrong"]["titles"] if "->" in t]
+    cam = None
+    if pairs:
+        cam = (f"the wrong predictions shown are {', '.join(p.replace('->', ' taken for ') for p in pairs[:5])}"
+               + (" and more" if len(pairs) > 5 else ""))
+    return {"vis_confused": confused, "vis_classes": per_class,
+            "vis_calibration": "; ".join(parts), "vis_cam_wrong": cam}
+
+
 @register_values
 def values(profile: Profile) -> dict:
     """Section 1's report values (None where the results are not on disk).
@@ -596,7 +637,7 @@ def values(profile: Profile) -> dict:
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
             "final_model": final_model_note(profile),
-            **_readings(profile),
+            **_readings(profile), **inside_observations(profile),
             "benchmark_device": benchmark_device(profile)}
 
 
@@ -682,6 +723,42 @@ def _register_curves(key: str, name: str, title: str) -> None:
 
 for _key, _name, _title in ABLATION_FIGURES:
     _register_curves(_key, _name, _title)
+
+
+# (ablation, figure, title) of the report's dot plots: every seed's test
+# accuracy per row (the learning curves stay in notebook 02).
+ABLATION_DOTS = (
+    ("optimizers", "abl_optimizers_dots.png", "Optimizers, each at its chosen rate"),
+    ("schedulers", "abl_schedulers_dots.png", "Learning-rate schedules"),
+    ("losses", "abl_losses_dots.png", "Losses"),
+    ("activations", "abl_activations_dots.png", "Activations"),
+    ("regularisation", "abl_regularisation_dots.png", "Regularisation"),
+    ("augmentation", "abl_augmentation_dots.png", "Augmentation and normalisation"),
+    ("lr_grid", "abl_lr_grid_dots.png", "Adam learning rate x schedule"),
+    ("batch_size", "abl_batch_size_dots.png", "Batch size"),
+    ("stem", "abl_stem_dots.png", "Stem of ResNet-18"))
+
+
+def dot_rows(recs: list[dict]) -> list:
+    """(label, [(status, test acc %)], is baseline) per row, rows in order."""
+    df = results_frame(recs)
+    s = summarize(df, by="label", metrics=("test_acc",))
+    return [(lbl, [(st, 100 * v) for st, v in seeds], "(baseline)" in lbl)
+            for lbl, seeds in zip(s["label"], s["test_acc_seeds"])]
+
+
+def _register_dots(key: str, name: str, title: str) -> None:
+    @register_figure(name)
+    def fig(profile: Profile):
+        from cifar_lib import viz
+        recs = records(ABLATION[key], profile)
+        if key == "optimizers":
+            recs = at_chosen(recs)[0]
+        return viz.seed_dots(dot_rows(recs), title=title) if recs else None
+
+
+for _key, _name, _title in ABLATION_DOTS:
+    _register_dots(_key, _name, _title)
 
 
 @register_figure("abl_lr_grid.png")

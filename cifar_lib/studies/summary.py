@@ -1,0 +1,101 @@
+"""The summary at the top of report.md: the study's answers at a glance.
+
+One row per question of the course (architecture, optimizer, schedule,
+loss, activation, regulariser, augmentation, BatchNorm, DessiLBI), each
+answer computed from the numbers it cites: the best setting at this
+budget, its lead over the baseline and whether that lead exceeds the
+largest gap between two seeds of one setting. The BatchNorm and DessiLBI
+rows are those sections' verdicts (``bn_verdict``, ``slbi_verdict``).
+
+Trains nothing; registers the table ``summary``.
+"""
+from __future__ import annotations
+
+from cifar_lib.experiments import records, results_frame, summarize
+from cifar_lib.profiles import Profile
+from cifar_lib.registry import register_table
+
+# (question, ablation) of section 1.3's rows
+QUESTIONS = (("optimizer", "optimizers"), ("learning-rate schedule", "schedulers"),
+             ("loss", "losses"), ("activation", "activations"),
+             ("regulariser", "regularisation"), ("augmentation", "augmentation"))
+
+
+def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) -> dict | None:
+    """The best row (mean test accuracy over the seeds that learned), the
+    baseline's, the lead in points, the largest gap between two seeds of
+    one setting (None with one seed each) and whether the lead exceeds it."""
+    from cifar_lib.studies.classification.values import _seed_range
+    if not recs:
+        return None
+    s = summarize(results_frame(recs), by="label", metrics=("test_acc",))
+    s = s[s["test_acc_mean"].notna()].sort_values("test_acc_mean", ascending=False)
+    if not len(s):
+        return None
+    base = s[s["label"].str.contains("(baseline)", regex=False)]
+    best = s.iloc[0]
+    out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
+           "base": None, "base_acc": None, "lead": None,
+           "spread": _seed_range(recs + (baseline_recs or []))}
+    if len(base):
+        out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
+        if best["label"] == out["base"] and len(s) > 1:  # the baseline leads: by how much
+            out["lead"] = out["base_acc"] - 100 * s.iloc[1]["test_acc_mean"]
+            out["runner_up"] = s.iloc[1]["label"]
+        else:
+            out["lead"] = out["best_acc"] - out["base_acc"]
+    out["beyond_noise"] = (out["lead"] is not None and out["spread"] is not None
+                           and out["lead"] > out["spread"])
+    return out
+
+
+def answer(b: dict | None) -> str:
+    """One cell: the best setting and whether its lead is real."""
+    if b is None:
+        return "pending"
+    text = f"{b['best']} ({b['best_acc']:.1f}%)"
+    if b["base"] is None:
+        return text
+    if b["best"] == b["base"]:
+        lead = (f", {b['lead']:.1f} points ahead of {b['runner_up']}"
+                if b.get("runner_up") else "")
+        text = f"the baseline, {b['best']} ({b['best_acc']:.1f}%){lead}"
+    else:
+        text += f", {b['lead']:+.1f} points over the baseline ({b['base_acc']:.1f}%)"
+    if b["spread"] is None:
+        return text + "; one seed each, so the spread is not measured"
+    if b["beyond_noise"]:
+        return text + f"; more than the largest seed gap ({b['spread']:.1f})"
+    return text + f"; within the largest seed gap ({b['spread']:.1f}): a tie"
+
+
+@register_table("summary")
+def summary_table(profile: Profile):
+    """The answers at a glance (report.md's first table)."""
+    import pandas as pd
+    from cifar_lib.studies import batchnorm, dessilbi
+    from cifar_lib.studies.classification.runs import ABLATION, ARCHITECTURES, BASELINE
+    from cifar_lib.studies.classification.values import at_chosen
+    base = records(BASELINE, profile)
+    rows = []
+    arch = records(ARCHITECTURES, profile)
+    rows.append({"question": "architecture (shared recipe, rate chosen per model)",
+                 "answer at this budget": answer(best_vs_baseline(at_chosen(arch)[0]))
+                 if arch else "pending"})
+    for question, key in QUESTIONS:
+        recs = records(ABLATION[key], profile)
+        if key == "optimizers":
+            recs = at_chosen(recs)[0]
+        epochs = sorted({r["config"]["epochs"] for r in recs})
+        q = f"{question} (FastNet, {epochs[0]} epochs)" if recs else question
+        rows.append({"question": q, "answer at this budget":
+                     answer(best_vs_baseline(recs, base)) if recs else "pending"})
+    bn = batchnorm.values(profile).get("bn_verdict")
+    rows.append({"question": "does BatchNorm smooth the landscape (VGG-A)?",
+                 "answer at this budget": bn or "pending"})
+    sl = dessilbi.values(profile).get("slbi_verdict")
+    rows.append({"question": "how sparse does DessiLBI make VGG-16, at what accuracy?",
+                 "answer at this budget": sl or "pending"})
+    if all(r["answer at this budget"] == "pending" for r in rows):
+        return None
+    return pd.DataFrame(rows)

@@ -1,0 +1,73 @@
+"""The report's summary: each answer follows the numbers it cites."""
+import importlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from cifar_lib import viz  # noqa: E402
+from cifar_lib.studies import summary as S  # noqa: E402
+
+from test_fair import rec  # noqa: E402
+
+v1 = importlib.import_module("cifar_lib.studies.classification.values")
+
+
+def base_pair(a=0.80, b=0.81):
+    return [rec("crop (baseline)", a, seed=0), rec("crop (baseline)", b, seed=1)]
+
+
+def test_the_answer_names_the_best_setting_and_whether_it_beats_the_noise():
+    base = base_pair()
+    recs = [base[0], rec("flip", 0.85)]
+    b = S.best_vs_baseline(recs, base)
+    assert b["best"] == "flip" and round(b["lead"], 6) == 5.0 and b["beyond_noise"]
+    text = S.answer(b)
+    assert text == ("flip (85.0%), +5.0 points over the baseline (80.0%); more than the "
+                    "largest seed gap (1.0)")
+    # flip one number: the lead shrinks under the seed gap and the answer says tie
+    recs = [base[0], rec("flip", 0.805)]
+    assert S.answer(S.best_vs_baseline(recs, base)).endswith(
+        "within the largest seed gap (1.0): a tie")
+    # flip it the other way: the baseline leads
+    recs = [base[0], rec("flip", 0.70)]
+    assert S.answer(S.best_vs_baseline(recs, base)).startswith(
+        "the baseline, crop (baseline) (80.0%), 10.0 points ahead of flip")
+
+
+def test_failed_runs_do_not_win_and_one_seed_says_so():
+    recs = [rec("a (baseline)", 0.6), rec("b", 0.1, stuck=True), rec("c", 0.62)]
+    b = S.best_vs_baseline(recs)
+    assert b["best"] == "c" and b["spread"] is None
+    assert S.answer(b).endswith("one seed each, so the spread is not measured")
+    assert S.answer(None) == "pending"
+
+
+def test_dot_plot_draws_every_seed():
+    rows = v1.dot_rows([rec("a (baseline)", 0.6), rec("a (baseline)", 0.62, seed=1),
+                        rec("b", 0.1, stuck=True), rec("b", 0.5, seed=1)])
+    assert rows == [("a (baseline)", [("ok", 60.0), ("ok", 62.0)], True),
+                    ("b", [("failed", 10.0), ("ok", 50.0)], False)]
+    fig = viz.seed_dots(rows, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a (baseline)"]
+    points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert points == 4
+    matplotlib.pyplot.close(fig)
+
+
+def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
+    data = {"classes": ["cat", "dog", "ship"],
+            "confusion": {"model": "resnet18", "matrix": [[6, 3, 1], [1, 9, 0], [0, 0, 10]]},
+            "per_class": {"resnet18": [0.6, 0.9, 1.0]},
+            "calibration": {"resnet18": {"acc": 0.8, "ece": 0.05, "confidence": 0.9},
+                            "fastnet": {"acc": 0.8, "ece": 0.04, "confidence": 0.7}},
+            "cam_wrong": {"titles": ["cat->dog", "dog->cat"]}}
+    monkeypatch.setattr(v1, "vis_measured", lambda P: data)
+    out = v1.inside_observations(None)
+    assert out["vis_confused"] == ("resnet18 predicts dog for 30% of the cat test images, "
+                                   "the most confused pair")
+    assert "weakest class is cat (60%), its strongest ship (100%)" in out["vis_classes"]
+    assert "resnet18 ECE 0.050 (overconfident" in out["vis_calibration"]
+    assert "fastnet ECE 0.040 (underconfident" in out["vis_calibration"]
+    assert out["vis_cam_wrong"] == "the wrong predictions shown are cat taken for dog, dog taken for cat"
