@@ -433,6 +433,15 @@ def _surface_loss(by_seed: dict, model: str) -> str | None:
     return None if c is None else f"{c:.3g}"
 
 
+# The value of each measure's verdict sentence (spelled out: report.md's
+# names are found in the code).
+VERDICT_VALUES = {
+    "adam_loss_range": "bn_v_adam_loss_range", "sgd_loss_range": "bn_v_sgd_loss_range",
+    "adam_grad_dist": "bn_v_adam_grad_dist", "sgd_grad_dist": "bn_v_sgd_grad_dist",
+    "adam_beta": "bn_v_adam_beta", "sgd_beta": "bn_v_sgd_beta", "band": "bn_v_band",
+    "last_grad": "bn_v_last_grad", "surface": "bn_v_surface"}
+
+
 @register_values
 def values(profile: Profile) -> dict:
     """Every ``bn_*`` report value of the profile (None where its results
@@ -450,7 +459,7 @@ def values(profile: Profile) -> dict:
     seeds = seeds_of(runs)
     return {
         "bn_verdict": V.summary(ms),
-        **{f"bn_v_{m.key}": V.sentence(m) if m.measured() else None for m in ms},
+        **{VERDICT_VALUES[m.key]: V.sentence(m) if m.measured() else None for m in ms},
         "bn_measures_reading": _measures_reading(ms),
         "bn_runs_reading": _runs_reading(runs),
         "bn_probes_reading": _probes_reading(runs, S),

@@ -590,7 +590,7 @@ OLD_ABLATION = {key: Experiment(f"{name}_old_recipe", "02_ablations", "1.3", "ex
                                 extended=True)
                 for key, name in ABLATION_EXPERIMENTS.items() if key != "stem"}
 LONG_BUDGET = _experiment("long_budget", "02_ablations", "1.3", "long")
-FINAL_MODEL = _experiment("final_model", "01_architectures", "1.2", "long")
+FINAL_MODEL = _experiment("final_model", "02_ablations", "1.2", "long")
 
 
 def first_seed(recs: list[dict]) -> list[dict]:
