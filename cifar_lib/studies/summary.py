@@ -30,7 +30,7 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) 
         return None
     s = summarize(results_frame(recs), by="label", metrics=("test_acc",))
     s = s[s["test_acc_mean"].notna()].sort_values("test_acc_mean", ascending=False)
-    if not len(s):
+    if len(s) < 2:  # nothing to compare yet
         return None
     base = s[s["label"].str.contains("(baseline)", regex=False)]
     best = s.iloc[0]
@@ -79,9 +79,13 @@ def summary_table(profile: Profile):
     base = records(BASELINE, profile)
     rows = []
     arch = records(ARCHITECTURES, profile)
+    text = answer(best_vs_baseline(at_chosen(arch)[0])) if arch else "pending"
+    models = {r.label for r in ARCHITECTURES.runs(profile)}
+    ran = {r["label"] for r in arch}
+    if arch and ran != models:
+        text += f" ({len(ran)} of {len(models)} models have run; the rest are pending)"
     rows.append({"question": "architecture (shared recipe, rate chosen per model)",
-                 "answer at this budget": answer(best_vs_baseline(at_chosen(arch)[0]))
-                 if arch else "pending"})
+                 "answer at this budget": text})
     for question, key in QUESTIONS:
         recs = records(ABLATION[key], profile)
         if key == "optimizers":

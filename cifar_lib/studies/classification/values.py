@@ -506,11 +506,16 @@ def headline_table(profile: Profile):
 
 
 def _seed_range(recs: list[dict]) -> float | None:
-    """The largest gap (points) between two seeds of one row that learned."""
-    by: dict[str, list[float]] = {}
+    """The largest gap (points) between two seeds of one setting (the same
+    config but for the seed) that learned."""
+    import json
+    by: dict = {}
     for r in recs:
         if r["status"] == "ok" and not _failed(r):
-            by.setdefault(r["label"], []).append(100 * r["metrics"]["test_acc"])
+            setting = json.dumps({k: v for k, v in r["config"].items() if k != "seed"},
+                                 sort_keys=True)
+            by.setdefault(setting, {})[r["config"]["seed"]] = 100 * r["metrics"]["test_acc"]
+    by = {k: list(v.values()) for k, v in by.items()}
     gaps = [max(v) - min(v) for v in by.values() if len(v) > 1]
     return max(gaps) if gaps else None
 
@@ -532,6 +537,8 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
     s = s[s["test_acc_mean"].notna()]
     if not len(s):
         return "Every run of this table failed."
+    if len(s) < 2:
+        return "Only one row has run so far: nothing to compare yet."
     best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
     base = s[s["label"].str.contains("(baseline)", regex=False)]
     spread = _seed_range(recs + (baseline_recs or []))
