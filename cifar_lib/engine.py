@@ -963,17 +963,26 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     if pending is not None:
         status, diverged_at = _lean_end(loop, max_loss)
     trained = _synced(loaders.train.device) - entered
-    swa_val = _after_training(loop) if status == "ok" else None
-    test = _test_kept(model, kept, loaders, cfg)
-    failed = failure(st["history"], loaders.train.num_classes) if status == "ok" else None
+    swa_val = _after_training(loop) if status == "ok" else None  # may keep weights
+    return _finish(loop, kept, ckpt, clip, status, diverged_at, trained, swa_val)
+
+
+def _finish(loop: _Loop, kept, ckpt, clip, status: str, diverged_at, trained: float,
+            swa_val) -> dict:
+    """After the epochs and the last validation: the kept weights tested, a
+    run that never learned marked failed, the metrics and the kept weights
+    written."""
+    cfg, st, model, log = loop.cfg, loop.st, loop.model, loop.log
+    test = _test_kept(model, kept, loop.loaders, cfg)
+    failed = failure(st["history"], loop.loaders.train.num_classes) if status == "ok" else None
     if failed is not None:
         status = "failed"
         if log:
             log(f"{cfg.model}: the run never learned ({failed}); recorded as failed")
-    metrics = _metrics(st, cfg, swa_val, test, model, time.perf_counter() - wall0)
+    metrics = _metrics(st, cfg, swa_val, test, model, time.perf_counter() - loop.wall0)
     return _write_kept(ckpt, kept, {
         "status": status, "diverged_at": diverged_at, "failure": failed,
-        "history": st["history"], "metrics": {**metrics, **_acted(opt, sched, clip)},
+        "history": st["history"], "metrics": {**metrics, **_acted(loop.opt, loop.sched, clip)},
         "train_wall_time": trained})
 
 

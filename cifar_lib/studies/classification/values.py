@@ -127,7 +127,9 @@ def grid_text(g: dict) -> str:
 
 def tuned_table(recs: list[dict], what: str = "variant"):
     """Like :func:`summary_table` at each row's chosen rate, with the rate
-    and the grid it was chosen from (val acc of the first seed)."""
+    and the grid it was chosen from (val acc of the first seed).
+
+    Used by notebook 02 (report section 1.3)."""
     if not recs:
         return None
     keep, grids = at_chosen(recs)
