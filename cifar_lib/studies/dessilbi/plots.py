@@ -132,6 +132,8 @@ def plot_sweep(df, sgd_acc: float | None = None):
                   else ("bn_acc", "BN re-estimated"))
     for by, (c, ls, m) in styles.items():
         d = df[df["by"] == by].sort_values("entry_at")
+        if not d[col].notna().any():  # not measured yet: no empty legend entry
+            continue
         ax.plot(100 * d["fraction_out"], 100 * d[col], color=c, ls=ls, marker=m, ms=4,
                 label=f"{names[by]}, {stage}")
     if sgd_acc is not None:
