@@ -428,10 +428,16 @@ def test_the_cpu_profiles_measurements_are_found_by_the_studies(monkeypatch):
     P = get_profile("cpu")
     if not (P.results / "batchnorm" / "measurements").is_dir():
         pytest.skip("no cpu-profile results committed here")
-    assert set(batchnorm.load_surfaces(P)) == set(batchnorm.MODELS)
+    # both networks, and BN stopped at the epoch that matches VGG-A's final loss
+    assert set(batchnorm.load_surfaces(P)) == set(batchnorm.MODELS) | {batchnorm.MATCHED}
     assert dessilbi.measured(P) is not None
     # notebook 03's item names the current runs (at the version it was stored with)
     items = [store.read(p) for p in (P.results / "architectures" / "measurements").glob("vis-*")]
     assert items
     monkeypatch.setattr(vis, "VIS_VERSION", items[-1]["key"]["version"])
-    assert any(it["key"] == vis.vis_key(P) for it in items)
+    if not any(it["key"] == vis.vis_key(P) for it in items):
+        # stale only while the runs it measures are pending (a recipe change)
+        from cifar_lib import plan as pl
+        pending = [j for j in pl.plan(P, costs=False)
+                   if not j.done and j.experiment == "architectures"]
+        assert pending, "notebook 03's measurement is stale though its runs are all done"
