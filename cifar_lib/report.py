@@ -18,8 +18,21 @@ register theirs, so the entry points that refresh a report import
 in ``@<profile>`` (``table:headline@cpu``) is rendered for that profile
 rather than the report's (README.md uses this); a figure
 block embeds ``figures/<name>`` when the profile has drawn it and says it
-is pending otherwise. The top-level report.md is the template; the full
-profile refreshes it in place, other profiles write ``<root>/report.md``.
+is pending otherwise.
+
+A section block wraps the body of a report section and names the
+experiments it reads::
+
+    <!-- BEGIN section:batchnorm | batchnorm -->  ...  <!-- END section:batchnorm -->
+
+When any value of its body is still missing, or every table in it is
+empty, the section collapses to one line naming how many of those
+experiments' runs are pending and linking the same section of the cpu
+report: a report never says "n/a".
+
+The template is ``cifar_lib/report_template.md`` (edit the prose there);
+the full profile writes the top-level report.md from it, other profiles
+``<root>/report.md``.
 """
 from __future__ import annotations
 
@@ -32,9 +45,15 @@ from cifar_lib.profiles import REPO, Profile, get_profile
 from cifar_lib.registry import (FIGURES, STUDIES_HINT, TABLES,  # noqa: F401
                                 VALUE_SOURCES, register_table, register_values)
 
-TEMPLATE = REPO / "report.md"
+TEMPLATE = REPO / "cifar_lib" / "report_template.md"
 BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
                    r"(.*?)<!-- END \1:\2 -->", re.S)
+SECTION = re.compile(r"<!-- BEGIN section:(\S+?)(?: \| (.*?))? -->(.*?)"
+                     r"<!-- END section:\1 -->", re.S)
+HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.M)
+EMPTY_TABLE = "*No results yet for this table"
+NOT_DRAWN = "*Figure `"
+MISSING = "n/a"
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -108,7 +127,7 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
         path = profile.figures / name
         if path.is_file():
             return f"![{arg or name}]({Path(os.path.relpath(path, out_dir)).as_posix()})"
-        return f"*Figure `{name}` is not drawn yet for the {profile.name} profile.*"
+        return f"{NOT_DRAWN}{name}` is not drawn yet for the {profile.name} profile.*"
     if kind == "value":
         cache = {} if cache is None else cache
         if profile.name not in cache:
@@ -127,10 +146,8 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
     return markdown_table(out)
 
 
-def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
-    """``text`` with every block re-rendered."""
-    cache: dict = {}
-
+def _blocks(text: str, profile: Profile, out_dir: Path, cache: dict) -> str:
+    """``text`` with every table, figure and value block re-rendered."""
     def sub(m):
         kind, name, arg = m.group(1), m.group(2), m.group(3)
         body = render_block(kind, name, arg, profile, out_dir, cache)
@@ -138,6 +155,84 @@ def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
         sep = "" if kind == "value" else "\n"
         return f"{head}{sep}{body}{sep}<!-- END {kind}:{name} -->"
     return BLOCK.sub(sub, text)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading (lower case, punctuation
+    dropped, spaces to hyphens)."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def section_pending(body: str) -> bool:
+    """Whether a rendered section body still lacks its results: a value
+    block without a value, or tables and figures that are all empty."""
+    blocks = BLOCK.findall(body)
+    if any(kind == "value" and text == MISSING for kind, _, _, text in blocks):
+        return True
+    shown = [text.strip() for kind, _, _, text in blocks if kind != "value"]
+    return bool(shown) and all(t.startswith((EMPTY_TABLE, NOT_DRAWN)) for t in shown)
+
+
+def planned_runs(profile: Profile) -> list:
+    """The profile's plan (:func:`cifar_lib.plan.plan`): which runs are done."""
+    from cifar_lib import plan
+    return plan.plan(profile)
+
+
+def pending_line(profile: Profile, experiments: list[str], heading: str | None,
+                 out_dir: Path, cache: dict) -> str:
+    """The one line a pending section collapses to: how many runs of its
+    experiments are still to train (and the plan's estimate) and, outside
+    the cpu profile, a link to the same section of the cpu report."""
+    if "plan" not in cache:
+        cache["plan"] = planned_runs(profile)
+    # "experiment" or "experiment:label,label" (only those runs)
+    want = dict((e.split(":") + [""])[:2] for e in experiments)
+    experiments = [e.split(":")[0] for e in experiments]
+
+    def mine(j):
+        return any(e in want and (not want[e] or j.label in want[e].split(","))
+                   for e in [j.experiment, *j.also])
+    jobs = [j for j in cache["plan"] if mine(j)]
+    todo = [j for j in jobs if not j.done]
+    if todo:
+        mins = sum(j.est_s for j in todo) / 60
+        names = ", ".join(experiments)
+        what = ("its one run ({}) has not trained yet" if len(jobs) == 1 else
+                "none of its {} runs ({{}}) has trained yet".format(len(jobs))
+                if len(todo) == len(jobs) else
+                f"{len(todo)} of its {len(jobs)} runs ({{}}) have not trained yet").format(names)
+        what += f" (about {mins:.1f} min on an H100 by the plan)"
+    else:
+        what = "its runs are in results/ but its measurements have not been made yet"
+    line = f"*Pending in the {profile.name} profile: {what}."
+    if profile.name != "cpu" and heading:
+        cpu = get_profile("cpu").report
+        link = Path(os.path.relpath(cpu, out_dir)).as_posix()
+        line += f" The [same section of the cpu-profile report]({link}#{anchor(heading)}) " \
+                "shows it at reduced scale."
+    return line + "*"
+
+
+def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
+    """``text`` with every block re-rendered and every section whose
+    results are missing collapsed to one line (:func:`pending_line`)."""
+    cache: dict = {}
+    out, at = [], 0
+    for m in SECTION.finditer(text):
+        out.append(_blocks(text[at:m.start()], profile, out_dir, cache))
+        name, arg, body = m.group(1), m.group(2), m.group(3)
+        rendered = _blocks(body, profile, out_dir, cache)
+        if section_pending(rendered):
+            heads = HEADING.findall(text[:m.start()])
+            rendered = "\n" + pending_line(profile, (arg or name).split(), heads[-1] if heads
+                                            else None, out_dir, cache) + "\n"
+        out.append(f"<!-- BEGIN section:{name}{' | ' + arg if arg else ''} -->{rendered}"
+                   f"<!-- END section:{name} -->")
+        at = m.end()
+    out.append(_blocks(text[at:], profile, out_dir, cache))
+    return "".join(out)
 
 
 def draw_figures(profile: Profile, log=print) -> dict[str, str]:
@@ -176,19 +271,23 @@ def refresh_readme(path: Path = REPO / "README.md") -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def check_report(path: Path, profile=None) -> list[str]:
-    """Problems in a written report: missing images, stale blocks."""
+def check_report(path: Path, profile=None, template: Path = TEMPLATE) -> list[str]:
+    """Problems in a written report: missing images, stale blocks (the
+    report differs from the template rendered for the profile now)."""
     P = get_profile(profile)
     path = Path(path)
     text = path.read_text()
-    cache: dict = {}
     problems = [f"image {link} does not exist"
                 for link in IMAGE.findall(text)
                 if not link.startswith("http") and not (path.parent / link).is_file()]
-    for m in BLOCK.finditer(text):
-        kind, name, arg, body = m.groups()
-        want = render_block(kind, name, arg, P, path.parent, cache)
-        if body.strip() != want.strip():
-            problems.append(f"block {kind}:{name} is stale; run "
-                            f"`python -m cifar_lib report --profile {P.name}`")
+    want = refresh_text(Path(template).read_text(), P, path.parent)
+    if want != text:
+        have = {(m.group(1), m.group(2)): m.group(0) for m in BLOCK.finditer(text)}
+        have.update({("section", m.group(1)): m.group(0) for m in SECTION.finditer(text)})
+        fresh = {(m.group(1), m.group(2)): m.group(0) for m in BLOCK.finditer(want)}
+        fresh.update({("section", m.group(1)): m.group(0) for m in SECTION.finditer(want)})
+        stale = [f"{k}:{n}" for (k, n), v in fresh.items() if have.get((k, n)) != v]
+        hint = f"; run `python -m cifar_lib report --profile {P.name}`"
+        problems += ([f"block {b} is stale{hint}" for b in stale] or
+                     [f"{path} differs from {Path(template).name} rendered now{hint}"])
     return problems

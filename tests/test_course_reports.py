@@ -13,7 +13,7 @@ from cifar_lib.store import write as write_json
 from cifar_lib.landscape import Recorder
 from cifar_lib.models import count_params, create_model, list_models
 from cifar_lib.profiles import REPO, get_profile
-from cifar_lib.report import BLOCK, TABLES, refresh_text
+from cifar_lib.report import BLOCK, TABLES, TEMPLATE, refresh_text
 from cifar_lib.studies import course_reports as CR
 from conftest import TINY_MODEL
 
@@ -182,7 +182,7 @@ def test_heavy_models_are_opt_in(profile):
 
 
 def test_report_section_renders_and_states_no_typed_numbers(profile):
-    text = (REPO / "report.md").read_text()
+    text = TEMPLATE.read_text()
     start = text.index("## Beside the earlier course reports")
     end = text.find("\n## ", start + 1)
     section = text[start:end if end > 0 else len(text)]

@@ -13,6 +13,7 @@ import torch
 
 from cifar_lib import slbi, store
 from cifar_lib.profiles import REPO, get_profile
+from cifar_lib.report import TEMPLATE
 from cifar_lib.studies import dessilbi as study
 
 matplotlib.use("Agg")
@@ -250,7 +251,7 @@ SECTION = re.compile(r"^## 3\. DessiLBI.*?(?=^## )", re.S | re.M)
 
 
 def test_every_table_has_a_reading_and_every_figure_a_caption():
-    text = SECTION.search((REPO / "report.md").read_text()).group(0)
+    text = SECTION.search(TEMPLATE.read_text()).group(0)
     after = lambda m: text[m.end():].lstrip("\n").split("\n\n")[0]  # noqa: E731
     tables = list(re.finditer(r"<!-- END table:(\S+) -->", text))
     figures = list(re.finditer(r"<!-- END figure:(\S+) -->", text))

@@ -26,7 +26,7 @@ FIGURE_BLOCK = re.compile(r"<!-- BEGIN figure:(\S+?)(?: \||\s*-->)")
 
 
 def report_figures() -> set[str]:
-    return set(FIGURE_BLOCK.findall((REPO / "report.md").read_text()))
+    return set(FIGURE_BLOCK.findall(report.TEMPLATE.read_text()))
 
 
 def test_every_figure_of_the_report_is_drawn_by_a_registered_function():

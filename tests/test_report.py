@@ -67,7 +67,7 @@ def test_refresh_fills_blocks_and_links_existing_figures(prof, registered, tmp_p
     assert "No results yet" in text
     assert "![A caption](figures/here.png)" in text
     assert "`gone.png` is not drawn yet" in text
-    assert report.check_report(out, prof) == []
+    assert report.check_report(out, prof, template) == []
     # refreshing again is a fixed point
     assert report.refresh_text(text, prof, out.parent) == text
 
@@ -75,8 +75,11 @@ def test_refresh_fills_blocks_and_links_existing_figures(prof, registered, tmp_p
 def test_check_report_finds_missing_images_and_stale_blocks(prof, registered):
     prof.root.mkdir(parents=True, exist_ok=True)
     path = prof.report
-    path.write_text("![x](figures/nope.png)\n<!-- BEGIN value:_v -->41<!-- END value:_v -->\n")
-    problems = report.check_report(path, prof)
+    text = "![x](figures/nope.png)\n<!-- BEGIN value:_v -->41<!-- END value:_v -->\n"
+    path.write_text(text)
+    template = prof.root / "template.md"
+    template.write_text(text)
+    problems = report.check_report(path, prof, template)
     assert any("nope.png does not exist" in p for p in problems)
     assert any("value:_v is stale" in p for p in problems)
 
@@ -93,7 +96,78 @@ def test_committed_reports_match_their_results(name, path):
     """Every image link exists and every block equals a fresh render."""
     if not path.is_file():
         pytest.skip(f"no {name}-profile report committed")
-    assert report.check_report(path, get_profile(name)) == []
+    # README.md is its own template (refreshed in place)
+    template = path if path.name == "README.md" else report.TEMPLATE
+    assert report.check_report(path, get_profile(name), template) == []
+
+
+def test_committed_full_report_says_no_n_a():
+    """A section still missing results is one line, never a sentence with "n/a"."""
+    text = (REPO / "report.md").read_text()
+    assert not [m.group(2) for m in report.BLOCK.finditer(text)
+                if m.group(1) == "value" and m.group(4) == report.MISSING]
+
+
+SECTIONED = ("intro <!-- BEGIN value:_v --><!-- END value:_v -->\n\n"
+             "## 2. Done: it's here\n"
+             "<!-- BEGIN section:done | exp_a -->\n"
+             "Has <!-- BEGIN value:_v --><!-- END value:_v -->.\n"
+             "<!-- END section:done -->\n\n"
+             "## 3. Not yet: the rest\n"
+             "<!-- BEGIN section:later | exp_b exp_c:x,y -->\n"
+             "Lacks <!-- BEGIN value:_none --><!-- END value:_none -->.\n"
+             "<!-- END section:later -->\n\n"
+             "## 4. Empty tables\n"
+             "<!-- BEGIN section:empty | exp_b -->\n"
+             "<!-- BEGIN table:_empty -->\n<!-- END table:_empty -->\n"
+             "<!-- END section:empty -->\n")
+
+
+class _Job:
+    def __init__(self, experiment, label, done, est_s=30.0, also=()):
+        self.experiment, self.label, self.done = experiment, label, done
+        self.est_s, self.also = est_s, list(also)
+
+
+def test_pending_sections_collapse_to_one_line_linking_the_cpu_report(prof, registered,
+                                                                      monkeypatch):
+    jobs = [_Job("exp_a", "a", True), _Job("exp_b", "b", False), _Job("exp_b", "b2", True),
+            _Job("exp_c", "x", False), _Job("exp_c", "z", False)]
+    monkeypatch.setattr(report, "planned_runs", lambda P: jobs)
+    full = prof.with_(name="full")
+    text = report.refresh_text(SECTIONED, full, full.root)
+    body = {m.group(1): m.group(3) for m in report.SECTION.finditer(text)}
+    # a section with its results renders in full
+    assert body["done"] == "\nHas <!-- BEGIN value:_v -->42.0<!-- END value:_v -->.\n"
+    # a section missing a value is one line: what is pending (exp_b's runs,
+    # exp_c's labelled x or y but not z), the estimate, the cpu report's section
+    later = body["later"].strip()
+    assert "\n" not in later and "Lacks" not in later
+    assert later.startswith("*Pending in the full profile: 2 of its 3 runs (exp_b, exp_c) "
+                            "have not trained yet (about 1.0 min on an H100 by the plan).")
+    assert "report.md#3-not-yet-the-rest) shows it at reduced scale.*" in later
+    # tables that are all empty collapse too; no "n/a", no empty-table line
+    assert body["empty"].strip().startswith("*Pending in the full profile: 1 of its 2 runs")
+    assert "#4-empty-tables)" in body["empty"]
+    assert "n/a" not in text and "No results yet" not in text
+    # the markers stay, and refreshing the template again gives the same text
+    assert len(body) == 3
+    assert report.refresh_text(SECTIONED, full, full.root) == text
+
+
+def test_cpu_profile_pending_section_has_no_link(registered, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "planned_runs", lambda P: [])
+    cpu = get_profile("cpu").with_(root=tmp_path)
+    text = report.refresh_text(SECTIONED, cpu, cpu.root)
+    assert "*Pending in the cpu profile: its runs are in results/ but its measurements" in text
+    assert "cpu-profile report" not in text
+
+
+def test_anchor_is_githubs():
+    assert report.anchor("1.3 Training choices, one factor at a time") == \
+        "13-training-choices-one-factor-at-a-time"
+    assert report.anchor("The training budget's effect") == "the-training-budgets-effect"
+    assert report.anchor("3. DessiLBI: structural sparsity") == "3-dessilbi-structural-sparsity"
 
 
 @pytest.mark.parametrize("path", [REPO / "report.md", REPO / "runs" / "cpu" / "report.md"])

@@ -7,7 +7,7 @@ import pytest
 from cifar_lib import report
 from cifar_lib.profiles import get_profile
 from cifar_lib.registry import TABLES
-from cifar_lib.report import BLOCK
+from cifar_lib.report import BLOCK, TEMPLATE
 from cifar_lib.studies import classification
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,20 +19,20 @@ def block_names(path: Path) -> set[tuple[str, str]]:
             if m.group(1) in ("table", "value")}
 
 
-@pytest.mark.parametrize("doc", ["report.md", "README.md"])
+@pytest.mark.parametrize("doc", [TEMPLATE, REPO / "README.md"])
 def test_every_block_name_is_literal_in_the_code(doc):
-    names = block_names(REPO / doc)
+    names = block_names(doc)
     assert names, doc
     missing = sorted(f"{kind}:{name}" for kind, name in names
                      if f'"{name}"' not in SOURCE and f"'{name}'" not in SOURCE)
     assert not missing, f"{doc} uses names the code only builds: {missing}"
 
 
-@pytest.mark.parametrize("doc", ["report.md", "README.md"])
+@pytest.mark.parametrize("doc", [TEMPLATE, REPO / "README.md"])
 def test_every_block_name_is_registered(doc, tmp_path):
     # a profile without results: every study still names all its values
     known = set(report.values(get_profile("smoke").with_(root=tmp_path)))
-    for kind, name in block_names(REPO / doc):
+    for kind, name in block_names(doc):
         assert name in (TABLES if kind == "table" else known), f"{kind}:{name}"
 
 

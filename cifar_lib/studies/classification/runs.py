@@ -260,6 +260,31 @@ def grid_score(rec: dict) -> float | None:
     return None if v is None or v != v else float(v)
 
 
+_FINISHED: dict = {}  # results folder -> (its files' stamps, finished runs by identity)
+
+
+def _finished(results) -> dict:
+    """The finished runs (ok, diverged or failed) under ``results`` by
+    identity, read again only when a record file was added or changed (the
+    experiments call :func:`choose` many times per listing)."""
+    from pathlib import Path
+    from cifar_lib import store
+    stamps = []
+    for p in sorted(Path(results).glob("*/*.json")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        stamps.append((p.name, st.st_mtime_ns, st.st_size))
+    stamps = tuple(stamps)
+    cached = _FINISHED.get(str(results))
+    if cached is None or cached[0] != stamps:
+        recs = {store.identity(r["config"], r.get("tag"), {}): r
+                for r in store.runs(results) if r.get("status") in ("ok", "diverged", "failed")}
+        _FINISHED[str(results)] = cached = (stamps, recs)
+    return cached[1]
+
+
 def choose(profile: Profile, candidates: list[TrainConfig]):
     """The candidate with the best validation accuracy among stored runs,
     and whether the choice is final: (config, True) once every candidate
@@ -267,8 +292,7 @@ def choose(profile: Profile, candidates: list[TrainConfig]):
 
     Used by the rate grids of sections 1.2 and 1.3."""
     from cifar_lib import store
-    recs = {store.identity(r["config"], r.get("tag"), {}): r
-            for r in store.runs(profile.results) if r.get("status") in ("ok", "diverged", "failed")}
+    recs = _finished(profile.results)
     got = [recs.get(store.identity(c.to_dict(), None, {})) for c in candidates]
     middle = candidates[len(candidates) // 2]
     if any(g is None for g in got):
@@ -327,6 +351,26 @@ def optimizer_runs(profile: Profile) -> list[Run]:
     return out
 
 
+def _losses(base: TrainConfig) -> dict[str, TrainConfig]:
+    """The loss ablation around ``base`` (label smoothing 0.2)."""
+    return {
+        "label smoothing 0.2 (baseline)": base,
+        "cross-entropy": base.replace(label_smoothing=0.0),
+        "focal (gamma 2)": base.replace(loss="focal", label_smoothing=0.0),
+        "MSE on one-hot": base.replace(loss="mse", label_smoothing=0.0),
+    }
+
+
+def _activations(base: TrainConfig) -> dict[str, TrainConfig]:
+    """The activation ablation around ``base`` (FastNet's GELU)."""
+    return {
+        "GELU (baseline)": base,
+        **{name: base.replace(model_kw={**base.model_kw, "act": a})
+           for name, a in (("ReLU", "relu"), ("LeakyReLU (0.1)", "leaky_relu"),
+                           ("ELU", "elu"))},
+    }
+
+
 def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
     """Each ablation: variants of the FastNet baseline changing one factor
     (the optimizers, with their rate grids, are :func:`optimizer_runs`)."""
@@ -351,18 +395,8 @@ def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
             "warm-up + linear decay (the old baseline's)": base.replace(
                 scheduler="linear", sched_kw={}, warmup_epochs=min(1.0, base.epochs / 4)),
         },
-        "losses": {
-            "label smoothing 0.2 (baseline)": base,
-            "cross-entropy": base.replace(label_smoothing=0.0),
-            "focal (gamma 2)": base.replace(loss="focal", label_smoothing=0.0),
-            "MSE on one-hot": base.replace(loss="mse", label_smoothing=0.0),
-        },
-        "activations": {
-            "GELU (baseline)": base,
-            **{name: base.replace(model_kw={**base.model_kw, "act": a})
-               for name, a in (("ReLU", "relu"), ("LeakyReLU (0.1)", "leaky_relu"),
-                               ("ELU", "elu"))},
-        },
+        "losses": _losses(base),
+        "activations": _activations(base),
         "regularisation": {
             "weight decay (baseline)": base,
             "no weight decay": base.replace(weight_decay=0.0),
@@ -435,18 +469,8 @@ def old_ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
                 scheduler="exponential", warmup_epochs=0.0, sched_kw={"gamma": 0.7}),
             "one-cycle": base.replace(scheduler="onecycle", warmup_epochs=0.0),
         },
-        "losses": {
-            "label smoothing 0.2 (baseline)": base,
-            "cross-entropy": base.replace(label_smoothing=0.0),
-            "focal (gamma 2)": base.replace(loss="focal", label_smoothing=0.0),
-            "MSE on one-hot": base.replace(loss="mse", label_smoothing=0.0),
-        },
-        "activations": {
-            "GELU (baseline)": base,
-            **{name: base.replace(model_kw={**base.model_kw, "act": a})
-               for name, a in (("ReLU", "relu"), ("LeakyReLU (0.1)", "leaky_relu"),
-                               ("ELU", "elu"))},
-        },
+        "losses": _losses(base),
+        "activations": _activations(base),
         "regularisation": {
             "weight decay 5e-4 (baseline)": base,
             "no weight decay": base.replace(weight_decay=0.0),

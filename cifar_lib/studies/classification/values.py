@@ -168,7 +168,8 @@ def arch_summary(profile: Profile):
     rate = {r["label"]: _rate_of(r) for r in keep}
     s["lr"] = [rate[lbl] for lbl in s["label"]]
     s["lr_from"] = [("own grid: " + grid_text(grids[lbl])) if lbl in grids else
-                    (f"{nearest_core(lbl)}'s grid" if lbl not in ARCH_CORE else "shared")
+                    _zoo_rate_from(profile, lbl) if lbl not in ARCH_CORE else
+                    "shared (own grid pending)"
                     for lbl in s["label"]]
     common = min(len(r["history"]) for r in keep)
     s["common_epoch"] = common
@@ -178,6 +179,17 @@ def arch_summary(profile: Profile):
     s["val_at_common"] = [at.get(lbl) for lbl in s["label"]]
     s["test_acc_per_seed"] = [per_seed(v) for v in s["test_acc_seeds"]]
     return pd.DataFrame(s)
+
+
+def _zoo_rate_from(profile: Profile, label: str) -> str:
+    """Where a zoo model's rate came from: its nearest core model's grid
+    once that grid is complete; the shared rate (its centre) before."""
+    from cifar_lib.studies.classification.runs import arch_grid, choose, nearest_core
+    core = nearest_core(label)
+    grid = arch_grid(profile).get(core)
+    if grid and choose(profile, grid)[1]:
+        return f"{core}'s grid"
+    return f"shared ({core}'s grid pending)"
 
 
 @register_table("architectures")
