@@ -349,6 +349,37 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
     return fig
 
 
+def filter_channels(w, top: int = 16, title: str | None = None):
+    """The ``top`` first-layer filters with the largest norm (K x C x k x k),
+    one column each, one row per input channel (red, green, blue), on one
+    diverging scale (red positive, blue negative, white zero), so that edge
+    and colour-opponent detectors read as patterns and weak filters as
+    faint; each column names the filter and its norm.
+
+    Used by notebook 03 (report section 1.4)."""
+    import numpy as np
+    w = np.asarray(w, dtype=float)
+    norms = np.sqrt((w.reshape(len(w), -1) ** 2).sum(1))
+    order = np.argsort(-norms)[:top]
+    lim = float(np.abs(w[order]).max()) or 1.0
+    names = ["red", "green", "blue"] if w.shape[1] == 3 else \
+        [f"input {c}" for c in range(w.shape[1])]
+    fig, axes = plt.subplots(w.shape[1], len(order), squeeze=False, layout="constrained",
+                             figsize=(0.62 * len(order) + 1.2, 0.68 * w.shape[1] + 0.9))
+    for j, f in enumerate(order):
+        for c in range(w.shape[1]):
+            ax = axes[c, j]
+            im = ax.imshow(w[f, c], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(names[c], fontsize=8)
+        axes[0, j].set_title(f"#{f}\n{norms[f]:.2f}", fontsize=6.5)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def filter_grid(w, ncols: int = 16, title: str | None = None):
     """First-layer filters (K x 3 x k x k, array or nested lists) as RGB
     images, each scaled to [0, 1] from its own minimum to maximum."""

@@ -114,6 +114,7 @@ def test_plots_return_figures_and_save(tmp_path, net, split):
         "curves.png": viz.learning_curves([rec, {**rec, "status": "ok", "label": "b"}]),
         "lr.png": viz.lr_curves([rec]),
         "filters.png": viz.filter_grid(analysis.first_conv(net)),
+        "channels.png": viz.filter_channels(analysis.first_conv(net), top=4),
         "weights.png": viz.weight_distributions(analysis.conv_weights(net)),
         "conf.png": viz.confusion_plot(np.eye(10, dtype=int) * 3, split.classes),
         "grid.png": viz.image_grid(split.train[0][:6], list("abcdef"), ncols=3),
@@ -123,6 +124,14 @@ def test_plots_return_figures_and_save(tmp_path, net, split):
         assert path.is_file() and path.stat().st_size > 1000
     legend = [t.get_text() for t in figs["curves.png"].legends[0].texts]
     assert legend == ["a (diverged)", "b"]
+    # the strongest filters first, one row per input colour, one shared scale
+    w = np.asarray(analysis.first_conv(net), dtype=float)
+    axes = figs["channels.png"].axes[:-1]             # the last is the colour bar
+    assert len(axes) == 4 * w.shape[1]
+    norms = np.sqrt((w.reshape(len(w), -1) ** 2).sum(1))
+    shown = [float(ax.get_title().split("\n")[1]) for ax in axes if ax.get_title()]
+    assert shown == sorted(shown, reverse=True) and abs(shown[0] - norms.max()) < 0.01
+    assert len({ax.images[0].get_clim() for ax in axes}) == 1
 
 
 def test_compact_summaries_round_trip_through_json():

@@ -168,8 +168,11 @@ def _unpack(packed, scale: bool = False):
 
 def draw_filters(d: dict):
     from cifar_lib import viz
-    return viz.filter_grid(d["filters"]["weights"],
-                           title="ResNet-18: first-layer filters (each scaled to [0, 1])")
+    w = d["filters"]["weights"]
+    return viz.filter_channels(
+        w, top=16, title=f"ResNet-18: the 16 first-layer filters with the largest norm "
+        f"(of {len(w)}), one column each (number, norm)\nrows: its weights on the red, "
+        "green and blue input; red positive, blue negative, one scale")
 
 
 def draw_weights(d: dict):

@@ -156,11 +156,10 @@ def _outside_share(data: dict, panel: str) -> float | None:
 
 
 def _tiles(w):
-    """Filters as images: RGB when they see 3 channels, else their mean over inputs."""
-    w = w if w.shape[1] == 3 else w.mean(1, keepdim=True)
-    lo = w.flatten(1).min(1).values.view(-1, 1, 1, 1)
-    hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
-    return ((w - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
+    """Filters as spatial patterns: each filter's weights summed over its
+    inputs (K x k x k), and the network's symmetric colour limit."""
+    s = w.sum(1)
+    return s.numpy(), float(s.abs().max()) or 1.0
 
 
 def plot_filters(data: dict, fraction: float = 0.5,
@@ -181,10 +180,10 @@ def plot_filters(data: dict, fraction: float = 0.5,
     k = int(round(fraction * n))
     for r, (label, by) in enumerate(rows):
         md = fd["models"][label]
-        tiles = _tiles(torch.tensor(md["weight"]).view(*md["shape"]))
+        tiles, lim = _tiles(torch.tensor(md["weight"]).view(*md["shape"]))
         for j, f in enumerate(md["orders"][by][::-1]):          # kept first
             ax = axes[r * per + j // cols, j % cols]
-            ax.imshow(tiles[f].squeeze(), cmap="gray" if tiles.shape[-1] == 1 else None)
+            ax.imshow(tiles[f], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             pruned = j >= n - k
             if pruned:
                 ax.plot([0, 1], [0, 1], transform=ax.transAxes, color="red", lw=1.5)
@@ -195,7 +194,9 @@ def plot_filters(data: dict, fraction: float = 0.5,
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Filters of {layer}, kept (left) to pruned (right, crossed) at "
                  f"{100 * fraction:.0f}% pruned; eN: entered the path at epoch N, "
-                 "out: never", fontsize=8)
+                 "out: never\neach filter's weights summed over its inputs, red positive, "
+                 "blue negative, one scale per network: a faint filter is a weak one",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 
