@@ -181,14 +181,24 @@ def test_heavy_models_are_opt_in(profile):
     assert df.loc["ResNeXt-50 32x4d", "ours (%)"].startswith("not run (opt-in: ")
 
 
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else len(text)]
+
+
 def test_report_section_renders_and_states_no_typed_numbers(profile):
     text = TEMPLATE.read_text()
-    start = text.index("## Beside the earlier course reports")
-    end = text.find("\n## ", start + 1)
-    section = text[start:end if end > 0 else len(text)]
-    assert "<!-- BEGIN table:course_reports -->" in section
-    out = refresh_text(section, profile, profile.root)
+    main = _section(text, "## Beside the earlier course reports")
+    appendix = _section(text, "## Appendix: every setting beside the earlier course reports")
+    # the main text has one row per report; every setting is in the appendix
+    assert "<!-- BEGIN table:course_reports_condensed -->" in main
+    assert "<!-- BEGIN table:course_reports -->" in appendix and "<details>" in appendix
+    out = refresh_text(main, profile, profile.root)
+    assert "| B | 1 of " in out and "| 52.0 |" in out and "n/a" not in out
+    out = refresh_text(appendix, profile, profile.root)
     assert "| course report B | ResNet-18 |" in out and "52.0 ± 2.8" in out
+    section = main + appendix
     prose = BLOCK.sub("", section)
     names = r"CIFAR-10|ResNet-18|ResNeXt-50|VGG-11|[A-E]-[A-E]|\b[A-E]\b"
     assert not re.search(r"\d", re.sub(names, "", prose)), "numbers typed by hand"

@@ -249,6 +249,39 @@ def course_reports_table(profile: Profile):
     return pd.DataFrame(rows)
 
 
+def _span(values) -> str:
+    """A range of numbers as text: one value, or low to high."""
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f}" if abs(hi - lo) < 0.05 else f"{lo:.1f} to {hi:.1f}"
+
+
+@register_table("course_reports_condensed")
+def course_reports_condensed(profile: Profile):
+    """One row per earlier course report: how many of its settings we ran,
+    the range of its numbers and ours over those settings, and the median
+    gap (ours minus theirs); the appendix lists every setting."""
+    import statistics
+    import pandas as pd
+    rows = []
+    by_report: dict = {}
+    for r in comparison(profile):
+        by_report.setdefault(r["report"], []).append(r)
+    for report, rs in sorted(by_report.items()):
+        ran = [r for r in rs if r["ours_mean"] is not None]
+        eps = sorted({r["epochs"] for r in (ran or rs) if r["epochs"]})
+        rows.append({
+            "course report": report,
+            "settings we ran": f"{len(ran)} of {len(rs)}",
+            "theirs (%)": _span([r["theirs_acc"] for r in ran]) if ran else "-",
+            "ours (%)": _span([r["ours_mean"] for r in ran]) if ran else "-",
+            "ours - theirs, median (points)":
+                f"{statistics.median(r['ours_mean'] - r['theirs_acc'] for r in ran):+.1f}"
+                if ran else "-",
+            "epochs theirs / ours": (f"{_span(eps).replace('.0', '')}" if eps else "not stated")
+            + " / " + (_span([r["our_epochs"] for r in ran]).replace(".0", "") if ran else "-")})
+    return pd.DataFrame(rows)
+
+
 def _key_words(key: dict) -> str:
     if "label" in key:
         return f"{key['experiment']}: {key['label']}"
@@ -281,7 +314,7 @@ def values(profile: Profile) -> dict:
         "course_reports_below": str(len(below)) if ran else None,
         "course_reports_below_fewer_epochs": str(sum(
             bool(r["epochs"]) and r["our_epochs"] < r["epochs"] for r in below))
-        if below else None,
+        if ran else None,
         "course_reports_our_epochs": None if not ours else str(ours[0])
         if len(ours) == 1 else f"{ours[0]} to {ours[-1]}",
         "course_reports_their_epochs": f"{theirs[0]} to {theirs[-1]}",
