@@ -130,17 +130,20 @@ def cost(cfg: TrainConfig, P: Profile, tag: dict | None = None,
     """(forward GFLOPs/image, training PFLOPs, estimated seconds) of a run.
 
     Training counts 3 forward passes per image (forward and backward), each
-    epoch's validation and the final test 1 (2 with flip-TTA). Probes of the
+    validation (every ``val_every`` epochs and the last; once, after
+    training, in the lean loop) and the final test 1 per test-time view (2
+    with flip-TTA, 3 times that with translated views). Probes of the
     BatchNorm study (``tag``) add their float32 forward-backward passes.
     An epoch takes its FLOPs at the model's rate, or ``step_ms`` a step if
     that is longer; the ``first`` run of a model also pays its warm-up.
     """
     n_train, n_val, n_test = profile_images(P)
     g = forward_gflops(cfg.model, json.dumps(cfg.model_kw, sort_keys=True))
-    tta = 2 if cfg.tta_flip else 1
+    tta = (2 if cfg.tta_flip else 1) * (3 if cfg.tta_translate else 1)
     steps_per_epoch = n_train // cfg.batch_size
     train = 3 * g * n_train * cfg.epochs
-    evals = g * tta * (n_val * cfg.epochs + n_test)
+    validations = -(-cfg.epochs // cfg.val_every) if cfg.val_every else 1
+    evals = g * tta * (n_val * validations + n_test)
     probe = 0.0
     if tag and tag.get("probe_every"):
         probes = cfg.epochs * steps_per_epoch // tag["probe_every"]

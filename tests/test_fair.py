@@ -71,6 +71,10 @@ def test_a_grid_chooses_on_validation_and_skips_failed_points():
     # test accuracy plays no part: a better test score at a worse val score loses
     recs[0] = rec("Adam", 0.99, lr=0.001, val=0.5)
     assert v1.at_chosen(recs)[1]["Adam"]["chosen"] == 0.003
+    # a choice at an end of the grid says so: the best rate may lie beyond
+    recs[0] = rec("Adam", 0.9, lr=0.001, val=0.9)
+    assert v1.grid_text(v1.at_chosen(recs)[1]["Adam"]) == \
+        "0.001: 90.0 (chosen, bottom of the grid), 0.003: 84.0, 0.01: failed"
 
 
 def test_choose_waits_for_the_whole_grid(tmp_path):

@@ -168,9 +168,9 @@ def arch_models(profile: Profile) -> list[tuple[str, str, dict]]:
     return list(sizes(profile).arch_models)
 
 
-def _seeded(profile: Profile, variants: dict[str, TrainConfig]):
+def _seeded(profile: Profile, variants: dict[str, TrainConfig], seeds=None):
     return [(label, cfg.replace(seed=s)) for label, cfg in variants.items()
-            for s in profile.seeds]
+            for s in (seeds or profile.seeds)]
 
 
 # ---------------------------------------------------------------- experiments
@@ -572,7 +572,9 @@ def configs(profile: Profile) -> dict[str, list[Run]]:
            "architectures": architectures(P),
            "architectures_extended": _pairs(architectures_extended(P))}
     for name, variants in ablations(P).items():
-        out[ABLATION_EXPERIMENTS[name]] = _pairs(_seeded(P, variants))
+        # the Adam grid is read as a grid (report E's): one seed per cell
+        seeds = P.seeds[:1] if name == "lr_grid" else None
+        out[ABLATION_EXPERIMENTS[name]] = _pairs(_seeded(P, variants, seeds))
     out["ablation_optimizers"] = optimizer_runs(P)
     out["ablation_stem"] = _pairs(_seeded(P, stem_variants(P)))
     out["long_budget"] = long_budget(P)

@@ -120,9 +120,17 @@ def at_chosen(recs: list[dict]) -> tuple[list[dict], dict]:
 
 
 def grid_text(g: dict) -> str:
-    """``0.0167: 41.2, 0.05: 45.3 (chosen), 0.15: failed`` (val acc %)."""
-    return ", ".join(f"{lr:g}: " + ("failed" if v is None else f"{100 * v:.1f}")
-                     + (" (chosen)" if lr == g["chosen"] else "") for lr, v in g["grid"])
+    """``0.0167: 41.2, 0.05: 45.3 (chosen), 0.15: failed`` (val acc %); a
+    choice at an end of the grid says so (the best rate may lie beyond)."""
+    lrs = [lr for lr, _ in g["grid"]]
+
+    def mark(lr):
+        if lr != g["chosen"]:
+            return ""
+        edge = "top" if lr == max(lrs) else "bottom" if lr == min(lrs) else None
+        return f" (chosen, {edge} of the grid)" if edge and len(lrs) > 1 else " (chosen)"
+    return ", ".join(f"{lr:g}: " + ("failed" if v is None else f"{100 * v:.1f}") + mark(lr)
+                     for lr, v in g["grid"])
 
 
 def tuned_table(recs: list[dict], what: str = "variant"):
