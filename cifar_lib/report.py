@@ -25,8 +25,9 @@ experiments it reads::
 
     <!-- BEGIN section:batchnorm | batchnorm -->  ...  <!-- END section:batchnorm -->
 
-When any value of its body is still missing, or every table in it is
-empty, the section collapses to one line naming how many of those
+When any run of those experiments is still to train, any value of its
+body is missing, or every table and figure in it is empty, the section
+collapses to one line naming how many of those
 experiments' runs are pending and linking the same section of the cpu
 report: a report never says "n/a".
 
@@ -180,30 +181,38 @@ def planned_runs(profile: Profile) -> list:
     return plan.plan(profile)
 
 
-def pending_line(profile: Profile, experiments: list[str], heading: str | None,
-                 out_dir: Path, cache: dict) -> str:
-    """The one line a pending section collapses to: how many runs of its
-    experiments are still to train (and the plan's estimate) and, outside
-    the cpu profile, a link to the same section of the cpu report."""
+def section_jobs(profile: Profile, experiments: list[str], cache: dict) -> tuple:
+    """(the planned runs of a section's experiments, those not done yet);
+    an entry ``experiment:label,label`` takes only those runs."""
     if "plan" not in cache:
         cache["plan"] = planned_runs(profile)
-    # "experiment" or "experiment:label,label" (only those runs)
     want = dict((e.split(":") + [""])[:2] for e in experiments)
-    experiments = [e.split(":")[0] for e in experiments]
 
     def mine(j):
         return any(e in want and (not want[e] or j.label in want[e].split(","))
                    for e in [j.experiment, *j.also])
     jobs = [j for j in cache["plan"] if mine(j)]
-    todo = [j for j in jobs if not j.done]
+    return jobs, [j for j in jobs if not j.done]
+
+
+def pending_line(profile: Profile, experiments: list[str], heading: str | None,
+                 out_dir: Path, cache: dict) -> str:
+    """The one line a pending section collapses to: how many runs of its
+    experiments are still to train (and the plan's estimate) and, outside
+    the cpu profile, a link to the same section of the cpu report."""
+    jobs, todo = section_jobs(profile, experiments, cache)
+    experiments = [e.split(":")[0] for e in experiments]
     if todo:
         mins = sum(j.est_s for j in todo) / 60
         names = ", ".join(experiments)
         what = ("its one run ({}) has not trained yet" if len(jobs) == 1 else
                 "none of its {} runs ({{}}) has trained yet".format(len(jobs))
                 if len(todo) == len(jobs) else
-                f"{len(todo)} of its {len(jobs)} runs ({{}}) have not trained yet").format(names)
-        what += f" (about {mins:.1f} min on an H100 by the plan)"
+                f"{len(todo)} of its {len(jobs)} runs ({{}}) "
+                f"{'has' if len(todo) == 1 else 'have'} not trained yet").format(names)
+        what += (f" (about {mins:.1f} min on an H100 by the plan)" if profile.name == "full"
+                 else f" (`python -m cifar_lib run --profile {profile.name}` trains what is "
+                      "pending)")
     else:
         what = "its runs are in results/ but its measurements have not been made yet"
     line = f"*Pending in the {profile.name} profile: {what}."
@@ -216,15 +225,16 @@ def pending_line(profile: Profile, experiments: list[str], heading: str | None,
 
 
 def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
-    """``text`` with every block re-rendered and every section whose
-    results are missing collapsed to one line (:func:`pending_line`)."""
+    """``text`` with every block re-rendered and every section whose runs
+    or results are missing collapsed to one line (:func:`pending_line`), so
+    that no table or reading stands on part of its runs."""
     cache: dict = {}
     out, at = [], 0
     for m in SECTION.finditer(text):
         out.append(_blocks(text[at:m.start()], profile, out_dir, cache))
         name, arg, body = m.group(1), m.group(2), m.group(3)
         rendered = _blocks(body, profile, out_dir, cache)
-        if section_pending(rendered):
+        if section_pending(rendered) or section_jobs(profile, (arg or name).split(), cache)[1]:
             heads = HEADING.findall(text[:m.start()])
             rendered = "\n" + pending_line(profile, (arg or name).split(), heads[-1] if heads
                                             else None, out_dir, cache) + "\n"

@@ -153,6 +153,12 @@ def test_pending_sections_collapse_to_one_line_linking_the_cpu_report(prof, regi
     # the markers stay, and refreshing the template again gives the same text
     assert len(body) == 3
     assert report.refresh_text(SECTIONED, full, full.root) == text
+    # a section with every value filled still collapses while one of its
+    # runs is pending: no table or reading stands on part of its runs
+    jobs.append(_Job("exp_a", "a2", False))
+    text = report.refresh_text(SECTIONED, full, full.root)
+    done = {m.group(1): m.group(3) for m in report.SECTION.finditer(text)}["done"]
+    assert done.strip().startswith("*Pending in the full profile: 1 of its 2 runs (exp_a)")
 
 
 def test_cpu_profile_pending_section_has_no_link(registered, tmp_path, monkeypatch):

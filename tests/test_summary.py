@@ -71,3 +71,23 @@ def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
     assert "resnet18 ECE 0.050 (overconfident" in out["vis_calibration"]
     assert "fastnet ECE 0.040 (underconfident" in out["vis_calibration"]
     assert out["vis_cam_wrong"] == "the wrong predictions shown are cat taken for dog, dog taken for cat"
+
+
+def test_an_ablation_with_a_run_still_pending_has_no_answer(monkeypatch, tmp_path):
+    """A missing row could be the best one: no answer from part of the runs."""
+    from cifar_lib.profiles import get_profile
+    from cifar_lib.studies.classification.runs import ABLATION
+    P = get_profile("smoke").with_(root=tmp_path)
+    runs = ABLATION["losses"].runs(P)
+    made = [rec(r.label, 0.5 + 0.01 * i, seed=r.cfg.seed) for i, r in enumerate(runs)]
+    other = [rec(r.label, 0.5, seed=r.cfg.seed) for r in ABLATION["activations"].runs(P)]
+
+    def fake(exp, profile, **kw):  # losses and activations have run
+        return list(made) if exp is ABLATION["losses"] else \
+            list(other) if exp is ABLATION["activations"] else []
+    monkeypatch.setattr(S, "records", fake)
+    row = lambda: S.summary_table(P).set_index("question").filter(  # noqa: E731
+        like="loss", axis=0).iloc[0, 0]
+    assert not row().startswith("pending")          # every run in: an answer
+    made.pop()
+    assert row() == f"pending ({len(runs) - 1} of {len(runs)} runs done)"
