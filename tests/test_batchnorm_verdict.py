@@ -163,3 +163,12 @@ def test_matched_epochs_pick_the_bn_epoch_at_the_plain_final_loss():
     assert study.end_loss(bn, 2) == pytest.approx(np.linspace(2.0, 0.2, 40)[19])
     assert study.matched_epochs(plain, bn) == 2  # 1.12 at epoch 2 vs 1.3
     assert math.isclose(study.end_loss(bn, 4), 0.2)
+
+
+def test_a_measure_without_a_value_says_why_and_is_not_counted():
+    band = V.Measure("band", "the course's band", {})
+    ok = V.Measure("adam_loss_range", "the loss range", {"early": V.Pair(2.0, 1.0)})
+    assert not band.measured()
+    assert V.unmeasured(band) == ("The course's band: no value in this profile, since at "
+                                  "every step it compares one of the networks sits at chance.")
+    assert V.summary([band, ok]).count("1 of 1 measures") == 1

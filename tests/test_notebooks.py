@@ -70,6 +70,7 @@ def test_smoke_report_embeds_what_the_notebooks_drew(executed):
     assert not missing, f"figures drawn but not in report.md: {missing}"
     assert "is not drawn yet" not in text
     assert "No results yet" not in text  # every table of every section filled
+    assert "Pending in" not in text and "-->n/a<!--" not in text  # no section waits
     summary = json.loads((P.results / "summaries" / "data.json").read_text())
     assert summary["sizes"]["train"] == P.train_size
 

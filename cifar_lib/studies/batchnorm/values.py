@@ -459,7 +459,10 @@ def values(profile: Profile) -> dict:
     seeds = seeds_of(runs)
     return {
         "bn_verdict": V.summary(ms),
-        **{VERDICT_VALUES[m.key]: V.sentence(m) if m.measured() else None for m in ms},
+        # a measure without a value once the runs are in says why (its
+        # steps sat at chance); the surfaces' waits for their measurement
+        **{VERDICT_VALUES[m.key]: V.sentence(m) if m.measured() else
+           V.unmeasured(m) if runs and m.key != "surface" else None for m in ms},
         "bn_measures_reading": _measures_reading(ms),
         "bn_runs_reading": _runs_reading(runs),
         "bn_probes_reading": _probes_reading(runs, S),

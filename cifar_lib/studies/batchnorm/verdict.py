@@ -123,6 +123,13 @@ def explaining_control(m: Measure) -> str | None:
     return None
 
 
+def unmeasured(m: Measure) -> str:
+    """The sentence of a measure the finished runs give no value for: every
+    step it compares had a network at chance (those steps are left out)."""
+    return (f"{m.name[0].upper()}{m.name[1:]}: no value in this profile, since at every "
+            "step it compares one of the networks sits at chance.")
+
+
 def sentence(m: Measure) -> str:
     """The measure's verdict in one or two sentences, every direction
     computed from the numbers cited."""
