@@ -93,6 +93,20 @@ def test_choose_waits_for_the_whole_grid(tmp_path):
     assert final and best is cands[2]
 
 
+def test_notebook_03_looks_inside_each_models_chosen_run(tmp_path):
+    """Not the last grid point: the one chosen on validation."""
+    from cifar_lib.studies.classification import measures
+    P = get_profile("smoke").with_(root=tmp_path)
+    grid = section1.arch_grid(P)["resnet18"]
+    assert "resnet18" not in measures.vis_runs(P)        # grid incomplete: none yet
+    for c, val in zip(grid, (0.5, 0.7, 0.6)):
+        r = rec("resnet18", val, lr=c.lr, val=val)
+        r["config"] = c.to_dict()
+        r["data"] = {"source": "synthetic", "train": 1, "val": 1, "test": 1}
+        store.write(r, P.results / "architectures" / f"{c.lr}.json")
+    assert measures.vis_runs(P)["resnet18"].cfg.lr == grid[1].lr
+
+
 def test_waiting_runs_train_once_their_grid_is_done(tmp_path, monkeypatch):
     """run_experiment trains the grid, then the runs that waited for it."""
     from cifar_lib import experiments as ex

@@ -368,9 +368,14 @@ def test_migrate_moves_each_old_layout_into_the_store(P, monkeypatch):
                                    for lbl, runs in pruning_runs.items()})
     assert store.load_measurement(R, "dessilbi", key) == pruning   # "key" not in the data
     # notebook 03: the key vis_key computes for those runs, at the version stored then
-    fake = [{"label": lbl, "run": run, "status": "ok", "config": {"seed": 0}}
+    from types import SimpleNamespace
+    from cifar_lib.engine import TrainConfig
+    cfgs = {lbl: TrainConfig(model=lbl) for lbl in vis_runs}   # each model's chosen run
+    fake = [{"label": lbl, "run": run, "status": "ok", "config": cfgs[lbl].to_dict()}
             for lbl, run in vis_runs.items()]
     monkeypatch.setattr(vis, "records", lambda exp, prof: fake)
+    monkeypatch.setattr(vis, "vis_runs", lambda prof: {
+        lbl: SimpleNamespace(label=lbl, cfg=c) for lbl, c in cfgs.items()})
     monkeypatch.setattr(vis, "VIS_VERSION", M.VIS_VERSION)
     got = store.load_measurement(R, "architectures", vis.vis_key(P))
     assert got == {"figures": list(vis.VIS_FIGURES), "calibration": calibration}

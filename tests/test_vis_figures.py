@@ -124,4 +124,8 @@ def test_measure_then_redraw_without_pngs_gives_the_same_files(prof, vsplit, dat
     drawn_again = []
     assert measures.measure(prof, vsplit) == out and drawn_again == [prof]
     from cifar_lib.studies.classification.values import calibration_table
-    assert list(calibration_table(prof)["model"]) == list(out["calibration"])
+    # each row names its model and, once its rate is chosen, the run
+    names = list(calibration_table(prof)["model"])
+    assert [n.split(" (")[0] for n in names] == list(out["calibration"])
+    assert any(n.startswith("canet_tiny (architectures, lr ") and n.endswith(", seed 0)")
+               for n in names)

@@ -61,13 +61,36 @@ def save_arch_costs(profile: Profile) -> dict:
     return costs
 
 
+def vis_runs(profile: Profile) -> dict:
+    """The architecture comparison's run of each model that notebook 03
+    looks inside: its first seed at its chosen rate (a core model's grid
+    point with the best validation accuracy), by label; a core model whose
+    grid is still incomplete is left out."""
+    from cifar_lib.studies.classification.runs import arch_grid, choose, store_id
+    grids, out = arch_grid(profile), {}
+    for r in ARCHITECTURES.runs(profile):
+        if r.cfg.seed != profile.seeds[0]:
+            continue
+        if r.label in grids:
+            best, final = choose(profile, grids[r.label])
+            if not final or store_id(r.cfg) != store_id(best):
+                continue
+        out[r.label] = r
+    return out
+
+
 def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) -> dict:
-    """Trained models of the architecture comparison (first seed), by label.
+    """Trained models of the architecture comparison (first seed, chosen
+    rate: :func:`vis_runs`), by label.
 
     Runs (or checkpoints) that are missing are trained, as notebook 01 would.
     """
     from cifar_lib.experiments import load_model, train_one
-    runs = {r.label: r for r in ARCHITECTURES.runs(profile) if r.cfg.seed == profile.seeds[0]}
+    runs = vis_runs(profile)
+    waiting = [lbl for lbl in labels if lbl in arch_grid_labels(profile) and lbl not in runs]
+    if waiting:
+        raise ValueError(f"the rate grids of {waiting} are not complete in the "
+                         f"{profile.name} profile; train them first (notebook 01)")
     missing = [lbl for lbl in labels if lbl not in runs]
     if missing:
         raise ValueError(f"{missing} are not in the {profile.name} architecture list; "
@@ -75,6 +98,12 @@ def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) 
     return {lbl: load_model(train_one(ARCHITECTURES, runs[lbl], profile, split,
                                       force=force, need_weights=True), profile)
             for lbl in labels}
+
+
+def arch_grid_labels(profile: Profile) -> set:
+    """The models with their own rate grid (the core models of the list)."""
+    from cifar_lib.studies.classification.runs import arch_grid
+    return set(arch_grid(profile))
 
 
 # Notebook 03's figures, each drawn from the stored measurement
@@ -90,9 +119,11 @@ def _needs(r) -> bool:
 def vis_key(profile: Profile) -> dict | None:
     """The store key of notebook 03's measurement for the current runs of
     its models (first seed), or None while one has no finished record."""
+    from cifar_lib.studies.classification.runs import store_id
     want = set(VIS_MODELS) | {ATTENTION_MODEL}
-    runs = {r["label"]: r["run"] for r in records(ARCHITECTURES, profile)
-            if r["label"] in want and r["config"]["seed"] == profile.seeds[0]
+    chosen = {store_id(r.cfg): lbl for lbl, r in vis_runs(profile).items() if lbl in want}
+    runs = {chosen[k]: r["run"] for r in records(ARCHITECTURES, profile)
+            if (k := store.identity(r["config"], r.get("tag"), {})) in chosen
             and r["status"] == "ok"}
     if set(runs) != want:
         return None

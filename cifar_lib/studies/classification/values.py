@@ -16,8 +16,13 @@ def calibration_table(profile: Profile):
     data = vis_measured(profile)
     if not data:
         return None
-    s = data["calibration"]
-    return pd.DataFrame([{"model": k, "test acc (%)": f"{100 * v['acc']:.1f}",
+    from cifar_lib.studies.classification.measures import vis_runs
+    s, runs = data["calibration"], vis_runs(profile)
+
+    def name(k):  # which run: notebook 01's, first seed, at its chosen rate
+        r = runs.get(k)
+        return k if r is None else f"{k} (architectures, lr {r.cfg.lr:g}, seed {r.cfg.seed})"
+    return pd.DataFrame([{"model": name(k), "test acc (%)": f"{100 * v['acc']:.1f}",
                           "ECE (15 bins)": f"{v['ece']:.3f}",
                           "mean confidence": f"{v['confidence']:.3f}"}
                          for k, v in s.items()])
