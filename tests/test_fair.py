@@ -189,3 +189,18 @@ def test_every_section1_table_has_a_reading_in_the_template():
         assert f"value:reading_{name}" in text, name
     assert "value:reading_architectures" in text and "table:long_budget" in text
     assert "table:final_model" in text
+
+
+def test_the_long_budget_reading_counts_a_difference_within_the_seeds_as_a_tie(monkeypatch):
+    recs = [rec("baseline, 4 epochs", 0.80), rec("baseline, 4 epochs", 0.82, seed=1),
+            rec("baseline, 16 epochs", 0.85), rec("baseline, 16 epochs", 0.85, seed=1),
+            rec("cutmix, 4 epochs", 0.80), rec("cutmix, 4 epochs", 0.81, seed=1),
+            rec("cutmix, 16 epochs", 0.90), rec("cutmix, 16 epochs", 0.90, seed=1)]
+    monkeypatch.setattr(v1, "records", lambda exp, P: recs)
+    P = get_profile("smoke")
+    text = v1.long_budget_reading(P)
+    # -0.5 at 4 epochs is within the 2.0-point seed gap; +5.0 at 16 is not
+    assert "a tie becomes a difference, or the reverse, for cutmix (-0.5 -> +5.0)" in text
+    assert "largest gap between two seeds (2.0 at 4, 0.0 at 16 epochs)" in text
+    row = v1.long_budget_table(P).set_index("setting").loc["cutmix", "vs baseline"]
+    assert row == "-0.5 -> +5.0 points: changes: a tie at the short budget, better at the long one"

@@ -274,12 +274,37 @@ def long_budget_summary(profile: Profile):
     return rows, budgets
 
 
-def _flip_word(d_short, d_long) -> str:
+def _side(d: float, spread) -> str:
+    """'+' better than the baseline beyond the seed spread, '-' worse, '0'
+    a tie (within the largest gap between two seeds of one setting)."""
+    s = spread or 0.0
+    return "+" if d > s else "-" if d < -s else "0"
+
+
+def _flip_word(d_short, d_long, spread_short=None, spread_long=None) -> str:
+    """Whether a setting's verdict against the baseline holds with the
+    budget: ``holds``, ``flips``, ``a tie at both budgets``, or how it
+    changes where one side is a tie (differences within the seed spread)."""
     if d_short != d_short or d_long != d_long:
-        return "n/a"
-    if (d_short > 0) == (d_long > 0):
-        return "holds"
-    return "flips"
+        return "pending"
+    a, b = _side(d_short, spread_short), _side(d_long, spread_long)
+    if a == b:
+        return "a tie at both budgets" if a == "0" else "holds"
+    if "0" not in (a, b):
+        return "flips"
+    word = {"+": "better", "-": "worse", "0": "a tie"}
+    return f"changes: {word[a]} at the short budget, {word[b]} at the long one"
+
+
+def _budget_spreads(rows: dict, budgets) -> dict:
+    """Per budget, the largest gap between two seeds of one setting
+    (points; None with one seed each)."""
+    out = {}
+    for e in budgets:
+        gaps = [100 * (max(v) - min(v)) for by in rows.values() if e in by
+                for v in [[x for st, x in by[e][1] if st == "ok" and x == x]] if len(v) > 1]
+        out[e] = max(gaps) if gaps else None
+    return out
 
 
 @register_table("long_budget")
@@ -294,6 +319,7 @@ def long_budget_table(profile: Profile):
         return None
     rows, (short, long) = got
     base = rows["baseline"]
+    spread = _budget_spreads(rows, (short, long))
     out = []
     for name, by in rows.items():
         row = {"setting": name}
@@ -305,7 +331,7 @@ def long_budget_table(profile: Profile):
             diffs[e] = 100 * (m - base.get(e, (float("nan"),))[0])
         if name != "baseline":
             row["vs baseline"] = (f"{diffs[short]:+.1f} -> {diffs[long]:+.1f} points: "
-                                  f"{_flip_word(diffs[short], diffs[long])}")
+                                  f"{_flip_word(diffs[short], diffs[long], spread[short], spread[long])}")
         else:
             row["vs baseline"] = ""
         out.append(row)
@@ -320,21 +346,26 @@ def long_budget_reading(profile: Profile):
         return None
     rows, (short, long) = got
     base = rows["baseline"]
-    holds, flips = [], []
+    spread = _budget_spreads(rows, (short, long))
+    groups = {"flips": [], "changes": [], "holds": [], "tie": []}
     for name, by in rows.items():
         if name == "baseline" or short not in by or long not in by:
             continue
         d_s = 100 * (by[short][0] - base[short][0])
         d_l = 100 * (by[long][0] - base[long][0])
-        (holds if _flip_word(d_s, d_l) == "holds" else flips).append(
-            f"{name} ({d_s:+.1f} -> {d_l:+.1f})")
-    parts = []
-    if flips:
-        parts.append("the verdict flips with the budget for " + ", ".join(flips))
-    if holds:
-        parts.append("it holds for " + ", ".join(holds))
+        word = _flip_word(d_s, d_l, spread[short], spread[long])
+        key = "tie" if word.startswith("a tie") else word.split(":")[0]
+        if key in groups:
+            groups[key].append(f"{name} ({d_s:+.1f} -> {d_l:+.1f})")
+    said = {"flips": "the verdict flips with the budget for ",
+            "changes": "a tie becomes a difference, or the reverse, for ",
+            "holds": "it holds for ", "tie": "it is a tie at both budgets for "}
+    parts = [said[k] + ", ".join(v) for k, v in groups.items() if v]
+    gaps = ", ".join(f"{spread[e]:.1f} at {e}" for e in (short, long) if spread[e] is not None)
+    noise = (f" A difference within the largest gap between two seeds ({gaps} epochs) "
+             "counts as a tie." if gaps else " One seed per setting: every difference counts.")
     return (f"Against the baseline at {short} and {long} epochs (points of test "
-            f"accuracy), " + "; ".join(parts) + ".")
+            f"accuracy), " + "; ".join(parts) + "." + noise)
 
 
 def final_model_summary(profile: Profile):
