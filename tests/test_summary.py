@@ -91,3 +91,18 @@ def test_an_ablation_with_a_run_still_pending_has_no_answer(monkeypatch, tmp_pat
     assert not row().startswith("pending")          # every run in: an answer
     made.pop()
     assert row() == f"pending ({len(runs) - 1} of {len(runs)} runs done)"
+
+
+def test_data_reading_follows_the_stored_summary(monkeypatch):
+    from cifar_lib.data import CIFAR10_MEAN, CIFAR10_STD
+    s = {"class_counts": {"train": [10, 10], "val": [5, 5]},
+         "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    monkeypatch.setattr(v1, "read", lambda P, *parts: s)
+    assert v1.data_reading(None).startswith(
+        "Every split has the same number of images in each class; the train split's channel "
+        "means are within 0.0000")
+    s["class_counts"]["val"] = [4, 6]
+    s["mean"] = [m + 0.01 for m in CIFAR10_MEAN]
+    text = v1.data_reading(None)
+    assert text.startswith("Classes differ in size in val (4 to 6); ")
+    assert "means are within 0.0100" in text

@@ -467,6 +467,28 @@ def data_stats_table(profile: Profile):
                          "std (original CIFAR-10)": [f"{v:.4f}" for v in CIFAR10_STD]})
 
 
+def data_reading(profile: Profile):
+    """One sentence under the data tables: whether every split is class
+    balanced, and how far the train split's channel statistics are from
+    the original CIFAR-10's (computed from the stored summary)."""
+    from cifar_lib.data import CIFAR10_MEAN, CIFAR10_STD
+    s = read(profile, "summaries", "data.json")
+    if s is None:
+        return None
+    uneven = [n for n, c in s["class_counts"].items() if min(c) != max(c)]
+    balance = ("every split has the same number of images in each class" if not uneven else
+               "classes differ in size in " + ", ".join(
+                   f"{n} ({min(c)} to {max(c)})" for n, c in s["class_counts"].items()
+                   if n in uneven))
+    dm = max(abs(a - b) for a, b in zip(s["mean"], CIFAR10_MEAN))
+    ds = max(abs(a - b) for a, b in zip(s["std"], CIFAR10_STD))
+    shift = max(abs(a - b) / sd for a, b, sd in zip(s["mean"], CIFAR10_MEAN, s["std"]))
+    return (f"{balance[0].upper()}{balance[1:]}; the train split's channel means are within "
+            f"{dm:.4f} and its standard deviations within {ds:.4f} of the original "
+            f"CIFAR-10's (normalising with one instead of the other shifts inputs by at most "
+            f"{100 * shift:.1f}% of a standard deviation).")
+
+
 def data_source(profile: Profile):
     s = read(profile, "summaries", "data.json")
     return None if s is None else s["source"]
@@ -707,6 +729,7 @@ def values(profile: Profile) -> dict:
 
     Used by report.md's sections 1.1-1.3 and the README."""
     return {"profile": profile_note(profile), "data_source": data_source(profile),
+            "data_reading": data_reading(profile),
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
