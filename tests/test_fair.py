@@ -204,3 +204,12 @@ def test_the_long_budget_reading_counts_a_difference_within_the_seeds_as_a_tie(m
     assert "largest gap between two seeds (2.0 at 4, 0.0 at 16 epochs)" in text
     row = v1.long_budget_table(P).set_index("setting").loc["cutmix", "vs baseline"]
     assert row == "-0.5 -> +5.0 points: changes: a tie at the short budget, better at the long one"
+
+
+def test_a_reading_names_the_grids_that_chose_an_end():
+    grids = {"a": {"chosen": 0.1, "grid": [(0.1, 0.5), (0.3, 0.4), (0.9, 0.3)]},
+             "b": {"chosen": 0.3, "grid": [(0.1, 0.5), (0.3, 0.6), (0.9, 0.3)]}}
+    assert v1.edge_note(grids) == (" 1 of the 2 rate grids chose an end of the grid (a): "
+                                   "a wider grid could change the ranking.")
+    grids["a"]["chosen"] = 0.3
+    assert v1.edge_note(grids) == ""

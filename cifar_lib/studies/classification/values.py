@@ -124,6 +124,17 @@ def at_chosen(recs: list[dict]) -> tuple[list[dict], dict]:
     return keep, grids
 
 
+def edge_note(grids: dict) -> str:
+    """A caveat for a reading: which labels chose a rate at an end of their
+    grid (the best rate may lie beyond it), or nothing."""
+    edge = [lbl for lbl, g in grids.items() if len(g["grid"]) > 1 and g["chosen"] in
+            (min(lr for lr, _ in g["grid"]), max(lr for lr, _ in g["grid"]))]
+    if not edge:
+        return ""
+    return (f" {len(edge)} of the {len(grids)} rate grids chose an end of the grid "
+            f"({', '.join(edge)}): a wider grid could change the ranking.")
+
+
 def grid_text(g: dict) -> str:
     """``0.0167: 41.2, 0.05: 45.3 (chosen), 0.15: failed`` (val acc %); a
     choice at an end of the grid says so (the best rate may lie beyond)."""
@@ -406,9 +417,9 @@ def final_model_table(profile: Profile):
     for rep, (acc, st) in sorted(best.items()):
         epochs = st.get("epochs") or ref["reports"][rep]["epochs"]
         rows.append({"model": f"course report {rep}: {st['setting']}",
-                     "test acc (%)": f"{acc:.2f}", "epochs": epochs if epochs else "n/a",
-                     "data": "original CIFAR-10 (as quoted)", "device": "n/a",
-                     "train time (s)": "n/a"})
+                     "test acc (%)": f"{acc:.2f}", "epochs": epochs if epochs else "not stated",
+                     "data": "original CIFAR-10 (as quoted)", "device": "-",
+                     "train time (s)": "-"})
     return pd.DataFrame(rows)
 
 
@@ -673,12 +684,20 @@ def _readings(profile: Profile) -> dict:
     out = {}
     for key, exp in ABLATION.items():
         recs = records(exp, profile)
+        note = ""
         if key == "optimizers":
-            recs = at_chosen(recs)[0]
-        out[READINGS[key]] = reading(recs, base if key != "stem" else None,
-                                     "optimizer" if key == "optimizers" else "row")
+            recs, grids = at_chosen(recs)
+            note = edge_note(grids)
+        text = reading(recs, base if key != "stem" else None,
+                       "optimizer" if key == "optimizers" else "row")
+        out[READINGS[key]] = text + note if text else text
     arch = records(ARCHITECTURES, profile)
-    out["reading_architectures"] = reading(at_chosen(arch)[0], None, "model") if arch else None
+    if arch:
+        keep, grids = at_chosen(arch)
+        text = reading(keep, None, "model")
+        out["reading_architectures"] = text + edge_note(grids) if text else text
+    else:
+        out["reading_architectures"] = None
     return out
 
 
