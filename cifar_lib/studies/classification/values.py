@@ -805,15 +805,15 @@ def fig_acc_vs_params(profile: Profile):
 @register_figure("arch_curves.png")
 def fig_arch_curves(profile: Profile):
     from cifar_lib import viz
-    recs = records(ARCHITECTURES, profile)
-    return viz.learning_curves(first_seed(recs)) if recs else None
+    recs = records(ARCHITECTURES, profile)   # each model at its chosen rate
+    return viz.learning_curves(first_seed(at_chosen(recs)[0])) if recs else None
 
 
 @register_figure("arch_lr.png")
 def fig_arch_lr(profile: Profile):
     from cifar_lib import viz
-    recs = records(ARCHITECTURES, profile)
-    return viz.lr_curves(first_seed(recs)) if recs else None
+    recs = records(ARCHITECTURES, profile)   # each model at its chosen rate
+    return viz.lr_curves(first_seed(at_chosen(recs)[0])) if recs else None
 
 
 # (ablation, figure, title) of the learning-curve figures of section 1.3
@@ -834,6 +834,8 @@ def _register_curves(key: str, name: str, title: str) -> None:
     def fig(profile: Profile):
         from cifar_lib import viz
         recs = records(ABLATION[key], profile)
+        if key == "optimizers":   # each optimizer at its chosen rate
+            recs = at_chosen(recs)[0]
         return viz.learning_curves(first_seed(recs), title=title) if recs else None
 
 
