@@ -32,7 +32,7 @@ from typing import Callable
 from cifar_lib import store
 from cifar_lib.engine import TrainConfig
 from cifar_lib.profiles import Profile, get_profile
-from cifar_lib.registry import PRIORITY, register_table, register_values
+from cifar_lib.registry import PLANNER, PRIORITY, register_table, register_values
 
 # Throughput the estimates assume: one H100, bf16 autocast, channels_last,
 # eager mode, batch 512, measured by benchmarks/plan_rates.py (2-epoch runs,
@@ -205,6 +205,9 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
             jobs[key].device = done[key].get("env", {}).get("device_name")
     return list(jobs.values())
 
+
+
+PLANNER["jobs"] = plan  # what report.py reads which runs are done from
 
 def totals(jobs: list[Job]) -> dict:
     """Run counts, PFLOPs and estimated minutes, overall and still pending."""

@@ -23,6 +23,7 @@ OPTIMIZERS: dict[str, Callable] = {}     # name -> builder(model, lr, **hyper)
 FIGURES: dict[str, Callable] = {}        # report ``figure:name`` -> fn(profile) -> Figure | None
 TABLES: dict[str, Callable] = {}         # report ``table:name`` -> fn(profile)
 VALUE_SOURCES: dict[str, Callable] = {}  # study -> values(profile) -> {name: str | None}
+PLANNER: dict[str, Callable] = {}        # "jobs" -> fn(profile) -> the plan's runs (plan.py)
 
 # Priority groups of runs, in the order the budgeted runner trains them; an
 # experiment names its group (``Experiment.group``, or a run's own).

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
-from cifar_lib.registry import (FIGURES, STUDIES_HINT, TABLES,  # noqa: F401
+from cifar_lib.registry import (FIGURES, PLANNER, STUDIES_HINT, TABLES,  # noqa: F401
                                 VALUE_SOURCES, register_table, register_values)
 
 TEMPLATE = REPO / "cifar_lib" / "report_template.md"
@@ -176,9 +176,11 @@ def section_pending(body: str) -> bool:
 
 
 def planned_runs(profile: Profile) -> list:
-    """The profile's plan (:func:`cifar_lib.plan.plan`): which runs are done."""
-    from cifar_lib import plan
-    return plan.plan(profile)
+    """The profile's plan (:func:`cifar_lib.plan.plan`, registered by
+    cifar_lib.plan, which the CLI and the notebooks load): which runs are
+    done; none known without it."""
+    fn = PLANNER.get("jobs")
+    return fn(profile) if fn else []
 
 
 def section_jobs(profile: Profile, experiments: list[str], cache: dict) -> tuple:
