@@ -180,7 +180,11 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
          step_ms: float = DEFAULT_STEP_MS, costs: bool = True) -> list[Job]:
     """Every run of the profile's main job, once each, in priority order
     (``costs=False``: without FLOPs and estimates, which take a while)."""
-    P = get_profile(profile)
+    with store.pinned():  # the experiments read results/ once between them
+        return _plan(get_profile(profile), extended, tflops, step_ms, costs)
+
+
+def _plan(P: Profile, extended: bool, tflops: float, step_ms: float, costs: bool) -> list[Job]:
     n_train, n_val, n_test = profile_images(P)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     done = _done_records(P)
@@ -257,7 +261,7 @@ def _post_steps(jobs: list[Job]) -> list[tuple]:
 
 def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
                root=None, tflops: float = DEFAULT_TFLOPS, step_ms: float = DEFAULT_STEP_MS,
-               log=print, only_groups=None, keys=None, claim: bool = False,
+               log=print, only_groups=None, keys=None, claim: bool = True,
                measure: bool = True) -> dict:
     """Train pending runs in priority order within ``budget_min`` minutes.
 
@@ -267,10 +271,11 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
     completes, so a second call continues where this one stopped. The
     post-training measurements run as soon as the runs they need are done
     (``measure=False``: never; a parallel launch measures once at the end).
-    ``keys``: only the jobs with these keys (a worker's shard); ``claim``:
-    take each run's claim first and leave a run that another worker holds
-    or has finished (:func:`cifar_lib.executors.claimed`). Returns what ran
-    and what is left.
+    ``keys``: only the jobs with these keys (a worker's shard); ``claim``
+    (default): take each run's claim first and leave a run that another
+    runner holds or has finished (:func:`cifar_lib.executors.claimed`), so
+    that two runners started at once on one results/ share the work instead
+    of training the same runs twice. Returns what ran and what is left.
     """
     from cifar_lib.experiments import profile_split
     P = get_profile(profile)

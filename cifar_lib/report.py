@@ -41,6 +41,7 @@ import os
 import re
 from pathlib import Path
 
+from cifar_lib import store
 from cifar_lib.fsutil import atomic_write
 from cifar_lib.profiles import REPO, Profile, get_profile
 from cifar_lib.registry import (FIGURES, PLANNER, STUDIES_HINT, TABLES,  # noqa: F401
@@ -188,12 +189,19 @@ def section_jobs(profile: Profile, experiments: list[str], cache: dict) -> tuple
     an entry ``experiment:label,label`` takes only those runs."""
     if "plan" not in cache:
         cache["plan"] = planned_runs(profile)
+    key = ("section", tuple(experiments))
+    if key not in cache:
+        cache[key] = _section_jobs(cache["plan"], experiments)
+    return cache[key]
+
+
+def _section_jobs(plan: list, experiments: list[str]) -> tuple:
     want = dict((e.split(":") + [""])[:2] for e in experiments)
 
     def mine(j):
         return any(e in want and (not want[e] or j.label in want[e].split(","))
                    for e in [j.experiment, *j.also])
-    jobs = [j for j in cache["plan"] if mine(j)]
+    jobs = [j for j in plan if mine(j)]
     return jobs, [j for j in jobs if not j.done]
 
 
@@ -230,6 +238,11 @@ def refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
     """``text`` with every block re-rendered and every section whose runs
     or results are missing collapsed to one line (:func:`pending_line`), so
     that no table or reading stands on part of its runs."""
+    with store.pinned():  # the tables read results/ once between them
+        return _refresh_text(text, profile, out_dir)
+
+
+def _refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
     cache: dict = {}
     out, at = [], 0
     for m in SECTION.finditer(text):

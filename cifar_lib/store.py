@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from cifar_lib.fsutil import atomic_write
@@ -198,6 +199,37 @@ def load_measurement(results: Path, experiment: str, key: dict):
     if isinstance(item, dict) and item.get("key") == key:
         return item.get("data")
     return None
+
+
+# ---------------------------------------------------------------- one listing
+
+_PINNED: dict | None = None  # while a listing runs: what it derived from results/
+
+
+@contextmanager
+def pinned():
+    """Within: results/ is taken as unchanged, so that one listing (a
+    plan, a report) derives each thing from it once (:func:`memo`) instead
+    of once per experiment that asks. Nested uses share the outer one."""
+    global _PINNED
+    if _PINNED is not None:
+        yield
+        return
+    _PINNED = {}
+    try:
+        yield
+    finally:
+        _PINNED = None
+
+
+def memo(key, make):
+    """``make()``, computed once per ``key`` within :func:`pinned`, and
+    every time outside it."""
+    if _PINNED is None:
+        return make()
+    if key not in _PINNED:
+        _PINNED[key] = make()
+    return _PINNED[key]
 
 
 # ---------------------------------------------------------------- writing

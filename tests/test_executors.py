@@ -178,3 +178,21 @@ def test_slurm_tasks_run_with_the_debug_executor(smoke):
     final.result()
     done = {j.key for j in pl.plan(smoke) if j.done}
     assert {j.key for j in jobs} <= done
+
+
+def test_a_plain_runner_leaves_a_run_another_runner_holds(smoke, monkeypatch):
+    """Two plain `run` commands at once on one results/ share the work: the
+    runner takes each run's claim by default and skips one held elsewhere."""
+    monkeypatch.setattr(pl, "_post_steps", lambda jobs: [])
+    jobs = [j for j in pl.plan(smoke) if j.group in GROUPS and not j.run.waits]
+    held, free = jobs[0], jobs[1]
+    trained = []
+    monkeypatch.setattr("cifar_lib.experiments.train_one",
+                        lambda exp, run, *a, **k: trained.append(run.cfg.to_dict()))
+    other = _holder(smoke.results, held.key)
+    try:
+        pl.run_budget(smoke, budget_min=60, keys=[held.key, free.key], log=lambda m: None)
+    finally:
+        other.kill()
+    assert held.cfg.to_dict() not in trained       # the other runner's
+    assert free.cfg.to_dict() in trained           # and the free one trained here

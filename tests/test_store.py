@@ -446,3 +446,19 @@ def test_the_cpu_profiles_measurements_are_found_by_the_studies(monkeypatch):
         pending = [j for j in pl.plan(P, costs=False)
                    if not j.done and j.experiment == "architectures"]
         assert pending, "notebook 03's measurement is stale though its runs are all done"
+
+
+def test_pinned_memo_computes_once_per_listing_and_every_time_outside():
+    calls = []
+
+    def make():
+        calls.append(1)
+        return len(calls)
+
+    assert store.memo("k", make) == 1 and store.memo("k", make) == 2   # outside: each time
+    with store.pinned():
+        assert store.memo("k", make) == 3
+        with store.pinned():                                          # nested: the outer one
+            assert store.memo("k", make) == 3
+        assert store.memo("other", make) == 4
+    assert store.memo("k", make) == 5                                 # dropped after

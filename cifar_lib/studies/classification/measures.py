@@ -102,8 +102,8 @@ def vis_models(profile: Profile, split, labels=VIS_MODELS, force: bool = False) 
 
 def arch_grid_labels(profile: Profile) -> set:
     """The models with their own rate grid (the core models of the list)."""
-    from cifar_lib.studies.classification.runs import arch_grid
-    return set(arch_grid(profile))
+    from cifar_lib.studies.classification.runs import ARCH_CORE, sizes
+    return {label for label, _, _ in sizes(profile).arch_models if label in ARCH_CORE}
 
 
 # Notebook 03's figures, each drawn from the stored measurement

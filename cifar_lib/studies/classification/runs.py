@@ -266,7 +266,13 @@ _FINISHED: dict = {}  # results folder -> (its files' stamps, finished runs by i
 def _finished(results) -> dict:
     """The finished runs (ok, diverged or failed) under ``results`` by
     identity, read again only when a record file was added or changed (the
-    experiments call :func:`choose` many times per listing)."""
+    experiments call :func:`choose` many times per listing), and checked
+    once per listing within :func:`cifar_lib.store.pinned`."""
+    from cifar_lib import store
+    return store.memo(("finished", str(results)), lambda: _finished_now(results))
+
+
+def _finished_now(results) -> dict:
     from pathlib import Path
     from cifar_lib import store
     stamps = []
@@ -565,7 +571,15 @@ def configs(profile: Profile) -> dict[str, list[Run]]:
     ``architectures_extended``), one ``ablation_*`` per factor (FastNet,
     one thing changed from the baseline) and ``ablation_stem`` (ResNet-18),
     each over the profile's seeds; ``long_budget`` and ``final_model``.
+    Built once per listing (:func:`cifar_lib.store.pinned`): each experiment
+    takes its part.
     """
+    from cifar_lib import store
+    with store.pinned():  # one state of results/ for every choice below
+        return store.memo(("classification.configs", profile), lambda: _configs(profile))
+
+
+def _configs(profile: Profile) -> dict[str, list[Run]]:
     P, S = profile, sizes(profile)
     base, final = baseline_choice(P)
     wait = None if final else "the baseline's rate grid"
@@ -603,7 +617,7 @@ def _pairs(pairs) -> list[Run]:
 
 def _experiment(name: str, notebook: str, section: str, group: str, **kw) -> Experiment:
     def make_runs(profile: Profile):
-        return configs(profile)[name]
+        return list(configs(profile)[name])
     return Experiment(name, notebook, section, group, make_runs, **kw)
 
 
