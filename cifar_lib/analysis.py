@@ -195,7 +195,10 @@ def per_class_indices(y: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def augmentation_examples(split, n: int = 8, seed: int = 0) -> dict:
-    """The same ``n`` training images under each augmentation, in [0, 1].
+    """The same ``n`` training images under each augmentation of section
+    1.3, in [0, 1]: the baseline's (a translation by up to 2 pixels and the
+    alternating flip, shown in two consecutive epochs), the old baseline's
+    crop with 4-pixel padding, and the added ones.
 
     Used by notebook 00 (report section 1.1).
     """
@@ -208,9 +211,13 @@ def augmentation_examples(split, n: int = 8, seed: int = 0) -> dict:
     t = torch.nn.functional.one_hot(y, split.num_classes).float()
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
+    flipped = torch.rand(n, generator=g) < 0.5   # the alternating flip's first epoch
     out = {"original": xn,
-           "crop (pad 4)": A.random_crop(xn, 4, g),
-           "flip": xn.flip(3),
+           "translate 2 px (baseline)": A.random_crop(xn, 2, g),
+           "alternating flip, epoch 1": A.flip_where(xn, A.alt_flip_mask(flipped, 0)),
+           "alternating flip, epoch 2": A.flip_where(xn, A.alt_flip_mask(flipped, 1)),
+           "crop, pad 4 (old baseline)": A.random_crop(xn, 4, g),
+           "rotation (15 degrees)": A.random_rotate(xn, 15.0, g),
            "erasing (12 px)": A.random_erase(xn, 1.0, 12, g),
            "mixup (alpha 1)": A.mixup(xn, t, 1.0, g, rng)[0],
            "cutmix (alpha 1)": A.cutmix(xn, t, 1.0, g, rng)[0]}

@@ -95,11 +95,19 @@ def test_per_class_indices_and_augmentation_examples(split):
     idx = analysis.per_class_indices(y, 3)
     assert y[idx].tolist() == [k for k in range(10) for _ in range(3)]
     ex = analysis.augmentation_examples(split, n=4)
-    assert list(ex) == ["original", "crop (pad 4)", "flip", "erasing (12 px)",
-                        "mixup (alpha 1)", "cutmix (alpha 1)"]
+    assert list(ex) == ["original", "translate 2 px (baseline)", "alternating flip, epoch 1",
+                        "alternating flip, epoch 2", "crop, pad 4 (old baseline)",
+                        "rotation (15 degrees)", "erasing (12 px)", "mixup (alpha 1)",
+                        "cutmix (alpha 1)"]
     orig = split.train[0][:4].float() / 255
     assert torch.allclose(ex["original"], orig, atol=1e-5)
-    assert torch.allclose(ex["flip"], orig.flip(3), atol=1e-5)
+    # the alternating flip: each image mirrored in exactly one of two epochs
+    one, two = ex["alternating flip, epoch 1"], ex["alternating flip, epoch 2"]
+    for i in range(4):
+        kept = [torch.allclose(e[i], orig[i], atol=1e-5) for e in (one, two)]
+        mirrored = [torch.allclose(e[i], orig[i].flip(2), atol=1e-5) for e in (one, two)]
+        assert sorted(kept) == [False, True] or orig[i].equal(orig[i].flip(2))
+        assert kept[0] == mirrored[1] and kept[1] == mirrored[0]
     for v in ex.values():
         assert v.shape == (4, 3, 32, 32) and v.min() >= 0 and v.max() <= 1
 
