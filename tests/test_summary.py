@@ -24,15 +24,47 @@ def test_the_answer_names_the_best_setting_and_whether_it_beats_the_noise():
     assert b["best"] == "flip" and round(b["lead"], 6) == 5.0 and b["beyond_noise"]
     text = S.answer(b)
     assert text == ("flip (85.0%), +5.0 points over the baseline (80.0%); more than the "
-                    "largest seed gap (1.0)")
+                    "largest seed gap (1.0 points, over 1 setting with two seeds)")
     # flip one number: the lead shrinks under the seed gap and the answer says tie
     recs = [base[0], rec("flip", 0.805)]
     assert S.answer(S.best_vs_baseline(recs, base)).endswith(
-        "within the largest seed gap (1.0): a tie")
+        "within the largest seed gap (1.0 points, over 1 setting with two seeds): a tie")
     # flip it the other way: the baseline leads
     recs = [base[0], rec("flip", 0.70)]
     assert S.answer(S.best_vs_baseline(recs, base)).startswith(
         "the baseline, crop (baseline) (80.0%), 10.0 points ahead of flip")
+
+
+def test_the_noise_counts_seed_pairs_at_the_rows_epochs_only():
+    """One seed per row: the lead is set against the seed gaps of the
+    settings trained twice at the same epochs, not at a longer budget."""
+    base = [rec("crop (baseline)", 0.80, augment="crop", seed=s) for s in (0, 1)]
+    base[1]["metrics"]["test_acc"] = 0.81
+    recs = [base[0], rec("flip", 0.815, augment="flip")]
+    noise = base + [rec("cutmix", 0.70, seed=0, augment="cutmix"),
+                    rec("cutmix", 0.72, seed=1, augment="cutmix")]
+    long = [rec("crop (baseline)", 0.80, epochs=16, augment="crop"),
+            rec("crop (baseline)", 0.90, seed=1, epochs=16, augment="crop")]
+    b = S.best_vs_baseline(recs, noise + long)
+    assert round(b["spread"], 6) == 2.0 and b["pairs"] == 2 and not b["beyond_noise"]
+    assert S.answer(b).endswith("(2.0 points, over 2 settings with two seeds): a tie")
+    text = v1.reading(recs, noise + long)
+    assert "within the largest gap between two seeds of one setting (2.0 points, over 2 " \
+           "settings with two seeds)" in text
+
+
+def test_the_baseline_accuracy_is_its_chosen_rate_only(monkeypatch):
+    """The baseline's grid runs at the other rates are not averaged in."""
+    from types import SimpleNamespace
+    chosen = SimpleNamespace(to_dict=lambda: {"model": "fastnet", "seed": 0, "lr": 0.3,
+                                              "epochs": 4, "grad_clip": 0.0})
+    runs = importlib.import_module("cifar_lib.studies.classification.runs")
+    monkeypatch.setattr(runs, "baseline_choice", lambda P: (chosen, True))
+    monkeypatch.setattr(v1, "records", lambda exp, P: [
+        rec("fastnet", 0.40, lr=0.1), rec("fastnet", 0.66, lr=0.3),
+        rec("fastnet", 0.60, lr=0.9), rec("fastnet", 0.67, lr=0.3, seed=1)])
+    assert v1.baseline_acc(None) == ("66.5 ± 0.7% (seeds: 66.0, 67.0; lr 0.3, "
+                                     "chosen on validation)")
 
 
 def test_failed_runs_do_not_win_and_one_seed_says_so():
@@ -106,3 +138,14 @@ def test_data_reading_follows_the_stored_summary(monkeypatch):
     text = v1.data_reading(None)
     assert text.startswith("Classes differ in size in val (4 to 6); ")
     assert "means are within 0.0100" in text
+
+
+def test_the_grid_note_follows_each_cell():
+    cells = [rec("x", acc, lr=lr, scheduler=sch) for lr, sch, acc in
+             [(0.01, "step", 0.56), (0.01, "constant", 0.62),
+              (0.001, "step", 0.52), (0.001, "constant", 0.59)]]
+    assert v1.grid_schedules_note(cells) == (
+        " The constant schedule beats step at every rate (constant minus step: "
+        "+6.0 at lr 0.01, +7.0 at lr 0.001 points).")
+    cells[0]["metrics"]["test_acc"] = 0.70              # flip one cell
+    assert v1.grid_schedules_note(cells).startswith(" Neither schedule wins at every rate")

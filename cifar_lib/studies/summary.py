@@ -25,7 +25,7 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) 
     """The best row (mean test accuracy over the seeds that learned), the
     baseline's, the lead in points, the largest gap between two seeds of
     one setting (None with one seed each) and whether the lead exceeds it."""
-    from cifar_lib.studies.classification.values import _seed_range
+    from cifar_lib.studies.classification.values import _seed_gaps, at_epochs
     if not recs:
         return None
     s = summarize(results_frame(recs), by="label", metrics=("test_acc",))
@@ -36,7 +36,10 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) 
     best = s.iloc[0]
     out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
            "base": None, "base_acc": None, "lead": None,
-           "spread": _seed_range(recs + (baseline_recs or []))}
+           "spread": None, "pairs": 0}
+    gaps = _seed_gaps(recs + at_epochs(baseline_recs or [], recs))
+    if gaps:
+        out["spread"], out["pairs"] = max(gaps), len(gaps)
     if len(base):
         out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
         if best["label"] == out["base"] and len(s) > 1:  # the baseline leads: by how much
@@ -64,9 +67,11 @@ def answer(b: dict | None) -> str:
         text += f", {b['lead']:+.1f} points over the baseline ({b['base_acc']:.1f}%)"
     if b["spread"] is None:
         return text + "; one seed each, so the spread is not measured"
+    gap = (f"the largest seed gap ({b['spread']:.1f} points, over {b['pairs']} "
+           f"setting{'s' if b['pairs'] != 1 else ''} with two seeds)")
     if b["beyond_noise"]:
-        return text + f"; more than the largest seed gap ({b['spread']:.1f})"
-    return text + f"; within the largest seed gap ({b['spread']:.1f}): a tie"
+        return text + f"; more than {gap}"
+    return text + f"; within {gap}: a tie"
 
 
 @register_table("summary")
@@ -76,7 +81,8 @@ def summary_table(profile: Profile):
     from cifar_lib.studies import batchnorm, dessilbi
     from cifar_lib.studies.classification.runs import ABLATION, ARCHITECTURES, BASELINE
     from cifar_lib.studies.classification.values import at_chosen
-    base = records(BASELINE, profile)
+    from cifar_lib.studies.classification.values import noise_records
+    base = noise_records(profile)
     rows = []
     arch = records(ARCHITECTURES, profile)
     text = answer(best_vs_baseline(at_chosen(arch)[0])) if arch else "pending"

@@ -191,8 +191,9 @@ def arch_summary(profile: Profile):
     s["epochs_mean"] = [epochs[lbl] for lbl in s["label"]]
     rate = {r["label"]: _rate_of(r) for r in keep}
     s["lr"] = [rate[lbl] for lbl in s["label"]]
+    complete = _complete_grids(profile)
     s["lr_from"] = [("own grid: " + grid_text(grids[lbl])) if lbl in grids else
-                    _zoo_rate_from(profile, lbl) if lbl not in ARCH_CORE else
+                    _zoo_rate_from(lbl, complete) if lbl not in ARCH_CORE else
                     "shared (own grid pending)"
                     for lbl in s["label"]]
     common = min(len(r["history"]) for r in keep)
@@ -205,13 +206,19 @@ def arch_summary(profile: Profile):
     return pd.DataFrame(s)
 
 
-def _zoo_rate_from(profile: Profile, label: str) -> str:
+def _complete_grids(profile: Profile) -> set:
+    """The core models whose rate grid is complete (its choice final)."""
+    from cifar_lib.studies.classification.runs import arch_grid, choose
+    return {core for core, grid in arch_grid(profile).items() if choose(profile, grid)[1]}
+
+
+def _zoo_rate_from(label: str, complete: set) -> str:
     """Where a zoo model's rate came from: its nearest core model's grid
-    once that grid is complete; the shared rate (its centre) before."""
-    from cifar_lib.studies.classification.runs import arch_grid, choose, nearest_core
+    once that grid is complete (``complete``: :func:`_complete_grids`); the
+    shared rate (its centre) before."""
+    from cifar_lib.studies.classification.runs import nearest_core
     core = nearest_core(label)
-    grid = arch_grid(profile).get(core)
-    if grid and choose(profile, grid)[1]:
+    if core in complete:
         return f"{core}'s grid"
     return f"shared ({core}'s grid pending)"
 
@@ -318,6 +325,28 @@ def _budget_spreads(rows: dict, budgets) -> dict:
     return out
 
 
+def long_budget_verdicts(profile: Profile):
+    """(rows, (short, long), spreads, verdicts) of the long-budget control:
+    :func:`long_budget_summary`'s rows, :func:`_budget_spreads`, and per
+    setting other than the baseline ``(difference at the short budget, at
+    the long one, _flip_word)`` in points; None while a budget has no run."""
+    got = long_budget_summary(profile)
+    if got is None:
+        return None
+    rows, (short, long) = got
+    base = rows["baseline"]
+    spread = _budget_spreads(rows, (short, long))
+    verdicts = {}
+    for name, by in rows.items():
+        if name == "baseline":
+            continue
+        d = {e: 100 * (by.get(e, (float("nan"),))[0] - base.get(e, (float("nan"),))[0])
+             for e in (short, long)}
+        verdicts[name] = (d[short], d[long],
+                          _flip_word(d[short], d[long], spread[short], spread[long]))
+    return rows, (short, long), spread, verdicts
+
+
 @register_table("long_budget")
 def long_budget_table(profile: Profile):
     """The long-budget control: which of section 1.3's conclusions hold at
@@ -325,26 +354,19 @@ def long_budget_table(profile: Profile):
 
     Used by notebook 02 (report section 1.3)."""
     import pandas as pd
-    got = long_budget_summary(profile)
+    got = long_budget_verdicts(profile)
     if got is None:
         return None
-    rows, (short, long) = got
-    base = rows["baseline"]
-    spread = _budget_spreads(rows, (short, long))
+    rows, (short, long), _, verdicts = got
     out = []
     for name, by in rows.items():
         row = {"setting": name}
-        diffs = {}
         for e in (short, long):
             m, seeds = by.get(e, (float("nan"), []))
             row[f"{e} epochs: test acc (%)"] = _pm(m, None)
             row[f"{e} epochs: per seed"] = per_seed(seeds)
-            diffs[e] = 100 * (m - base.get(e, (float("nan"),))[0])
-        if name != "baseline":
-            row["vs baseline"] = (f"{diffs[short]:+.1f} -> {diffs[long]:+.1f} points: "
-                                  f"{_flip_word(diffs[short], diffs[long], spread[short], spread[long])}")
-        else:
-            row["vs baseline"] = ""
+        d_s, d_l, word = verdicts.get(name, (None, None, ""))
+        row["vs baseline"] = f"{d_s:+.1f} -> {d_l:+.1f} points: {word}" if word else ""
         out.append(row)
     return pd.DataFrame(out)
 
@@ -352,24 +374,23 @@ def long_budget_table(profile: Profile):
 def long_budget_reading(profile: Profile):
     """One sentence: which settings' verdicts against the baseline hold
     and which flip with the budget."""
-    got = long_budget_summary(profile)
+    got = long_budget_verdicts(profile)
     if got is None:
         return None
-    rows, (short, long) = got
-    base = rows["baseline"]
-    spread = _budget_spreads(rows, (short, long))
+    rows, (short, long), spread, verdicts = got
     groups = {"flips": [], "changes": [], "holds": [], "tie": []}
-    for name, by in rows.items():
-        if name == "baseline" or short not in by or long not in by:
+    word = {"+": "better", "-": "worse", "0": "a tie"}
+    for name, (d_s, d_l, verdict) in verdicts.items():
+        if short not in rows[name] or long not in rows[name]:
             continue
-        d_s = 100 * (by[short][0] - base[short][0])
-        d_l = 100 * (by[long][0] - base[long][0])
-        word = _flip_word(d_s, d_l, spread[short], spread[long])
-        key = "tie" if word.startswith("a tie") else word.split(":")[0]
-        if key in groups:
+        key = "tie" if verdict.startswith("a tie") else verdict.split(":")[0]
+        if key == "changes":  # say which way: a tie at one budget, a difference at the other
+            a, b = _side(d_s, spread[short]), _side(d_l, spread[long])
+            groups[key].append(f"{name} is {word[a]} at {short} epochs and {word[b]} at "
+                               f"{long} ({d_s:+.1f} -> {d_l:+.1f})")
+        elif key in groups:
             groups[key].append(f"{name} ({d_s:+.1f} -> {d_l:+.1f})")
-    said = {"flips": "the verdict flips with the budget for ",
-            "changes": "a tie becomes a difference, or the reverse, for ",
+    said = {"flips": "the verdict flips with the budget for ", "changes": "",
             "holds": "it holds for ", "tie": "it is a tie at both budgets for "}
     parts = [said[k] + ", ".join(v) for k, v in groups.items() if v]
     gaps = ", ".join(f"{spread[e]:.1f} at {e}" for e in (short, long) if spread[e] is not None)
@@ -561,13 +582,27 @@ def arch_weak(profile: Profile):
                      for _, r in weak.iterrows())
 
 
+def baseline_records(profile: Profile) -> list[dict]:
+    """The ablation baseline's runs at its chosen rate (every seed; not
+    the other rates of its grid)."""
+    from cifar_lib.studies.classification.runs import BASELINE, baseline_choice
+    chosen, _ = baseline_choice(profile)
+    want = {k: v for k, v in chosen.to_dict().items() if k != "seed"}
+    return [r for r in records(BASELINE, profile)
+            if {k: v for k, v in r["config"].items() if k != "seed"} == want]
+
+
 def baseline_acc(profile: Profile):
-    recs = records(ABLATION["optimizers"], profile)
-    base = [r for r in recs if "(baseline)" in r["label"]]
+    """The ablation baseline's test accuracy at its chosen rate (mean ± std
+    over its seeds, then each seed)."""
+    base = baseline_records(profile)
     if not base:
         return None
     s = summarize(results_frame(base), metrics=("test_acc",))
-    return _pm(s["test_acc_mean"][0], s["test_acc_std"][0])
+    seeds = ", ".join(f"{100 * r['metrics']['test_acc']:.1f}" for r in
+                      sorted(base, key=lambda r: r["config"]["seed"]))
+    return (f"{_pm(s['test_acc_mean'][0], s['test_acc_std'][0])}% (seeds: {seeds}; "
+            f"lr {base[0]['config']['lr']:g}, chosen on validation)")
 
 
 def profile_note(profile: Profile):
@@ -584,9 +619,9 @@ def headline_table(profile: Profile):
     """README's headline: best architecture and the FastNet baseline."""
     import pandas as pd
     rows = []
-    for what, exp, pick in (("best architecture, shared recipe", ARCHITECTURES, None),
-                            ("FastNet ablation baseline", ABLATION["optimizers"], "(baseline)")):
-        recs = [r for r in records(exp, profile) if pick is None or pick in r["label"]]
+    for what, recs in (("best architecture, shared recipe",
+                        at_chosen(records(ARCHITECTURES, profile))[0]),
+                       ("FastNet ablation baseline", baseline_records(profile))):
         if not recs:
             continue
         s = summarize(results_frame(recs), by="label",
@@ -601,9 +636,31 @@ def headline_table(profile: Profile):
     return pd.DataFrame(rows) if rows else None
 
 
+def noise_records(profile: Profile) -> list[dict]:
+    """FastNet runs trained with two seeds besides the ablation tables (the
+    baseline and the long-budget control's settings): where an ablation
+    row has one seed, their seed gaps at the same epochs measure the noise
+    its lead is set against (:func:`_seed_range`)."""
+    from cifar_lib.studies.classification.runs import BASELINE
+    return records(BASELINE, profile) + records(LONG_BUDGET, profile)
+
+
+def at_epochs(recs: list[dict], like: list[dict]) -> list[dict]:
+    """The records of ``recs`` trained for as many epochs as one of ``like``."""
+    epochs = {r["config"]["epochs"] for r in like}
+    return [r for r in recs if r["config"]["epochs"] in epochs]
+
+
 def _seed_range(recs: list[dict]) -> float | None:
     """The largest gap (points) between two seeds of one setting (the same
     config but for the seed) that learned."""
+    gaps = _seed_gaps(recs)
+    return max(gaps) if gaps else None
+
+
+def _seed_gaps(recs: list[dict]) -> list[float]:
+    """Per setting with two or more seeds that learned, the gap (points)
+    between its best and worst seed."""
     import json
     by: dict = {}
     for r in recs:
@@ -612,8 +669,15 @@ def _seed_range(recs: list[dict]) -> float | None:
                                  sort_keys=True)
             by.setdefault(setting, {})[r["config"]["seed"]] = 100 * r["metrics"]["test_acc"]
     by = {k: list(v.values()) for k, v in by.items()}
-    gaps = [max(v) - min(v) for v in by.values() if len(v) > 1]
-    return max(gaps) if gaps else None
+    return [max(v) - min(v) for v in by.values() if len(v) > 1]
+
+
+def spread_words(gaps: list[float]) -> str:
+    """'the largest gap between two seeds of one setting (0.7 points, over 5
+    settings with two seeds)'."""
+    n = len(gaps)
+    return (f"the largest gap between two seeds of one setting ({max(gaps):.1f} points, "
+            f"over {n} setting{'s' if n != 1 else ''} with two seeds)")
 
 
 def _failed(rec) -> bool:
@@ -637,7 +701,8 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
         return "Only one row has run so far: nothing to compare yet."
     best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
     base = s[s["label"].str.contains("(baseline)", regex=False)]
-    spread = _seed_range(recs + (baseline_recs or []))
+    gaps = _seed_gaps(recs + at_epochs(baseline_recs or [], recs))
+    spread = max(gaps) if gaps else None
     epochs = sorted({r["config"]["epochs"] for r in recs})
     out = f"Best {what}: {best['label']} at {100 * best['test_acc_mean']:.1f}%"
     if len(base) and base.iloc[0]["label"] != best["label"]:
@@ -646,19 +711,18 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
         if spread is None:
             out += " (one seed each: no spread to compare with)"
         elif lead > spread:
-            out += f", more than the largest gap between two seeds of one setting ({spread:.1f})"
+            out += f", more than {spread_words(gaps)}"
         else:
-            out += (f", within the largest gap between two seeds of one setting "
-                    f"({spread:.1f}): not a reliable difference")
+            out += f", within {spread_words(gaps)}: not a reliable difference"
     elif len(base):
         out += ", the baseline itself"
         if spread is not None:
             runner = s.sort_values("test_acc_mean", ascending=False)
             if len(runner) > 1:
                 gap = 100 * (runner.iloc[0]["test_acc_mean"] - runner.iloc[1]["test_acc_mean"])
-                out += (f", {gap:.1f} points ahead of {runner.iloc[1]['label']} "
-                        + ("(more than" if gap > spread else "(within")
-                        + f" the largest gap between two seeds, {spread:.1f})")
+                out += (f", {gap:.1f} points ahead of {runner.iloc[1]['label']}, "
+                        + ("more than " if gap > spread else "within ")
+                        + spread_words(gaps))
     n_failed = int((df["status"] != "ok").sum())
     if n_failed:
         out += f"; {n_failed} run(s) failed and are left out of the means"
@@ -680,7 +744,7 @@ READINGS = {"optimizers": "reading_ablation_optimizers",
 
 def _readings(profile: Profile) -> dict:
     from cifar_lib.studies.classification.runs import BASELINE
-    base = records(BASELINE, profile)
+    base = noise_records(profile)
     out = {}
     for key, exp in ABLATION.items():
         recs = records(exp, profile)
@@ -690,6 +754,8 @@ def _readings(profile: Profile) -> dict:
             note = edge_note(grids)
         text = reading(recs, base if key != "stem" else None,
                        "optimizer" if key == "optimizers" else "row")
+        if key == "lr_grid" and text:
+            note = grid_schedules_note(recs)
         out[READINGS[key]] = text + note if text else text
     arch = records(ARCHITECTURES, profile)
     if arch:
@@ -699,6 +765,28 @@ def _readings(profile: Profile) -> dict:
     else:
         out["reading_architectures"] = None
     return out
+
+
+def grid_schedules_note(recs: list[dict]) -> str:
+    """Under the rate x schedule grid: at each rate, which schedule scored
+    higher and by how much (first seed of each cell)."""
+    cells: dict = {}
+    for r in sorted(recs, key=lambda r: -r["config"]["seed"]):  # the first seed wins
+        cells.setdefault(r["config"]["lr"], {})[r["config"]["scheduler"]] = \
+            100 * r["metrics"]["test_acc"]
+    pairs = [(lr, c) for lr, c in sorted(cells.items(), reverse=True) if len(c) == 2]
+    if not pairs:
+        return ""
+    a, b = sorted(pairs[0][1])
+    diffs = [(lr, c[a] - c[b]) for lr, c in pairs]
+    each = ", ".join(f"{d:+.1f} at lr {lr:g}" for lr, d in diffs)
+    if all(d > 0 for _, d in diffs):
+        win, lose = a, b
+    elif all(d < 0 for _, d in diffs):
+        win, lose = b, a
+    else:
+        return f" Neither schedule wins at every rate ({a} minus {b}: {each} points)."
+    return f" The {win} schedule beats {lose} at every rate ({a} minus {b}: {each} points)."
 
 
 def inside_observations(profile: Profile) -> dict:
