@@ -213,3 +213,11 @@ def test_a_reading_names_the_grids_that_chose_an_end():
                                    "a wider grid could change the ranking.")
     grids["a"]["chosen"] = 0.3
     assert v1.edge_note(grids) == ""
+
+
+def test_a_baseline_that_leads_with_one_seed_says_by_how_much():
+    recs = [rec("CIFAR stem (baseline)", 0.512, model_kw="a"),
+            rec("ImageNet stem", 0.481, model_kw="b")]
+    assert v1.reading(recs) == ("Best row: CIFAR stem (baseline) at 51.2%, the baseline "
+                                "itself, 3.1 points ahead of ImageNet stem (one seed each: "
+                                "no spread to compare with); at 4 epochs.")

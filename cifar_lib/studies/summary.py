@@ -23,9 +23,11 @@ QUESTIONS = (("optimizer", "optimizers"), ("learning-rate schedule", "schedulers
 
 def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) -> dict | None:
     """The best row (mean test accuracy over the seeds that learned), the
-    baseline's, the lead in points, the largest gap between two seeds of
-    one setting (None with one seed each) and whether the lead exceeds it."""
-    from cifar_lib.studies.classification.values import _seed_gaps, at_epochs
+    baseline's, the lead in points (over the runner-up where the baseline
+    leads or there is none), the seed noise it is set against
+    (:func:`~cifar_lib.studies.classification.values.lead_noise`: None with
+    one seed each) and whether the lead exceeds it."""
+    from cifar_lib.studies.classification.values import lead_noise
     if not recs:
         return None
     s = summarize(results_frame(recs), by="label", metrics=("test_acc",))
@@ -35,20 +37,19 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) 
     base = s[s["label"].str.contains("(baseline)", regex=False)]
     best = s.iloc[0]
     out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
-           "base": None, "base_acc": None, "lead": None,
-           "spread": None, "pairs": 0}
-    gaps = _seed_gaps(recs + at_epochs(baseline_recs or [], recs))
-    if gaps:
-        out["spread"], out["pairs"] = max(gaps), len(gaps)
+           "base": None, "base_acc": None, "lead": None}
     if len(base):
         out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
-        if best["label"] == out["base"] and len(s) > 1:  # the baseline leads: by how much
-            out["lead"] = out["base_acc"] - 100 * s.iloc[1]["test_acc_mean"]
-            out["runner_up"] = s.iloc[1]["label"]
-        else:
-            out["lead"] = out["best_acc"] - out["base_acc"]
-    out["beyond_noise"] = (out["lead"] is not None and out["spread"] is not None
-                           and out["lead"] > out["spread"])
+    if out["base"] is None or best["label"] == out["base"]:
+        # the baseline leads, or there is none (the architectures): the lead
+        # over the runner-up
+        out["lead"] = 100 * (best["test_acc_mean"] - s.iloc[1]["test_acc_mean"])
+        out["runner_up"] = other = s.iloc[1]["label"]
+    else:
+        out["lead"] = out["best_acc"] - out["base_acc"]
+        other = out["base"]
+    out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs)
+    out["beyond_noise"] = out["spread"] is not None and out["lead"] > out["spread"]
     return out
 
 
@@ -57,9 +58,9 @@ def answer(b: dict | None) -> str:
     if b is None:
         return "pending"
     text = f"{b['best']} ({b['best_acc']:.1f}%)"
-    if b["base"] is None:
-        return text
-    if b["best"] == b["base"]:
+    if b["base"] is None:  # no baseline: the lead over the runner-up
+        text += f", {b['lead']:.1f} points ahead of {b['runner_up']}"
+    elif b["best"] == b["base"]:
         lead = (f", {b['lead']:.1f} points ahead of {b['runner_up']}"
                 if b.get("runner_up") else "")
         text = f"the baseline, {b['best']} ({b['best_acc']:.1f}%){lead}"
@@ -67,11 +68,9 @@ def answer(b: dict | None) -> str:
         text += f", {b['lead']:+.1f} points over the baseline ({b['base_acc']:.1f}%)"
     if b["spread"] is None:
         return text + "; one seed each, so the spread is not measured"
-    gap = (f"the largest seed gap ({b['spread']:.1f} points, over {b['pairs']} "
-           f"setting{'s' if b['pairs'] != 1 else ''} with two seeds)")
     if b["beyond_noise"]:
-        return text + f"; more than {gap}"
-    return text + f"; within {gap}: a tie"
+        return text + f"; more than {b['noise']}"
+    return text + f"; within {b['noise']}: a tie"
 
 
 @register_table("summary")
