@@ -118,6 +118,11 @@ def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
     assert "resnet18 ECE 0.050 (overconfident" in out["vis_calibration"]
     assert "fastnet ECE 0.040 (underconfident" in out["vis_calibration"]
     assert out["vis_cam_wrong"] == "the wrong predictions shown are cat taken for dog, dog taken for cat"
+    assert out["reading_calibration"] == ("Best calibrated: fastnet (ECE 0.040); "
+                                          "overconfident: resnet18; underconfident: fastnet.")
+    data["calibration"]["resnet18"]["confidence"] = 0.75           # flip one number
+    assert v1.inside_observations(None)["reading_calibration"].endswith(
+        "every model is underconfident (mean confidence below accuracy).")
 
 
 def test_an_ablation_with_a_run_still_pending_has_no_answer(monkeypatch, tmp_path):

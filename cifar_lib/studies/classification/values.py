@@ -815,7 +815,8 @@ def inside_observations(profile: Profile) -> dict:
     the pairs behind the wrong predictions the Grad-CAM figure shows."""
     import numpy as np
     d = vis_measured(profile)
-    keys = ("vis_confused", "vis_classes", "vis_calibration", "vis_cam_wrong")
+    keys = ("vis_confused", "vis_classes", "vis_calibration", "vis_cam_wrong",
+            "reading_calibration")
     if not d:
         return dict.fromkeys(keys)
     classes = d["classes"]
@@ -846,7 +847,22 @@ def inside_observations(profile: Profile) -> dict:
         cam = (f"the wrong predictions shown are {', '.join(p.replace('->', ' taken for ') for p in pairs[:5])}"
                + (" and more" if len(pairs) > 5 else ""))
     return {"vis_confused": confused, "vis_classes": per_class,
-            "vis_calibration": "; ".join(parts), "vis_cam_wrong": cam}
+            "vis_calibration": "; ".join(parts), "vis_cam_wrong": cam,
+            "reading_calibration": calibration_reading(d["calibration"])}
+
+
+def calibration_reading(cal: dict) -> str | None:
+    """One sentence under the calibration table: the best calibrated model,
+    and which way the models miss (confidence above or below accuracy)."""
+    if not cal:
+        return None
+    best = min(cal, key=lambda m: cal[m]["ece"])
+    over = [m for m, c in cal.items() if c["confidence"] > c["acc"]]
+    under = [m for m, c in cal.items() if c["confidence"] <= c["acc"]]
+    way = ("every model is underconfident (mean confidence below accuracy)" if not over else
+           "every model is overconfident (mean confidence above accuracy)" if not under else
+           f"overconfident: {', '.join(over)}; underconfident: {', '.join(under)}")
+    return f"Best calibrated: {best} (ECE {cal[best]['ece']:.3f}); {way}."
 
 
 @register_values
