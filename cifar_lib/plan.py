@@ -471,15 +471,15 @@ def status_line(profile=None) -> str:
     jobs = plan(P, costs=False)
     done = [j for j in jobs if j.done]
     ext = [j for j in plan(P, extended=True, costs=False) if j.group == "extended" and j.done]
-    sets = "the core set" + (f" and {len(ext)} run{'s' * (len(ext) != 1)} of the "
-                             "extended set" if ext else "")
+    also = (f", and so are {len(ext)} run{'s' * (len(ext) != 1)} of the opt-in extended set "
+            "(`--extended`)" if ext else "")
     if len(done) == len(jobs):
-        return f"All {len(jobs)} runs of the {P.name} profile are in results/ ({sets})." \
+        return f"All {len(jobs)} runs of the {P.name} profile are in results/{also}." \
             + _damaged_note(P)
     pending = sorted({j.group for j in jobs if not j.done}, key=PRIORITY.index)
     line = (f"The {P.name} profile has not finished: {len(done)} of its {len(jobs)} "
-            f"runs are in results/ ({sets}); still pending: {', '.join(pending)}. "
-            "Tables and figures of pending runs say so below")
+            f"runs are in results/{also}; its groups with runs still pending: "
+            f"{', '.join(pending)}. Sections whose runs are pending say so below")
     if P.name == "full":
         line += ("; the [cpu-profile report](runs/cpu/report.md) shows the whole "
                  "study at small scale")
