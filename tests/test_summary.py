@@ -169,3 +169,23 @@ def test_the_grid_note_follows_each_cell():
         "+6.0 at lr 0.01, +7.0 at lr 0.001 points).")
     cells[0]["metrics"]["test_acc"] = 0.70              # flip one cell
     assert v1.grid_schedules_note(cells).startswith(" Neither schedule wins at every rate")
+
+
+def test_the_old_baseline_reading_follows_its_numbers(monkeypatch):
+    recs = {"losses": [rec("ls (baseline)", 0.80, augment="a"),
+                       rec("ls (baseline)", 0.81, seed=1, augment="a"),
+                       rec("ce", 0.82, augment="b"), rec("ce", 0.82, seed=1, augment="b")],
+            "activations": [rec("gelu (baseline)", 0.60, augment="c"), rec("relu", 0.58,
+                                                                            augment="d")]}
+    monkeypatch.setattr(v1, "OLD_ABLATION", {k: k for k in recs})
+    monkeypatch.setattr(v1, "records", lambda exp, P: recs[exp])
+    assert v1.old_ablations_reading(None) == (
+        "Best row per factor under the old baseline (points of test accuracy; a lead within "
+        "the seed noise is marked a tie): losses: ce, +1.5; activations: the baseline, 2.0 "
+        "ahead of relu (one seed each: no spread).")
+    recs["losses"][2]["metrics"]["test_acc"] = 0.80                  # flip one number
+    assert "losses: ce, +0.5 (a tie)" in v1.old_ablations_reading(None)
+    recs["losses"] = []                                           # one seed everywhere
+    assert v1.old_ablations_reading(None).endswith(
+        "activations: the baseline, 2.0 ahead of relu. One seed each: no spread to set the "
+        "leads against.")
