@@ -177,15 +177,16 @@ def test_the_old_baseline_reading_follows_its_numbers(monkeypatch):
                        rec("ce", 0.82, augment="b"), rec("ce", 0.82, seed=1, augment="b")],
             "activations": [rec("gelu (baseline)", 0.60, augment="c"), rec("relu", 0.58,
                                                                             augment="d")]}
-    monkeypatch.setattr(v1, "OLD_ABLATION", {k: k for k in recs})
-    monkeypatch.setattr(v1, "records", lambda exp, P: recs[exp])
-    assert v1.old_ablations_reading(None) == (
+    runs = importlib.import_module("cifar_lib.studies.classification.runs")
+    monkeypatch.setattr(runs, "OLD_ABLATION", {k: k for k in recs})
+    monkeypatch.setattr(S, "records", lambda exp, P: recs[exp])
+    assert S.old_ablations_reading(None) == (
         "Best row per factor under the old baseline (points of test accuracy; a lead within "
         "the seed noise is marked a tie): losses: ce, +1.5; activations: the baseline, 2.0 "
         "ahead of relu (one seed each: no spread).")
     recs["losses"][2]["metrics"]["test_acc"] = 0.80                  # flip one number
-    assert "losses: ce, +0.5 (a tie)" in v1.old_ablations_reading(None)
+    assert "losses: ce, +0.5 (a tie)" in S.old_ablations_reading(None)
     recs["losses"] = []                                           # one seed everywhere
-    assert v1.old_ablations_reading(None).endswith(
+    assert S.old_ablations_reading(None).endswith(
         "activations: the baseline, 2.0 ahead of relu. One seed each: no spread to set the "
         "leads against.")

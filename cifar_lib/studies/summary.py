@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from cifar_lib.experiments import records, results_frame, summarize
 from cifar_lib.profiles import Profile
-from cifar_lib.registry import register_table
+from cifar_lib.registry import register_table, register_values
 
 # (question, ablation) of section 1.3's rows
 QUESTIONS = (("optimizer", "optimizers"), ("learning-rate schedule", "schedulers"),
@@ -112,3 +112,38 @@ def summary_table(profile: Profile):
     if all(r["answer at this budget"].startswith("pending") for r in rows):
         return None
     return pd.DataFrame(rows)
+
+
+def old_ablations_reading(profile: Profile) -> str:
+    """One sentence on the appendix's old-baseline ablations: each factor's
+    best row, its lead over the old baseline, and whether that lead is
+    within the seed noise (:func:`best_vs_baseline`)."""
+    from cifar_lib.studies.classification.runs import OLD_ABLATION
+    found = []
+    for key, exp in OLD_ABLATION.items():
+        b = best_vs_baseline(records(exp, profile))
+        if b is not None and b["base"] is not None:
+            found.append((key, b))
+    if not found:
+        return f"The {profile.name} profile has no runs under the old baseline."
+    one_seed = all(b["spread"] is None for _, b in found)
+    parts = []
+    for key, b in found:
+        if b["best"] == b["base"]:
+            text = f"the baseline, {b['lead']:.1f} ahead of {b['runner_up']}"
+        else:
+            text = f"{b['best']}, {b['lead']:+.1f}"
+        if b["spread"] is None and not one_seed:
+            text += " (one seed each: no spread)"
+        elif b["spread"] is not None and not b["beyond_noise"]:
+            text += " (a tie)"
+        parts.append(f"{key}: {text}")
+    return ("Best row per factor under the old baseline (points of test accuracy; a lead "
+            "within the seed noise is marked a tie): " + "; ".join(parts) + "."
+            + (" One seed each: no spread to set the leads against." if one_seed else ""))
+
+
+@register_values
+def values(profile: Profile) -> dict:
+    """The appendix's reading of the old-baseline ablations."""
+    return {"reading_ablations_old_recipe": old_ablations_reading(profile)}

@@ -471,35 +471,6 @@ def old_ablations_table(profile: Profile):
     return pd.concat(parts, ignore_index=True)
 
 
-def old_ablations_reading(profile: Profile):
-    """One sentence on the appendix's old-baseline ablations: each factor's
-    best row, its lead over the old baseline, and whether that lead is
-    within the seed noise (:func:`cifar_lib.studies.summary.best_vs_baseline`)."""
-    from cifar_lib.studies.summary import best_vs_baseline
-    found = []
-    for key, exp in OLD_ABLATION.items():
-        b = best_vs_baseline(records(exp, profile))
-        if b is not None and b["base"] is not None:
-            found.append((key, b))
-    if not found:
-        return None
-    one_seed = all(b["spread"] is None for _, b in found)
-    parts = []
-    for key, b in found:
-        if b["best"] == b["base"]:
-            text = f"the baseline, {b['lead']:.1f} ahead of {b['runner_up']}"
-        else:
-            text = f"{b['best']}, {b['lead']:+.1f}"
-        if b["spread"] is None and not one_seed:
-            text += " (one seed each: no spread)"
-        elif b["spread"] is not None and not b["beyond_noise"]:
-            text += " (a tie)"
-        parts.append(f"{key}: {text}")
-    return ("Best row per factor under the old baseline (points of test accuracy; a lead "
-            "within the seed noise is marked a tie): " + "; ".join(parts) + "."
-            + (" One seed each: no spread to set the leads against." if one_seed else ""))
-
-
 @register_table("data")
 def data_table(profile: Profile):
     """Used by notebook 00 (report section 1.1)."""
@@ -904,7 +875,6 @@ def values(profile: Profile) -> dict:
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
-            "reading_ablations_old_recipe": old_ablations_reading(profile),
             "final_model": final_model_note(profile),
             **_readings(profile), **inside_observations(profile),
             "benchmark_device": benchmark_device(profile)}
