@@ -640,7 +640,7 @@ def noise_records(profile: Profile) -> list[dict]:
     """FastNet runs trained with two seeds besides the ablation tables (the
     baseline and the long-budget control's settings): where an ablation
     row has one seed, their seed gaps at the same epochs measure the noise
-    its lead is set against (:func:`_seed_range`)."""
+    its lead is set against (:func:`lead_noise`)."""
     from cifar_lib.studies.classification.runs import BASELINE
     return records(BASELINE, profile) + records(LONG_BUDGET, profile)
 
@@ -649,13 +649,6 @@ def at_epochs(recs: list[dict], like: list[dict]) -> list[dict]:
     """The records of ``recs`` trained for as many epochs as one of ``like``."""
     epochs = {r["config"]["epochs"] for r in like}
     return [r for r in recs if r["config"]["epochs"] in epochs]
-
-
-def _seed_range(recs: list[dict]) -> float | None:
-    """The largest gap (points) between two seeds of one setting (the same
-    config but for the seed) that learned."""
-    gaps = _seed_gaps(recs)
-    return max(gaps) if gaps else None
 
 
 def _seed_gaps(recs: list[dict]) -> list[float]:
@@ -717,9 +710,9 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
         return "Every run of this table failed."
     if len(s) < 2:
         return "Only one row has run so far: nothing to compare yet."
-    best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
-    base = s[s["label"].str.contains("(baseline)", regex=False)]
     ranked = s.sort_values("test_acc_mean", ascending=False)
+    best = ranked.iloc[0]
+    base = s[s["label"].str.contains("(baseline)", regex=False)]
     epochs = sorted({r["config"]["epochs"] for r in recs})
     out = f"Best {what}: {best['label']} at {100 * best['test_acc_mean']:.1f}%"
     if len(base) and base.iloc[0]["label"] != best["label"]:
@@ -762,7 +755,6 @@ READINGS = {"optimizers": "reading_ablation_optimizers",
 
 
 def _readings(profile: Profile) -> dict:
-    from cifar_lib.studies.classification.runs import BASELINE
     base = noise_records(profile)
     out = {}
     for key, exp in ABLATION.items():
