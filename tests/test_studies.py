@@ -174,3 +174,24 @@ def test_size_tables_match_the_profiles():
     assert full.arch_epochs_of("resnet18") == full.epochs
     cpu = study.sizes(get_profile("cpu"))
     assert cpu.arch_epochs_of("dla") == cpu.epochs and cpu.batch_sizes == (32, 64, 128, 256)
+
+
+def test_the_cpu_profile_names_its_narrow_models_and_the_stem_row_matches_resnet18():
+    """The cpu profile trains FastNet, VGG-A (both) and ResNet-18 at a
+    quarter width: section 1.2 says so from the model list, the stem
+    ablation's two rows are that ResNet-18 with either stem, and the full
+    profile's models keep their published widths (and their run names)."""
+    from cifar_lib.models import create_model
+    from cifar_lib.studies.classification.values import arch_widths
+    cpu, full = get_profile("cpu"), get_profile("full")
+    text = arch_widths(cpu)
+    assert "fastnet, vgg_a, vgg_a_bn, resnet18 at width 0.25" in text
+    assert arch_widths(full) == "Every model runs at its published width."
+    stem = section1.stem_variants(cpu)
+    assert [c.model_kw for c in stem.values()] == [{"width": 0.25},
+                                                   {"width": 0.25, "stem": "imagenet"}]
+    assert [c.model_kw for c in section1.stem_variants(full).values()] == [
+        {}, {"stem": "imagenet"}]
+    narrow = create_model("resnet18", width=0.25)
+    assert sum(p.numel() for p in narrow.parameters()) == 701_466
+    assert sum(p.numel() for p in create_model("resnet18").parameters()) == 11_173_962

@@ -66,10 +66,12 @@ SIZES = {
     # with BN 0.68, 50%). At full scale both nets train at 0.1.
     # Three seeds: the averages and the verdict of section 2 are means over
     # seeds, with the number of seeds in which BN comes out smoother. The
-    # 2-D surfaces take 17 x 17 points (9 x 9 drew polygons; about 2.5 min
-    # on one core for the three).
-    "cpu": Sizes(width=0.25, epochs=8, batch_size=128, probe_every=8, sgd_lr=0.02,
-                 probe_scales=(0.5, 1, 2, 3, 4), surface_images=1024,
+    # 2-D surfaces take 17 x 17 points (9 x 9 drew polygons) on 512 images.
+    # 6 epochs and 512 surface images (8 and 1,024 before) keep the cpu
+    # profile within about 80 minutes on 2 cores: the study's 30 runs and
+    # surfaces took 66 of its 435 core-minutes.
+    "cpu": Sizes(width=0.25, epochs=6, batch_size=128, probe_every=8, sgd_lr=0.02,
+                 probe_scales=(0.5, 1, 2, 3, 4), surface_images=512,
                  surface_points=21, surface_grid=17, seeds=(0, 1, 2)),
     # full: 6 epochs of 45k images (351 steps each, 2,106 per run). A probe
     # is 9 float32 forward-backward passes and a trial optimizer step, so

@@ -582,6 +582,22 @@ def arch_weak(profile: Profile):
                      for _, r in weak.iterrows())
 
 
+def arch_widths(profile: Profile) -> str:
+    """Which architectures this profile trains at a reduced width (report
+    1.2), from the profile's model list, so it never waits for a result."""
+    from cifar_lib.studies.classification.runs import arch_models
+    narrow: dict[float, list[str]] = {}
+    for label, _, kw in arch_models(profile):
+        width = kw.get("width", 1.0)
+        if width != 1.0:
+            narrow.setdefault(width, []).append(label)
+    if not narrow:
+        return "Every model runs at its published width."
+    parts = [f"{', '.join(labels)} at width {width:g}" for width, labels in narrow.items()]
+    return (f"This profile trains {'; '.join(parts)} (channel counts scaled; the "
+            f"`params` and `MFLOPs` columns), every other model at its published width.")
+
+
 def baseline_records(profile: Profile) -> list[dict]:
     """The ablation baseline's runs at its chosen rate (every seed; not
     the other rates of its grid)."""
@@ -865,6 +881,7 @@ def values(profile: Profile) -> dict:
     return {"profile": profile_note(profile), "data_source": data_source(profile),
             "data_reading": data_reading(profile),
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
+            "arch_widths": arch_widths(profile),
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
             "final_model": final_model_note(profile),
