@@ -14,43 +14,12 @@ from __future__ import annotations
 from cifar_lib.experiments import records, results_frame, summarize
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_table, register_values
+from cifar_lib.studies.classification.values import best_vs_baseline  # noqa: F401 (the answers)
 
 # (question, ablation) of section 1.3's rows
 QUESTIONS = (("optimizer", "optimizers"), ("learning-rate schedule", "schedulers"),
              ("loss", "losses"), ("activation", "activations"),
              ("regulariser", "regularisation"), ("augmentation", "augmentation"))
-
-
-def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None) -> dict | None:
-    """The best row (mean test accuracy over the seeds that learned), the
-    baseline's, the lead in points (over the runner-up where the baseline
-    leads or there is none), the seed noise it is set against
-    (:func:`~cifar_lib.studies.classification.values.lead_noise`: None with
-    one seed each) and whether the lead exceeds it."""
-    from cifar_lib.studies.classification.values import lead_noise
-    if not recs:
-        return None
-    s = summarize(results_frame(recs), by="label", metrics=("test_acc",))
-    s = s[s["test_acc_mean"].notna()].sort_values("test_acc_mean", ascending=False)
-    if len(s) < 2:  # nothing to compare yet
-        return None
-    base = s[s["label"].str.contains("(baseline)", regex=False)]
-    best = s.iloc[0]
-    out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
-           "base": None, "base_acc": None, "lead": None}
-    if len(base):
-        out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
-    if out["base"] is None or best["label"] == out["base"]:
-        # the baseline leads, or there is none (the architectures): the lead
-        # over the runner-up
-        out["lead"] = 100 * (best["test_acc_mean"] - s.iloc[1]["test_acc_mean"])
-        out["runner_up"] = other = s.iloc[1]["label"]
-    else:
-        out["lead"] = out["best_acc"] - out["base_acc"]
-        other = out["base"]
-    out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs)
-    out["beyond_noise"] = out["spread"] is not None and out["lead"] > out["spread"]
-    return out
 
 
 def answer(b: dict | None) -> str:

@@ -712,48 +712,74 @@ def _failed(rec) -> bool:
     return bool(record_failure(rec))
 
 
+def _ranked(df):
+    """The rows of a :func:`results_frame` by mean test accuracy over the
+    seeds that learned, best first (failed rows left out)."""
+    s = summarize(df, by="label", metrics=("test_acc",))
+    return s[s["test_acc_mean"].notna()].sort_values("test_acc_mean", ascending=False)
+
+
+def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None,
+                     ranked=None) -> dict | None:
+    """The best row (mean test accuracy over the seeds that learned), the
+    baseline's, the lead in points (over the runner-up where the baseline
+    leads or there is none), the seed noise it is set against
+    (:func:`lead_noise`: None with one seed each) and whether the lead
+    exceeds it. None with fewer than two rows. Both the summary's answers
+    and the readings under the tables (:func:`reading`) are built from it."""
+    if not recs:
+        return None
+    s = _ranked(results_frame(recs)) if ranked is None else ranked
+    if len(s) < 2:  # nothing to compare yet
+        return None
+    base = s[s["label"].str.contains("(baseline)", regex=False)]
+    best = s.iloc[0]
+    out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
+           "base": None, "base_acc": None, "lead": None}
+    if len(base):
+        out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
+    if out["base"] is None or best["label"] == out["base"]:
+        # the baseline leads, or there is none (the architectures): the lead
+        # over the runner-up
+        out["lead"] = 100 * (best["test_acc_mean"] - s.iloc[1]["test_acc_mean"])
+        out["runner_up"] = other = s.iloc[1]["label"]
+    else:
+        out["lead"] = out["best_acc"] - out["base_acc"]
+        other = out["base"]
+    out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs)
+    out["beyond_noise"] = out["spread"] is not None and out["lead"] > out["spread"]
+    return out
+
+
 def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
             what: str = "row") -> str | None:
     """One sentence under a table: the best row, its lead over the
-    baseline against the spread over seeds, and the caveats (failed seeds,
-    one seed, the budget)."""
+    baseline against the spread over seeds (:func:`best_vs_baseline`), and
+    the caveats (failed seeds, one seed, the budget)."""
     if not recs:
         return None
     df = results_frame(recs)
-    s = summarize(df, by="label", metrics=("test_acc",))
-    s = s[s["test_acc_mean"].notna()]
-    if not len(s):
+    ranked = _ranked(df)
+    if not len(ranked):
         return "Every run of this table failed."
-    if len(s) < 2:
+    if len(ranked) < 2:
         return "Only one row has run so far: nothing to compare yet."
-    ranked = s.sort_values("test_acc_mean", ascending=False)
-    best = ranked.iloc[0]
-    base = s[s["label"].str.contains("(baseline)", regex=False)]
-    epochs = sorted({r["config"]["epochs"] for r in recs})
-    out = f"Best {what}: {best['label']} at {100 * best['test_acc_mean']:.1f}%"
-    if len(base) and base.iloc[0]["label"] != best["label"]:
-        lead = 100 * (best["test_acc_mean"] - base.iloc[0]["test_acc_mean"])
-        spread, words = lead_noise(recs, (best["label"], base.iloc[0]["label"]),
-                                   baseline_recs)
-        out += f", {lead:+.1f} points over the baseline"
-        if spread is None:
-            out += " (one seed each: no spread to compare with)"
-        elif lead > spread:
-            out += f", more than {words}"
-        else:
-            out += f", within {words}: not a reliable difference"
-    elif len(base) and len(ranked) > 1:
-        runner = ranked.iloc[1]
-        gap = 100 * (best["test_acc_mean"] - runner["test_acc_mean"])
-        spread, words = lead_noise(recs, (best["label"], runner["label"]), baseline_recs)
-        out += f", the baseline itself, {gap:.1f} points ahead of {runner['label']}"
-        out += (" (one seed each: no spread to compare with)" if spread is None else
-                f", {'more than' if gap > spread else 'within'} {words}")
-    elif len(base):
-        out += ", the baseline itself"
+    b = best_vs_baseline(recs, baseline_recs, ranked)
+    one_seed = " (one seed each: no spread to compare with)"
+    out = f"Best {what}: {b['best']} at {b['best_acc']:.1f}%"
+    if b["base"] is not None and b["best"] != b["base"]:
+        out += f", {b['lead']:+.1f} points over the baseline"
+        out += (one_seed if b["spread"] is None else
+                f", more than {b['noise']}" if b["beyond_noise"] else
+                f", within {b['noise']}: not a reliable difference")
+    elif b["base"] is not None:
+        out += f", the baseline itself, {b['lead']:.1f} points ahead of {b['runner_up']}"
+        out += (one_seed if b["spread"] is None else
+                f", {'more than' if b['beyond_noise'] else 'within'} {b['noise']}")
     n_failed = int((df["status"] != "ok").sum())
     if n_failed:
         out += f"; {n_failed} run(s) failed and are left out of the means"
+    epochs = sorted({r["config"]["epochs"] for r in recs})
     out += (f"; at {epochs[0]} epochs" if len(epochs) == 1 else
             f"; at {epochs[0]}-{epochs[-1]} epochs") + "."
     return out
