@@ -98,6 +98,15 @@ def worker_command(P: Profile, keys: list[str], budget_min: float, extended: boo
     return cmd + ["--keys", *keys]
 
 
+def cpu_threads(workers: int) -> int:
+    """Threads of each CPU worker: ``$OMP_NUM_THREADS`` where it is set,
+    else the machine's cores shared out over ``workers``."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def run_local(P: Profile, parts: list[list], budget_min: float, extended: bool = False,
               root=None, log=print) -> list[int]:
     """One process per non-empty shard, each on its own GPU when there are
@@ -109,6 +118,8 @@ def run_local(P: Profile, parts: list[list], budget_min: float, extended: bool =
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        else:  # CPU workers share the cores out instead of each taking all
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpu_threads(len(parts)))
         log(f"[run] worker {i}: {len(part)} runs, est "
             f"{sum(j.est_s for j in part) / 60:.1f} min"
             + (f", GPU {i % gpus}" if gpus else ""))
@@ -177,9 +188,13 @@ def run_parallel(profile=None, workers: int = 2, executor: str = "local",
     here, after the workers; Slurm: a final job)."""
     from cifar_lib.plan import plan
     P = get_profile(profile)
-    pending = [j for j in plan(P, extended) if not j.done
-               and (not only_groups or j.group in only_groups)
-               and (keys is None or j.key in set(keys))]
+    def ready(seen=frozenset()):
+        return [j for j in plan(P, extended) if not j.done and j.key not in seen
+                and not j.run.waits  # its rate grid is not stored yet: a later round
+                and (not only_groups or j.group in only_groups)
+                and (keys is None or j.key in set(keys))]
+
+    pending = ready()
     parts = shards(pending, workers)
     log(f"[run] {len(pending)} pending runs in {sum(bool(p) for p in parts)} shards "
         f"({executor})")
@@ -189,9 +204,24 @@ def run_parallel(profile=None, workers: int = 2, executor: str = "local",
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r}; choose local or slurm")
     t0 = time.perf_counter()
+
+    def left() -> float:
+        return max(budget_min - (time.perf_counter() - t0) / 60, 0.0)
+
     codes = run_local(P, parts, budget_min, extended, root, log)
-    left = max(budget_min - (time.perf_counter() - t0) / 60, 0.0)
-    out = measure_all(P.name, left, extended, root, only_groups)
+    seen = {j.key for j in pending}
+    while keys is None and not any(codes) and left() > 0:
+        # a rate grid finished: the runs that waited for it now have their
+        # rate (and their own keys); train them in the same call
+        more = ready(seen)
+        if not more:
+            break
+        seen |= {j.key for j in more}
+        pending += more
+        log(f"[run] {len(more)} runs whose rate grid is now stored")
+        codes += run_local(P, shards(more, workers), left(), extended, root, log)
+    out = _measure_with_all_cores(workers, lambda: measure_all(P.name, left(), extended,
+                                                                root, only_groups))
     now = {j.key for j in plan(P, extended, costs=False) if j.done}
     out.update(workers=len(codes), exit_codes=codes,
                trained=sum(j.key in now for j in pending),
@@ -203,6 +233,20 @@ def run_parallel(profile=None, workers: int = 2, executor: str = "local",
         log(f"[run] {sum(c != 0 for c in codes)} worker(s) failed (exit codes {codes}); "
             "run the same command again: finished runs are kept, the rest resume")
     return out
+
+
+def _measure_with_all_cores(workers: int, measure):
+    """Run ``measure()`` (the measurements after the workers) with the
+    threads the CPU workers had between them, as they have finished."""
+    if _gpus():
+        return measure()
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(os.cpu_count() or 1, cpu_threads(workers) * max(1, workers)))
+    try:
+        return measure()
+    finally:
+        torch.set_num_threads(before)
 
 
 def main(argv=None) -> int:

@@ -100,6 +100,7 @@ def _records(P) -> dict:
 def test_local_workers_train_each_pending_run_once_as_a_serial_run_does(
         tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "_post_steps", lambda jobs: [])   # runs only
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # every worker the same torch threads
     monkeypatch.setenv("CIFAR_LIB_SCRATCH", str(tmp_path / "serial"))
     serial = get_profile("smoke")
     keys = _cheap(serial)
@@ -196,3 +197,44 @@ def test_a_plain_runner_leaves_a_run_another_runner_holds(smoke, monkeypatch):
         other.kill()
     assert held.cfg.to_dict() not in trained       # the other runner's
     assert free.cfg.to_dict() in trained           # and the free one trained here
+
+
+def test_runs_that_wait_for_a_rate_grid_train_in_the_same_call(smoke, monkeypatch):
+    """A run whose rate is chosen from a grid waits while the grid trains;
+    once the workers have stored the grid, the same call trains it (at its
+    chosen rate, under its own key) before measuring."""
+    state = {"grid": False, "done": set()}
+
+    def fake_plan(P, extended=False, *a, **k):
+        jobs = [_job("grid-1"), _job("grid-2"),
+                _job("zoo-chosen" if state["grid"] else "zoo-centre")]
+        for j in jobs:
+            j.done, j.group = j.key in state["done"], "core"
+            j.run = SimpleNamespace(waits=j.key == "zoo-centre")
+        return jobs
+
+    rounds, order = [], []
+
+    def fake_local(P, parts, budget_min, extended, root, log):
+        keys = sorted(j.key for p in parts for j in p)
+        rounds.append(keys)
+        order.append("train")
+        state["done"] |= set(keys)
+        state["grid"] = True
+        return [0 for p in parts if p]
+
+    monkeypatch.setattr(pl, "plan", fake_plan)
+    monkeypatch.setattr(X, "run_local", fake_local)
+    monkeypatch.setattr(X, "measure_all", lambda *a, **k: order.append("measure") or {})
+    out = X.run_parallel(smoke, workers=2, budget_min=30, log=lambda m: None)
+    assert rounds == [["grid-1", "grid-2"], ["zoo-chosen"]]   # the waiting run: round 2
+    assert order == ["train", "train", "measure"]
+    assert out["trained"] == 3 and out["still_pending"] == 0
+
+
+def test_cpu_workers_share_the_cores_unless_told(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert (X.cpu_threads(2), X.cpu_threads(3), X.cpu_threads(16)) == (4, 2, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert X.cpu_threads(2) == 3
