@@ -54,6 +54,15 @@ def test_a_run_at_chance_is_failed_and_out_of_the_mean():
     assert table["test acc (%)"].iloc[0] == "44.9"
 
 
+def test_a_row_whose_every_seed_failed_has_no_mean_and_says_why():
+    recs = [rec("Adam lr=0.0001", 0.22, stuck=True), rec("Adam lr=0.01", 0.60)]
+    row = v1.summary_table(recs).set_index("variant").loc["Adam lr=0.0001"]
+    assert (row["test acc (%)"], row["val acc (%)"], row["train time (s)"]) == (
+        v1.NO_MEAN,) * 3
+    assert row["per seed"] == "10.0 (failed)" and row["failed"] == 1
+    assert "n/a" not in v1.summary_table(recs).to_string()
+
+
 def test_two_seeds_that_agree_show_another_decimal():
     assert v1._pm(0.8738, 0.0003) == "87.38 ± 0.03"
     assert v1._pm(0.874, 0.004) == "87.4 ± 0.4"

@@ -40,6 +40,20 @@ def _pm(mean, std, scale=100.0, digits=1):
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
+# A table cell whose mean has no seed to average (every seed failed): the
+# "per seed" and "failed" columns say why.
+NO_MEAN = "–"
+
+
+def _cell(mean, std=None) -> str:
+    """:func:`_pm` in a table: NO_MEAN where no seed learned."""
+    return NO_MEAN if mean is None or mean != mean else _pm(mean, std)
+
+
+def _time(t, fmt="{:.0f}") -> str:
+    return fmt.format(t) if t == t else NO_MEAN
+
+
 def per_seed(values, scale=100.0, digits=1) -> str:
     """Every seed's value in seed order; a failed or diverged one marked."""
     marks = {"failed": " (failed)", "diverged": " (diverged)"}
@@ -82,12 +96,13 @@ def summary_table(recs: list[dict]):
                   metrics=("test_acc", "best_val_acc", "train_time", "images_per_s"))
     table = pd.DataFrame({
         "variant": s["label"],
-        "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
+        "test acc (%)": [_cell(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
         "per seed": [per_seed(v) for v in s["test_acc_seeds"]],
-        "val acc (%)": [_pm(m, d) for m, d in zip(s["best_val_acc_mean"], s["best_val_acc_std"])],
+        "val acc (%)": [_cell(m, d) for m, d in zip(s["best_val_acc_mean"],
+                                                     s["best_val_acc_std"])],
         "seeds": s["runs"],
         "failed": s["failed"] + s["diverged"],
-        "train time (s)": [f"{t:.0f}" if t == t else "n/a" for t in s["train_time_mean"]],
+        "train time (s)": [_time(t) for t in s["train_time_mean"]],
     })
     act = acted(df)
     if act:
@@ -234,17 +249,17 @@ def arch_table(profile: Profile):
     common = int(s["common_epoch"].iloc[0])
     return pd.DataFrame({  # noqa: E501
         "model": s["label"],
-        "test acc (%)": [_pm(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
+        "test acc (%)": [_cell(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
         "per seed": s["test_acc_per_seed"],
         "failed": s["failed"] + s["diverged"],
         "epochs": s["epochs_mean"],
-        f"val acc at epoch {common} (%)": [_pm(v, None) for v in s["val_at_common"]],
+        f"val acc at epoch {common} (%)": [_cell(v) for v in s["val_at_common"]],
         "lr": [f"{v:g}" for v in s["lr"]],
         "lr chosen from (val acc %)": s["lr_from"],
         "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
-        "MFLOPs": ["n/a" if f is None else f"{f:.0f}" for f in s["mflops"]],
-        "train time (s)": [f"{t:.0f}" if t == t else "n/a" for t in s["train_time_mean"]],
-        "images/s": [f"{v:,.0f}" if v == v else "n/a" for v in s["images_per_s_mean"]],
+        "MFLOPs": [NO_MEAN if f is None else f"{f:.0f}" for f in s["mflops"]],
+        "train time (s)": [_time(t) for t in s["train_time_mean"]],
+        "images/s": [_time(v, "{:,.0f}") for v in s["images_per_s_mean"]],
     })
 
 
