@@ -32,7 +32,7 @@ def test_the_answer_names_the_best_setting_and_whether_it_beats_the_noise():
     # flip it the other way: the baseline leads
     recs = [base[0], rec("flip", 0.70)]
     assert S.answer(S.best_vs_baseline(recs, base)).startswith(
-        "the baseline, crop (baseline) (80.0%), 10.0 points ahead of flip")
+        "the baseline, crop (80.0%), 10.0 points ahead of flip")
 
 
 def test_the_noise_counts_seed_pairs_at_the_rows_epochs_only():
@@ -169,6 +169,12 @@ def test_the_grid_note_follows_each_cell():
         "+6.0 at lr 0.01, +7.0 at lr 0.001 points).")
     cells[0]["metrics"]["test_acc"] = 0.70              # flip one cell
     assert v1.grid_schedules_note(cells).startswith(" Neither schedule wins at every rate")
+    cells[0]["metrics"]["test_acc"] = 0.56
+    cells += [rec("x", 0.22, lr=0.0001, scheduler="step", stuck=True),
+              rec("x", 0.26, lr=0.0001, scheduler="constant")]
+    assert v1.grid_schedules_note(cells) == (   # a failed cell is named, not subtracted
+        " The constant schedule beats step at every rate where both learned (constant "
+        "minus step: +6.0 at lr 0.01, +7.0 at lr 0.001 points; step failed at lr 0.0001).")
 
 
 def test_the_old_baseline_reading_follows_its_numbers(monkeypatch):

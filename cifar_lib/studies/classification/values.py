@@ -836,25 +836,35 @@ def _readings(profile: Profile) -> dict:
 
 
 def grid_schedules_note(recs: list[dict]) -> str:
-    """Under the rate x schedule grid: at each rate, which schedule scored
-    higher and by how much (first seed of each cell)."""
+    """Under the rate x schedule grid: at each rate where both schedules
+    learned, which scored higher and by how much (first seed of each cell);
+    a cell whose run failed is named, never subtracted."""
+    status = results_frame(recs)["status"]
     cells: dict = {}
-    for r in sorted(recs, key=lambda r: -r["config"]["seed"]):  # the first seed wins
+    for r, st in sorted(zip(recs, status), key=lambda p: -p[0]["config"]["seed"]):
+        # the first seed wins; a failed run has no accuracy to compare
         cells.setdefault(r["config"]["lr"], {})[r["config"]["scheduler"]] = \
-            100 * r["metrics"]["test_acc"]
+            100 * r["metrics"]["test_acc"] if st == "ok" else None
     pairs = [(lr, c) for lr, c in sorted(cells.items(), reverse=True) if len(c) == 2]
-    if not pairs:
-        return ""
-    a, b = sorted(pairs[0][1])
-    diffs = [(lr, c[a] - c[b]) for lr, c in pairs]
+    both = [(lr, c) for lr, c in pairs if None not in c.values()]
+    failed = [f"{sch} failed at lr {lr:g}" for lr, c in pairs
+              for sch, v in sorted(c.items()) if v is None]
+    if not both:
+        return f" {'; '.join(failed).capitalize()}." if failed else ""
+    a, b = sorted(both[0][1])
+    diffs = [(lr, c[a] - c[b]) for lr, c in both]
     each = ", ".join(f"{d:+.1f} at lr {lr:g}" for lr, d in diffs)
+    where = " where both learned" if failed else ""
+    tail = f"; {', '.join(failed)}" if failed else ""
     if all(d > 0 for _, d in diffs):
         win, lose = a, b
     elif all(d < 0 for _, d in diffs):
         win, lose = b, a
     else:
-        return f" Neither schedule wins at every rate ({a} minus {b}: {each} points)."
-    return f" The {win} schedule beats {lose} at every rate ({a} minus {b}: {each} points)."
+        return (f" Neither schedule wins at every rate{where} ({a} minus {b}: {each} "
+                f"points{tail}).")
+    return (f" The {win} schedule beats {lose} at every rate{where} ({a} minus {b}: "
+            f"{each} points{tail}).")
 
 
 def inside_observations(profile: Profile) -> dict:
