@@ -32,7 +32,8 @@ def answer(b: dict | None) -> str:
     elif b["best"] == b["base"]:
         lead = (f", {b['lead']:.1f} points ahead of {b['runner_up']}"
                 if b.get("runner_up") else "")
-        text = f"the baseline, {b['best']} ({b['best_acc']:.1f}%){lead}"
+        name = b["best"].replace(" (baseline)", "")  # "the baseline" says it once
+        text = f"the baseline, {name} ({b['best_acc']:.1f}%){lead}"
     else:
         text += f", {b['lead']:+.1f} points over the baseline ({b['base_acc']:.1f}%)"
     if b["spread"] is None:
