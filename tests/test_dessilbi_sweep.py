@@ -24,11 +24,12 @@ CPU_DATA = {"source": "CIFAR-10 (JPEG copy)", "train": 5000, "val": 2000, "test"
 
 
 def test_main_runs_keep_their_names_and_the_sweep_adds_runs():
-    """The sweep adds SLBI runs; the cpu profile's SLBI/SGD runs keep their hashes."""
+    """The sweep adds SLBI runs; the cpu profile's SLBI/SGD runs keep their
+    hashes (those of its 10-epoch sizes, the records in runs/cpu/results/)."""
     P = get_profile("cpu")
     S = study.sizes(P)
     names = {r.label: store.run_key(r.cfg.to_dict(), CPU_DATA) for r in study.DESSILBI.runs(P)}
-    assert names == {"SLBI": "vgg16_bn-s0-77070ef333", "SGD": "vgg16_bn-s0-f102943443"}
+    assert names == {"SLBI": "vgg16_bn-s0-7883e53bc9", "SGD": "vgg16_bn-s0-d06174875c"}
     assert len(S.sweep) >= 3 and S.entry_at in S.sweep
     assert study.recipe(P, "slbi", 0, S.entry_at) == study.recipe(P, "slbi", 0)
     sweep = study.SWEEP.runs(P)
@@ -68,9 +69,9 @@ def test_budget_prune_takes_as_many_filters_per_layer_as_the_support_leaves_out(
 def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
     P = get_profile("cpu").with_(root=tmp_path)
     vals = study.values(P)
-    fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "15",
+    fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10",
              "slbi_batch": "128", "slbi_warmup": "1", "slbi_nu": "100",
-             "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.254",
+             "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.164",
              "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9 and 1.2"}
     assert {k: vals[k] for k in fixed} == fixed
     assert all(v is None for k, v in vals.items()
