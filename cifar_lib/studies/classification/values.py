@@ -40,8 +40,8 @@ def _pm(mean, std, scale=100.0, digits=1):
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
-# A table cell whose mean has no seed to average (every seed failed): the
-# "per seed" and "failed" columns say why.
+# A table cell with no value: a mean with no seed to average (every seed
+# failed: the "per seed" and "failed" columns say why), or a cost not counted.
 NO_MEAN = "–"
 
 
