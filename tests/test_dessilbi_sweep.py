@@ -72,7 +72,7 @@ def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
     fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10",
              "slbi_batch": "128", "slbi_warmup": "1", "slbi_nu": "100",
              "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.164",
-             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9 and 1.2"}
+             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9, 1, 1.05, 1.1 and 1.2"}
     assert {k: vals[k] for k in fixed} == fixed
     assert all(v is None for k, v in vals.items()
                if k not in fixed and k != "slbi_sweep_lambdas")
