@@ -268,11 +268,13 @@ def learning_curves(records, labels=None, title=None):
     return fig
 
 
-def seed_dots(rows, title=None, xlabel="test accuracy (%)"):
+def seed_dots(rows, title=None, xlabel="test accuracy (%)", band=None):
     """One row per variant: every seed's test accuracy as a dot (failed
     seeds as an x at their value), the mean over the seeds that learned as
     a bar, the baseline's mean as a dashed line. ``rows``: (label, [(status,
-    accuracy in %)], is_baseline), in display order.
+    accuracy in %)], is_baseline), in display order. ``band`` (points): a
+    shaded band of that half-width around the baseline, the seed noise a
+    difference must exceed (a row whose bar sits inside it is a tie).
 
     Used by report section 1.3 (notebook 02 shows the curves)."""
     n = len(rows)
@@ -294,6 +296,9 @@ def seed_dots(rows, title=None, xlabel="test accuracy (%)"):
                        label="failed seed" if not ax.get_legend_handles_labels()[1] else None)
     if base is not None:
         ax.axvline(base, color="C3", ls="--", lw=1, alpha=0.7)
+        if band:
+            ax.axvspan(base - band, base + band, color="C3", alpha=0.1, lw=0,
+                       label=f"baseline \u00b1 {band:.1f} points (seed noise): a tie")
     ax.set_yticks(range(n))
     ax.set_yticklabels([r[0] for r in rows][::-1], fontsize=9)
     ax.set_xlabel(xlabel)
@@ -540,14 +545,27 @@ def embedding_plot(z, y, classes, title="penultimate features"):
     return fig
 
 
-def heatmap(table, xlabel: str, ylabel: str, cbar: str, fmt: str = ".1f"):
-    """A labelled heat map of a 2-D DataFrame.
+def heatmap(table, xlabel: str, ylabel: str, cbar: str, fmt: str = ".1f", failed=None):
+    """A labelled heat map of a 2-D DataFrame. ``failed``: a DataFrame of
+    the same shape whose non-empty cells are drawn grey, hatched and
+    labelled with that text instead (a cell whose every run failed: its
+    value is no result, so it takes no colour).
 
     Used by notebook 02 (report section 1.3).
     """
     import seaborn as sns
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1 + 0.6 * table.shape[0]))
-    sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", ax=ax, cbar_kws={"label": cbar})
+    mask = None if failed is None else failed.notna() & (failed != "")
+    sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", ax=ax, mask=mask,
+                cbar_kws={"label": cbar})
+    if mask is not None:
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                if mask.iat[i, j]:
+                    ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor="0.85",
+                                               hatch="//", edgecolor="0.6", lw=0))
+                    ax.text(j + 0.5, i + 0.5, failed.iat[i, j], ha="center",
+                            va="center", fontsize=9, color="0.2")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig

@@ -103,6 +103,33 @@ def test_dot_plot_draws_every_seed():
     matplotlib.pyplot.close(fig)
 
 
+def test_dot_plot_shades_the_seed_noise_around_the_baseline():
+    rows = [("a (baseline)", [("ok", 60.0), ("ok", 62.0)], True), ("b", [("ok", 58.0)], False)]
+    fig = viz.seed_dots(rows, band=2.5)
+    ax = fig.axes[0]
+    (span,) = ax.patches
+    xs = span.get_path().transformed(span.get_patch_transform()).vertices[:, 0]
+    assert (min(xs), max(xs)) == (61.0 - 2.5, 61.0 + 2.5)      # around the baseline's mean
+    assert "2.5 points" in ax.get_legend().get_texts()[0].get_text()
+    matplotlib.pyplot.close(fig)
+    fig = viz.seed_dots(rows)                                   # no noise measured: no band
+    assert not fig.axes[0].patches
+    matplotlib.pyplot.close(fig)
+
+
+def test_the_lr_grid_heat_map_greys_out_a_failed_cell():
+    cells = [rec("x", 0.6, lr=0.01, scheduler="constant"), rec("x", 0.5, lr=0.01, scheduler="step"),
+             rec("x", 0.3, lr=0.001, scheduler="constant"),
+             rec("x", 0.10, lr=0.001, scheduler="step", stuck=True)]
+    table, failed = v1.lr_grid_table(cells), v1.lr_grid_failed(cells)
+    assert table.loc[0.01, "step"] == 50.0 and table.loc[0.001, "step"] != table.loc[0.001, "step"]
+    assert failed.loc[0.001, "step"] == "failed\n(10.0)" and failed.loc[0.01, "step"] == ""
+    fig = viz.heatmap(table, "schedule", "lr", "acc", failed=failed)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "failed\n(10.0)" in texts and "10.0" not in texts and "50.0" in texts
+    matplotlib.pyplot.close(fig)
+
+
 def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
     data = {"classes": ["cat", "dog", "ship"],
             "confusion": {"model": "resnet18", "matrix": [[6, 3, 1], [1, 9, 0], [0, 0, 10]]},
@@ -166,7 +193,7 @@ def test_the_grid_note_follows_each_cell():
               (0.001, "step", 0.52), (0.001, "constant", 0.59)]]
     assert v1.grid_schedules_note(cells) == (
         " The constant schedule beats step at every rate (constant minus step: "
-        "+6.0 at lr 0.01, +7.0 at lr 0.001 points).")
+        "+6.0 points at lr 0.01, +7.0 at lr 0.001).")
     cells[0]["metrics"]["test_acc"] = 0.70              # flip one cell
     assert v1.grid_schedules_note(cells).startswith(" Neither schedule wins at every rate")
     cells[0]["metrics"]["test_acc"] = 0.56
@@ -174,7 +201,7 @@ def test_the_grid_note_follows_each_cell():
               rec("x", 0.26, lr=0.0001, scheduler="constant")]
     assert v1.grid_schedules_note(cells) == (   # a failed cell is named, not subtracted
         " The constant schedule beats step at every rate where both learned (constant "
-        "minus step: +6.0 at lr 0.01, +7.0 at lr 0.001 points; step failed at lr 0.0001).")
+        "minus step: +6.0 points at lr 0.01, +7.0 at lr 0.001; step failed at lr 0.0001).")
 
 
 def test_the_old_baseline_reading_follows_its_numbers(monkeypatch):

@@ -265,7 +265,8 @@ def plot_last_grad(runs: list[dict], S: Sizes):
 def _name(m: str, s: dict) -> str:
     """A surface's network, e.g. 'VGG-A + BN after 3 epochs (matched loss)'."""
     if m == MATCHED:
-        return f"VGG-A + BN after {s.get('matched_epoch')} epochs, matched loss,"
+        e = s.get("matched_epoch")
+        return f"VGG-A + BN after {e} epoch{'' if e == 1 else 's'}, matched loss,"
     return f"{LABELS[m]}, final"
 
 

@@ -334,7 +334,8 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
     matched = "within 10%" if gap < math.log(1.1) else \
         f"{_x(max(m, plain) / min(m, plain))}x apart, epochs being the finest step here"
     p = _surface_pairs(by_seed, MATCHED).get("end")
-    return (f"Stopped after {', '.join(map(str, eps))} of {S.epochs} epochs, VGG-A + BN "
+    said = (", ".join(map(str, eps[:-1])) + " or " if len(eps) > 1 else "") + str(eps[-1])
+    return (f"Stopped after {said} of {S.epochs} epochs (per seed), VGG-A + BN "
             f"sits at loss {m:.3g} against VGG-A's {plain:.3g} after all {S.epochs} "
             f"({matched}), and its rise at +-0.5 is {V.said(p)}.")
 

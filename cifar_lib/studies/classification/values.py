@@ -264,14 +264,30 @@ def arch_table(profile: Profile):
 
 
 def lr_grid_table(recs: list[dict]):
-    """Mean test accuracy (%) of the lr grid: rows learning rate, columns schedule.
+    """Mean test accuracy (%) over the runs that learned of the lr grid:
+    rows learning rate, columns schedule; NaN where every run of a cell
+    failed (:func:`lr_grid_failed` labels those).
 
     Used by notebook 02 (report section 1.3).
     """
     df = results_frame(recs)
-    df["test acc (%)"] = 100 * df["test_acc"].astype(float)
+    df["test acc (%)"] = 100 * df["test_acc"].astype(float).where(df["status"] == "ok")
     return df.pivot_table(index="lr", columns="scheduler", values="test acc (%)",
-                          aggfunc="mean").sort_index(ascending=False)
+                          aggfunc="mean", dropna=False).sort_index(ascending=False)
+
+
+def lr_grid_failed(recs: list[dict]):
+    """Same shape as :func:`lr_grid_table`: 'failed' plus the runs' test
+    accuracy where every run of a cell failed, '' elsewhere."""
+    import pandas as pd
+    df = results_frame(recs)
+    df["acc"] = 100 * df["test_acc"].astype(float)
+    cells = df.groupby(["lr", "scheduler"])
+    text = {k: ("failed\n(" + ", ".join(f"{v:.1f}" for v in d["acc"]) + ")"
+                if (d["status"] != "ok").all() else "") for k, d in cells}
+    table = lr_grid_table(recs)
+    return pd.DataFrame([[text.get((lr, sch), "") for sch in table.columns]
+                         for lr in table.index], index=table.index, columns=table.columns)
 
 
 def _register_ablation_table(experiment):
@@ -853,7 +869,8 @@ def grid_schedules_note(recs: list[dict]) -> str:
         return f" {'; '.join(failed).capitalize()}." if failed else ""
     a, b = sorted(both[0][1])
     diffs = [(lr, c[a] - c[b]) for lr, c in both]
-    each = ", ".join(f"{d:+.1f} at lr {lr:g}" for lr, d in diffs)
+    each = ", ".join(f"{d:+.1f}{' points' if not i else ''} at lr {lr:g}"
+                     for i, (lr, d) in enumerate(diffs))
     where = " where both learned" if failed else ""
     tail = f"; {', '.join(failed)}" if failed else ""
     if all(d > 0 for _, d in diffs):
@@ -861,10 +878,10 @@ def grid_schedules_note(recs: list[dict]) -> str:
     elif all(d < 0 for _, d in diffs):
         win, lose = b, a
     else:
-        return (f" Neither schedule wins at every rate{where} ({a} minus {b}: {each} "
-                f"points{tail}).")
+        return (f" Neither schedule wins at every rate{where} ({a} minus {b}: {each}"
+                f"{tail}).")
     return (f" The {win} schedule beats {lose} at every rate{where} ({a} minus {b}: "
-            f"{each} points{tail}).")
+            f"{each}{tail}).")
 
 
 def inside_observations(profile: Profile) -> dict:
@@ -1054,7 +1071,12 @@ def _register_dots(key: str, name: str, title: str) -> None:
         recs = records(ABLATION[key], profile)
         if key == "optimizers":
             recs = at_chosen(recs)[0]
-        return viz.seed_dots(dot_rows(recs), title=title) if recs else None
+        if not recs:
+            return None
+        # the band: the seed noise the table's reading sets a lead against
+        pool = noise_records(profile) if key != "stem" else []
+        gaps = _seed_gaps(recs + at_epochs(pool, recs))
+        return viz.seed_dots(dot_rows(recs), title=title, band=max(gaps) if gaps else None)
 
 
 for _key, _name, _title in ABLATION_DOTS:
@@ -1068,7 +1090,7 @@ def fig_lr_grid(profile: Profile):
     if not recs:
         return None
     return viz.heatmap(lr_grid_table(recs), "schedule", "Adam learning rate",
-                       "test accuracy (%)")
+                       "test accuracy (%)", failed=lr_grid_failed(recs))
 
 
 # notebook 03's figures
