@@ -295,14 +295,17 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
 
     _measure_ready(P, split, posts, posted, left, log)
     waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
-    seen = {j.key for j in jobs}
+    seen = {j.key for j in jobs if not j.run.waits}
     while waited and keys is None:
-        # a rate grid finished: its waiting runs now have their rate
+        # a rate grid finished: its waiting runs now have their rate, or the
+        # grid grew beyond an end that won (a new run; they wait again).
+        # Waiting runs are listed again each round; a round needs a new run.
         jobs = [j for j in plan(P, extended, tflops, step_ms)
                 if j.key not in seen and (not only_groups or j.group in only_groups)]
-        if not jobs:
+        fresh = [j for j in jobs if not j.run.waits]
+        if not fresh:
             break
-        seen |= {j.key for j in jobs}
+        seen |= {j.key for j in fresh}
         waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
     summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped) + len(waited),
                "minutes": round((time.perf_counter() - t0) / 60, 2),

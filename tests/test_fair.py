@@ -102,6 +102,85 @@ def test_choose_waits_for_the_whole_grid(tmp_path):
     assert final and best is cands[2]
 
 
+def _store_val(P, cfg, val):
+    r = rec("fastnet", val, lr=cfg.lr, val=val)
+    r["config"] = cfg.to_dict()
+    r["data"] = {"source": "synthetic", "train": 1, "val": 1, "test": 1}
+    store.write(r, P.results / "g" / f"{cfg.lr}.json")
+
+
+def test_a_grid_grows_beyond_an_end_that_wins(tmp_path):
+    P = get_profile("cpu").with_(root=tmp_path)
+    assert section1.sizes(P).grid_growth == 2
+    base = section1.ablation_recipe(P)
+    three = [base.replace(lr=v) for v in section1.rate_grid(1.0)]
+    assert section1.grown(P, three) == three              # nothing stored: the three
+    for c, val in zip(three, (0.4, 0.5, 0.6)):            # the top wins
+        _store_val(P, c, val)
+    grid = section1.grown(P, three)
+    assert [c.lr for c in grid] == [0.333, 1.0, 3.0, 9.0]  # one rate beyond it
+    best, final = section1.choose(P, grid)
+    assert not final                                      # until that rate is stored
+    _store_val(P, grid[-1], 0.55)                         # 3.0 is now inside: final
+    assert section1.grown(P, three) == grid
+    assert section1.choose(P, grid) == (grid[2], True)
+
+
+def test_a_grid_grows_at_most_its_profiles_growth_then_says_so(tmp_path):
+    P = get_profile("cpu").with_(root=tmp_path)
+    base = section1.ablation_recipe(P)
+    three = [base.replace(lr=v) for v in section1.rate_grid(1.0)]
+    for c, val in zip(three, (0.6, 0.5, 0.4)):            # the bottom wins ...
+        _store_val(P, c, val)
+    _store_val(P, base.replace(lr=0.111), 0.65)           # ... and again
+    _store_val(P, base.replace(lr=0.037), 0.70)           # ... and again
+    grid = section1.grown(P, three)
+    assert [c.lr for c in grid] == [0.037, 0.111, 0.333, 1.0, 3.0]   # two rates, no more
+    assert section1.choose(P, grid) == (grid[0], True)
+    recs = [rec("m", v, lr=c.lr, val=v) for c, v in zip(grid, (0.7, 0.65, 0.6, 0.5, 0.4))]
+    assert v1.grid_text(v1.at_chosen(recs)[1]["m"]).startswith(
+        "0.037: 70.0 (chosen, bottom of the grid)")
+    S = get_profile("smoke").with_(root=tmp_path)
+    assert section1.sizes(S).grid_growth == 0 and section1.grown(S, three) == three
+
+
+def test_the_plain_runner_follows_a_grid_that_grows(tmp_path, monkeypatch):
+    """run_budget trains the grid, the rate it grows by, then the runs that
+    waited for the choice, in one call."""
+    from types import SimpleNamespace
+    from cifar_lib import plan as pl
+    state = {"done": []}
+
+    def job(key, waits=False):
+        return SimpleNamespace(key=key, done=key in state["done"], group="core",
+                               run=SimpleNamespace(waits=waits), est_s=1.0,
+                               label=key, experiment="e", cfg=SimpleNamespace(seed=0),
+                               row=lambda: {"key": key})
+
+    def fake_plan(P, *a, **k):
+        d = state["done"]
+        jobs = [job("lr-1"), job("lr-2"), job("lr-3")]
+        grid_done = {"lr-1", "lr-2", "lr-3"} <= set(d)
+        if grid_done:
+            jobs.append(job("lr-9"))                      # the top won: the grid grows
+        final = grid_done and "lr-9" in d
+        jobs.append(job("seed-1 at the choice" if final else "seed-1 waiting", waits=not final))
+        return jobs
+
+    def fake_train(j, P, split, claim, log):
+        state["done"].append(j.key)
+        return 0.1
+
+    monkeypatch.setattr(pl, "plan", fake_plan)
+    monkeypatch.setattr(pl, "_train_job", fake_train)
+    monkeypatch.setattr(pl, "_post_steps", lambda jobs: [])
+    monkeypatch.setattr("cifar_lib.experiments.profile_split", lambda P, root=None: None)
+    out = pl.run_budget(get_profile("smoke").with_(root=tmp_path), budget_min=10,
+                        log=lambda m: None)
+    assert state["done"] == ["lr-1", "lr-2", "lr-3", "lr-9", "seed-1 at the choice"]
+    assert out["pending"] == 0
+
+
 def test_notebook_03_looks_inside_each_models_chosen_run(tmp_path):
     """Not the last grid point: the one chosen on validation."""
     from cifar_lib.studies.classification import measures

@@ -58,6 +58,7 @@ class Sizes:
     base_seeds: tuple = ()    # the ablation baseline's seeds (): the profile's
     long_factor: int = 4      # the long-budget control trains this many times the epochs
     final_epochs: int = 0     # the final model's epochs (0: long_factor x the baseline's)
+    grid_growth: int = 2      # rates a rate grid may add beyond an end that wins (:func:`grown`)
 
     def arch_epochs_of(self, label: str) -> int:
         """Epochs the architecture comparison trains ``label`` for."""
@@ -72,7 +73,7 @@ class Sizes:
 # table shows each model's epochs, and the extended set trains the zoo at 8.
 _PROFILE_SIZES = {
     "smoke": dict(fast_width=0.125, fast_epochs=1, batch_sizes=(32, 64), ema_decay=0.9,
-                  arch_models=ARCH_SMOKE, long_factor=2),
+                  arch_models=ARCH_SMOKE, long_factor=2, grid_growth=0),
     # cpu: one seed for every run, two for the baseline and the long-budget
     # control, so the report can tell a difference from seed noise.
     "cpu": dict(fast_width=0.25, fast_epochs=4, batch_sizes=(32, 64, 128, 256),
@@ -123,8 +124,8 @@ def ablation_recipe(profile: Profile, **over) -> TrainConfig:
     its last weights tested, as in airbench (per-epoch validation with six
     test-time views cost more than training itself on the cpu profile).
 
-    Its rate is chosen on validation from three (:func:`base_grid`) once
-    those runs are stored (airbench's 11.5 per 1024 images was tuned for
+    Its rate is chosen on validation from three, grown beyond an end that
+    wins (:func:`base_grid`, :func:`grown`), once those runs are stored (airbench's 11.5 per 1024 images was tuned for
     50,000 images and 10 epochs; a smaller profile takes far fewer steps);
     until then it is the centre.
 
@@ -134,11 +135,12 @@ def ablation_recipe(profile: Profile, **over) -> TrainConfig:
 
 
 def base_grid(profile: Profile) -> list[TrainConfig]:
-    """The baseline's rate grid around airbench94's rate (first seed)."""
+    """The baseline's rate grid around airbench94's rate (first seed),
+    grown beyond an end that wins (:func:`grown`)."""
     S = sizes(profile)
     cfg = airbench_recipe(width=S.fast_width, epochs=S.fast_epochs,
                           batch_size=S.fast_batch or profile.batch_size)
-    return [cfg.replace(lr=v) for v in rate_grid(cfg.lr)]
+    return grown(profile, [cfg.replace(lr=v) for v in rate_grid(cfg.lr)])
 
 
 def baseline_choice(profile: Profile) -> tuple[TrainConfig, bool]:
@@ -197,7 +199,7 @@ def arch_grid(profile: Profile) -> dict[str, list[TrainConfig]]:
     for label, model, kw in S.arch_models:
         if label in ARCH_CORE:
             base = arch_recipe(profile, model, kw, S.seeds[0], S.arch_epochs_of(label))
-            out[label] = [base.replace(lr=v) for v in rate_grid(base.lr)]
+            out[label] = grown(profile, [base.replace(lr=v) for v in rate_grid(base.lr)])
     return out
 
 
@@ -250,6 +252,30 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 def rate_grid(lr: float) -> tuple:
     """The grid around ``lr``: a third, itself, three times (3 digits)."""
     return tuple(float(f"{lr * f:.3g}") for f in LR_FACTORS)
+
+
+def grown(profile: Profile, candidates: list[TrainConfig]) -> list[TrainConfig]:
+    """The rate grid ``candidates`` (ascending rates), grown by one rate
+    beyond an end whose run is the best on validation, three times further
+    out (a third, or three times, that rate), up to the profile's
+    ``grid_growth`` rates: a choice at an end says only that the best rate
+    may lie beyond it, so the grid follows it there. The added rate is
+    listed once the grid it extends is stored (its runs are then pending
+    again); the choice (:func:`choose`) is final once the best rate is
+    inside the grid, or the grid has grown as far as it may."""
+    grid = list(candidates)
+    for _ in range(sizes(profile).grid_growth):
+        best, final = choose(profile, grid)
+        if not final or len(grid) < 2:
+            break
+        lrs = [c.lr for c in grid]
+        if best.lr == max(lrs):
+            grid.append(best.replace(lr=float(f"{best.lr * LR_FACTORS[-1]:.3g}")))
+        elif best.lr == min(lrs):
+            grid.insert(0, best.replace(lr=float(f"{best.lr * LR_FACTORS[0]:.3g}")))
+        else:
+            break
+    return grid
 
 
 def grid_score(rec: dict) -> float | None:
@@ -351,11 +377,12 @@ def optimizer_variants(profile: Profile) -> dict[str, TrainConfig]:
 
 
 def optimizer_runs(profile: Profile) -> list[Run]:
-    """Each optimizer's rate chosen on validation from three values."""
+    """Each optimizer's rate chosen on validation from three values (grown
+    beyond an end that wins: :func:`grown`)."""
     out = []
     for name, cfg in optimizer_variants(profile).items():
         grid = (base_grid(profile) if "(baseline)" in name else
-                [cfg.replace(lr=v) for v in rate_grid(cfg.lr)])
+                grown(profile, [cfg.replace(lr=v) for v in rate_grid(cfg.lr)]))
         out += _tuned(profile, name, grid, profile.seeds)
     return out
 

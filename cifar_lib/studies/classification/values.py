@@ -629,6 +629,19 @@ def arch_widths(profile: Profile) -> str:
             f"`params` and `MFLOPs` columns), every other model at its published width.")
 
 
+def grid_growth(profile: Profile) -> str:
+    """How far a rate grid grows beyond an end that wins (a fixed setting
+    of the profile: never pending)."""
+    from cifar_lib.studies.classification.runs import sizes
+    n = sizes(profile).grid_growth
+    if not n:
+        return "In this profile a grid does not grow: a choice at an end is marked as such."
+    return (f"Where an end of the grid wins, the grid grows by one rate beyond it (a third "
+            f"of the lowest or three times the highest), up to {n} time{'s' if n > 1 else ''}, "
+            "so a choice at an end of the grown grid means the best rate may still lie "
+            "beyond it.")
+
+
 def baseline_records(profile: Profile) -> list[dict]:
     """The ablation baseline's runs at its chosen rate (every seed; not
     the other rates of its grid)."""
@@ -950,6 +963,7 @@ def values(profile: Profile) -> dict:
             "data_reading": data_reading(profile),
             "best_model": best_model(profile), "arch_weak": arch_weak(profile),
             "arch_widths": arch_widths(profile),
+            "grid_growth": grid_growth(profile),
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
             "final_model": final_model_note(profile),
