@@ -142,8 +142,18 @@ def fake(monkeypatch):
     monkeypatch.setattr(V, "finished", lambda P: state["runs"])
     monkeypatch.setattr(V, "measured", lambda P: state["data"])
     monkeypatch.setattr(V, "sweep_measured", lambda P: state["sweep"])
+    state["sweep_runs"] = []   # the sweep's SLBI records (empty_layers reads their support)
+    monkeypatch.setattr(V, "sweep_finished", lambda P: state["sweep_runs"])
     state["P"] = get_profile("cpu")
     return state
+
+
+def _sweep_run(entry_at, support, seed=0):
+    rec = _record("SLBI", 0.3, seed)
+    rec["entry_at"] = entry_at
+    rec["history"][0]["slbi_support"] = dict(zip(LAYERS, support), **{"classifier.1": 5})
+    rec["history"][0]["slbi_sizes"] = dict(zip(LAYERS, (8, 8)), **{"classifier.1": 10})
+    return rec
 
 
 def _set(sweep, entry_at, by, acc):
@@ -228,6 +238,25 @@ def test_sweep_reading_follows_its_numbers(fake):
     text = V.sweep_reading(P)
     assert "falls from 38.0% to 20.0%" not in text and "rises from 38.0% to 42.0%" in text
     assert "best row after the short fine-tune is entry 1.2 by Gamma's support" in text
+
+
+def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
+    P = fake["P"]
+    fake["sweep_runs"] = [_sweep_run(0.6, (8, 4)), _sweep_run(0.9, (8, 4)),
+                          _sweep_run(1.2, (3, 0)), _sweep_run(1.2, (0, 0), seed=1)]
+    assert V.empty_layers(P) == {0.6: [], 0.9: [], 1.2: ["conv2"]}   # the first seed's
+    assert list(V.sweep_table(P)["conv layers left empty"][-3:]) == ["conv2"] * 3
+    assert "none" in list(V.sweep_table(P)["conv layers left empty"][:3])
+    _set(fake["sweep"], 1.2, "support", 0.10)
+    _set(fake["sweep"], 1.2, "bn", 0.10)
+    _set(fake["sweep"], 1.2, "magnitude", 0.10)
+    text = V.sweep_reading(P)
+    assert ("From entry 1.2 on, Γ's support leaves at least one whole conv layer empty "
+            "(conv2 at entry 1.2), so cutting to it") in text
+    _set(fake["sweep"], 1.2, "support", 0.30)                       # learned after all
+    assert "(conv2 at entry 1.2). Caveat" in V.sweep_reading(P)
+    fake["sweep_runs"] = [_sweep_run(e, (8, 4)) for e in (0.6, 0.9, 1.2)]
+    assert "whole conv layer" not in V.sweep_reading(P)
 
 
 def test_sweep_table_and_figure_from_the_fixture(fake):

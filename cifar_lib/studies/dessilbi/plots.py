@@ -106,23 +106,30 @@ def plot_pruning(data: dict, P: Profile):
 
 
 def plot_sweep(df, sgd_acc: float | None = None):
-    """Test accuracy against the share of conv filters outside Gamma's support,
-    one point per threshold of the lambda sweep (``measures.sweep_frame``):
-    unpruned, cut to the support (BN re-estimated, fine-tuned), and the same
-    number of filters per layer pruned by |BN scale| and by filter norm
-    (fine-tuned); SGD's unpruned accuracy and chance as lines.
+    """Two panels over the threshold of the lambda sweep (its entry share,
+    one point per SLBI run, ``measures.sweep_frame``): the share of conv
+    filters outside Gamma's support (top, each point labelled), and test
+    accuracy (bottom): unpruned, cut to the support (BN re-estimated,
+    fine-tuned), and the same number of filters per layer pruned by |BN
+    scale| and by filter norm (fine-tuned); SGD's unpruned accuracy and
+    chance as lines. The entry share is the setting, so the points stay
+    apart however close their sparsity is.
 
     Used by notebook 05 (report section 3)."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, (top, ax) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True, layout="constrained",
+                                  gridspec_kw={"height_ratios": (1, 1.7)})
     sup = df[df["by"] == "support"].sort_values("entry_at")
-    x = 100 * sup["fraction_out"]
-    ax.plot(x, 100 * sup["base"], "k-o", ms=4, label="SLBI unpruned")
-    for xi, yi, e in zip(x, 100 * sup["base"], sup["entry_at"]):
-        ax.annotate(f"entry {e:g}", (xi, yi), textcoords="offset points", xytext=(4, 4),
-                    fontsize="x-small")
+    e = sup["entry_at"]
+    out = 100 * sup["fraction_out"]
+    top.plot(e, out, "k-o", ms=4)
+    for xi, yi in zip(e, out):
+        top.annotate(f"{yi:.0f}%" if yi >= 10 or yi == 0 else f"{yi:.1f}%", (xi, yi),
+                     textcoords="offset points", xytext=(-4, 6), ha="right", fontsize="x-small")
+    top.set(ylabel="conv filters outside\nGamma's support (%)", ylim=(-8, 112))
+    ax.plot(e, 100 * sup["base"], "k-o", ms=4, label="SLBI unpruned")
     if sup["bn_acc"].notna().any():
-        ax.plot(x, 100 * sup["bn_acc"], "C0--", marker="s", ms=3,
+        ax.plot(e, 100 * sup["bn_acc"], "C0--", marker="s", ms=3,
                 label="cut to Gamma's support, BN re-estimated")
     styles = {"support": ("C0", "-", "s"), "bn": ("C1", "-", "^"),
               "magnitude": ("C2", "-", "v")}
@@ -134,15 +141,18 @@ def plot_sweep(df, sgd_acc: float | None = None):
         d = df[df["by"] == by].sort_values("entry_at")
         if not d[col].notna().any():  # not measured yet: no empty legend entry
             continue
-        ax.plot(100 * d["fraction_out"], 100 * d[col], color=c, ls=ls, marker=m, ms=4,
+        ax.plot(d["entry_at"], 100 * d[col], color=c, ls=ls, marker=m, ms=4,
                 label=f"{names[by]}, {stage}")
     if sgd_acc is not None:
         ax.axhline(100 * sgd_acc, color="C3", ls=":", label="SGD unpruned")
     ax.axhline(100 * CHANCE, color="grey", lw=0.8, label="chance (10%)")
-    ax.set(xlabel="conv filters outside Gamma's support (%)", ylabel="test accuracy (%)",
-           title="Sparsity against accuracy along the lambda sweep")
-    ax.legend(fontsize="x-small", loc="best")
-    fig.tight_layout()
+    ax.set(xlabel="threshold: entry share of the path time (lambda grows to the right)",
+           ylabel="test accuracy (%)")
+    ax.set_xticks(list(e))
+    ax.set_xticklabels([f"{v:g}" for v in e], fontsize="small")
+    top.set_title("Sparsity and accuracy along the lambda sweep")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
+               fontsize="x-small")
     return fig
 
 

@@ -223,6 +223,23 @@ def after_table(P: Profile):
 
 
 @register_table("slbi_sweep")
+def empty_layers(P: Profile) -> dict:
+    """Per threshold of the sweep (entry_at): the conv layers ('conv10')
+    whose every filter is outside Gamma's support at the end of the first
+    seed's run, read from its last epoch's record. Such a layer cut to the
+    support passes nothing on, so the network is at chance whatever the
+    other layers keep."""
+    out = {}
+    for r in sorted(sweep_finished(P), key=lambda r: r["config"]["seed"]):
+        if r["entry_at"] in out:
+            continue
+        support, layers = _final(r, "slbi_support"), _final(r, "slbi_sizes")
+        convs = [k for k in layers if not k.startswith("classifier")]
+        out[r["entry_at"]] = [f"conv{i + 1}" for i, k in enumerate(convs)
+                              if support.get(k, 1) == 0]
+    return out
+
+
 def sweep_table(P: Profile):
     """The lambda sweep: per threshold, the share of conv filters outside Gamma's
     support and the test accuracy (%) unpruned, then with that many filters per
@@ -235,9 +252,11 @@ def sweep_table(P: Profile):
     if sweep is None:
         return None
     df = sweep_frame(sweep)
+    empty = empty_layers(P)
     rows = [{"entry at (share of path time)": f"{r['entry_at']:g}", "λ": f"{r['lambda']:.3g}",
              "seeds": r["seeds"],
              "filters outside support (%)": round(100 * r["fraction_out"], 1),
+             "conv layers left empty": ", ".join(empty.get(r["entry_at"], [])) or "none",
              "unpruned (%)": round(100 * r["base"], 1), "filters pruned": BY_NAME[r["by"]],
              "pruned (%)": round(100 * r["test_acc"], 1),
              "+ BN re-estimated (%)": round(100 * r["bn_acc"], 1),
@@ -373,8 +392,26 @@ def sweep_reading(P: Profile) -> str | None:
             f"the best row {stage} is entry {best['entry_at']:g} by {SHORT[best['by']]} "
             f"({100 * best[col]:.1f}%, next entry {nxt['entry_at']:g} by {SHORT[nxt['by']]} "
             f"{100 * nxt[col]:.1f}%), and {lead_clause(100 * (best[col] - nxt[col]), noise, int(best['seeds']))}."
+            f"{_empty_clause(P, sup, col)}"
             f" Caveat: each threshold changes training as well as the support, so a row "
             "mixes both effects.")
+
+
+def _empty_clause(P: Profile, sup, col: str) -> str:
+    """' From entry 1 on, Gamma's support leaves a whole conv layer empty
+    (conv10 at entry 1), ...': where the sweep's accuracy collapses, why."""
+    empty = empty_layers(P)
+    hit = [e for e in sup["entry_at"] if empty.get(e)]
+    if not hit:
+        return ""
+    first = hit[0]
+    acc = sup.set_index("entry_at")[col]
+    at_chance = all(acc[e] <= CHANCE + 0.02 for e in hit)
+    return (f" From entry {first:g} on, Γ's support leaves at least one whole conv layer "
+            f"empty ({', '.join(empty[first])} at entry {first:g})"
+            + (", so cutting to it, or pruning as many filters per layer by |γ| or filter "
+               "norm, leaves the network at chance: the sparsity above that threshold is "
+               "not usable as it stands." if at_chance else "."))
 
 
 # ---------------------------------------------------------------- verdicts
