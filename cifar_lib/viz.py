@@ -178,9 +178,9 @@ def channel_histograms(x):
     Used by notebook 00 (report section 1.1).
     """
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    for c, colour in enumerate(("red", "green", "blue")):
+    for c, colour in enumerate(("red", "green", "blue")):  # outlines: none hides another
         v = x[:, c].flatten().float()
-        ax.hist(v.numpy(), bins=64, range=(0, 255), density=True, alpha=0.45,
+        ax.hist(v.numpy(), bins=64, range=(0, 255), density=True, histtype="step", lw=1.6,
                 color=colour, label=f"{colour} (mean {v.mean() / 255:.3f})")
     ax.set_xlabel("pixel intensity (0-255)")
     ax.set_ylabel("density")
@@ -231,12 +231,15 @@ def learning_curves(records, labels=None, title=None):
     """Train/val loss and accuracy per epoch; a diverged run ends in an x
     (drawn at the top, labelled, when it diverged in its first epoch).
 
-    Loss axes are logarithmic only where the losses span more than a decade
-    (with plain-number ticks); the legend sits below the panels, inside the
+    Four panels, two by two (train and validation loss on top, accuracy
+    below), so that a page shows them at a readable size. Loss axes are
+    logarithmic only where the losses span more than a decade (with
+    plain-number ticks); the legend sits below the panels, inside the
     figure (constrained layout); more than ten runs take colours from tab20.
 
     Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
+    fig, grid = plt.subplots(2, 2, figsize=(10, 7.6), layout="constrained")
+    axes = list(grid.flat)  # loss (train, validation) on top, accuracy below
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
             ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
     series = {k: [] for k, _ in keys}
@@ -262,7 +265,7 @@ def learning_curves(records, labels=None, title=None):
             readable_log_axis(ax, series[k])
     for args in diverged:  # after autoscaling, so a mark at the edge stays visible
         _mark_divergence(*args)
-    fig.legend(loc="outside lower center", ncol=min(len(records), 6), fontsize=8)
+    fig.legend(loc="outside lower center", ncol=min(len(records), 4), fontsize=9)
     if title:
         fig.suptitle(title)
     return fig
