@@ -72,7 +72,7 @@ def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
     fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10",
              "slbi_batch": "128", "slbi_warmup": "1", "slbi_nu": "100",
              "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.164",
-             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9, 1, 1.05, 1.1 and 1.2"}
+             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9, 0.95, 1, 1.05, 1.1 and 1.2"}
     assert {k: vals[k] for k in fixed} == fixed
     assert all(v is None for k, v in vals.items()
                if k not in fixed and k != "slbi_sweep_lambdas")
@@ -187,6 +187,23 @@ def test_verdict_for_the_summary_follows_its_numbers(fake):
     assert "the support beats the better of the two (|BN scale|)" in V.verdict(P)
 
 
+def test_the_summary_names_the_sweeps_sparsest_support_that_learns(fake):
+    P = fake["P"]                       # entry 1.2: 50% out, support 20.0 against |γ| 30.0
+    text = V.verdict(P)
+    assert ("Sparser along the λ sweep, entry 1.2 leaves 50.0% of the filters out; cut to "
+            "its support the network has 20.0% after the short fine-tune (unpruned 37.0%), "
+            "against 30.0% by |γ| and 22.0% by filter norm: the support loses to the better "
+            "of the two.") in text
+    assert "empties a whole conv layer" not in text
+    _set(fake["sweep"], 1.2, "support", 0.36)                       # flip the number
+    assert "the support beats the better of the two." in V.verdict(P)
+    fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
+    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv layer "
+                                 "and the cut network is at chance.")
+    _set(fake["sweep"], 1.2, "support", 0.10)                       # at chance: not "sparser"
+    assert "Sparser along" not in V.verdict(P)
+
+
 def test_order_verdict_follows_its_numbers(fake):
     P = fake["P"]
     assert "path order is the worst of the 3 rankings" in V.order_verdict(P)
@@ -245,7 +262,8 @@ def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
     fake["sweep_runs"] = [_sweep_run(0.6, (8, 4)), _sweep_run(0.9, (8, 4)),
                           _sweep_run(1.2, (3, 0)), _sweep_run(1.2, (0, 0), seed=1)]
     assert V.empty_layers(P) == {0.6: [], 0.9: [], 1.2: ["conv2"]}   # the first seed's
-    assert list(V.sweep_table(P)["conv layers left empty"][-3:]) == ["conv2"] * 3
+    from cifar_lib.registry import TABLES
+    assert list(TABLES["slbi_sweep"](P)["conv layers left empty"][-3:]) == ["conv2"] * 3
     assert "none" in list(V.sweep_table(P)["conv layers left empty"][:3])
     _set(fake["sweep"], 1.2, "support", 0.10)
     _set(fake["sweep"], 1.2, "bn", 0.10)

@@ -97,7 +97,7 @@ _PROFILE_SIZES = {
     "smoke": dict(width=1 / 16, epochs=2, batch_size=64, fractions=(0.0, 0.3, 0.5, 0.9),
                   bn_batches=2, finetune_steps=2, entry_at=0.5, sweep=(0.3, 0.5, 0.8)),
     "cpu": dict(width=0.25, epochs=10, batch_size=128, fractions=(0.0, 0.25, 0.5, 0.75, 0.9),
-                bn_batches=10, finetune_steps=30, entry_at=0.9, sweep=(0.6, 0.9, 1.0, 1.05, 1.1, 1.2)),
+                bn_batches=10, finetune_steps=30, entry_at=0.9, sweep=(0.6, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2)),
     "full": dict(width=1.0, epochs=FULL_EPOCHS, batch_size=128, bn_batches=40,
                  fractions=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), finetune_steps=200,
                  entry_at=0.3, sweep=(0.2, 0.3, 0.45)),

@@ -222,7 +222,6 @@ def after_table(P: Profile):
     return pd.DataFrame(rows).round(1)
 
 
-@register_table("slbi_sweep")
 def empty_layers(P: Profile) -> dict:
     """Per threshold of the sweep (entry_at): the conv layers ('conv10')
     whose every filter is outside Gamma's support at the end of the first
@@ -240,6 +239,7 @@ def empty_layers(P: Profile) -> dict:
     return out
 
 
+@register_table("slbi_sweep")
 def sweep_table(P: Profile):
     """The lambda sweep: per threshold, the share of conv filters outside Gamma's
     support and the test accuracy (%) unpruned, then with that many filters per
@@ -406,12 +406,13 @@ def _empty_clause(P: Profile, sup, col: str) -> str:
         return ""
     first = hit[0]
     acc = sup.set_index("entry_at")[col]
-    at_chance = all(acc[e] <= CHANCE + 0.02 for e in hit)
+    n = _n_test(P)
+    at_chance_ = all(at_chance(acc[e], n) for e in hit)
     return (f" From entry {first:g} on, Γ's support leaves at least one whole conv layer "
             f"empty ({', '.join(empty[first])} at entry {first:g})"
             + (", so cutting to it, or pruning as many filters per layer by |γ| or filter "
                "norm, leaves the network at chance: the sparsity above that threshold is "
-               "not usable as it stands." if at_chance else "."))
+               "not usable as it stands." if at_chance_ else "."))
 
 
 # ---------------------------------------------------------------- verdicts
@@ -492,7 +493,40 @@ def verdict(P: Profile) -> str | None:
             f"{stage}, against {100 * here.loc['bn', col]:.1f}% by |γ| and "
             f"{100 * here.loc['magnitude', col]:.1f}% by filter norm at the same budget, so "
             f"the support {verb} the better of the two ({SHORT[best_other]}); "
-            f"{_seeds(P)} seed(s), {S.epochs} epochs.")
+            f"{_seeds(P)} seed(s), {S.epochs} epochs.{_sweep_clause(P, df, col, stage)}")
+
+
+def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
+    """' Sparser along the lambda sweep: ...': the sweep's sparsest support
+    that still learns (its network cut to the support above chance), against
+    |γ| and filter norm at its budget, and the first threshold that empties
+    a whole conv layer. '' when the sweep has nothing sparser than the
+    profile's own threshold."""
+    S, n = sizes(P), _n_test(P)
+    sup = df[df["by"] == "support"].set_index("entry_at")
+    own = sup.loc[S.entry_at, "fraction_out"] if S.entry_at in sup.index else 0.0
+    alive = [e for e in sup.index if sup.loc[e, "fraction_out"] > own
+             and not at_chance(sup.loc[e, col], n)]
+    out = ""
+    if alive:
+        e = max(alive, key=lambda k: sup.loc[k, "fraction_out"])
+        here = df[df["entry_at"] == e].set_index("by")
+        other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
+        diff = 100 * (here.loc["support", col] - here.loc[other, col])
+        verb = versus(diff, 100 * test_noise(here.loc["support", col], here.loc[other, col], n))
+        out = (f" Sparser along the λ sweep, entry {e:g} leaves "
+               f"{100 * here.loc['support', 'fraction_out']:.1f}% of the filters out; cut to "
+               f"its support the network has {100 * here.loc['support', col]:.1f}% {stage} "
+               f"(unpruned {100 * here.loc['support', 'base']:.1f}%), against "
+               f"{100 * here.loc['bn', col]:.1f}% by |γ| and "
+               f"{100 * here.loc['magnitude', col]:.1f}% by filter norm: the support {verb} "
+               f"the better of the two.")
+    empty = empty_layers(P)
+    hit = [e for e in sup.index if empty.get(e)]
+    if hit:
+        out += (f" From entry {hit[0]:g} on, the support empties a whole conv layer and the "
+                "cut network is at chance.")
+    return out
 
 
 # ---------------------------------------------------------------- values
