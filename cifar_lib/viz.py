@@ -343,18 +343,36 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
     Used by notebook 01 (report section 1.2).
     """
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    notes = []
     for i, row in enumerate(summary.itertuples(index=False)):
         r = row._asdict()
         e = r.get(err)
         ax.errorbar(r[x], 100 * r[y], yerr=None if e != e or e is None else 100 * e,
                     fmt="o", color=f"C{i % 10}", label=r[label], capsize=3)
-        ax.annotate(r[label], (r[x], 100 * r[y]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        notes.append(ax.annotate(r[label], (r[x], 100 * r[y]), fontsize=7,
+                                 xytext=(4, 4), textcoords="offset points"))
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, ncol=2, title="model")
+    _unstack_labels(fig, notes)
     return fig
+
+
+def _unstack_labels(fig, notes) -> None:
+    """Move each point label that overlaps one placed before it to the
+    first free spot of a few around its point (right, below, left)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    placed = []
+    for note in notes:
+        for off in ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18)):
+            note.set_position(off)
+            note.set_horizontalalignment("left" if off[0] > 0 else "right")
+            box = note.get_window_extent(r)
+            if not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(note.get_window_extent(r))
 
 
 def filter_channels(w, top: int = 16, title: str | None = None):

@@ -235,6 +235,17 @@ def test_the_reading_follows_its_numbers():
     assert "1 run(s) failed and are left out of the means" in v1.reading(recs, base)
 
 
+def test_a_reading_without_a_baseline_gives_the_lead_and_its_noise():
+    recs = [rec("a", 0.60), rec("b", 0.58)]
+    assert v1.reading(recs, None, "model") == (
+        "Best model: a at 60.0%, 2.0 points ahead of b (one seed each: no spread to "
+        "compare with); at 4 epochs.")
+    recs += [rec("a", 0.61, seed=1), rec("b", 0.66, seed=1)]          # flip the order
+    assert v1.reading(recs, None, "model") == (
+        "Best model: b at 62.0%, 1.5 points ahead of a, within the two rows' own seed gaps "
+        "(8.0 and 1.0 points); at 4 epochs.")
+
+
 def test_the_long_budget_reading_says_what_flips(monkeypatch):
     recs = [rec("baseline, 4 epochs", 0.80), rec("baseline, 16 epochs", 0.85),
             rec("cutmix, 4 epochs", 0.75), rec("cutmix, 16 epochs", 0.88),

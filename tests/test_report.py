@@ -297,6 +297,22 @@ def test_learning_curves_keep_legend_and_title_inside_the_figure():
         assert not ax.get_window_extent(r).overlaps(box), "legend covers a panel"
 
 
+def test_point_labels_of_the_accuracy_figure_do_not_overlap():
+    import pandas as pd
+    from cifar_lib import viz
+    _mpl()
+    df = pd.DataFrame({"label": ["cnn3", "fastnet", "vgg_a_bn", "resnet_s2", "lenet"],
+                       "params": [114e3, 127e3, 613e3, 692e3, 62e3],
+                       "test_acc_mean": [0.586, 0.589, 0.536, 0.531, 0.365],
+                       "test_acc_std": [float("nan")] * 5})
+    fig = viz.accuracy_vs_params(df)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in fig.axes[0].texts]
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
 @pytest.mark.parametrize("losses", [[2.3, 2.0, 1.7, 1.4], [2.3, 0.5, 0.1, 0.02]])
 def test_loss_axes_show_at_least_three_labelled_ticks(losses):
     from cifar_lib import viz

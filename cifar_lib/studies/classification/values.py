@@ -816,8 +816,9 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
         out += (one_seed if b["spread"] is None else
                 f", more than {b['noise']}" if b["beyond_noise"] else
                 f", within {b['noise']}: not a reliable difference")
-    elif b["base"] is not None:
-        out += f", the baseline itself, {b['lead']:.1f} points ahead of {b['runner_up']}"
+    else:  # the baseline leads, or there is none (the architectures)
+        itself = ", the baseline itself," if b["base"] is not None else ","
+        out += f"{itself} {b['lead']:.1f} points ahead of {b['runner_up']}"
         out += (one_seed if b["spread"] is None else
                 f", {'more than' if b['beyond_noise'] else 'within'} {b['noise']}")
     n_failed = int((df["status"] != "ok").sum())
