@@ -263,8 +263,8 @@ def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
                           _sweep_run(1.2, (3, 0)), _sweep_run(1.2, (0, 0), seed=1)]
     assert V.empty_layers(P) == {0.6: [], 0.9: [], 1.2: ["conv2"]}   # the first seed's
     from cifar_lib.registry import TABLES
-    assert list(TABLES["slbi_sweep"](P)["conv layers left empty"][-3:]) == ["conv2"] * 3
-    assert "none" in list(V.sweep_table(P)["conv layers left empty"][:3])
+    assert list(TABLES["slbi_sweep"](P)["conv layers left empty"]) == ["none", "none", "conv2"]
+    assert V._layer_span(["conv7", "conv8", "conv9", "conv12"]) == "conv7-conv9, conv12"
     _set(fake["sweep"], 1.2, "support", 0.10)
     _set(fake["sweep"], 1.2, "bn", 0.10)
     _set(fake["sweep"], 1.2, "magnitude", 0.10)
@@ -281,11 +281,12 @@ def test_sweep_table_and_figure_from_the_fixture(fake):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
     P = fake["P"]
-    df = V.sweep_table(P)
-    assert len(df) == 3 * 3
-    assert list(df["filters pruned"][:3]) == ["outside Gamma's support", "|BN scale|",
-                                              "filter norm"]
-    assert list(df["entry at (share of path time)"].unique()) == ["0.6", "0.9", "1.2"]
+    df = V.sweep_table(P)                                 # one row per threshold
+    assert list(df["entry at (share of path time)"]) == ["0.6", "0.9", "1.2"]
+    assert list(df.columns[-3:]) == [f"{m}: pruned / BN / fine-tuned (%)" for m in
+                                     ("outside Gamma's support", "|BN scale|", "filter norm")]
+    assert df.iloc[2, -3] == "10.0 / 15.0 / 20.0"         # 1.2: support 0.20 fine-tuned
+    assert df.iloc[2, -2] == "10.0 / 25.0 / 30.0"
     assert isinstance(V.fig_sweep(P), Figure) and isinstance(V.fig_pruning(P), Figure)
     plt.close("all")
     table = V.pruning_table(P)

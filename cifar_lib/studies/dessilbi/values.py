@@ -241,10 +241,12 @@ def empty_layers(P: Profile) -> dict:
 
 @register_table("slbi_sweep")
 def sweep_table(P: Profile):
-    """The lambda sweep: per threshold, the share of conv filters outside Gamma's
-    support and the test accuracy (%) unpruned, then with that many filters per
-    layer pruned (those outside the support, or the lowest by |BN scale| or by
-    filter norm): as pruned, BN re-estimated, fine-tuned (mean over seeds).
+    """The lambda sweep, one row per threshold: the share of conv filters
+    outside Gamma's support, the conv layers it leaves empty, the test
+    accuracy (%) unpruned, then with that many filters per layer pruned
+    (those outside the support, or the lowest by |BN scale| or by filter
+    norm), each cell 'as pruned / BN re-estimated / fine-tuned' (mean over
+    seeds).
 
     Used by notebook 05 (report section 3)."""
     import pandas as pd
@@ -253,16 +255,37 @@ def sweep_table(P: Profile):
         return None
     df = sweep_frame(sweep)
     empty = empty_layers(P)
-    rows = [{"entry at (share of path time)": f"{r['entry_at']:g}", "λ": f"{r['lambda']:.3g}",
-             "seeds": r["seeds"],
-             "filters outside support (%)": round(100 * r["fraction_out"], 1),
-             "conv layers left empty": ", ".join(empty.get(r["entry_at"], [])) or "none",
-             "unpruned (%)": round(100 * r["base"], 1), "filters pruned": BY_NAME[r["by"]],
-             "pruned (%)": round(100 * r["test_acc"], 1),
-             "+ BN re-estimated (%)": round(100 * r["bn_acc"], 1),
-             "+ fine-tuned (%)": round(100 * r["finetune_acc"], 1)}
-            for r in df.to_dict("records")]
+    rows = []
+    for e, d in df.groupby("entry_at", sort=True):
+        d = d.set_index("by")
+        first = d.iloc[0]
+        row = {"entry at (share of path time)": f"{e:g}", "λ": f"{first['lambda']:.3g}",
+               "seeds": int(first["seeds"]),
+               "filters outside support (%)": round(100 * first["fraction_out"], 1),
+               "conv layers left empty": _layer_span(empty.get(e, [])),
+               "unpruned (%)": round(100 * first["base"], 1)}
+        for by, name in BUDGET_METHODS:
+            if by in d.index:
+                m = d.loc[by]
+                row[f"{name}: pruned / BN / fine-tuned (%)"] = " / ".join(
+                    "–" if v != v else f"{100 * v:.1f}"
+                    for v in (m["test_acc"], m["bn_acc"], m["finetune_acc"]))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _layer_span(layers: list[str]) -> str:
+    """'conv7-conv13' for a run of consecutive layers, 'conv9, conv12'
+    otherwise; 'none' for no layer."""
+    if not layers:
+        return "none"
+    idx = [int(x.removeprefix("conv")) for x in layers]
+    runs, start = [], idx[0]
+    for a, b in zip(idx, idx[1:] + [None]):
+        if b != a + 1:
+            runs.append(f"conv{start}" if start == a else f"conv{start}-conv{a}")
+            start = b
+    return ", ".join(runs)
 
 
 # ---------------------------------------------------------------- readings
