@@ -237,11 +237,15 @@ def test_table_readings_follow_their_numbers(fake):
     fake["data"]["seeds"][0]["support"]["total"]["test_acc"] = 0.10
     assert "the network is at chance (10.0% test accuracy" in V.path_reading(P)
 
-    after = V.after_reading(P)
-    assert after.startswith("After the short fine-tune, SLBI cut to Gamma's support is "
-                            "highest (35.0%")
-    fake["data"]["seeds"][0]["support"]["total"]["finetune_acc"] = 0.2
-    assert "SLBI, path order is highest (30.0%" in V.after_reading(P)
+    after = V.after_reading(P)       # ranks the rows at one budget, not the support's
+    assert after.startswith("After the short fine-tune, with 50% of every conv layer's "
+                            "filters removed, SLBI, path order is highest (30.0%")
+    assert ("The network cut to Γ's support (35.0%) removes 25.0% of the filters, so it is "
+            "not ranked against those rows here") in after
+    for row in fake["data"]["seeds"][0]["finetuned"]:
+        if row["method"] == "SGD, |BN scale|":
+            row["finetune_acc"] = 0.4                                # flip the number
+    assert "removed, SGD, |BN scale| is highest (40.0%" in V.after_reading(P)
 
 
 def test_sweep_reading_follows_its_numbers(fake):

@@ -370,18 +370,23 @@ def after_reading(P: Profile) -> str | None:
     if df is None:
         return None
     col = "+ fine-tuned" if df["+ fine-tuned"].notna().any() else "+ BN re-estimated"
-    d = df.dropna(subset=[col]).sort_values(col, ascending=False, kind="stable")
-    if len(d) < 2:
-        return None
-    b, x = d.iloc[0], d.iloc[1]
-    noise = 100 * test_noise(b[col] / 100, x[col] / 100, _n_test(P))
     S = sizes(P)
+    # the rows compared remove the same share of filters (the first row, cut
+    # to the support, removes its own share: compared at that budget in 3.5)
+    same = df.iloc[1:].dropna(subset=[col]).sort_values(col, ascending=False, kind="stable")
+    if len(same) < 2:
+        return None
+    b, x = same.iloc[0], same.iloc[1]
+    noise = 100 * test_noise(b[col] / 100, x[col] / 100, _n_test(P))
+    sup = df.iloc[0]
     return (f"After {'the short fine-tune' if col == '+ fine-tuned' else 'BN re-estimation'}, "
+            f"with {100 * S.finetune_fraction:.0f}% of every conv layer's filters removed, "
             f"{b['network']} is highest ({b[col]:.1f}%, next {x['network']} {x[col]:.1f}%); "
-            f"{lead_clause(b[col] - x[col], noise, _seeds(P))}. Caveat: only "
-            f"{S.finetune_steps} fine-tuning steps, and the support row removes "
-            f"{df.iloc[0]['filters pruned (%)']:.1f}% of the filters where the others remove "
-            f"{100 * S.finetune_fraction:.0f}%.")
+            f"{lead_clause(b[col] - x[col], noise, _seeds(P))}. The network cut to Γ's "
+            f"support ({sup[col]:.1f}%) removes {sup['filters pruned (%)']:.1f}% of the "
+            f"filters, so it is not ranked against those rows here: section 3.5 compares it "
+            f"with |γ| and filter norm at its own budget. Caveat: only "
+            f"{S.finetune_steps} fine-tuning steps.")
 
 
 def _stage(df) -> tuple[str, str]:
