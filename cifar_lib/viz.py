@@ -238,7 +238,7 @@ def learning_curves(records, labels=None, title=None):
     figure (constrained layout); more than ten runs take colours from tab20.
 
     Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
-    fig, grid = plt.subplots(2, 2, figsize=(10, 7.6), layout="constrained")
+    fig, grid = plt.subplots(2, 2, figsize=(10, 7.6), layout="constrained", sharex=True)
     axes = list(grid.flat)  # loss (train, validation) on top, accuracy below
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
             ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
@@ -258,13 +258,20 @@ def learning_curves(records, labels=None, title=None):
                     label=label if ax is axes[0] else None, color=colours[i])
             if _diverged(rec):
                 diverged.append((ax, rec, ep, vals, colours[i]))
-    for ax, (k, name) in zip(axes, keys):
-        ax.set_xlabel("epoch")
+    once = {k: all(sum(v == v for v in [e.get(k) for e in r["history"]] if v is not None) <= 1
+                   for r in records) for k, _ in keys}
+    for i, (ax, (k, name)) in enumerate(zip(axes, keys)):
+        if i >= 2:
+            ax.set_xlabel("epoch")
         ax.set_ylabel(name)
+        if once[k] and not all(once.values()):  # a lean loop validates only at its end
+            ax.set_title(f"{name}: measured once, after training", fontsize=9)
         if k.endswith("loss"):
             readable_log_axis(ax, series[k])
     for args in diverged:  # after autoscaling, so a mark at the edge stays visible
         _mark_divergence(*args)
+    from matplotlib.ticker import MaxNLocator
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (shared x)
     fig.legend(loc="outside lower center", ncol=min(len(records), 4), fontsize=9)
     if title:
         fig.suptitle(title)

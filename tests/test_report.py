@@ -297,6 +297,23 @@ def test_learning_curves_keep_legend_and_title_inside_the_figure():
         assert not ax.get_window_extent(r).overlaps(box), "legend covers a panel"
 
 
+def test_curves_of_a_run_validated_once_share_the_epoch_axis_and_say_so():
+    from cifar_lib import viz
+    _mpl()
+    recs = [_record(f"m{i}", [2.3, 2.0, 1.7, 1.4]) for i in range(2)]
+    for r in recs:              # the lean loop: validation after the last epoch only
+        for e in r["history"][:-1]:
+            e.pop("val_loss"), e.pop("val_acc")
+    fig = viz.learning_curves(recs)
+    train_loss, val_loss, train_acc, val_acc = fig.axes
+    assert val_loss.get_xlim() == train_loss.get_xlim() and val_loss.get_xlim()[0] < 1.5
+    assert val_acc.get_title() == "validation accuracy: measured once, after training"
+    assert train_acc.get_title() == ""
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in train_acc.get_xticklabels() if t.get_text()]
+    assert "1.5" not in ticks and "2" in ticks                     # whole epochs
+
+
 def test_point_labels_of_the_accuracy_figure_do_not_overlap():
     import pandas as pd
     from cifar_lib import viz
