@@ -309,15 +309,17 @@ def results_frame(records: list[dict]):
     """One row per run: label, status, scalar config fields and metrics.
 
     ``status`` is ``failed`` for a run that finished but never learned (at
-    chance or at the loss of a uniform guess over its last epochs,
-    :func:`cifar_lib.health.record_failure`), also for records stored
-    before the engine marked such runs; ``failure`` says why."""
+    chance over its last epochs, :func:`cifar_lib.health.record_failure`),
+    judged again from its history, so a record stored under an earlier
+    rule (or before the engine marked such runs) reads as the rule says
+    now; ``failure`` says why."""
     import pandas as pd
     from cifar_lib.health import record_failure
     rows = []
     for r in records:
         failure = record_failure(r)
-        status = "failed" if r["status"] == "ok" and failure else r["status"]
+        status = (("failed" if failure else "ok") if r["status"] in ("ok", "failed")
+                  else r["status"])  # judged again: a record keeps the rule it was stored under
         row = {"experiment": r["experiment"], "label": r["label"], "run": r["run"],
                "status": status, "failure": failure}
         row.update({k: v for k, v in r["config"].items() if not isinstance(v, (dict, list))})

@@ -64,3 +64,37 @@ def test_record_failure():
                            "history": VGG_A[:3]}) == "diverged at epoch 3"
     assert record_failure({"status": "failed", "failure": "at chance from epoch 1 (x)",
                            "history": []}) == "at chance from epoch 1 (x)"
+
+
+def test_accuracy_above_chance_means_learned_whatever_the_loss():
+    """Label smoothing or a slow rate keeps the loss near ln 10 while the
+    accuracy rises: the cpu profile's Adam at 1e-4 with the step schedule."""
+    slow = [{"epoch": 1, "train_loss": 2.297, "train_acc": 0.138, "val_acc": None},
+            {"epoch": 2, "train_loss": 2.267, "train_acc": 0.193, "val_acc": None},
+            {"epoch": 3, "train_loss": 2.252, "train_acc": 0.225, "val_acc": None},
+            {"epoch": 4, "train_loss": 2.251, "train_acc": 0.229, "val_acc": 0.227}]
+    assert failure(slow) is None
+    for e in slow:                                   # the same loss at chance accuracy
+        e["train_acc"] = 0.1
+    slow[-1]["val_acc"] = 0.1
+    assert failure(slow).startswith("at chance from epoch 1")
+    slow[-1]["val_acc"] = 0.3                        # validation decides where measured
+    slow[-2]["train_acc"] = 0.3
+    assert failure(slow) is None
+
+
+def test_a_record_stored_under_the_old_rule_is_judged_again():
+    from cifar_lib.experiments import results_frame
+    from cifar_lib.health import learned
+    hist = [{"epoch": 1, "train_loss": 2.26, "train_acc": 0.19, "val_acc": None},
+            {"epoch": 2, "train_loss": 2.25, "train_acc": 0.23, "val_acc": 0.227}]
+    rec = {"experiment": "x", "label": "a", "run": "a-0", "status": "failed",
+           "failure": "at chance from epoch 1 (val acc 0.227, train loss 2.251)",
+           "history": hist, "config": {"seed": 0}, "metrics": {"test_acc": 0.221}}
+    assert record_failure(rec) is None and learned(rec)
+    row = results_frame([rec]).iloc[0]
+    assert row["status"] == "ok" and row["failure"] is None
+    stuck = {**rec, "status": "ok", "failure": None,
+             "history": [{**h, "train_acc": 0.1, "val_acc": 0.1} for h in hist]}
+    assert results_frame([stuck]).iloc[0]["status"] == "failed" and not learned(stuck)
+    assert not learned({**rec, "status": "diverged"})

@@ -717,7 +717,7 @@ def _seed_gaps(recs: list[dict]) -> list[float]:
     import json
     by: dict = {}
     for r in recs:
-        if r["status"] == "ok" and not _failed(r):
+        if _learned(r):
             setting = json.dumps({k: v for k, v in r["config"].items() if k != "seed"},
                                  sort_keys=True)
             by.setdefault(setting, {})[r["config"]["seed"]] = 100 * r["metrics"]["test_acc"]
@@ -733,7 +733,7 @@ def lead_noise(recs: list[dict], labels, pool: list[dict] | None = None) -> tupl
     (:func:`spread_words`); (None, "") with one seed everywhere."""
     own: dict = {}
     for r in recs:
-        if r["label"] in labels and r["status"] == "ok" and not _failed(r):
+        if r["label"] in labels and _learned(r):
             own.setdefault(r["label"], []).append(100 * r["metrics"]["test_acc"])
     if all(len(own.get(lbl, [])) > 1 for lbl in labels):
         g = [max(own[lbl]) - min(own[lbl]) for lbl in labels]
@@ -751,9 +751,9 @@ def spread_words(gaps: list[float]) -> str:
             f"over {n} setting{'s' if n != 1 else ''} with two seeds)")
 
 
-def _failed(rec) -> bool:
-    from cifar_lib.health import record_failure
-    return bool(record_failure(rec))
+def _learned(rec) -> bool:
+    from cifar_lib.health import learned
+    return learned(rec)
 
 
 def _ranked(df):
