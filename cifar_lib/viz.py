@@ -367,17 +367,22 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
 
 
 def _unstack_labels(fig, notes) -> None:
-    """Move each point label that overlaps one placed before it to the
-    first free spot of a few around its point (right, below, left)."""
+    """Move each point label that overlaps a label placed before it, or
+    another point's marker, to the first free spot of a few around its
+    point (right, below, left)."""
+    from matplotlib.transforms import Bbox
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
+    dots = [n.axes.transData.transform(n.xy) for n in notes]
+    marks = [Bbox.from_extents(x - 5, y - 5, x + 5, y + 5) for x, y in dots]
     placed = []
-    for note in notes:
+    for i, note in enumerate(notes):
+        others = placed + [m for j, m in enumerate(marks) if j != i]
         for off in ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18)):
             note.set_position(off)
             note.set_horizontalalignment("left" if off[0] > 0 else "right")
             box = note.get_window_extent(r)
-            if not any(box.overlaps(b) for b in placed):
+            if not any(box.overlaps(b) for b in others):
                 break
         placed.append(note.get_window_extent(r))
 
