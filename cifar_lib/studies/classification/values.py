@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cifar_lib.experiments import loaded_split, records, results_frame, summarize
+from cifar_lib.health import learned
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.classification.measures import read, save_arch_costs, vis_measured
@@ -717,7 +718,7 @@ def _seed_gaps(recs: list[dict]) -> list[float]:
     import json
     by: dict = {}
     for r in recs:
-        if _learned(r):
+        if learned(r):
             setting = json.dumps({k: v for k, v in r["config"].items() if k != "seed"},
                                  sort_keys=True)
             by.setdefault(setting, {})[r["config"]["seed"]] = 100 * r["metrics"]["test_acc"]
@@ -733,7 +734,7 @@ def lead_noise(recs: list[dict], labels, pool: list[dict] | None = None) -> tupl
     (:func:`spread_words`); (None, "") with one seed everywhere."""
     own: dict = {}
     for r in recs:
-        if r["label"] in labels and _learned(r):
+        if r["label"] in labels and learned(r):
             own.setdefault(r["label"], []).append(100 * r["metrics"]["test_acc"])
     if all(len(own.get(lbl, [])) > 1 for lbl in labels):
         g = [max(own[lbl]) - min(own[lbl]) for lbl in labels]
@@ -749,11 +750,6 @@ def spread_words(gaps: list[float]) -> str:
     n = len(gaps)
     return (f"the largest gap between two seeds of one setting ({max(gaps):.1f} points, "
             f"over {n} setting{'s' if n != 1 else ''} with two seeds)")
-
-
-def _learned(rec) -> bool:
-    from cifar_lib.health import learned
-    return learned(rec)
 
 
 def _ranked(df):

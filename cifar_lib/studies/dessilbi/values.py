@@ -239,6 +239,13 @@ def empty_layers(P: Profile) -> dict:
     return out
 
 
+def _emptied(P: Profile, entries) -> dict:
+    """The thresholds among ``entries`` (in their order) whose support
+    leaves a conv layer empty, with those layers (:func:`empty_layers`)."""
+    empty = empty_layers(P)
+    return {e: empty[e] for e in entries if empty.get(e)}
+
+
 @register_table("slbi_sweep")
 def sweep_table(P: Profile):
     """The lambda sweep, one row per threshold: the share of conv filters
@@ -428,14 +435,13 @@ def sweep_reading(P: Profile) -> str | None:
 def _empty_clause(P: Profile, sup, col: str) -> str:
     """' From entry 1 on, Gamma's support leaves a whole conv layer empty
     (conv10 at entry 1), ...': where the sweep's accuracy collapses, why."""
-    empty = empty_layers(P)
-    hit = [e for e in sup["entry_at"] if empty.get(e)]
-    if not hit:
+    empty = _emptied(P, sup["entry_at"])
+    if not empty:
         return ""
-    first = hit[0]
+    first = next(iter(empty))
     acc = sup.set_index("entry_at")[col]
     n = _n_test(P)
-    at_chance_ = all(at_chance(acc[e], n) for e in hit)
+    at_chance_ = all(at_chance(acc[e], n) for e in empty)
     return (f" From entry {first:g} on, Γ's support leaves at least one whole conv layer "
             f"empty ({', '.join(empty[first])} at entry {first:g})"
             + (", so cutting to it, or pruning as many filters per layer by |γ| or filter "
@@ -549,11 +555,10 @@ def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
                f"{100 * here.loc['bn', col]:.1f}% by |γ| and "
                f"{100 * here.loc['magnitude', col]:.1f}% by filter norm: the support {verb} "
                f"the better of the two.")
-    empty = empty_layers(P)
-    hit = [e for e in sup.index if empty.get(e)]
-    if hit:
-        out += (f" From entry {hit[0]:g} on, the support empties a whole conv layer and the "
-                "cut network is at chance.")
+    empty = _emptied(P, sup.index)
+    if empty:
+        out += (f" From entry {next(iter(empty)):g} on, the support empties a whole conv "
+                "layer and the cut network is at chance.")
     return out
 
 
