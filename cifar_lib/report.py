@@ -31,6 +31,14 @@ collapses to one line naming how many of those
 experiments' runs are pending and linking the same section of the cpu
 report: a report never says "n/a".
 
+An optional block wraps a part that only some profiles have results for
+(runs that are read, never planned, such as the old baseline's)::
+
+    <!-- BEGIN optional:old_baseline -->  ...  <!-- END optional:old_baseline -->
+
+Where every table and figure in it is empty, it renders to nothing (its
+markers stay, invisible), heading included, rather than to a placeholder.
+
 The template is ``cifar_lib/report_template.md`` (edit the prose there);
 the full profile writes the top-level report.md from it, other profiles
 ``<root>/report.md``.
@@ -52,6 +60,7 @@ BLOCK = re.compile(r"<!-- BEGIN (table|figure|value):(\S+?)(?: \| (.*?))? -->"
                    r"(.*?)<!-- END \1:\2 -->", re.S)
 SECTION = re.compile(r"<!-- BEGIN section:(\S+?)(?: \| (.*?))? -->(.*?)"
                      r"<!-- END section:\1 -->", re.S)
+OPTIONAL = re.compile(r"<!-- BEGIN optional:(\S+?) -->(.*?)<!-- END optional:\1 -->", re.S)
 HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.M)
 EMPTY_TABLE = "*No results yet for this table"
 NOT_DRAWN = "*Figure `"
@@ -149,7 +158,21 @@ def render_block(kind: str, name: str, arg: str | None, profile: Profile,
 
 
 def _blocks(text: str, profile: Profile, out_dir: Path, cache: dict) -> str:
-    """``text`` with every table, figure and value block re-rendered."""
+    """``text`` with every table, figure and value block re-rendered, and
+    every optional block with no results emptied."""
+    out, at = [], 0
+    for m in OPTIONAL.finditer(text):
+        out.append(_plain_blocks(text[at:m.start()], profile, out_dir, cache))
+        body = _plain_blocks(m.group(2), profile, out_dir, cache)
+        if section_pending(body):
+            body = "\n"
+        out.append(f"<!-- BEGIN optional:{m.group(1)} -->{body}<!-- END optional:{m.group(1)} -->")
+        at = m.end()
+    out.append(_plain_blocks(text[at:], profile, out_dir, cache))
+    return "".join(out)
+
+
+def _plain_blocks(text: str, profile: Profile, out_dir: Path, cache: dict) -> str:
     def sub(m):
         kind, name, arg = m.group(1), m.group(2), m.group(3)
         body = render_block(kind, name, arg, profile, out_dir, cache)

@@ -169,6 +169,25 @@ def test_cpu_profile_pending_section_has_no_link(registered, tmp_path, monkeypat
     assert "cpu-profile report" not in text
 
 
+def test_optional_block_is_left_out_where_its_tables_are_empty(prof, registered, monkeypatch):
+    """A part only some profiles have results for (the old baseline's
+    ablations) renders in full where they exist and to nothing, heading
+    included, where they do not: no placeholder table, no pending line."""
+    monkeypatch.setattr(report, "planned_runs", lambda P: [])
+    text = ("# Top\n\n<!-- BEGIN optional:extra -->\n## Extra\n\n"
+            "Reading: <!-- BEGIN value:_v --><!-- END value:_v -->.\n\n"
+            "<!-- BEGIN table:{} -->\n<!-- END table:{} -->\n"
+            "<!-- END optional:extra -->\n## Next\n")
+    shown = report.refresh_text(text.format("_t", "_t"), prof, prof.root)
+    assert "## Extra" in shown and "| 1 | 0.5 |" in shown and "Reading: " in shown
+    left_out = report.refresh_text(text.format("_empty", "_empty"), prof, prof.root)
+    assert left_out == ("# Top\n\n<!-- BEGIN optional:extra -->\n<!-- END optional:extra -->"
+                        "\n## Next\n")
+    # refreshing again finds the markers and gives the same text
+    assert report.refresh_text(left_out, prof, prof.root) == left_out
+    assert report.refresh_text(shown, prof, prof.root) == shown
+
+
 def test_anchor_is_githubs():
     assert report.anchor("1.3 Training choices, one factor at a time") == \
         "13-training-choices-one-factor-at-a-time"
