@@ -308,14 +308,15 @@ def seed_dots(rows, title=None, xlabel="test accuracy (%)", band=None):
         ax.axvline(base, color="C3", ls="--", lw=1, alpha=0.7)
         if band:
             ax.axvspan(base - band, base + band, color="C3", alpha=0.1, lw=0,
-                       label=f"baseline \u00b1 {band:.1f} points (seed noise): a tie")
+                       label=f"baseline \u00b1 {band:.1f} points: the largest gap "
+                             "between two seeds of one setting")
     ax.set_yticks(range(n))
     ax.set_yticklabels([r[0] for r in rows][::-1], fontsize=9)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     ax.set_ylim(-0.6, n - 0.4)
-    if ax.get_legend_handles_labels()[1]:
-        ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[1]:  # below the axes: it hides no dot
+        fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=11)
     return fig
@@ -361,8 +362,7 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=7, ncol=2, title="model")
-    _unstack_labels(fig, notes)
+    _unstack_labels(fig, notes)   # every point carries its name: no legend to cover them
     return fig
 
 

@@ -69,10 +69,12 @@ def test_budget_prune_takes_as_many_filters_per_layer_as_the_support_leaves_out(
 def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
     P = get_profile("cpu").with_(root=tmp_path)
     vals = study.values(P)
-    fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10",
-             "slbi_batch": "128", "slbi_warmup": "1", "slbi_nu": "100",
+    fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10 epochs",
+             "slbi_batch": "128", "slbi_warmup": "1 warm-up epoch", "slbi_nu": "100",
              "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.164",
-             "slbi_seeds": "1", "slbi_sweep": "0.6, 0.9, 0.95, 1, 1.05, 1.1 and 1.2"}
+             "slbi_seeds": "1 seed", "slbi_sweep": "0.6, 0.9, 0.95, 1, 1.05, 1.1 and 1.2",
+             "slbi_finetune": "30 steps of batch 128, 0.77 of an epoch of the 5,000 "
+                              "training images, learning rate 0.01 decaying to 0"}
     assert {k: vals[k] for k in fixed} == fixed
     assert all(v is None for k, v in vals.items()
                if k not in fixed and k != "slbi_sweep_lambdas")
@@ -168,13 +170,44 @@ def test_budget_verdict_follows_its_numbers(fake):
     # 36.0 against 37.0 (|γ|) and 28.0 (norm): within noise of |γ|, ahead of norm
     assert "36.0%" in text and "37.0%" in text and "28.0%" in text
     assert "ties with |γ|" in text and "beats filter-norm pruning" in text
-    assert "ahead of |γ| in 1 and of filter norm in 2" in text
+    # over the sweep, support - |γ|: +1, -1, -10; support - norm: +8, +8, -2 (noise ~2.6-3)
+    assert ("Over the sweep, all 3 thresholds can tell the methods apart (entries 0.6, "
+            "0.9 and 1.2): there Γ's support beats |γ| at 0, ties with it at 2 and loses "
+            "to it at 1, and beats filter norm at 2, ties with it at 1 and loses to it at "
+            "0") in text
     _set(fake["sweep"], 0.9, "bn", 0.45)
     flipped = V.budget_verdict(P)
-    assert "loses to |γ|" in flipped and "ahead of |γ| in 1" in flipped
+    assert "loses to |γ|" in flipped
+    assert "beats |γ| at 0, ties with it at 1 and loses to it at 2" in flipped
     _set(fake["sweep"], 0.9, "bn", 0.20)
-    assert "beats |γ|" in V.budget_verdict(P)
-    assert "ahead of |γ| in 2" in V.budget_verdict(P)
+    assert "beats |γ| (network slimming)" in V.budget_verdict(P)
+    assert "beats |γ| at 1, ties with it at 1 and loses to it at 1" in V.budget_verdict(P)
+
+
+def test_budget_tally_leaves_out_thresholds_that_cannot_rank(fake):
+    """Nothing pruned (the three networks are one) or every method at chance:
+    such a threshold is named, not counted for or against the support."""
+    P = fake["P"]
+    fake["sweep"]["runs"][0]["fraction_out"] = 0.0               # entry 0.6: nothing out
+    for by in ("support", "bn", "magnitude"):
+        _set(fake["sweep"], 1.2, by, 0.10)                       # entry 1.2: all at chance
+    text = V.budget_verdict(P)
+    assert ("Over the sweep, 1 of its 3 thresholds can tell the methods apart (entry 0.9; "
+            "at entry 0.6 nothing is pruned, and at entry 1.2 every method is at chance): "
+            "there Γ's support beats |γ| at 0, ties with it at 1 and loses to it at 0, and "
+            "beats filter norm at 1, ties with it at 0 and loses to it at 0") in text
+    comp = V.sweep_comparisons(P, study.sweep_frame(fake["sweep"]), "finetune_acc")
+    assert comp["void"] == {0.6: "nothing pruned", 1.2: "at chance"}
+    assert comp["told"] == {0.9: {"bn": "ties with", "magnitude": "beats"}}
+    _set(fake["sweep"], 1.2, "bn", 0.30)                         # one method learns again
+    assert "2 of its 3 thresholds" in V.budget_verdict(P)
+    fake["sweep"]["runs"][1]["fraction_out"] = 0.0
+    _set(fake["sweep"], 1.2, "bn", 0.10)
+    assert V.budget_verdict(P).endswith(
+        "None of the 3 thresholds of the sweep can tell the methods apart (at entries 0.6 "
+        "and 0.9 nothing is pruned and at entry 1.2 every method is at chance).")
+    assert V._at_entries([1.0, 1.1], [0.6, 0.9, 1.0, 1.1]) == "from entry 1 on"
+    assert V._at_entries([0.6], [0.6, 0.9]) == "at entry 0.6"
 
 
 def test_verdict_for_the_summary_follows_its_numbers(fake):
@@ -182,7 +215,8 @@ def test_verdict_for_the_summary_follows_its_numbers(fake):
     text = V.verdict(P)
     assert text.startswith("DessiLBI left 30.0% of the conv filters of VGG-16-BN at width "
                            "0.25 outside Γ's support at 38.7% test accuracy (SGD: 44.2%)")
-    assert "the support ties with the better of the two (|BN scale|)" in text
+    assert "the support ties with the better of the two (|BN scale|); 1 seed, 10 epochs." \
+        in text
     _set(fake["sweep"], 0.9, "support", 0.50)
     assert "the support beats the better of the two (|BN scale|)" in V.verdict(P)
 
@@ -198,10 +232,13 @@ def test_the_summary_names_the_sweeps_sparsest_support_that_learns(fake):
     _set(fake["sweep"], 1.2, "support", 0.36)                       # flip the number
     assert "the support beats the better of the two." in V.verdict(P)
     fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
-    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv layer "
-                                 "and the cut network is at chance.")
+    # the cut network at 36.0%: the empty layer is said, "at chance" is not
+    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv "
+                                 "layer.")
     _set(fake["sweep"], 1.2, "support", 0.10)                       # at chance: not "sparser"
     assert "Sparser along" not in V.verdict(P)
+    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv layer "
+                                 "and the cut network is at chance.")
 
 
 def test_order_verdict_follows_its_numbers(fake):
@@ -252,14 +289,42 @@ def test_sweep_reading_follows_its_numbers(fake):
     P = fake["P"]
     text = V.sweep_reading(P)
     assert "outside Γ's support rises from 10.0% to 50.0%" in text
-    assert "unpruned accuracy falls from 40.0% to 37.0%" in text
+    # 40.0, 38.7, 37.0: a spread of 3.0 points, within the 3.1 of test sampling
+    assert ("unpruned accuracy stays between 37.0% and 40.0% (a spread of 3.0 points, no "
+            "more than the 3.1 points sampling the test set alone can give: flat within "
+            "noise)") in text
     assert "cut to the support after the short fine-tune falls from 38.0% to 20.0%" in text
     assert "the best row after the short fine-tune is entry 0.6 by Gamma's support" in text
     _set(fake["sweep"], 1.2, "support", 0.42)
     text = V.sweep_reading(P)
-    assert "falls from 38.0% to 20.0%" not in text and "rises from 38.0% to 42.0%" in text
+    assert "falls from 38.0% to 20.0%" not in text
+    assert "support after the short fine-tune rises from 38.0% to 42.0% (lowest 36.0% at " \
+        "entry 0.9)" in text
     assert "best row after the short fine-tune is entry 1.2 by Gamma's support" in text
+    fake["sweep"]["runs"][2]["base"] = 0.30                     # beyond noise: it falls
+    assert "unpruned accuracy falls from 40.0% to 30.0%" in V.sweep_reading(P)
+    fake["sweep"]["runs"][1]["base"] = 0.45                     # up, then down
+    assert "unpruned accuracy falls from 40.0% to 30.0% (highest 45.0% at entry 0.9)" \
+        in V.sweep_reading(P)
+    fake["sweep"]["runs"][2]["base"] = 0.41                     # and back
+    assert ("unpruned accuracy ends within noise of where it starts (40.0% and 41.0%; "
+            "highest 45.0% at entry 0.9)") in V.sweep_reading(P)
 
+
+def test_words_for_numbers():
+    assert [V.plural(1, "seed"), V.plural(3, "seed"), V.plural(0.5, "warm-up epoch"),
+            V.plural(1, "layer"), V.plural(0, "step")] == \
+        ["1 seed", "3 seeds", "0.5 warm-up epochs", "1 layer", "0 steps"]
+    assert V.series_words({0.6: 34.2, 0.9: 33.6, 1.2: 33.1}, 3.0, 1).startswith(
+        "stays between 33.1% and 34.2% (a spread of 1.1 points, no more than the 3.0 points")
+    assert V.series_words({0.6: 34.2, 0.9: 33.6, 1.2: 33.1}, 1.0, 2) == \
+        "falls from 34.2% to 33.1%"
+    assert "spread over seeds" in V.series_words({1: 30.0, 2: 30.5}, 1.0, 2)
+    S = study.sizes(get_profile("full"))
+    assert V.finetune_words(S).startswith(f"{S.finetune_steps} steps of batch 128, 0.57 "
+                                          "of an epoch of the 45,000 training images")
+    assert V.finetune_words(study.Sizes(**{**vars(S), "finetune_steps": 0})) == \
+        "0 steps (skipped in this profile)"
 
 def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
     P = fake["P"]
@@ -275,6 +340,9 @@ def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
     text = V.sweep_reading(P)
     assert ("From entry 1.2 on, Γ's support leaves at least one whole conv layer empty "
             "(conv2 at entry 1.2), so cutting to it") in text
+    _set(fake["sweep"], 1.2, "bn", 0.30)            # |γ| learns: not every method at chance
+    assert "(conv2 at entry 1.2). Caveat" in V.sweep_reading(P)
+    _set(fake["sweep"], 1.2, "bn", 0.10)
     _set(fake["sweep"], 1.2, "support", 0.30)                       # learned after all
     assert "(conv2 at entry 1.2). Caveat" in V.sweep_reading(P)
     fake["sweep_runs"] = [_sweep_run(e, (8, 4)) for e in (0.6, 0.9, 1.2)]

@@ -232,7 +232,7 @@ def test_the_reading_follows_its_numbers():
     assert v1.reading(recs, base).startswith("Best row: baseline (baseline) at 80.0%, the "
                                              "baseline itself, 10.0 points ahead of flip")
     recs = [base[0], rec("flip", 0.85), rec("flip", 0.1, seed=1, stuck=True)]
-    assert "1 run(s) failed and are left out of the means" in v1.reading(recs, base)
+    assert "1 run has failed and is left out of the means" in v1.reading(recs, base)
 
 
 def test_a_reading_without_a_baseline_gives_the_lead_and_its_noise():

@@ -438,8 +438,9 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
     # one epoch on synthetic data: every probe sits at chance and is left
     # out, so the probe measures are not measured (and say so)
     probes = TABLES["bn_probes"](P)
-    kept = [int(v.split()[0]) for v in probes["probes kept (at chance)"]]
-    at_chance = [int(v.split("(")[1].rstrip(")")) for v in probes["probes kept (at chance)"]]
+    col = "probes kept (at chance)"  # one seed: no sum over seeds
+    kept = [int(v.split()[0]) for v in probes[col]]
+    at_chance = [int(v.split("(")[1].rstrip(")")) for v in probes[col]]
     assert sum(at_chance) > 0
     if not any(kept):
         assert "no value in this profile" in vals["bn_v_adam_loss_range"]
@@ -464,7 +465,8 @@ def test_study_end_to_end(small_split, tmp_path, monkeypatch):
 # value needs results on disk.
 SIZES_VALUES = {"bn_probe_every", "bn_probe_scales", "bn_kept_steps", "bn_epochs",
                 "bn_width", "bn_lrs", "bn_adam_lr", "bn_sgd_lr", "bn_batch",
-                "bn_surface_images", "bn_seeds", "bn_chance_loss"}
+                "bn_surface_images", "bn_seeds", "bn_chance_loss", "bn_tol",
+                "bn_few_probes", "bn_sgd_lr_why", "bn_momentum"}
 
 
 def test_study_values_without_results(tmp_path):
@@ -473,12 +475,15 @@ def test_study_values_without_results(tmp_path):
     S = study.sizes(P)
     assert study.records(P) == [] and study.load_surfaces(P) == {}
     vals = study.values(P)
-    assert len(vals) == 41 and all(k.startswith("bn_") for k in vals)
+    assert len(vals) == 46 and all(k.startswith("bn_") for k in vals)
     assert {k for k, v in vals.items() if v is not None} == SIZES_VALUES
     assert all(isinstance(vals[k], str) for k in SIZES_VALUES)
     assert (vals["bn_epochs"], vals["bn_batch"]) == (str(S.epochs), str(S.batch_size))
     assert vals["bn_probe_scales"] == "0.5, 2, 4" and vals["bn_kept_steps"] == "every step"
     assert vals["bn_seeds"] == "1 seed (0)" and vals["bn_chance_loss"] == "2.19"
+    assert (vals["bn_tol"], vals["bn_few_probes"], vals["bn_momentum"]) == \
+        ("5%", "50%", "0.9")
+    assert vals["bn_lrs"] == ", ".join(f"{lr:g}" for lr in sorted(S.lrs))
     cpu = study.sizes(get_profile("cpu"))
     assert cpu.seeds == (0, 1, 2) and cpu.seed == 0
     runs = study.BATCHNORM.runs(get_profile("cpu"))

@@ -185,7 +185,7 @@ def test_the_cpu_profile_names_its_narrow_models_and_the_stem_row_matches_resnet
     from cifar_lib.studies.classification.values import arch_widths
     cpu, full = get_profile("cpu"), get_profile("full")
     text = arch_widths(cpu)
-    assert "fastnet, vgg_a, vgg_a_bn, resnet18 at width 0.25" in text
+    assert "FastNet, VGG-A, VGG-A + BN, ResNet-18 at width 0.25" in text
     assert arch_widths(full) == "Every model runs at its published width."
     stem = section1.stem_variants(cpu)
     assert [c.model_kw for c in stem.values()] == [{"width": 0.25},

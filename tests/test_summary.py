@@ -84,10 +84,65 @@ def test_failed_runs_do_not_win_and_one_seed_says_so():
     models = [rec("a", 0.60, model_kw="a"), rec("a", 0.61, seed=1, model_kw="a"),
               rec("b", 0.58, model_kw="b"), rec("b", 0.585, seed=1, model_kw="b"),
               rec("c", 0.30, model_kw="c"), rec("c", 0.50, seed=1, model_kw="c")]
+    # b's mean 58.25% prints as 58.2 (the float is 58.2499...): the lead is
+    # the difference of the printed numbers, 60.5 - 58.2
     assert S.answer(S.best_vs_baseline(models)) == (
-        "a (60.5%), 2.2 points ahead of b; more than the two rows' own seed gaps "
+        "a (60.5%), 2.3 points ahead of b; more than the two rows' own seed gaps "
         "(1.0 and 0.5 points)")
     assert S.answer(None) == "pending"
+
+
+def test_a_lead_is_the_difference_of_the_printed_numbers():
+    """61.94% prints as 61.9 and 62.56% as 62.6: the sentence says +0.7,
+    as a reader subtracting the table's numbers finds, not the raw 0.6."""
+    base = base_pair(0.6194, 0.6194)
+    b = S.best_vs_baseline([base[0], base[1], rec("elu", 0.6256)], base)
+    assert (b["best_acc"], b["base_acc"], b["lead"]) == (62.6, 61.9, 0.7)
+    assert "+0.7 points over the baseline (61.9%)" in S.answer(b)
+
+
+def test_rows_beyond_the_noise_are_named_on_both_sides():
+    """The reading names every row further from the baseline than the
+    seed noise, not only the best one; within the noise, none."""
+    base = base_pair(0.80, 0.81)                       # noise: a 1.0-point gap
+    recs = base + [rec("flip", 0.812), rec("mixup", 0.74), rec("erasing", 0.798),
+                   rec("crop", 0.83)]
+    b = S.best_vs_baseline(recs, base)
+    assert b["best"] == "crop" and b["apart"] == [("mixup", -6.5)]
+    text = v1.reading(recs, base)
+    assert text.endswith(" Below the baseline by more than the seed noise (points): "
+                         "mixup (-6.5).")
+    assert S.answer(b).endswith("Clearly worse than the baseline: mixup (-6.5)")
+    recs = base + [rec("flip", 0.812), rec("erasing", 0.80)]
+    assert v1.reading(recs, base).endswith(
+        " No other row differs from the baseline by more than its seed noise.")
+    # one seed everywhere: no noise, so nothing is named either way
+    one = [rec("crop (baseline)", 0.80), rec("mixup", 0.60), rec("flip", 0.81)]
+    assert S.best_vs_baseline(one)["apart"] == [] and "seed noise" not in v1.reading(one)
+
+
+def test_a_row_takes_every_stored_seed_of_its_config(tmp_path):
+    """The ablation table's baseline row is the baseline's config: its
+    second seed, stored under the experiment ``baseline``, belongs in the
+    row (and a setting the long-budget control trains at the same epochs
+    likewise); another config's runs do not."""
+    from cifar_lib import store
+    from cifar_lib.profiles import get_profile
+    P = get_profile("smoke").with_(root=tmp_path)
+    mine = [rec("crop (baseline)", 0.80), rec("mixup", 0.70, mixup=0.2)]
+    others = [rec("crop (baseline)", 0.82, seed=1, experiment="baseline"),
+              rec("mixup", 0.72, seed=1, mixup=0.2, experiment="long_budget"),
+              rec("mixup", 0.50, seed=1, mixup=0.2, epochs=16, experiment="long_budget")]
+    for r in mine + others:
+        path = store.run_path(P.results, r["experiment"], r["run"] + f"-e{r['config']['epochs']}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.write({**r, "created": "2026-01-01"}, path)
+    got = v1.with_every_seed(mine, P)
+    assert [(r["label"], r["config"]["seed"], r["metrics"]["test_acc"]) for r in got] == [
+        ("crop (baseline)", 0, 0.80), ("crop (baseline)", 1, 0.82),
+        ("mixup", 0, 0.70), ("mixup", 1, 0.72)]
+    assert got[0] is not mine[0] and got[0]["metrics"] == mine[0]["metrics"]
+    assert v1.with_every_seed([], P) == []
 
 
 def test_dot_plot_draws_every_seed():
@@ -110,7 +165,8 @@ def test_dot_plot_shades_the_seed_noise_around_the_baseline():
     (span,) = ax.patches
     xs = span.get_path().transformed(span.get_patch_transform()).vertices[:, 0]
     assert (min(xs), max(xs)) == (61.0 - 2.5, 61.0 + 2.5)      # around the baseline's mean
-    assert "2.5 points" in ax.get_legend().get_texts()[0].get_text()
+    legend = fig.legends[0]            # below the axes, where it hides no dot
+    assert "2.5 points: the largest gap between two seeds" in legend.get_texts()[0].get_text()
     matplotlib.pyplot.close(fig)
     fig = viz.seed_dots(rows)                                   # no noise measured: no band
     assert not fig.axes[0].patches
@@ -138,15 +194,15 @@ def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
                             "fastnet": {"acc": 0.8, "ece": 0.04, "confidence": 0.7}},
             "cam_wrong": {"titles": ["cat->dog", "dog->cat"]}}
     monkeypatch.setattr(v1, "vis_measured", lambda P: data)
-    out = v1.inside_observations(None)
-    assert out["vis_confused"] == ("resnet18 predicts dog for 30% of the cat test images, "
+    out = v1.inside_observations(None)   # models by the report's names
+    assert out["vis_confused"] == ("ResNet-18 predicts dog for 30% of the cat test images, "
                                    "the most confused pair")
     assert "weakest class is cat (60%), its strongest ship (100%)" in out["vis_classes"]
-    assert "resnet18 ECE 0.050 (overconfident" in out["vis_calibration"]
-    assert "fastnet ECE 0.040 (underconfident" in out["vis_calibration"]
+    assert "ResNet-18 ECE 0.050 (overconfident" in out["vis_calibration"]
+    assert "FastNet ECE 0.040 (underconfident" in out["vis_calibration"]
     assert out["vis_cam_wrong"] == "the wrong predictions shown are cat taken for dog, dog taken for cat"
-    assert out["reading_calibration"] == ("Best calibrated: fastnet (ECE 0.040); "
-                                          "overconfident: resnet18; underconfident: fastnet.")
+    assert out["reading_calibration"] == ("Best calibrated: FastNet (ECE 0.040); "
+                                          "overconfident: ResNet-18; underconfident: FastNet.")
     data["calibration"]["resnet18"]["confidence"] = 0.75           # flip one number
     assert v1.inside_observations(None)["reading_calibration"].endswith(
         "every model is underconfident (mean confidence below accuracy).")

@@ -126,6 +126,7 @@ def test_measure_then_redraw_without_pngs_gives_the_same_files(prof, vsplit, dat
     from cifar_lib.studies.classification.values import calibration_table
     # each row names its model and, once its rate is chosen, the run
     names = list(calibration_table(prof)["model"])
-    assert [n.split(" (")[0] for n in names] == list(out["calibration"])
-    assert any(n.startswith("canet_tiny (architectures, lr ") and n.endswith(", seed 0)")
+    from cifar_lib.models import display_name
+    assert [n.split(" (")[0] for n in names] == [display_name(k) for k in out["calibration"]]
+    assert any(n.startswith("CANet tiny (architectures, lr ") and n.endswith(", seed 0)")
                for n in names)

@@ -19,6 +19,33 @@ register = register_model
 _MODELS, _FAMILY, _ALIASES = MODELS, MODEL_FAMILY, MODEL_ALIASES
 
 
+# How the report names each model (the registry's key is the code's name).
+DISPLAY_NAMES = {
+    "lenet": "LeNet-5", "cnn3": "CNN 32-64-128", "cnn3_64": "CNN 64-128-256 + FC head",
+    "cnn3_128": "CNN 128-256-512 + FC head", "fastnet": "FastNet",
+    "vgg_a": "VGG-A", "vgg_a_bn": "VGG-A + BN", "vgg11": "VGG-11", "vgg11_bn": "VGG-11 + BN",
+    "vgg16": "VGG-16", "vgg16_bn": "VGG-16 + BN",
+    "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
+    "resnet_s2": "ResNet, 6 blocks", "resnet_s3": "ResNet, 9 blocks",
+    "preactresnet18": "PreAct ResNet-18", "wrn16_8": "WRN-16-8", "wrn28_10": "WRN-28-10",
+    "densenet121": "DenseNet-121", "dla": "DLA", "dpn26": "DPN-26",
+    "mobilenetv2": "MobileNetV2", "shufflenetv2": "ShuffleNetV2 1x",
+    "shufflenetv2_0_5": "ShuffleNetV2 0.5x",
+    "resnext29_2x32d": "ResNeXt-29 2x32d", "resnext29_2x64d": "ResNeXt-29 2x64d",
+    "resnext29_32x4d": "ResNeXt-29 32x4d", "resnext29_8x64d": "ResNeXt-29 8x64d",
+    "resnext50_2x40d": "ResNeXt-50 2x40d", "resnext50_8x14d": "ResNeXt-50 8x14d",
+    "resnext50_32x4d": "ResNeXt-50 32x4d",
+    "canet_tiny": "CANet tiny", "canet_light": "CANet light", "canet_base": "CANet",
+    "canet_pro": "CANet pro",
+}
+
+
+def display_name(name: str) -> str:
+    """The report's name of a model (``vgg_a_bn`` -> ``VGG-A + BN``); an
+    unknown name as it is."""
+    return DISPLAY_NAMES.get(name, name)
+
+
 def list_models(family: str | None = None, aliases: bool = False) -> list[str]:
     """Registered model names, sorted (optionally of one family, with aliases)."""
     return sorted(n for n in _MODELS if family in (None, _FAMILY[n])

@@ -99,8 +99,9 @@ class _Runs:
         """The experiment's records; where a rate was chosen on validation
         (a grid), the runs at the chosen rate only."""
         if name not in self._records:
-            from cifar_lib.studies.classification.values import at_chosen
-            recs = records(_registered()[name], self.profile) if self.configs(name) else []
+            from cifar_lib.studies.classification.values import at_chosen, with_every_seed
+            recs = (with_every_seed(records(_registered()[name], self.profile), self.profile)
+                    if self.configs(name) else [])
             self._records[name] = at_chosen(recs)[0] if name in TUNED else recs
         return self._records[name]
 
@@ -111,8 +112,11 @@ class _Runs:
             match = lambda lbl, c: lbl == key["label"]  # noqa: E731
         else:
             names = [key["experiment"]] if "experiment" in key else sorted(_registered())
+            # the model with those options at any width (the cpu profile
+            # trains some models narrower; the params column shows it)
             match = lambda lbl, c: (c.model == key["model"]  # noqa: E731
-                                    and c.model_kw == key.get("model_kw", {}))
+                                    and {k: v for k, v in c.model_kw.items() if k != "width"}
+                                    == key.get("model_kw", {}))
         found = {n: {lbl for lbl, c in self.configs(n) if match(lbl, c)} for n in names}
         return {n: labels for n, labels in found.items() if labels}
 
@@ -205,7 +209,9 @@ def comparison(profile: Profile) -> list[dict]:
                        our_epochs=cfg["epochs"], our_recipe=recipe_words(cfg),
                        our_params=recs[0]["metrics"].get("params"),
                        our_run=f"{recs[0]['experiment']}: {recs[0]['label']}",
-                       source=", ".join(sorted({r["data"]["source"] for r in recs})))
+                       source=", ".join(sorted({r["data"]["source"] for r in recs})),
+                       train_images=recs[0]["data"].get("train"),
+                       width=float((cfg.get("model_kw") or {}).get("width", 1.0)))
         out.append(row)
     return out
 
@@ -303,7 +309,9 @@ def values(profile: Profile) -> dict:
     number, ``course_reports_below_fewer_epochs`` those of them we trained
     fewer epochs; ``course_reports_our_epochs`` / ``_their_epochs``: the
     epochs of our matched runs (one number or a range) / stated by the
-    reports; ``course_reports_our_data``: the data source(s) of our runs.
+    reports; ``course_reports_our_data``: the data source(s) of our runs;
+    ``course_reports_our_images``: their training images (and narrower
+    networks, where any).
     """
     ran = _ran(profile)
     below = [r for r in ran if r["ours_mean"] < r["theirs_acc"]]
@@ -319,4 +327,20 @@ def values(profile: Profile) -> dict:
         if len(ours) == 1 else f"{ours[0]} to {ours[-1]}",
         "course_reports_their_epochs": f"{theirs[0]} to {theirs[-1]}",
         "course_reports_our_data": ", ".join(sorted({r["source"] for r in ran})) or None,
+        "course_reports_our_images": _images_words(ran),
     }
+
+
+def _images_words(ran: list[dict]) -> str | None:
+    """'with 5,000 training images against its 50,000, and some networks at a
+    quarter of their width' (what else differs from the reports' setting)."""
+    n = sorted({r["train_images"] for r in ran if r.get("train_images")})
+    if not n:
+        return None
+    text = (f"with {n[0]:,}" if len(n) == 1 else f"with {n[0]:,} to {n[-1]:,}")
+    text += " training images against its 50,000"
+    widths = sorted({r["width"] for r in ran if r.get("width", 1.0) < 1})
+    if widths:
+        text += (", and some of our networks at "
+                 + " or ".join(f"{w:g}" for w in widths) + " of their published width")
+    return text

@@ -5,7 +5,7 @@ loss, activation, regulariser, augmentation, BatchNorm, DessiLBI), each
 answer computed from the numbers it cites: the best setting at this
 budget, its lead over the baseline and whether that lead exceeds the
 largest gap between two seeds of one setting. The BatchNorm and DessiLBI
-rows are those sections' verdicts (``bn_verdict``, ``slbi_verdict``).
+rows are those sections' verdicts (``bn_verdict_short``, ``slbi_verdict``).
 
 Trains nothing; registers the table ``summary``.
 """
@@ -38,9 +38,13 @@ def answer(b: dict | None) -> str:
         text += f", {b['lead']:+.1f} points over the baseline ({b['base_acc']:.1f}%)"
     if b["spread"] is None:
         return text + "; one seed each, so the spread is not measured"
-    if b["beyond_noise"]:
-        return text + f"; more than {b['noise']}"
-    return text + f"; within {b['noise']}: a tie"
+    text += (f"; more than {b['noise']}" if b["beyond_noise"] else
+             f"; within {b['noise']}: a tie")
+    worse = [f"{lbl.replace('baseline + ', '')} ({d:+.1f})"
+             for lbl, d in b.get("apart", []) if d < 0]
+    if worse:
+        text += f". Clearly worse than the baseline: {', '.join(worse)}"
+    return text
 
 
 @register_table("summary")
@@ -49,12 +53,12 @@ def summary_table(profile: Profile):
     import pandas as pd
     from cifar_lib.studies import batchnorm, dessilbi
     from cifar_lib.studies.classification.runs import ABLATION, ARCHITECTURES, BASELINE
-    from cifar_lib.studies.classification.values import at_chosen
-    from cifar_lib.studies.classification.values import noise_records
+    from cifar_lib.studies.classification.values import at_chosen, displayed
+    from cifar_lib.studies.classification.values import noise_records, with_every_seed
     base = noise_records(profile)
     rows = []
     arch = records(ARCHITECTURES, profile)
-    text = answer(best_vs_baseline(at_chosen(arch)[0])) if arch else "pending"
+    text = answer(best_vs_baseline(displayed(at_chosen(arch)[0])[0])) if arch else "pending"
     models = {r.label for r in ARCHITECTURES.runs(profile)}
     ran = {r["label"] for r in arch}
     if arch and ran != models:
@@ -65,6 +69,7 @@ def summary_table(profile: Profile):
         recs = records(ABLATION[key], profile)
         planned = len(ABLATION[key].runs(profile))
         done = len(recs)
+        recs = with_every_seed(recs, profile)
         if key == "optimizers":
             recs = at_chosen(recs)[0]
         epochs = sorted({r["config"]["epochs"] for r in recs})
@@ -73,7 +78,7 @@ def summary_table(profile: Profile):
         text = (f"pending ({done} of {planned} runs done)" if done < planned else
                 answer(best_vs_baseline(recs, base)))
         rows.append({"question": q, "answer at this budget": text})
-    bn = batchnorm.values(profile).get("bn_verdict")
+    bn = batchnorm.values(profile).get("bn_verdict_short")  # the long one: section 2
     rows.append({"question": "does BatchNorm smooth the landscape (VGG-A)?",
                  "answer at this budget": bn or "pending"})
     sl = dessilbi.values(profile).get("slbi_verdict")

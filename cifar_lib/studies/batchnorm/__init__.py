@@ -53,7 +53,7 @@ and draws with ``viz.figure(name, P)``.
 """
 from cifar_lib.studies.batchnorm.runs import (  # noqa: F401
     BATCHNORM, COLORS, COURSE_LRS, EXPERIMENT, LABELS, MODELS, PROBE_DIRECTION, SIZES,
-    Sizes, Spec, config, diverged_step, matched_run, of_seed, pick, recording,
+    Sizes, Spec, config, diverged_step, lr_list, matched_run, of_seed, pick, recording,
     run_setting, seeds_of, setting_lr, setting_name, sizes, specs)
 from cifar_lib.studies.batchnorm.measures import (  # noqa: F401
     CHANCE, CHANCE_TOL, MATCHED, MATCHED_BINS, PHASES, Band, at_chance, band_means,

@@ -8,7 +8,8 @@ from cifar_lib.studies.batchnorm.measures import (
     CHANCE, CHANCE_TOL, MATCHED, Band, at_chance, loss_band, matched_widths,
     relative_band, to_array, total_steps)
 from cifar_lib.studies.batchnorm.runs import (
-    COLORS, LABELS, MODELS, Sizes, diverged_step, pick, setting_lr, setting_name)
+    COLORS, LABELS, MODELS, Sizes, diverged_step, lr_list, pick, setting_lr,
+    setting_name)
 
 
 def _plain_log(ax, axis="y"):
@@ -30,7 +31,7 @@ def _diverged_note(ax, r, x, y):
 
 
 def plot_curves(runs: list[dict], S: Sizes):
-    """Train/val loss and accuracy per epoch, Adam (course) and large-lr SGD.
+    """Train/val loss and accuracy per epoch, Adam (course) and SGD.
 
     Used by notebook 04 (report section 2).
     """
@@ -122,9 +123,8 @@ def plot_loss_landscape(runs: list[dict], S: Sizes):
         if band is not None and len(band.steps):
             chance += _stretches(band.steps, at_chance(band.hi))
     _mark_phases(ax, max((total_steps(r) for r in runs), default=0), chance)
-    lrs = ", ".join(f"{lr:g}" for lr in S.lrs)
     ax.set(xlabel="training step", ylabel="training loss (cross-entropy)",
-           title=f"Loss landscape: min-max over Adam learning rates {lrs}")
+           title=f"Loss landscape: min-max over Adam learning rates {lr_list(S)}")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -180,7 +180,7 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
     _plain_log(axes[1], "x")
     axes[1].invert_xaxis()
     fig.suptitle("Loss landscape without the training speed: Adam learning rates "
-                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+                 + lr_list(S))
     fig.tight_layout()
     return fig
 
@@ -256,8 +256,7 @@ def plot_last_grad(runs: list[dict], S: Sizes):
         ax.set_xlabel("training step")
         _plain_log(ax)
         ax.legend()
-    fig.suptitle("min-max over Adam learning rates "
-                 + ", ".join(f"{lr:g}" for lr in S.lrs))
+    fig.suptitle("min-max over Adam learning rates " + lr_list(S))
     fig.tight_layout()
     return fig
 
@@ -266,7 +265,7 @@ def _name(m: str, s: dict) -> str:
     """A surface's network, e.g. 'VGG-A + BN after 3 epochs (matched loss)'."""
     if m == MATCHED:
         e = s.get("matched_epoch")
-        return f"VGG-A + BN after {e} epoch{'' if e == 1 else 's'}, matched loss,"
+        return f"VGG-A + BN after {e} epoch{'' if e == 1 else 's'}, matched loss"
     return f"{LABELS[m]}, final"
 
 
@@ -320,8 +319,7 @@ def plot_surface_2d(surfs: dict):
         ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
         ax.plot([0], [0], "r*", ms=10, label="trained weights")
         ticks = np.linspace(xs[0], xs[-1], 5)
-        title = _name(m, surfs[m]).rstrip(",")
-        ax.set(title=f"{title}\n(eval mode)", xlabel="direction 1 (alpha)",
+        ax.set(title=f"{_name(m, surfs[m])}\n(eval mode)", xlabel="direction 1 (alpha)",
                ylabel="direction 2 (beta)", aspect="equal",
                xticks=ticks, yticks=ticks)
         ax.legend(loc="upper right", fontsize=8)

@@ -114,7 +114,7 @@ class Spec:
 
 def specs(S: Sizes) -> list[Spec]:
     """Every run: for each seed (first seed first), both models x (Adam at
-    each lr, SGD at the large lr)."""
+    each lr, SGD at ``S.sgd_lr``)."""
     lrs = tuple(S.lrs) + ((S.adam_lr,) if S.adam_lr not in S.lrs else ())
     out = []
     for seed in S.seeds:
@@ -219,6 +219,12 @@ def pick(runs: list[dict], model: str, setting: str, lr: float | None = None,
 def setting_lr(setting: str, S: Sizes) -> float:
     """The learning rate of the curves and probes of a setting."""
     return S.adam_lr if setting == "adam" else S.sgd_lr
+
+
+def lr_list(S: Sizes) -> str:
+    """The Adam learning rates of the loss landscape, ascending, e.g.
+    '0.0001, 0.0005, 0.001, 0.002' (runs keep :data:`COURSE_LRS`' order)."""
+    return ", ".join(f"{lr:g}" for lr in sorted(S.lrs))
 
 
 def setting_name(setting: str, S: Sizes) -> str:

@@ -22,8 +22,8 @@ from cifar_lib.studies.batchnorm.measures import (
     matched_phases, probe_phases, probe_summary, surface_centre, surface_n,
     surface_rise, surfaces_by_seed)
 from cifar_lib.studies.batchnorm.runs import (
-    BATCHNORM, LABELS, MODELS, Sizes, diverged_step, of_seed, pick, run_setting,
-    seeds_of, setting_lr, setting_name, sizes)
+    BATCHNORM, LABELS, MODELS, SIZES, Sizes, diverged_step, lr_list, of_seed, pick,
+    run_setting, seeds_of, setting_lr, setting_name, sizes)
 
 
 def records(profile: Profile) -> list[dict]:
@@ -57,6 +57,41 @@ def _probe_rows(runs: list[dict], S: Sizes, setting: str) -> dict[int, dict]:
     return out
 
 
+# A phase rests on few probes when fewer than this share of its probes (summed
+# over the seeds) is kept, the rest sitting at chance: its means describe only
+# the phase's tail, and the verdict says so.
+FEW_PROBES = 0.5
+
+
+def _probe_counts(per_seed: dict[int, dict], ph: str) -> tuple[int, int, list[int]]:
+    """Probes of a phase kept and at chance, summed over the seeds, and
+    the kept ones per seed."""
+    rows = [rows[ph] for rows in per_seed.values() if ph in rows]
+    return (sum(r["probes"] for r in rows), sum(r["at_chance"] for r in rows),
+            [r["probes"] for r in rows])
+
+
+def _few_probes(per_seed: dict[int, dict], detail: bool = False) -> dict[str, str]:
+    """{phase: caveat} for the phases that rest on few probes
+    (:data:`FEW_PROBES`), e.g. 'on only 11 of its 45 probes over the 3
+    seeds, the rest at chance' (``detail``: with the probes per seed)."""
+    out = {}
+    for ph in PHASES:
+        kept, chance, per = _probe_counts(per_seed, ph)
+        if kept + chance and kept < FEW_PROBES * (kept + chance):
+            seeds = f" over the {len(per)} seeds" if len(per) > 1 else ""
+            each = f" ({_and(per)} per seed)" if detail and len(per) > 1 else ""
+            out[ph] = (f"on only {kept} of its {kept + chance} probes{seeds}{each}, "
+                       "the rest at chance")
+    return out
+
+
+def _and(items) -> str:
+    """'a, b and c'."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _pairs(per_seed: dict[int, dict], get) -> dict:
     """{phase: Pair} from per-seed {phase: row}, ``get(row)`` -> (plain, BN)."""
     return {ph: V.pair([get(rows[ph]) for rows in per_seed.values() if ph in rows])
@@ -83,19 +118,20 @@ def verdict_measures(runs: list[dict], S: Sizes, by_seed: dict) -> list[V.Measur
     for setting, opt, short in (("adam", "Adam's", "Adam"), ("sgd", "SGD's", "SGD")):
         rows = _probe_rows(runs, S, setting)
         q = lambda k: _pairs(rows, lambda r: r[k])  # noqa: E731
+        few = _few_probes(rows)
         out += [
             V.Measure(f"{setting}_loss_range", f"the loss range along {opt} step",
                       q("loss_range"),
                       (("per unit of update length", q("loss_range_per_step")),),
-                      label=f"loss range, {short}"),
+                      label=f"loss range ({short})", notes=few),
             V.Measure(f"{setting}_grad_dist", f"the gradient change along {opt} step",
                       q("grad_dist"),
                       (("relative to the gradient's own length", q("grad_dist_rel")),),
-                      label=f"gradient change, {short}"),
+                      label=f"gradient change ({short})", notes=few),
             V.Measure(f"{setting}_beta", f"the effective beta-smoothness along {opt} step",
                       q("beta"),
                       (("relative to the gradient's own length", q("beta_rel")),),
-                      label=f"beta, {short}")]
+                      label=f"beta ({short})", notes=few)]
     seeds = {s: of_seed(runs, s) for s in seeds_of(runs)}
     band = {s: band_phases(r) for s, r in seeds.items()}
     matched = {s: matched_phases(r) for s, r in seeds.items()}
@@ -113,18 +149,26 @@ def verdict_measures(runs: list[dict], S: Sizes, by_seed: dict) -> list[V.Measur
         "Adam learning rates", _pairs(change, lambda r: r),
         (("relative to the gradient's own length", _pairs(rel, lambda r: r)),),
         label="last-layer gradient change"))
+    # the measure compares VGG-A's final weights with VGG-A + BN at matched
+    # training loss where that surface is made, else after the same epochs;
+    # its view and controls name which BN weights each row uses
     has_matched = any(MATCHED in d for d in by_seed.values())
     bn_key = MATCHED if has_matched else "vgg_a_bn"
-    where = "at matched training loss" if has_matched else "at the same epoch"
-    controls = (("relative to the loss at the weights",
+    final = f"after the same {S.epochs} epochs"
+    where = "at matched training loss" if has_matched else final
+    around = ("VGG-A's final weights and VGG-A + BN's at matched training loss"
+              if has_matched else "the final weights of both networks")
+    also = "at matched loss, " if has_matched else ""
+    controls = ((f"{also}relative to the loss at the weights",
                  _surface_pairs(by_seed, bn_key, relative=True)),
-                ("with batch statistics", _surface_pairs(by_seed, bn_key, "line_batch")))
+                (f"{also}with batch statistics",
+                 _surface_pairs(by_seed, bn_key, "line_batch")))
     if has_matched:
-        controls = (("at the same epoch", _surface_pairs(by_seed, "vgg_a_bn")),) + controls
+        controls = ((final, _surface_pairs(by_seed, "vgg_a_bn")),) + controls
     out.append(V.Measure(
-        "surface", f"the rise of the loss at +-0.5 along a 1-D surface around the "
-        f"trained weights {where}", _surface_pairs(by_seed, bn_key), controls,
-        label="surface rise at +-0.5"))
+        "surface", f"the rise of the loss at +-0.5 along a 1-D surface around {around}",
+        _surface_pairs(by_seed, bn_key), controls, label="surface rise at +-0.5",
+        view=where))
     return out
 
 
@@ -141,8 +185,12 @@ def _spread(vals, fmt="{:.3g}", scale=1.0) -> str | None:
 
 
 def _settings(runs: list[dict]) -> list[tuple]:
-    return list(dict.fromkeys((r["config"]["model"], r["config"]["optimizer"],
-                               r["config"]["lr"]) for r in runs))
+    """(model, optimizer, lr) of the runs: models in study order, then
+    optimizer and learning rate ascending."""
+    found = {(r["config"]["model"], r["config"]["optimizer"], r["config"]["lr"])
+             for r in runs}
+    return sorted(found, key=lambda s: (MODELS.index(s[0]) if s[0] in MODELS
+                                        else len(MODELS), s[0], s[1], s[2]))
 
 
 @register_table("bn_runs")
@@ -194,12 +242,14 @@ def _runs_reading(runs: list[dict]) -> str | None:
     per = [sum((r["config"]["model"], r["config"]["optimizer"], r["config"]["lr"]) == s
                for r in runs) for s in _settings(runs)]
     seeds = f"{min(per)}" if min(per) == max(per) else f"{min(per)}-{max(per)}"
-    return (f"With BN the mean best validation accuracy over {seeds} seed"
-            f"{'s' if max(per) > 1 else ''} per setting is higher in {sum(higher)} "
-            f"of {n} settings"
-            f" and lower in {n - sum(higher)}; "
-            + (f"{failed} of {len(runs)} runs did not finish (left out of the means)."
-               if failed else f"all {len(runs)} runs finished."))
+    over = (f"mean best validation accuracy over {seeds} seed"
+            f"{'s' if max(per) > 1 else ''} per setting" if max(per) > 1
+            else "best validation accuracy (one seed)")
+    return (f"With BN the {over} is higher in {sum(higher)} of "
+            f"{V.plural(n, 'setting')} and lower in {n - sum(higher)}; "
+            + (f"{failed} of {V.plural(len(runs), 'run')} did not finish (left out of "
+               "the means)." if failed else
+               f"all {len(runs)} runs finished." if len(runs) > 1 else "the run finished."))
 
 
 @register_table("bn_measures")
@@ -211,29 +261,57 @@ def measures_table(profile: Profile):
     Used by notebook 04 (report section 2)."""
     import pandas as pd
     rows = []
+    word = {"smoother": "yes", "rougher": "no", "even": "even", "split": "seeds split"}
     for m in verdict_measures(records(profile), sizes(profile), surfaces_by_seed(profile)):
-        for view, phases in (("as measured", m.phases), *m.controls):
+        for view, phases in ((m.view, m.phases), *m.controls):
             for ph, p in phases.items():
                 if p is None:
                     continue
-                d = V.direction(p)
-                rows.append({"measure": m.label or m.name, "view": view, "phase": ph,
+                rows.append({"measure": m.label or m.name, "view": view,
+                             "phase": f"{ph} (few probes)" if ph in m.notes else ph,
                              "VGG-A": p.plain, "VGG-A + BN": p.bn,
                              "with BN": V.said(p, m.less, m.more).split(" with BN")[0],
                              "seeds BN lower": f"{p.wins} of {p.seeds}",
-                             "BN smoother": "yes" if d > 0 else "no" if d < 0 else "even"})
+                             "BN smoother": word[V.call(p)]})
     return pd.DataFrame(rows)
 
 
 def _measures_reading(ms: list[V.Measure]) -> str | None:
+    """The measures table in a sentence or two: the verdicts' counts, the
+    rows whose seeds split and the phases resting on few probes."""
     c = V.counts(ms)
     if not c:
         return None
-    return (f"Of the {sum(c.values())} measures, {c.get('agrees', 0)} agree with "
-            f"Santurkar et al. in every phase, {c.get('mixed', 0)} in some phases "
-            f"only, {c.get('disagrees', 0)} disagree"
-            + (f" and {c['no difference']} show no difference" if c.get("no difference")
-               else "") + "; the controls say why (next sections).")
+    verb = lambda n, one, many: f"{n} {one if n == 1 else many}"  # noqa: E731
+    parts = [f"{c.get('agrees', 0)} {'agrees' if c.get('agrees', 0) == 1 else 'agree'} "
+             "with Santurkar et al. in every phase"]
+    if c.get("mixed"):
+        parts.append(f"{c['mixed']} in some phases only")
+    if c.get("disagrees"):
+        parts.append(verb(c["disagrees"], "disagrees", "disagree"))
+    if c.get("disagrees in part"):
+        parts.append(verb(c["disagrees in part"], "disagrees", "disagree")
+                     + " in some phases and agrees in none")
+    if c.get("no difference"):
+        parts.append(verb(c["no difference"], "shows", "show")
+                     + " no consistent difference")
+    out = (f"Of the {V.plural(sum(c.values()), 'measure')}, "
+           + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1]
+           + "; the controls say why (next sections).")
+    split = [f"{m.label or m.name} {ph}" for m in ms for ph, p in m.phases.items()
+             if V.call(p) == "split"]
+    if split:
+        out += (" The seeds split (the means differ, most seeds do not follow) in: "
+                + "; ".join(split) + (", which counts" if len(split) == 1 else
+                                      ", which count") + " for neither side.")
+    few = {}
+    for m in ms:
+        for ph, note in m.notes.items():
+            few.setdefault((m.key.split("_")[0], ph), note)
+    for (setting, ph), note in few.items():
+        name = "Adam" if setting == "adam" else "SGD"
+        out += f" {name}'s {ph} phase rests {note} (marked few probes)."
+    return out
 
 
 @register_table("bn_probes")
@@ -250,6 +328,8 @@ def probe_table(profile: Profile):
             "mean beta": "beta", "mean ||update||": "step_norm",
             "mean ||grad||": "grad_norm"}
     rows = []
+    n = len(seeds_of(runs))
+    kept = "probes kept (at chance)" + (f", sum over {n} seeds" if n > 1 else "")
     for setting in ("adam", "sgd"):
         per = _probe_rows(runs, S, setting)
         for ph in PHASES:
@@ -259,7 +339,7 @@ def probe_table(profile: Profile):
             for i, m in enumerate(MODELS):
                 row = {"setting": setting_name(setting, S), "phase": ph,
                        "model": LABELS[m],
-                       "probes kept (at chance)": f"{sum(g['probes'] for g in got)} "
+                       kept: f"{sum(g['probes'] for g in got)} "
                        f"({sum(g['at_chance'] for g in got)})"}
                 row.update({c: _mean([g[k][i] for g in got]) for c, k in cols.items()})
                 rows.append(row)
@@ -267,23 +347,46 @@ def probe_table(profile: Profile):
 
 
 def _probes_reading(runs: list[dict], S: Sizes) -> str | None:
-    """How long each network's update is, per setting (late phase): what
-    makes the loss-range comparison fair or not."""
-    parts = []
+    """How long each network's update is, per setting and phase, and what
+    that does to the loss-range comparison there; the phases that rest on
+    few probes."""
+    lengths, cases, notes = [], {"under": [], "decides": [], "over": []}, []
     for setting, name in (("adam", "Adam"), ("sgd", "SGD")):
-        p = _pairs(_probe_rows(runs, S, setting), lambda r: r["step_norm"]).get("late")
-        if p is None:
-            continue
-        d = V.direction(p)
-        parts.append(f"under {name} BN's update is " + (
-            "about as long as VGG-A's" if d == 0 else
-            f"{V._x(1 / p.ratio)}x longer" if d < 0 else f"{V._x(p.ratio)}x shorter")
-            + f" ({p.bn:.3g} vs {p.plain:.3g})")
-    if not parts:
+        rows = _probe_rows(runs, S, setting)
+        u = _pairs(rows, lambda r: r["step_norm"])
+        rng = _pairs(rows, lambda r: r["loss_range"])
+        for ph, p in u.items():
+            if p is None:
+                continue
+            d = V.mean_direction(p)
+            lengths.append(f"{name} {ph} " + (
+                "about as long" if d == 0 else
+                f"{V._x(1 / p.ratio)}x longer" if d < 0 else f"{V._x(p.ratio)}x shorter")
+                + f" ({p.bn:.3g} vs {p.plain:.3g})")
+            smaller = V.direction(rng.get(ph)) > 0
+            where = f"{name} {ph}"
+            if d < 0:
+                cases["under" if smaller else "decides"].append(where)
+            elif d > 0:
+                cases["over" if smaller else "decides"].append(where)
+        notes += [f"{name}'s {ph} phase rests {note}"
+                  for ph, note in _few_probes(rows, detail=True).items()]
+    if not lengths:
         return None
-    return ("In the late phase " + " and ".join(parts) + ": a longer update "
-            "widens the loss range, so where BN moves farther and still has the "
-            "smaller range, the range understates its smoothness.")
+    said = {"under": "BN moves farther and still has the smaller loss range, so the "
+                     "range understates its smoothness",
+            "decides": "the update lengths differ and BN's range is not the smaller, "
+                       "so the range per unit of update length decides",
+            "over": "BN moves less and has the smaller range, so the range "
+                    "overstates its smoothness"}
+    out = "BN's update against VGG-A's (mean ||update||): " + "; ".join(lengths) + "."
+    if any(cases.values()):
+        out += (" A longer update widens the loss range: "
+                + "; ".join(f"in {_and(w)} {said[k]}" for k, w in cases.items() if w)
+                + ".")
+    else:
+        out += " The updates are about as long, so the loss ranges compare like with like."
+    return out + "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
 
 
 @register_table("bn_surfaces")
@@ -333,6 +436,12 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
                   if MATCHED in d})
     matched = "within 10%" if gap < math.log(1.1) else \
         f"{_x(max(m, plain) / min(m, plain))}x apart, epochs being the finest step here"
+    pairs = [(surface_centre(d[MATCHED]), surface_centre(d["vgg_a"]))
+             for d in by_seed.values() if MATCHED in d and "vgg_a" in d]
+    per = [max(a, b) / min(a, b) - 1 for a, b in pairs if a and b]
+    if len(per) > 1:
+        matched += (f" on average; per seed {min(per):.0%} to {max(per):.0%} apart, "
+                    "epochs being the finest step here")
     p = _surface_pairs(by_seed, MATCHED).get("end")
     said = (", ".join(map(str, eps[:-1])) + " or " if len(eps) > 1 else "") + str(eps[-1])
     return (f"Stopped after {said} of {S.epochs} epochs (per seed), VGG-A + BN "
@@ -412,6 +521,16 @@ def _sgd_trains(runs: list[dict], S: Sizes) -> str | None:
         "both networks learn" + (" in every seed" if n > 1 else "")
 
 
+def _sgd_lr_why(S: Sizes) -> str:
+    """Why SGD trains at its rate in this profile: the full profile's rate,
+    or lowered from it (the check behind it is noted at :data:`SIZES`)."""
+    full = SIZES["full"].sgd_lr
+    if math.isclose(S.sgd_lr, full):
+        return "chosen so that both networks train at this scale"
+    return (f"lowered from the full profile's {full:g}, at which VGG-A barely "
+            "learned in a check run on this profile's smaller training set")
+
+
 def _chance_steps(runs: list[dict], S: Sizes) -> str | None:
     """Steps each network's probed runs sit at chance, mean over seeds."""
     parts = []
@@ -460,6 +579,9 @@ def values(profile: Profile) -> dict:
     seeds = seeds_of(runs)
     return {
         "bn_verdict": V.summary(ms),
+        "bn_verdict_short": V.short_summary(ms),
+        "bn_tol": f"{V.TOL:.0%}",
+        "bn_few_probes": f"{FEW_PROBES:.0%}",
         # a measure without a value once the runs are in says why (its
         # steps sat at chance); the surfaces' waits for their measurement
         **{VERDICT_VALUES[m.key]: V.sentence(m) if m.measured() else
@@ -480,9 +602,11 @@ def values(profile: Profile) -> dict:
         "bn_kept_steps": "every step" if k == 1 else f"every {_ordinal(k)} step",
         "bn_epochs": str(S.epochs),
         "bn_width": _width(S),
-        "bn_lrs": ", ".join(f"{lr:g}" for lr in S.lrs),
+        "bn_lrs": lr_list(S),
         "bn_adam_lr": f"{S.adam_lr:g}",
         "bn_sgd_lr": f"{S.sgd_lr:g}",
+        "bn_sgd_lr_why": _sgd_lr_why(S),
+        "bn_momentum": f"{S.momentum:g}",
         "bn_batch": str(S.batch_size),
         "bn_surface_images": f"{surface_n(S):,}",
         "bn_device": runs[0]["env"]["device_name"] if runs else None,

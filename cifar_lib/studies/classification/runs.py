@@ -563,6 +563,15 @@ def stem_variants(profile: Profile) -> dict[str, TrainConfig]:
 
 
 
+LONG_SEEDS = (0, 1)   # the long-budget control's seeds, in every profile
+
+
+def planned_seeds(profile: Profile) -> set:
+    """Every seed section 1's FastNet runs use in ``profile``: the
+    profile's, the ablation baseline's and the long-budget control's."""
+    return set(profile.seeds) | set(sizes(profile).base_seeds) | set(LONG_SEEDS)
+
+
 def long_budget(profile: Profile) -> list[Run]:
     """The long-budget control: the baseline, no augmentation, cutmix and
     plain cross-entropy at ``long_factor`` times the epochs, two seeds, with
@@ -574,7 +583,7 @@ def long_budget(profile: Profile) -> list[Run]:
             "cutmix": ab["augmentation"]["baseline + cutmix"],
             "cross-entropy": ab["losses"]["cross-entropy"]}
     long_epochs = S.fast_epochs * S.long_factor
-    seeds = (0, 1)
+    seeds = LONG_SEEDS
     out = []
     for name, cfg in rows.items():
         out += [Run(f"{name}, {cfg.epochs} epochs", cfg.replace(seed=s)) for s in seeds]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cifar_lib.experiments import loaded_split, records, results_frame, summarize
 from cifar_lib.health import learned
+from cifar_lib.models import display_name
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.classification.measures import read, save_arch_costs, vis_measured
@@ -22,7 +23,8 @@ def calibration_table(profile: Profile):
 
     def name(k):  # which run: notebook 01's, first seed, at its chosen rate
         r = runs.get(k)
-        return k if r is None else f"{k} (architectures, lr {r.cfg.lr:g}, seed {r.cfg.seed})"
+        return (display_name(k) if r is None else
+                f"{display_name(k)} (architectures, lr {r.cfg.lr:g}, seed {r.cfg.seed})")
     return pd.DataFrame([{"model": name(k), "test acc (%)": f"{100 * v['acc']:.1f}",
                           "ECE (15 bins)": f"{v['ece']:.3f}",
                           "mean confidence": f"{v['confidence']:.3f}"}
@@ -70,7 +72,7 @@ def acted(df) -> dict[str, str]:
     for label, d in df.groupby("label", sort=False):
         parts = []
         for key, fmt in (("clip_frac", lambda v: f"clipped {100 * v:.0f}% of steps"),
-                         ("lr_cuts", lambda v: f"{v:.0f} rate cut(s)"),
+                         ("lr_cuts", lambda v: f"{v:.0f} rate cut{'' if v == 1 else 's'}"),
                          ("switch_step", lambda v: f"switched at step {v:.0f}")):
             vals = [v for v in d[key] if v is not None and v == v] if key in d else []
             clips = any(float(d[c].fillna(0).max()) > 0
@@ -111,6 +113,44 @@ def summary_table(recs: list[dict]):
     return table
 
 
+def with_every_seed(recs: list[dict], profile: Profile) -> list[dict]:
+    """``recs`` with, for each of their rows, every stored seed of the same
+    config (tag and data sizes), wherever it was trained: the ablation
+    baseline's second seed (experiment ``baseline``) and the settings the
+    long-budget control also trains at the ablations' epochs are the same
+    runs as those rows, so a row's mean and its seeds use all of them (the
+    seeds section 1 plans, :func:`runs.planned_seeds`; not a run of another
+    seed made by hand). Rows keep their order and labels; a record is
+    listed once per row.
+
+    Used by section 1.3's tables, readings, dot plots and the summary."""
+    import json
+    from cifar_lib import store
+    if not recs:
+        return recs
+
+    def setting(rec):
+        cfg = {k: v for k, v in rec["config"].items() if k != "seed"}
+        sizes = {k: rec.get("data", {}).get(k) for k in ("train", "val", "test")}
+        return json.dumps([cfg, rec.get("tag"), sizes], sort_keys=True)
+    from cifar_lib.studies.classification.runs import planned_seeds
+    wanted, planned = {setting(r) for r in recs}, planned_seeds(profile)
+    seeds: dict = {}
+    for rec in store.runs(profile.results):   # oldest first: the newest wins
+        key = setting(rec)
+        if key in wanted and rec["config"]["seed"] in planned:   # not a stray seed of a user's
+            seeds.setdefault(key, {})[rec["config"]["seed"]] = rec
+    out, seen = [], set()
+    for r in recs:
+        key = setting(r)
+        found = {**seeds.get(key, {}), r["config"]["seed"]: r}  # r as records() chose it
+        for seed, rec in sorted(found.items()):
+            if (r["label"], key, seed) not in seen:   # one record per row, config and seed
+                seen.add((r["label"], key, seed))
+                out.append({**rec, "label": r["label"]})
+    return out
+
+
 def _rate_of(rec) -> float:
     return float(rec["config"]["lr"])
 
@@ -138,6 +178,14 @@ def at_chosen(recs: list[dict]) -> tuple[list[dict], dict]:
             chosen = grid[0][0] if grid else None
         keep += [r for r in rs if _rate_of(r) == chosen]
     return keep, grids
+
+
+def displayed(recs: list[dict], grids: dict | None = None) -> tuple[list[dict], dict]:
+    """Architecture records (and their grids, :func:`at_chosen`) labelled
+    with the report's model names (:func:`cifar_lib.models.display_name`)
+    for readings; the tables map their column themselves."""
+    return ([{**r, "label": display_name(r["label"])} for r in recs],
+            {display_name(k): v for k, v in (grids or {}).items()})
 
 
 def edge_note(grids: dict) -> str:
@@ -214,10 +262,13 @@ def arch_summary(profile: Profile):
                     for lbl in s["label"]]
     common = min(len(r["history"]) for r in keep)
     s["common_epoch"] = common
-    at = {}
-    for r in sorted(keep, key=lambda r: -r["config"]["seed"]):  # the first seed wins
-        at[r["label"]] = r["history"][common - 1].get("val_acc") if common else None
-    s["val_at_common"] = [at.get(lbl) for lbl in s["label"]]
+    at: dict = {}   # mean over the seeds that learned, as the test accuracy
+    for r in keep:
+        v = r["history"][common - 1].get("val_acc") if common else None
+        if v is not None and learned(r):
+            at.setdefault(r["label"], []).append(v)
+    s["val_at_common"] = [sum(at[lbl]) / len(at[lbl]) if lbl in at else None
+                          for lbl in s["label"]]
     s["test_acc_per_seed"] = [per_seed(v) for v in s["test_acc_seeds"]]
     return pd.DataFrame(s)
 
@@ -249,7 +300,7 @@ def arch_table(profile: Profile):
     s = s.sort_values("test_acc_mean", ascending=False, na_position="last")
     common = int(s["common_epoch"].iloc[0])
     return pd.DataFrame({  # noqa: E501
-        "model": s["label"],
+        "model": [display_name(lbl) for lbl in s["label"]],
         "test acc (%)": [_cell(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
         "per seed": s["test_acc_per_seed"],
         "failed": s["failed"] + s["diverged"],
@@ -294,7 +345,7 @@ def lr_grid_failed(recs: list[dict]):
 def _register_ablation_table(experiment):
     @register_table(experiment.name)
     def table(profile: Profile):
-        recs = records(experiment, profile)
+        recs = with_every_seed(records(experiment, profile), profile)
         if experiment is ABLATION["optimizers"]:
             return tuned_table(recs, "optimizer")
         return summary_table(recs)
@@ -454,7 +505,7 @@ def final_model_table(profile: Profile):
     rows = []
     for r in recs:
         rows.append({"model": r["label"] + " (ours)", "test acc (%)":
-                     f"{100 * r['metrics']['test_acc']:.2f}",
+                     f"{100 * r['metrics']['test_acc']:.1f}",
                      "epochs": r["config"]["epochs"], "data": r["data"]["source"],
                      "device": r["env"].get("device_name", "n/a"),
                      "train time (s)": f"{r['metrics']['train_time']:.0f}"})
@@ -483,6 +534,44 @@ def final_model_note(profile: Profile):
     r = recs[0]
     return (f"{r['label']} for {r['config']['epochs']} epochs: "
             f"{100 * r['metrics']['test_acc']:.1f}% test accuracy on {r['data']['source']}")
+
+
+# CIFAR-10's training set, which the course reports trained on
+CIFAR_TRAIN = 50_000
+
+
+def final_model_reading(profile: Profile) -> str | None:
+    """Under the final model's table: what ours was trained on against the
+    course reports' quoted best (their range of accuracy and epochs), and
+    whether the two can be compared at all in this profile (a fraction of
+    the training images or of the width cannot be)."""
+    t = final_model_table(profile)
+    recs = final_model_summary(profile)
+    if t is None or not recs:
+        return None
+    r = recs[0]
+    theirs = t[t["model"].str.startswith("course report")]
+    accs = [float(v) for v in theirs["test acc (%)"]]
+    epochs = [int(e) for e in theirs["epochs"] if str(e).isdigit()]
+    train = r["data"].get("train") or 0
+    width = float((r["config"].get("model_kw") or {}).get("width", 1.0))
+    ours = (f"Ours reaches {100 * r['metrics']['test_acc']:.1f}% after "
+            f"{r['config']['epochs']} epochs on {train:,} training images"
+            + (f", at {width:g} of the published width" if width != 1 else ""))
+    quoted = (f"the course reports quote {min(accs):.1f}-{max(accs):.1f}% for their best "
+              f"models on CIFAR-10's {CIFAR_TRAIN:,} training images"
+              + (f", after {min(epochs)}-{max(epochs)} epochs where stated" if epochs else ""))
+    if train < 0.5 * CIFAR_TRAIN or width < 1:
+        verdict = (f"with {train / CIFAR_TRAIN:.0%} of the training images"
+                   + (f" and {width:g} of the width" if width != 1 else "")
+                   + ", this profile's number says what the recipe does at its scale and is "
+                   "not comparable with theirs (the full profile's is)")
+    else:
+        verdict = (f"ours trains fewer epochs than any of theirs, so a gap mixes the recipe "
+                   f"with the budget" if epochs and r["config"]["epochs"] < min(epochs) else
+                   "their recipes, networks and epochs differ from ours, so the rows compare "
+                   "results, not recipes")
+    return f"{ours}; {quoted}: {verdict}."
 
 
 @register_table("ablations_old_recipe")
@@ -597,7 +686,8 @@ def best_model(profile: Profile):
     if s is None:
         return None
     best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
-    return f"{best['label']} ({_pm(best['test_acc_mean'], best['test_acc_std'])}% test accuracy)"
+    return (f"{display_name(best['label'])} "
+            f"({_pm(best['test_acc_mean'], best['test_acc_std'])}% test accuracy)")
 
 
 def arch_weak(profile: Profile):
@@ -608,7 +698,7 @@ def arch_weak(profile: Profile):
     weak = s[s["test_acc_mean"] < 0.5]
     if not len(weak):
         return "none"
-    return ", ".join(f"{r['label']} ({_pm(r['test_acc_mean'], r['test_acc_std'])}%)"
+    return ", ".join(f"{display_name(r['label'])} ({_pm(r['test_acc_mean'], r['test_acc_std'])}%)"
                      for _, r in weak.iterrows())
 
 
@@ -620,7 +710,7 @@ def arch_widths(profile: Profile) -> str:
     for label, _, kw in arch_models(profile):
         width = kw.get("width", 1.0)
         if width != 1.0:
-            narrow.setdefault(width, []).append(label)
+            narrow.setdefault(width, []).append(display_name(label))
     if not narrow:
         return "Every model runs at its published width."
     parts = [f"{', '.join(labels)} at width {width:g}" for width, labels in narrow.items()]
@@ -687,7 +777,7 @@ def headline_table(profile: Profile):
                       metrics=("test_acc", "train_time", "params", "epochs"))
         best = s.sort_values("test_acc_mean", ascending=False).iloc[0]
         rec = next(r for r in recs if r["label"] == best["label"])
-        rows.append({"result": what, "model": rec["config"]["model"],
+        rows.append({"result": what, "model": display_name(rec["config"]["model"]),
                      "test acc (%)": _pm(best["test_acc_mean"], best["test_acc_std"]),
                      "seeds": int(best["runs"]), "epochs": int(best["epochs_mean"]),
                      "train time (s)": f"{best['train_time_mean']:.0f}",
@@ -772,21 +862,50 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None,
         return None
     base = s[s["label"].str.contains("(baseline)", regex=False)]
     best = s.iloc[0]
-    out = {"best": best["label"], "best_acc": 100 * best["test_acc_mean"],
+    out = {"best": best["label"], "best_acc": shown(best["test_acc_mean"]),
            "base": None, "base_acc": None, "lead": None}
     if len(base):
-        out["base"], out["base_acc"] = base.iloc[0]["label"], 100 * base.iloc[0]["test_acc_mean"]
+        out["base"], out["base_acc"] = base.iloc[0]["label"], shown(base.iloc[0]["test_acc_mean"])
     if out["base"] is None or best["label"] == out["base"]:
         # the baseline leads, or there is none (the architectures): the lead
         # over the runner-up
-        out["lead"] = 100 * (best["test_acc_mean"] - s.iloc[1]["test_acc_mean"])
+        out["lead"] = round(out["best_acc"] - shown(s.iloc[1]["test_acc_mean"]), 1)
         out["runner_up"] = other = s.iloc[1]["label"]
     else:
-        out["lead"] = out["best_acc"] - out["base_acc"]
+        out["lead"] = round(out["best_acc"] - out["base_acc"], 1)
         other = out["base"]
     out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs)
-    out["beyond_noise"] = out["spread"] is not None and out["lead"] > out["spread"]
+    out["beyond_noise"] = (out["spread"] is not None
+                           and out["lead"] > round(out["spread"], 1))
+    out["apart"] = apart_from_baseline(recs, s, out, baseline_recs)
+    out["others"] = len(set(s["label"]) - {out["best"], out["base"]})
     return out
+
+
+def shown(acc: float) -> float:
+    """An accuracy (0-1) in percent as the tables print it (one decimal):
+    a lead is the difference of the printed numbers, so a sentence agrees
+    with its table (61.95 prints as 61.9; 62.55 - 61.95 would read 0.6
+    beside a printed 62.6 and 61.9)."""
+    return round(100 * float(acc), 1)
+
+
+def apart_from_baseline(recs: list[dict], ranked, b: dict, pool=None) -> list[tuple]:
+    """Every row other than the best whose difference from the baseline is
+    larger than the seed noise it is set against (:func:`lead_noise`):
+    ``[(label, points)]``, largest difference first; [] without a baseline
+    or where no noise is measured."""
+    if b["base"] is None:
+        return []
+    out = []
+    for label, acc in zip(ranked["label"], ranked["test_acc_mean"]):
+        if label in (b["base"], b["best"]):
+            continue
+        d = round(shown(acc) - b["base_acc"], 1)
+        spread, _ = lead_noise(recs, (label, b["base"]), pool)
+        if spread is not None and abs(d) > round(spread, 1):
+            out.append((label, d))
+    return sorted(out, key=lambda p: -abs(p[1]))
 
 
 def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
@@ -817,10 +936,28 @@ def reading(recs: list[dict], baseline_recs: list[dict] | None = None,
                 f", {'more than' if b['beyond_noise'] else 'within'} {b['noise']}")
     n_failed = int((df["status"] != "ok").sum())
     if n_failed:
-        out += f"; {n_failed} run(s) failed and are left out of the means"
+        out += (f"; {n_failed} run{' has' if n_failed == 1 else 's have'} failed and "
+                f"{'is' if n_failed == 1 else 'are'} left out of the means")
     epochs = sorted({r["config"]["epochs"] for r in recs})
     out += (f"; at {epochs[0]} epochs" if len(epochs) == 1 else
             f"; at {epochs[0]}-{epochs[-1]} epochs") + "."
+    return out + apart_sentence(b)
+
+
+def apart_sentence(b: dict) -> str:
+    """The rows other than the best that differ from the baseline by more
+    than their seed noise (:func:`apart_from_baseline`), as a sentence;
+    where a baseline and a noise exist and no row does, that too."""
+    if b["base"] is None or b["spread"] is None or not b["others"]:
+        return ""
+    if not b["apart"]:
+        return " No other row differs from the baseline by more than its seed noise."
+    out = ""
+    for side, sign in (("Below", -1), ("Above", 1)):
+        rows = [f"{lbl} ({d:+.1f})" for lbl, d in b["apart"] if d * sign > 0]
+        if rows:
+            out += (f" {side} the baseline by more than the seed noise (points): "
+                    f"{', '.join(rows)}.")
     return out
 
 
@@ -839,7 +976,7 @@ def _readings(profile: Profile) -> dict:
     base = noise_records(profile)
     out = {}
     for key, exp in ABLATION.items():
-        recs = records(exp, profile)
+        recs = with_every_seed(records(exp, profile), profile)
         note = ""
         if key == "optimizers":
             recs, grids = at_chosen(recs)
@@ -851,7 +988,7 @@ def _readings(profile: Profile) -> dict:
         out[READINGS[key]] = text + note if text else text
     arch = records(ARCHITECTURES, profile)
     if arch:
-        keep, grids = at_chosen(arch)
+        keep, grids = displayed(*at_chosen(arch))
         text = reading(keep, None, "model")
         out["reading_architectures"] = text + edge_note(grids) if text else text
     else:
@@ -909,7 +1046,7 @@ def inside_observations(profile: Profile) -> dict:
     off = rows.copy()
     np.fill_diagonal(off, -1)
     i, j = np.unravel_index(np.argmax(off), off.shape)
-    confused = (f"{d['confusion']['model']} predicts {classes[j]} for "
+    confused = (f"{display_name(d['confusion']['model'])} predicts {classes[j]} for "
                 f"{100 * rows[i, j]:.0f}% of the {classes[i]} test images, the most "
                 f"confused pair")
     model = d["confusion"]["model"]
@@ -917,13 +1054,13 @@ def inside_observations(profile: Profile) -> dict:
     per_class = None
     if acc is not None:
         lo, hi = int(np.argmin(acc)), int(np.argmax(acc))
-        per_class = (f"{model}'s weakest class is {classes[lo]} ({100 * acc[lo]:.0f}%), its "
+        per_class = (f"{display_name(model)}'s weakest class is {classes[lo]} ({100 * acc[lo]:.0f}%), its "
                      f"strongest {classes[hi]} ({100 * acc[hi]:.0f}%)")
     parts = []
     for name, c in d["calibration"].items():
         gap = 100 * (c["confidence"] - c["acc"])
         way = "overconfident" if gap > 0 else "underconfident"
-        parts.append(f"{name} ECE {c['ece']:.3f} ({way}: mean confidence "
+        parts.append(f"{display_name(name)} ECE {c['ece']:.3f} ({way}: mean confidence "
                      f"{100 * c['confidence']:.1f}% against {100 * c['acc']:.1f}% accuracy)")
     pairs = [t for t in d["cam_wrong"]["titles"] if "->" in t]
     cam = None
@@ -940,6 +1077,7 @@ def calibration_reading(cal: dict) -> str | None:
     and which way the models miss (confidence above or below accuracy)."""
     if not cal:
         return None
+    cal = {display_name(m): c for m, c in cal.items()}
     best = min(cal, key=lambda m: cal[m]["ece"])
     over = [m for m, c in cal.items() if c["confidence"] > c["acc"]]
     under = [m for m, c in cal.items() if c["confidence"] <= c["acc"]]
@@ -962,6 +1100,7 @@ def values(profile: Profile) -> dict:
             "baseline_acc": baseline_acc(profile),
             "long_budget_reading": long_budget_reading(profile),
             "final_model": final_model_note(profile),
+            "final_model_reading": final_model_reading(profile),
             **_readings(profile), **inside_observations(profile),
             "benchmark_device": benchmark_device(profile)}
 
@@ -1008,7 +1147,8 @@ def fig_augmentations(profile: Profile):
 def fig_acc_vs_params(profile: Profile):
     from cifar_lib import viz
     s = arch_summary(profile)
-    return None if s is None else viz.accuracy_vs_params(s)
+    return None if s is None else viz.accuracy_vs_params(
+        s.assign(label=[display_name(lbl) for lbl in s["label"]]))
 
 
 @register_figure("arch_curves.png")
@@ -1077,7 +1217,7 @@ def _register_dots(key: str, name: str, title: str) -> None:
     @register_figure(name)
     def fig(profile: Profile):
         from cifar_lib import viz
-        recs = records(ABLATION[key], profile)
+        recs = with_every_seed(records(ABLATION[key], profile), profile)
         if key == "optimizers":
             recs = at_chosen(recs)[0]
         if not recs:

@@ -328,8 +328,8 @@ def sweep_frame(sweep: dict):
     """The sweep averaged over seeds: one row per entry_at and way of choosing
     the pruned filters (``by``), with lambda, the share of filters outside
     Gamma's support, the unpruned and pruned accuracies (absolute) and
-    ``seeds``; ``ft_sd``: the fine-tuned accuracy's standard deviation over
-    seeds (nan with one seed)."""
+    ``seeds``; ``base_sd`` and ``ft_sd``: the unpruned and the fine-tuned
+    accuracy's standard deviation over seeds (nan with one seed)."""
     import pandas as pd
     rows = [dict(entry_at=r["entry_at"], **{"lambda": r["lambda"]}, seed=r["seed"],
                  fraction_out=r["fraction_out"], base=r["base"], by=by,
@@ -340,6 +340,7 @@ def sweep_frame(sweep: dict):
     g = df.groupby(["entry_at", "by"], sort=False)
     out = g[["lambda", "fraction_out", "base", "test_acc", "bn_acc", "finetune_acc"]].mean()
     out["seeds"] = g["seed"].nunique()
+    out["base_sd"] = g["base"].std()
     out["ft_sd"] = g["finetune_acc"].std()
     return out.reset_index().sort_values("entry_at", kind="stable").reset_index(drop=True)
 

@@ -31,8 +31,28 @@ def plot_curves(runs: dict[str, dict]):
     return fig
 
 
+def path_groups(convs: list[str], sizes: dict, most: int = 3) -> list[list[int]]:
+    """Indices of ``convs`` in panels of the path figure: consecutive layers
+    of the same width, at most ``most`` per panel (VGG-16's stages: conv1-2,
+    conv3-4, conv5-7, conv8-10, conv11-13)."""
+    groups: list[list[int]] = []
+    for k, layer in enumerate(convs):
+        g = groups[-1] if groups else None
+        if g and len(g) < most and sizes[convs[g[-1]]] == sizes[layer]:
+            g.append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+_LINES = (("C0", "-", "o"), ("C1", "--", "s"), ("C2", ":", "^"))
+
+
 def plot_path(record: dict):
-    """Share of each layer's filters (conv) or weights (linear) in Gamma's support per epoch.
+    """Share of each layer's filters (conv) or weights (linear) in Gamma's
+    support per epoch: one panel per few consecutive conv layers of one width
+    (:func:`path_groups`), each layer in its own colour, line and marker, its
+    final share in the legend; the linear layers in the last panel.
 
     Used by notebook 05 (report section 3).
     """
@@ -41,23 +61,40 @@ def plot_path(record: dict):
     if not h:
         raise ValueError(f"run {record.get('run')} recorded no regularisation path; "
                          "it was not trained with optimizer='slbi'")
-    layers = list(h[0]["slbi_support"])
+    sizes = h[0]["slbi_sizes"]
     convs = list(h[-1].get("slbi_entry", {}))
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(8, 4))
+    linear = [layer for layer in h[0]["slbi_support"] if layer not in convs]
+    groups = path_groups(convs, sizes) + ([linear] if linear else [])
+    ncol = min(3, len(groups))
+    nrow = -(-len(groups) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.6 * nrow), sharex=True,
+                             sharey=True, squeeze=False)
     ep = [0] + [r["epoch"] for r in h]          # Gamma is zero before training
-    for layer in layers:
-        share = [0] + [100 * r["slbi_support"][layer] / r["slbi_sizes"][layer] for r in h]
-        if layer in convs:
-            k = convs.index(layer)
-            ax.plot(ep, share, color=cmap(k / max(len(convs) - 1, 1)), marker=".",
-                    label=f"conv{k + 1} ({h[0]['slbi_sizes'][layer]} filters)")
-        else:
-            ax.plot(ep, share, color="C3", ls="--", marker=".",
-                    label=f"linear {layer} ({h[0]['slbi_sizes'][layer]} weights)")
-    ax.set(xlabel="epoch", ylabel="in Gamma's support (% of layer)", ylim=(-3, 103),
-           title="Regularisation path of the SLBI run")
-    ax.legend(fontsize="x-small", ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    share = {layer: [0] + [100 * r["slbi_support"][layer] / r["slbi_sizes"][layer] for r in h]
+             for layer in convs + linear}
+    for ax, group in zip(axes.flat, groups):
+        is_conv = group is not groups[-1] or not linear
+        names = ([f"conv{k + 1}" for k in group] if is_conv else [f"linear {x}" for x in group])
+        layers = [convs[k] for k in group] if is_conv else group
+        for (c, ls, m), name, layer in zip(_LINES * len(layers), names, layers):
+            ax.plot(ep, share[layer], color=c, ls=ls, marker=m, ms=3.5,
+                    label=f"{name}: {share[layer][-1]:.0f}%")
+        unit = "filters" if is_conv else "weights"
+        title = (f"{names[0]}-{names[-1]}" if len(names) > 1 else names[0]) if is_conv \
+            else "linear"
+        each = {sizes[x] for x in layers}
+        ax.set_title(f"{title} ({next(iter(each)) if len(each) == 1 else 'various'} "
+                     f"{unit}{' each' if len(layers) > 1 and len(each) == 1 else ''})",
+                     fontsize="small")
+        ax.legend(fontsize="x-small", loc="best", title="at the end", title_fontsize="x-small")
+        ax.set_ylim(-3, 103)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("in Gamma's support\n(% of layer)")
+    fig.suptitle("Regularisation path of the SLBI run (first seed)")
     fig.tight_layout()
     return fig
 
@@ -96,60 +133,103 @@ def plot_pruning(data: dict, P: Profile):
         low.set(xlabel="filters pruned (%)")
     axes[0, 0].set_ylabel("accuracy kept above chance (%)")
     axes[1, 0].set_ylabel("test accuracy (%)")
-    axes[1, -1].legend(fontsize="x-small", loc="upper right")
+    handles, labels = axes[1, -1].get_legend_handles_labels()
     if "all convs" in groups:
-        ax = axes[0, groups.index("all convs")]
-        ax.text(0.98, 0.98, "x: BN statistics re-estimated", transform=ax.transAxes,
-                ha="right", va="top", fontsize="x-small")
-    fig.tight_layout()
+        from matplotlib.lines import Line2D
+        handles.append(Line2D([], [], color="grey", lw=0.8, marker="x", ms=4))
+        labels.append("thin, x: all convs after BN re-estimation")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # the legend below the panels, off the curves
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=4,
+               fontsize="small", frameon=False)
     return fig
 
 
-def plot_sweep(df, sgd_acc: float | None = None):
-    """Two panels over the threshold of the lambda sweep (its entry share,
-    one point per SLBI run, ``measures.sweep_frame``): the share of conv
-    filters outside Gamma's support (top, each point labelled), and test
-    accuracy (bottom): unpruned, cut to the support (BN re-estimated,
+_SWEEP_STYLES = {"support": ("C0", "s", "cut to Gamma's support"),
+                 "bn": ("C1", "^", "same budget by |BN scale|"),
+                 "magnitude": ("C2", "v", "same budget by filter norm")}
+
+
+def sweep_offsets(entries) -> dict[str, float]:
+    """Small x offsets per series of the sweep figure (unpruned and the three
+    ways of pruning) so that equal or close accuracies at one threshold sit
+    side by side: a sixth of the smallest gap between thresholds each."""
+    es = sorted(set(entries))
+    gap = min((b - a for a, b in zip(es, es[1:])), default=1.0)
+    d = gap / 6
+    return {"support": -1.5 * d, "bn": -0.5 * d, "magnitude": 0.5 * d, "base": 1.5 * d}
+
+
+def plot_sweep(df, sgd_acc: float | None = None, n_test: int | None = None):
+    """Panels over the threshold of the lambda sweep (its entry share, one
+    point per SLBI run, ``measures.sweep_frame``): the share of conv filters
+    outside Gamma's support (top, each point labelled); test accuracy over
+    its whole range: unpruned, cut to the support (BN re-estimated,
     fine-tuned), and the same number of filters per layer pruned by |BN
-    scale| and by filter norm (fine-tuned); SGD's unpruned accuracy and
-    chance as lines. The entry share is the setting, so the points stay
-    apart however close their sparsity is.
+    scale| and by filter norm (fine-tuned), with SGD's unpruned accuracy and
+    chance as lines; and, once measured, a zoom on the compared accuracies
+    above chance with bars of +-sqrt(2) standard errors of test sampling on
+    ``n_test`` images (half the noise of a difference: bars that overlap
+    tie). Each series is shifted slightly along x
+    (:func:`sweep_offsets`) so that close points stay apart.
 
     Used by notebook 05 (report section 3)."""
     import matplotlib.pyplot as plt
-    fig, (top, ax) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True, layout="constrained",
-                                  gridspec_kw={"height_ratios": (1, 1.7)})
+    import numpy as np
+    col, stage = (("finetune_acc", "fine-tuned") if df["finetune_acc"].notna().any()
+                  else ("bn_acc", "BN re-estimated"))
+    zoom = bool(df[col].notna().any())
+    ratios = (1, 1.5, 1.5) if zoom else (1, 1.7)
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(6.4, 2.3 * sum(ratios)), sharex=True,
+                             layout="constrained", gridspec_kw={"height_ratios": ratios})
+    top, ax = axes[0], axes[1]
     sup = df[df["by"] == "support"].sort_values("entry_at")
     e = sup["entry_at"]
+    off = sweep_offsets(e)
     out = 100 * sup["fraction_out"]
     top.plot(e, out, "k-o", ms=4)
     for xi, yi in zip(e, out):
         top.annotate(f"{yi:.0f}%" if yi >= 10 or yi == 0 else f"{yi:.1f}%", (xi, yi),
                      textcoords="offset points", xytext=(-4, 6), ha="right", fontsize="x-small")
     top.set(ylabel="conv filters outside\nGamma's support (%)", ylim=(-8, 112))
-    ax.plot(e, 100 * sup["base"], "k-o", ms=4, label="SLBI unpruned")
-    if sup["bn_acc"].notna().any():
-        ax.plot(e, 100 * sup["bn_acc"], "C0--", marker="s", ms=3,
-                label="cut to Gamma's support, BN re-estimated")
-    styles = {"support": ("C0", "-", "s"), "bn": ("C1", "-", "^"),
-              "magnitude": ("C2", "-", "v")}
-    names = {"support": "cut to Gamma's support", "bn": "same budget by |BN scale|",
-             "magnitude": "same budget by filter norm"}
-    col, stage = (("finetune_acc", "fine-tuned") if df["finetune_acc"].notna().any()
-                  else ("bn_acc", "BN re-estimated"))
-    for by, (c, ls, m) in styles.items():
+    series = [("base", e + off["base"], 100 * sup["base"],
+               dict(color="k", ls="-", marker="o", ms=4, label="SLBI unpruned"))]
+    for by, (c, m, name) in _SWEEP_STYLES.items():
         d = df[df["by"] == by].sort_values("entry_at")
-        if not d[col].notna().any():  # not measured yet: no empty legend entry
-            continue
-        ax.plot(d["entry_at"], 100 * d[col], color=c, ls=ls, marker=m, ms=4,
-                label=f"{names[by]}, {stage}")
-    if sgd_acc is not None:
-        ax.axhline(100 * sgd_acc, color="C3", ls=":", label="SGD unpruned")
-    ax.axhline(100 * CHANCE, color="grey", lw=0.8, label="chance (10%)")
-    ax.set(xlabel="threshold: entry share of the path time (lambda grows to the right)",
-           ylabel="test accuracy (%)")
-    ax.set_xticks(list(e))
-    ax.set_xticklabels([f"{v:g}" for v in e], fontsize="small")
+        if d[col].notna().any():  # not measured yet: no empty legend entry
+            series.append((by, d["entry_at"] + off[by], 100 * d[col],
+                           dict(color=c, ls="-", marker=m, ms=4, label=f"{name}, {stage}")))
+    for _, x, y, kw in series:
+        ax.plot(x, y, **kw)
+    if col == "finetune_acc" and sup["bn_acc"].notna().any():
+        ax.plot(e + off["support"], 100 * sup["bn_acc"], "C0--", marker="s", ms=3, mfc="none",
+                label="cut to Gamma's support, BN re-estimated")
+    for a in axes[1:]:
+        if sgd_acc is not None:
+            a.axhline(100 * sgd_acc, color="C3", ls=":", label="SGD unpruned")
+        a.axhline(100 * CHANCE, color="grey", lw=0.8, label="chance (10%)")
+        a.set_ylabel("test accuracy (%)")
+    if zoom:
+        low = axes[2]
+        # half of two standard errors of a difference: bars that overlap tie
+        se = ((lambda p: 100 * np.sqrt(2 * p * (1 - p) / n_test)) if n_test
+              else (lambda p: 0 * p))
+        floor = 100 * CHANCE + (float(se(CHANCE)) if n_test else 2.0)
+        shown = []
+        for _, x, y, kw in series:
+            keep = y > floor                       # at chance: in the panel above
+            low.errorbar(x[keep], y[keep], yerr=se(y[keep] / 100), capsize=2, lw=1,
+                         **{**kw, "ls": "none"})
+            shown += list(y[keep] - se(y[keep] / 100)) + list(y[keep] + se(y[keep] / 100))
+        if shown:
+            low.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
+        low.set_title("zoom on the accuracies above chance" + (
+            f"; bars: ±√2 standard errors of test sampling ({n_test:,} images),\n"
+            "so two points whose bars overlap differ by less than its noise (a tie)"
+            if n_test else ""), fontsize="x-small")
+    ax.set_title("whole range", fontsize="x-small")
+    axes[-1].set_xlabel("threshold: entry share of the path time (lambda grows to the right)")
+    axes[-1].set_xticks(list(e))
+    axes[-1].set_xticklabels([f"{v:g}" for v in e], fontsize="small")
     top.set_title("Sparsity and accuracy along the lambda sweep")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
                fontsize="x-small")

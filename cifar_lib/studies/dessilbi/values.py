@@ -46,14 +46,52 @@ def test_noise(p1: float, p2: float, n: int) -> float:
     return 2 * math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1))
 
 
+def gap(a: float, b: float) -> float:
+    """``a - b`` as the sentence shows them (each to one decimal), so that a
+    stated lead is the difference of the stated numbers."""
+    return float(f"{a:.1f}") - float(f"{b:.1f}")
+
+
 def lead_clause(lead: float, noise: float, seeds: int, unit: str = "points") -> str:
     """Whether ``lead`` exceeds ``noise`` (both in ``unit``), said plainly."""
-    src = ("sampling the test set alone can give" if seeds < 2 else
-           "the spread over seeds or sampling the test set can give")
     out = (f"its lead of {lead:.1f} {unit} is {'more' if lead > noise else 'no more'} than "
-           f"the {noise:.1f} {unit} {src}")
+           f"the {noise:.1f} {unit} {noise_source(seeds)}")
     return out + (" (one seed: how much another seed would move it is not measured)"
                   if seeds < 2 else "")
+
+
+def plural(n: float, noun: str, many: str | None = None) -> str:
+    """``1 seed``, ``2 seeds``, ``0.5 warm-up epochs``: ``n`` and its noun."""
+    return f"{n:g} {noun if n == 1 else many or noun + 's'}"
+
+
+def noise_source(seeds: int) -> str:
+    """What a noise band in a sentence comes from (one seed or several)."""
+    return ("sampling the test set alone can give" if seeds < 2 else
+            "the spread over seeds or sampling the test set can give")
+
+
+def series_words(xs: dict, noise: float, seeds: int) -> str:
+    """How a series of accuracies (%, by entry share, in order) moves, said
+    against ``noise`` (points): flat within noise when its whole spread is
+    within it, else from its first value to its last (or back to within
+    noise of it), naming an extreme that lies between the ends."""
+    es = list(xs)
+    lo, hi = min(es, key=xs.get), max(es, key=xs.get)
+    spread = gap(xs[hi], xs[lo])
+    if spread <= noise:
+        return (f"stays between {xs[lo]:.1f}% and {xs[hi]:.1f}% (a spread of "
+                f"{spread:.1f} points, no more than the {noise:.1f} points "
+                f"{noise_source(seeds)}: flat within noise)")
+    first, last = xs[es[0]], xs[es[-1]]
+    ends = {f"{first:.1f}", f"{last:.1f}"}
+    extras = [f"{word} {xs[e]:.1f}% at entry {e:g}" for word, e in (("lowest", lo),
+                                                                   ("highest", hi))
+              if f"{xs[e]:.1f}" not in ends]
+    if abs(gap(first, last)) <= noise:
+        return (f"ends within noise of where it starts "
+                f"({'; '.join([f'{first:.1f}% and {last:.1f}%'] + extras)})")
+    return moves(first, last) + (f" ({', '.join(extras)})" if extras else "")
 
 
 def versus(diff: float, noise: float) -> str:
@@ -312,7 +350,7 @@ def runs_reading(P: Profile) -> str | None:
     noise = max([100 * test_noise(acc[best], acc[other], n)] + [200 * x for x in sd])
     return (f"{best} has the higher test accuracy ({100 * acc[best]:.1f}% against "
             f"{100 * acc[other]:.1f}% for {other}); "
-            f"{lead_clause(100 * (acc[best] - acc[other]), noise, len(runs[best]))}. "
+            f"{lead_clause(gap(100 * acc[best], 100 * acc[other]), noise, len(runs[best]))}. "
             f"Caveat: short runs ({S.epochs} epochs on {S.train_size:,} training images), "
             "so this compares the optimizers at this budget, not what each reaches.")
 
@@ -350,20 +388,29 @@ def pruning_reading(P: Profile) -> str | None:
     order = means["kept"].sort_values(ascending=False)
     best, nxt = order.index[0], order.index[1]
     b, x = means.loc[best], means.loc[nxt]
-    noise = 100 * test_noise(b["test_acc"], x["test_acc"], n) / \
-        (0.5 * (b["base"] + x["base"]) - CHANCE)
-    sd = df[df["method"] == best]["seed_sd"].mean()
-    if sd == sd:
-        noise = max(noise, 200 * sd)
+    noise = _kept_noise(df, best, nxt, n)
     allc = df[df["layer"] == "all convs"]
     dead = [f for f, d in allc.groupby("fraction") if all(at_chance(a, n) for a in d["test_acc"])]
     where = (f"with every conv layer pruned by {_fractions(dead)} every method is at "
              "chance (kept 0), so those columns do not rank the methods"
              if dead else "no all-convs row is at chance for every method")
+    lead = lead_clause(gap(100 * b["kept"], 100 * x["kept"]), noise, _seeds(P))
     return (f"Averaged over every panel and fraction, {best} keeps the most "
             f"({100 * b['kept']:.1f}% of the above-chance accuracy, next {nxt} "
-            f"{100 * x['kept']:.1f}%); {lead_clause(100 * (b['kept'] - x['kept']), noise, _seeds(P))}."
-            f" Caveat: {where}.")
+            f"{100 * x['kept']:.1f}%); {lead}. Caveat: {where}.")
+
+
+def _kept_noise(df, a: str, b: str, n: int) -> float:
+    """Noise (points of accuracy kept above chance) of the difference of two
+    methods' mean kept over the pruning frame ``df``: the test-sampling noise
+    of their mean accuracies over the mean above-chance span, or twice the
+    larger spread over seeds when there are several seeds and it is larger."""
+    means = df.groupby("method", sort=False)[["test_acc", "base"]].mean()
+    x, y = means.loc[a], means.loc[b]
+    noise = 100 * test_noise(x["test_acc"], y["test_acc"], n) / \
+        (0.5 * (x["base"] + y["base"]) - CHANCE)
+    sds = [df[df["method"] == m]["seed_sd"].mean() for m in (a, b)]
+    return max([noise] + [200 * sd for sd in sds if sd == sd])
 
 
 def _fractions(fs) -> str:
@@ -389,11 +436,12 @@ def after_reading(P: Profile) -> str | None:
     return (f"After {'the short fine-tune' if col == '+ fine-tuned' else 'BN re-estimation'}, "
             f"with {100 * S.finetune_fraction:.0f}% of every conv layer's filters removed, "
             f"{b['network']} is highest ({b[col]:.1f}%, next {x['network']} {x[col]:.1f}%); "
-            f"{lead_clause(b[col] - x[col], noise, _seeds(P))}. The network cut to Γ's "
+            f"{lead_clause(gap(b[col], x[col]), noise, _seeds(P))}. The network cut to Γ's "
             f"support ({sup[col]:.1f}%) removes {sup['filters pruned (%)']:.1f}% of the "
             f"filters, so it is not ranked against those rows here: section 3.5 compares it "
-            f"with |γ| and filter norm at its own budget. Caveat: only "
-            f"{S.finetune_steps} fine-tuning steps.")
+            f"with |γ| and filter norm at its own budget."
+            + (f" Caveat: the fine-tune is only {finetune_words(S)}."
+               if col == "+ fine-tuned" else ""))
 
 
 def _stage(df) -> tuple[str, str]:
@@ -417,31 +465,46 @@ def sweep_reading(P: Profile) -> str | None:
     best = df.loc[df[col].idxmax()]
     rest = df.drop(index=best.name)
     nxt = rest.loc[rest[col].idxmax()]
-    noise = 100 * test_noise(best[col], nxt[col], _n_test(P))
+    n, seeds = _n_test(P), int(sup["seeds"].max())
+    noise = 100 * test_noise(best[col], nxt[col], n)
     if best["ft_sd"] == best["ft_sd"] and col == "finetune_acc":
         noise = max(noise, 200 * best["ft_sd"])
+    base = _series(sup, "base", "base_sd", n, seeds)
+    cut = _series(sup, col, "ft_sd" if col == "finetune_acc" else None, n, seeds)
+    lead = lead_clause(gap(100 * best[col], 100 * nxt[col]), noise, int(best["seeds"]))
+    out = moves(100 * lo["fraction_out"], 100 * hi["fraction_out"])
     return (f"Raising λ (entry at {lo['entry_at']:g} to {hi['entry_at']:g} of the path time) "
-            f"the share of filters outside Γ's support {moves(100 * lo['fraction_out'], 100 * hi['fraction_out'])}, "
-            f"the unpruned accuracy {moves(100 * lo['base'], 100 * hi['base'])} and the "
-            f"network cut to the support {stage} {moves(100 * lo[col], 100 * hi[col])}; "
+            f"the share of filters outside Γ's support {out}, while the unpruned accuracy "
+            f"{base}; the network cut to the support {stage} {cut}; "
             f"the best row {stage} is entry {best['entry_at']:g} by {SHORT[best['by']]} "
             f"({100 * best[col]:.1f}%, next entry {nxt['entry_at']:g} by {SHORT[nxt['by']]} "
-            f"{100 * nxt[col]:.1f}%), and {lead_clause(100 * (best[col] - nxt[col]), noise, int(best['seeds']))}."
-            f"{_empty_clause(P, sup, col)}"
+            f"{100 * nxt[col]:.1f}%), and {lead}."
+            f"{_empty_clause(P, df, col)}"
             f" Caveat: each threshold changes training as well as the support, so a row "
             "mixes both effects.")
 
 
-def _empty_clause(P: Profile, sup, col: str) -> str:
+def _series(sup, col: str, sd: str | None, n: int, seeds: int) -> str:
+    """:func:`series_words` for one column of the sweep's support rows over
+    the thresholds; noise: test sampling between the series' extremes, or
+    twice its largest spread over seeds (column ``sd``) when larger."""
+    xs = dict(zip(sup["entry_at"], 100 * sup[col]))
+    noise = max([100 * test_noise(max(xs.values()) / 100, min(xs.values()) / 100, n)]
+                + [200 * x for x in (sup[sd] if sd else []) if x == x])
+    return series_words(xs, noise, seeds)
+
+
+def _empty_clause(P: Profile, df, col: str) -> str:
     """' From entry 1 on, Gamma's support leaves a whole conv layer empty
-    (conv10 at entry 1), ...': where the sweep's accuracy collapses, why."""
-    empty = _emptied(P, sup["entry_at"])
+    (conv10 at entry 1), ...': where the sweep's accuracy collapses, why;
+    'at chance' only when every way of pruning (``df``, the sweep frame) is
+    at chance there."""
+    empty = _emptied(P, sorted(df["entry_at"].unique()))
     if not empty:
         return ""
     first = next(iter(empty))
-    acc = sup.set_index("entry_at")[col]
     n = _n_test(P)
-    at_chance_ = all(at_chance(acc[e], n) for e in empty)
+    at_chance_ = all(at_chance(a, n) for a in df[df["entry_at"].isin(empty)][col])
     return (f" From entry {first:g} on, Γ's support leaves at least one whole conv layer "
             f"empty ({', '.join(empty[first])} at entry {first:g})"
             + (", so cutting to it, or pruning as many filters per layer by |γ| or filter "
@@ -452,8 +515,77 @@ def _empty_clause(P: Profile, sup, col: str) -> str:
 # ---------------------------------------------------------------- verdicts
 
 
+def _pair_noise(a, b, col: str, n: int) -> float:
+    """Noise (points) of the difference of two sweep rows' ``col``: two
+    standard errors of test sampling, or twice the larger spread over seeds
+    of the fine-tuned accuracy when there are several seeds and it is larger."""
+    sds = [200 * r["ft_sd"] for r in (a, b) if col == "finetune_acc" and r["ft_sd"] == r["ft_sd"]]
+    return max([100 * test_noise(a[col], b[col], n)] + sds)
+
+
+def _at_entries(es: list, every: list) -> str:
+    """'at entry 0.6', 'at entries 0.6 and 0.8', or 'from entry 1 on' when
+    ``es`` are the last few of ``every`` (all thresholds, in order)."""
+    if len(es) > 1 and list(every[-len(es):]) == list(es):
+        return f"from entry {es[0]:g} on"
+    return (f"at entr{'y' if len(es) == 1 else 'ies'} "
+            f"{_and([f'{e:g}' for e in es])}")
+
+
+def sweep_comparisons(P: Profile, df, col: str) -> dict:
+    """Per threshold of the sweep (frame ``df``), whether the comparison of
+    Gamma's support with |BN scale| and filter norm at its budget can tell
+    them apart, and how it came out: ``void`` (entry -> 'nothing pruned' or
+    'at chance': nothing pruned leaves the three networks the same, and
+    every way of pruning at chance cannot rank them) and ``told`` (entry ->
+    {'bn': 'beats' | 'ties with' | 'loses to', 'magnitude': ...})."""
+    n, void, told = _n_test(P), {}, {}
+    for e, d in df.groupby("entry_at", sort=True):
+        d = d.set_index("by")
+        if d.loc["support", "fraction_out"] == 0:
+            void[e] = "nothing pruned"
+        elif all(at_chance(a, n) for a in d[col]):
+            void[e] = "at chance"
+        else:
+            sup = d.loc["support"]
+            told[e] = {by: versus(100 * (sup[col] - d.loc[by, col]),
+                                  _pair_noise(sup, d.loc[by], col, n))
+                       for by in ("bn", "magnitude") if by in d.index}
+    return {"void": void, "told": told}
+
+
+def _tally(P: Profile, df, col: str) -> str:
+    """' Over the sweep, 2 of its 7 thresholds can tell the methods apart
+    (entries 0.9 and 0.95; at entry 0.6 nothing is pruned, ...): there
+    Gamma's support beats |γ| at 0, ties with it at 1 and loses to it at 1,
+    and ...': :func:`sweep_comparisons` counted, the void thresholds named."""
+    every = sorted(df["entry_at"].unique())
+    c = sweep_comparisons(P, df, col)
+    why = [f"{_at_entries(es, every)} {what}" for what, words in
+           (("nothing is pruned", "nothing pruned"),
+            ("every method is at chance", "at chance"))
+           for es in [[e for e, v in c["void"].items() if v == words]] if es]
+    told, k = c["told"], len(every)
+    if not told:
+        return (f" None of the {k} thresholds of the sweep can tell the methods apart "
+                f"({' and '.join(why)}).")
+    where = (f"entr{'y' if len(told) == 1 else 'ies'} {_and([f'{e:g}' for e in told])}"
+             + (f"; {', and '.join(why)}" if why else ""))
+    some = f"all {k}" if len(told) == k else f"{len(told)} of its {k}"
+    counts = []
+    for by, name in (("bn", "|γ|"), ("magnitude", "filter norm")):
+        got = [v[by] for v in told.values() if by in v]
+        counts.append(f"beats {name} at {got.count('beats')}, ties with it at "
+                      f"{got.count('ties with')} and loses to it at {got.count('loses to')}")
+    return (f" Over the sweep, {some} thresholds can tell the methods "
+            f"apart ({where}): there Γ's support {counts[0]}, and {counts[1]} (a tie: "
+            "within the noise of that pair).")
+
+
 def budget_verdict(P: Profile) -> str | None:
-    """Whether Gamma's support beats |BN scale| and filter norm at its own budget."""
+    """Whether Gamma's support beats |BN scale| and filter norm at its own
+    budget, then over the thresholds of the sweep that can tell them apart
+    (:func:`sweep_comparisons`)."""
     sweep = sweep_measured(P)
     if sweep is None:
         return None
@@ -466,23 +598,18 @@ def budget_verdict(P: Profile) -> str | None:
     sup = here.loc["support"]
     words, noise = [], 0.0
     for by in ("bn", "magnitude"):
-        nz = 100 * test_noise(sup[col], here.loc[by, col], n)
+        nz = _pair_noise(sup, here.loc[by], col, n)
         noise = max(noise, nz)
         words.append(f"{versus(100 * (sup[col] - here.loc[by, col]), nz)} "
                      f"{'|γ| (network slimming)' if by == 'bn' else 'filter-norm pruning'}")
-    ahead = {by: sum(df[(df["entry_at"] == e) & (df["by"] == "support")][col].iloc[0] >
-                     df[(df["entry_at"] == e) & (df["by"] == by)][col].iloc[0]
-                     for e in df["entry_at"].unique()) for by in ("bn", "magnitude")}
-    k = df["entry_at"].nunique()
     return (f"At this budget (entry {S.entry_at:g}, λ = {sup['lambda']:.3g}: "
             f"{100 * sup['fraction_out']:.1f}% of the conv filters outside Γ's support), the "
             f"SLBI network cut to Γ's support has {100 * sup[col]:.1f}% test accuracy {stage}, "
             f"against {100 * here.loc['bn', col]:.1f}% with as many filters per layer pruned "
             f"by |γ| and {100 * here.loc['magnitude', col]:.1f}% by filter norm: Γ's support "
             f"{words[0]} and {words[1]} (a difference counts when it is more than the "
-            f"{noise:.1f} points sampling the test set alone can give); over the {k} "
-            f"thresholds of the sweep its support is ahead of |γ| in {ahead['bn']} and of "
-            f"filter norm in {ahead['magnitude']}.")
+            f"{noise:.1f} points {noise_source(int(sup['seeds']))})."
+            f"{_tally(P, df, col)}")
 
 
 def order_verdict(P: Profile) -> str | None:
@@ -493,16 +620,57 @@ def order_verdict(P: Profile) -> str | None:
     df = curves_frame(data)
     df = df[(df["fraction"] > 0) & (df["model"] == "SLBI")]
     means = df.groupby("order", sort=False)["kept"].mean()
-    if "path" not in means:
+    if "path" not in means or len(means) < 2:
         return None
     rank = sorted(means.index, key=lambda o: -means[o]).index("path")
     place = ("the best" if rank == 0 else "the worst" if rank == len(means) - 1
              else "in between")
     others = " and ".join(f"{100 * means[o]:.1f}% by {SHORT[o]}" for o in means.index
                           if o != "path")
+    near = min((o for o in means.index if o != "path"),
+               key=lambda o: abs(means[o] - means["path"]))
+    apart = abs(gap(100 * means["path"], 100 * means[near]))
+    method = dict(zip(df["order"], df["method"]))
+    noise = _kept_noise(df, method["path"], method[near], _n_test(P))
+    side = "above" if means["path"] > means[near] else "below"
     return (f"Averaged over every panel and fraction, SLBI's path order keeps "
             f"{100 * means['path']:.1f}% of the above-chance accuracy, against {others} "
-            f"on the same network: path order is {place} of the {len(means)} rankings.")
+            f"on the same network: path order is {place} of the {len(means)} rankings, "
+            f"{apart:.1f} points {side} the nearest ({SHORT[near]}), "
+            f"{'more' if apart > noise else 'no more'} than the {noise:.1f} points "
+            f"{noise_source(_seeds(P))}.")
+
+
+def norm_reading(P: Profile) -> str | None:
+    """Whether filter norm is the weaker baseline than |BN scale| (as the
+    method text expects of a BN network), on each network, against noise."""
+    data = measured(P)
+    if data is None:
+        return None
+    df = curves_frame(data)
+    df = df[df["fraction"] > 0]
+    means, n = df.groupby("method", sort=False)["kept"].mean(), _n_test(P)
+    parts, weaker = [], []
+    for model in ("SLBI", "SGD"):
+        a, b = f"{model}, filter norm", f"{model}, |BN scale|"
+        if a not in means or b not in means:
+            continue
+        noise = _kept_noise(df, a, b, n)
+        word = versus(100 * (means[a] - means[b]), noise)
+        weaker += [model] if word == "loses to" else []
+        kept_ = (f"{100 * means[a]:.1f}% of the above-chance accuracy kept against "
+                 f"{100 * means[b]:.1f}%" if not parts else
+                 f"{100 * means[a]:.1f}% against {100 * means[b]:.1f}%")
+        parts.append(f"{word + ' |γ|' if not parts else word + ' it'} on the {model} "
+                     f"network ({kept_}; noise {noise:.1f} points)")
+    if not parts:
+        return None
+    end = ("it is the weaker baseline on both networks, as expected"
+           if len(weaker) == len(parts) else
+           f"it is the weaker baseline on the {weaker[0]} network only"
+           if weaker else "these results do not show it to be the weaker baseline")
+    return (f"Averaged over every panel and fraction, filter norm {' and '.join(parts)}: "
+            f"{end} (noise: what {noise_source(_seeds(P))}).")
 
 
 def verdict(P: Profile) -> str | None:
@@ -527,7 +695,8 @@ def verdict(P: Profile) -> str | None:
             f"{stage}, against {100 * here.loc['bn', col]:.1f}% by |γ| and "
             f"{100 * here.loc['magnitude', col]:.1f}% by filter norm at the same budget, so "
             f"the support {verb} the better of the two ({SHORT[best_other]}); "
-            f"{_seeds(P)} seed(s), {S.epochs} epochs.{_sweep_clause(P, df, col, stage)}")
+            f"{plural(_seeds(P), 'seed')}, {plural(S.epochs, 'epoch')}."
+            f"{_sweep_clause(P, df, col, stage)}")
 
 
 def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
@@ -557,8 +726,9 @@ def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
                f"the better of the two.")
     empty = _emptied(P, sup.index)
     if empty:
+        dead = all(at_chance(sup.loc[e, col], n) for e in empty)
         out += (f" From entry {next(iter(empty)):g} on, the support empties a whole conv "
-                "layer and the cut network is at chance.")
+                "layer" + (" and the cut network is at chance." if dead else "."))
     return out
 
 
@@ -578,14 +748,15 @@ def values(P: Profile) -> dict:
     kept_m = _kept_by_method(data)
     return {
         "slbi_model": _model(P),
-        "slbi_epochs": f"{S.epochs}",
+        "slbi_epochs": plural(S.epochs, "epoch"),
         "slbi_batch": f"{S.batch_size}",
-        "slbi_warmup": f"{S.warmup_epochs:g}",
+        "slbi_warmup": plural(S.warmup_epochs, "warm-up epoch"),
         "slbi_nu": f"{S.nu:.3g}",
         "slbi_lambda": f"{S.lambda_conv:.3g}",
         "slbi_entry_at": f"{S.entry_at:g}",
         "slbi_z_floor": f"{S.z_lr_floor:.3g}",
-        "slbi_seeds": f"{len(S.seeds)}",
+        "slbi_seeds": plural(len(S.seeds), "seed"),
+        "slbi_finetune": finetune_words(S),
         "slbi_sweep": _and([f"{e:g}" for e in S.sweep]),
         "slbi_sweep_lambdas": _and([f"{S.lambda_at(e):.3g}" for e in S.sweep]),
         "slbi_test_acc": _test_acc(runs.get("SLBI")),
@@ -608,8 +779,20 @@ def values(P: Profile) -> dict:
         "slbi_sweep_reading": sweep_reading(P),
         "slbi_budget_verdict": budget_verdict(P),
         "slbi_order_verdict": order_verdict(P),
+        "slbi_norm_reading": norm_reading(P),
         "slbi_verdict": verdict(P),
     }
+
+
+def finetune_words(S) -> str:
+    """The short fine-tune after pruning, from the profile's sizes: its steps,
+    batch and share of an epoch of the training images."""
+    if not S.finetune_steps:
+        return "0 steps (skipped in this profile)"
+    share = S.finetune_steps * S.batch_size / S.train_size
+    return (f"{plural(S.finetune_steps, 'step')} of batch {S.batch_size}, "
+            f"{share:.2g} of an epoch of the {S.train_size:,} training images, learning rate "
+            f"{S.finetune_lr:g} decaying to 0")
 
 
 def _pct(x):
@@ -646,7 +829,7 @@ def _support_layers(df) -> str | None:
     share = df[df["layer"] != "all conv layers"]["in support (%)"]
     empty = int((share == 0).sum())
     return (f"{share.min():.0f}% to {share.max():.0f}% per layer, "
-            f"{'no layer' if not empty else f'{empty} layer(s)'} left empty")
+            f"{'no layer' if not empty else plural(empty, 'layer')} left empty")
 
 
 def _support_total(data: dict | None, key: str) -> str | None:
@@ -748,4 +931,4 @@ def fig_sweep(P: Profile):
             return None
         sweep = sweep_from_records(recs)
     sgd = [r["metrics"]["test_acc"] for r in by_label(finished(P)).get("SGD", [])]
-    return plots.plot_sweep(sweep_frame(sweep), _mean(sgd) if sgd else None)
+    return plots.plot_sweep(sweep_frame(sweep), _mean(sgd) if sgd else None, _n_test(P))
