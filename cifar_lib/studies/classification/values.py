@@ -423,7 +423,9 @@ def long_budget_verdicts(profile: Profile):
     for name, by in rows.items():
         if name == "baseline":
             continue
-        d = {e: 100 * (by.get(e, (float("nan"),))[0] - base.get(e, (float("nan"),))[0])
+        # the difference of the printed means (:func:`shown`)
+        d = {e: round(shown(by.get(e, (float("nan"),))[0])
+                      - shown(base.get(e, (float("nan"),))[0]), 1)
              for e in (short, long)}
         verdicts[name] = (d[short], d[long],
                           _flip_word(d[short], d[long], spread[short], spread[long]))
