@@ -111,7 +111,7 @@ def _store_val(P, cfg, val):
 
 def test_a_grid_grows_beyond_an_end_that_wins(tmp_path):
     P = get_profile("cpu").with_(root=tmp_path)
-    assert section1.sizes(P).grid_growth == 2
+    assert section1.sizes(P).grid_growth == 3   # cpu: FastNet's rate needed three
     base = section1.ablation_recipe(P)
     three = [base.replace(lr=v) for v in section1.rate_grid(1.0)]
     assert section1.grown(P, three) == three              # nothing stored: the three
@@ -134,12 +134,17 @@ def test_a_grid_grows_at_most_its_profiles_growth_then_says_so(tmp_path):
         _store_val(P, c, val)
     _store_val(P, base.replace(lr=0.111), 0.65)           # ... and again
     _store_val(P, base.replace(lr=0.037), 0.70)           # ... and again
+    _store_val(P, base.replace(lr=0.0123), 0.75)          # ... and again
+    _store_val(P, base.replace(lr=0.0041), 0.80)          # (a fourth is never listed)
     grid = section1.grown(P, three)
-    assert [c.lr for c in grid] == [0.037, 0.111, 0.333, 1.0, 3.0]   # two rates, no more
+    assert [c.lr for c in grid] == [0.0123, 0.037, 0.111, 0.333, 1.0, 3.0]  # three, no more
     assert section1.choose(P, grid) == (grid[0], True)
-    recs = [rec("m", v, lr=c.lr, val=v) for c, v in zip(grid, (0.7, 0.65, 0.6, 0.5, 0.4))]
+    recs = [rec("m", v, lr=c.lr, val=v)
+            for c, v in zip(grid, (0.75, 0.7, 0.65, 0.6, 0.5, 0.4))]
     assert v1.grid_text(v1.at_chosen(recs)[1]["m"]).startswith(
-        "0.037: 70.0 (chosen, bottom of the grid)")
+        "0.0123: 75.0 (chosen, bottom of the grid)")
+    F = get_profile("full").with_(root=tmp_path)
+    assert section1.sizes(F).grid_growth == 2
     S = get_profile("smoke").with_(root=tmp_path)
     assert section1.sizes(S).grid_growth == 0 and section1.grown(S, three) == three
 
