@@ -89,6 +89,18 @@ def resolve_augment(spec) -> Augment:
                     f"not {type(spec).__name__}")
 
 
+def describe(spec) -> str:
+    """A few words for an augmentation spec, as the report's rows name
+    them: "translate 2 px + alternating flip", "crop 4 px + random flip +
+    cutmix", "none"."""
+    a = resolve_augment(spec)
+    parts = ([f"{'translate' if a.crop < 4 else 'crop'} {a.crop} px"] if a.crop else []) + \
+        (["alternating flip" if a.alt_flip else "random flip"] if a.flip else []) + \
+        [w for on, w in ((a.erase, "erasing"), (a.mixup, "mixup"), (a.cutmix, "cutmix"),
+                         (a.rotate, f"rotation ({a.rotate:g} degrees)")) if on]
+    return " + ".join(parts) or "none"
+
+
 def augment_dict(spec) -> dict:
     """The plain-dict form of an augmentation spec (stored in configs).
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from cifar_lib.augment import (PRESETS, Augment, apply_augment, augment_dict,
                                cutmix, mixup, random_crop, random_erase,
-                               random_flip, random_rotate, resolve_augment, rotate)
+                               random_flip, random_rotate, resolve_augment, rotate,
+                               describe)
 
 
 def gen(seed=0):
@@ -237,3 +238,13 @@ def test_rotation_in_the_device_loader():
         assert torch.equal(xr, xr2) and torch.equal(yr, yr2)      # seeded
         assert not torch.allclose(xr, xp)
         assert torch.isfinite(xr).all()
+
+
+def test_describe_names_the_augmentations_as_the_report_rows_do():
+    assert describe("translate_altflip") == "translate 2 px + alternating flip"
+    assert describe("crop_flip") == "crop 4 px + random flip"
+    assert describe("none") == "none"
+    assert describe({**augment_dict("translate_altflip"), "cutmix": 1.0}) == \
+        "translate 2 px + alternating flip + cutmix"
+    assert describe("crop_flip_rotate") == "crop 4 px + random flip + rotation (15 degrees)"
+    assert describe(Augment(crop=0, erase=0.5)) == "random flip + erasing"

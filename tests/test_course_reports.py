@@ -25,7 +25,7 @@ NOT_SAME_SIZE = {"vgg11"}
 def test_every_setting_names_a_setting_of_ours():
     """Each key names a registered model of the architecture comparison (whose
     full list may leave it out: then the table says so) or a label of the full
-    profile's ablations (a renamed label fails here)."""
+    profile's ablations (a renamed label fails here), or a schedule of one."""
     for s in CR.settings():
         key = s["ours"]
         assert s["report"] in "ABCDE" and s["metric"] in CR.METRICS
@@ -36,6 +36,10 @@ def test_every_setting_names_a_setting_of_ours():
             exp = studies.experiment(key["experiment"])
             labels = [r.label for r in exp.runs(get_profile("full"))]
             assert key["label"] in labels, (s["setting"], key)
+        elif "scheduler" in key:  # a row whose label carries the profile's sizes
+            exp = studies.experiment(key["experiment"])
+            assert any(r.cfg.scheduler == key["scheduler"]
+                       for r in exp.runs(get_profile("full"))), (s["setting"], key)
         else:  # a model with options, found in whichever experiment runs it
             TrainConfig(model=key["model"], model_kw=key["model_kw"])
 
@@ -154,6 +158,18 @@ def test_model_key_finds_the_run_in_any_experiment(profile):
     recs, planned = runs.find({"model": "resnet34", "model_kw": {"stem": "imagenet"}})
     assert recs == [] and planned == []  # no experiment of the smoke profile runs it
     assert runs.find({"experiment": "no_such_experiment", "label": "x"}) == ([], [])
+
+
+def test_schedule_key_finds_the_row_whose_label_carries_its_step_size(profile):
+    """The step schedule's label names its step size, which follows the
+    profile's epochs; the course reports' StepLR row finds it by schedule."""
+    runs = CR._Runs(profile)
+    found = runs.candidates({"experiment": "ablation_schedulers", "scheduler": "step"})
+    assert list(found) == ["ablation_schedulers"]
+    (label,) = found["ablation_schedulers"]
+    assert label.startswith("step (x0.1 every ")
+    step = [s for s in CR.settings() if s["ours"].get("scheduler") == "step"]
+    assert step and CR._key_words(step[0]["ours"]) == "ablation_schedulers: the step schedule"
 
 
 def test_runs_of_a_setting_pool_seeds_and_prefer_the_longest_recipe(profile):

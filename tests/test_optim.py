@@ -244,6 +244,22 @@ def test_step_and_exponential_are_per_epoch():
     assert got[60] == pytest.approx(0.004)
 
 
+@pytest.mark.parametrize("epochs, words", [(4, "every epoch"), (8, "every 2 epochs"),
+                                           (16, "every 5 epochs")])
+def test_step_row_label_names_the_step_size_it_runs_at(epochs, words):
+    """The ablation's step row says when its rate is cut, as lr_factor cuts it."""
+    from cifar_lib.engine import TrainConfig
+    from cifar_lib.studies.classification.runs import step_label
+    cfg = TrainConfig(model="lenet", epochs=epochs, scheduler="step")
+    assert step_label(cfg) == f"step (x0.1 {words})"
+    per = 5
+    lrs = [lr_factor("step", t, epochs * per, per) for t in range(epochs * per)]
+    size = 1 if epochs == 4 else int(words.split()[1])
+    cuts = [t // per for t in range(1, len(lrs)) if lrs[t] < lrs[t - 1]]
+    assert cuts == list(range(size, epochs, size))
+    assert step_label(cfg.replace(sched_kw={"step_size": 3})) == "step (x0.1 every 3 epochs)"
+
+
 def test_constant_and_linear():
     assert ours("constant", 20, 5) == [0.4] * 20
     got = ours("linear", 20, 5, min_ratio=0.5)

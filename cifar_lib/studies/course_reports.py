@@ -3,7 +3,8 @@
 ``cifar_lib/reference/course_reports.json`` keeps what course reports A-E
 reported (as quoted, original CIFAR-10, their recipes and epochs, one run
 each, not verified by us) and, per setting, the run of ours that matches it:
-an experiment and label, or a model and options found in any experiment of
+an experiment and label (or, for a row whose label carries the profile's sizes, its
+schedule), or a model and options found in any experiment of
 the profile. The report table ``course_reports`` puts both side by side,
 ours read from results/ (mean ± std over seeds); a setting we have not run
 in the profile says so. :func:`report_b_recipe` is course report B's recipe
@@ -20,6 +21,7 @@ import functools
 import json
 from pathlib import Path
 
+from cifar_lib.augment import describe
 from cifar_lib.engine import TrainConfig
 from cifar_lib.experiments import records
 from cifar_lib.profiles import Profile
@@ -43,7 +45,8 @@ def reference() -> dict:
     for s in ref["settings"]:
         ours = s["ours"]
         if s["metric"] not in METRICS or s["report"] not in ref["reports"] or \
-                not ({"experiment", "label"} <= set(ours) or "model" in ours):
+                not ({"experiment", "label"} <= set(ours) or
+                     {"experiment", "scheduler"} <= set(ours) or "model" in ours):
             raise ValueError(f"bad course-report setting in {DATA.name}: {s}")
     return ref
 
@@ -110,6 +113,9 @@ class _Runs:
         if "label" in key:
             names = [key["experiment"], *ALSO.get(key["experiment"], ())]
             match = lambda lbl, c: lbl == key["label"]  # noqa: E731
+        elif "scheduler" in key:  # a row whose label carries the profile's sizes
+            names = [key["experiment"]]
+            match = lambda lbl, c: c.scheduler == key["scheduler"]  # noqa: E731
         else:
             names = [key["experiment"]] if "experiment" in key else sorted(_registered())
             # the model with those options at any width (the cpu profile
@@ -174,9 +180,8 @@ def recipe_words(cfg: dict) -> str:
         parts.append(cfg["loss"])
     if cfg["label_smoothing"]:
         parts.append(f"label smoothing {cfg['label_smoothing']:g}")
-    aug = cfg["augment"]
-    on = [k for k in ("crop", "flip", "rotate", "erase", "mixup", "cutmix") if aug.get(k)]
-    parts.append("+".join(on) if on else "no augmentation")
+    aug = describe(cfg["augment"])
+    parts.append(aug if aug != "none" else "no augmentation")
     if not cfg["normalize"]:
         parts.append("no normalisation")
     return ", ".join(parts + [f"batch {cfg['batch_size']}"])
@@ -291,6 +296,8 @@ def course_reports_condensed(profile: Profile):
 def _key_words(key: dict) -> str:
     if "label" in key:
         return f"{key['experiment']}: {key['label']}"
+    if "scheduler" in key:
+        return f"{key['experiment']}: the {key['scheduler']} schedule"
     kw = ", ".join(f"{k}={v}" for k, v in key.get("model_kw", {}).items())
     return f"{key['model']}{f' ({kw})' if kw else ''} in any experiment"
 

@@ -409,6 +409,14 @@ def _activations(base: TrainConfig) -> dict[str, TrainConfig]:
     }
 
 
+def step_label(cfg: TrainConfig) -> str:
+    """The step schedule's row label, with the step size it takes at
+    ``cfg``'s epochs (:func:`cifar_lib.optim.lr_factor`: a third of the
+    whole epochs, at least one), so that it reads as the rate it ran at."""
+    size = cfg.sched_kw.get("step_size") or max(1, int(cfg.epochs) // 3)
+    return f"step (x0.1 every {'epoch' if size == 1 else f'{size} epochs'})"
+
+
 def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
     """Each ablation: variants of the FastNet baseline changing one factor
     (the optimizers, with their rate grids, are :func:`optimizer_runs`)."""
@@ -419,7 +427,7 @@ def ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
         "schedulers": {
             "triangle per step (baseline)": base,
             "constant": base.replace(scheduler="constant", sched_kw={}),
-            "step (x0.1 every third)": base.replace(scheduler="step", sched_kw={}),
+            step_label(base): base.replace(scheduler="step", sched_kw={}),
             # patience 0 and a 10% threshold so that it cuts at this budget
             # (at 2% it never cut in the cpu profile: the validation loss
             # fell 19%, 6% and 14% in its epochs); the table shows how often
@@ -501,7 +509,7 @@ def old_ablations(profile: Profile) -> dict[str, dict[str, TrainConfig]]:
         "schedulers": {
             "warm-up + linear decay (baseline)": base,
             "constant": base.replace(scheduler="constant", warmup_epochs=0.0),
-            "step (x0.1 every third)": base.replace(scheduler="step", warmup_epochs=0.0),
+            step_label(base): base.replace(scheduler="step", warmup_epochs=0.0),
             "plateau (x0.1, patience 1)": base.replace(
                 scheduler="plateau", warmup_epochs=0.0, sched_kw={"patience": 1}),
             "cosine": base.replace(scheduler="cosine", warmup_epochs=0.0),
