@@ -66,6 +66,8 @@ EMPTY_TABLE = "*No results yet for this table"
 NOT_DRAWN = "*Figure `"
 MISSING = "n/a"
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+CAPTION = re.compile(r"^\*Figure (\d+)\.(\d+)\.", re.M)
+FIGURE_REF = re.compile(r"\bFigure (\d+)\.(\d+)\b")
 
 
 def markdown_table(df) -> str:
@@ -280,7 +282,23 @@ def _refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
                    f"<!-- END section:{name} -->")
         at = m.end()
     out.append(_blocks(text[at:], profile, out_dir, cache))
-    return "".join(out)
+    return number_figures("".join(out))
+
+
+def number_figures(text: str) -> str:
+    """``text`` with its figures numbered by the captions it shows
+    (``*Figure 1.16. ...`` at the start of a line), consecutively within each
+    section number, and every "Figure N.M" in it renumbered to match: the
+    template numbers every figure of the whole study, and a section that
+    collapsed to its pending line takes its captions with it, which would
+    leave a gap (1.7, then 1.16). A reference to a figure whose caption is
+    not shown keeps its number."""
+    new, count = {}, {}
+    for m in CAPTION.finditer(text):
+        count[m.group(1)] = count.get(m.group(1), 0) + 1
+        new[m.groups()] = f"{m.group(1)}.{count[m.group(1)]}"
+    return FIGURE_REF.sub(lambda m: f"Figure {new.get(m.groups(), m.group(1) + '.' + m.group(2))}",
+                          text)
 
 
 def draw_figures(profile: Profile, log=print) -> dict[str, str]:

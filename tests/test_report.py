@@ -188,6 +188,29 @@ def test_optional_block_is_left_out_where_its_tables_are_empty(prof, registered,
     assert report.refresh_text(shown, prof, prof.root) == shown
 
 
+def test_figures_are_numbered_by_the_captions_shown():
+    """A pending section takes its captions with it: the figures after it
+    are numbered on (no gap), and so is every reference to them."""
+    text = ("*Figure 1.1. a.*\n\nsee Figure 1.9 and Figure 2.3\n\n*Figure 1.9. b.*\n"
+            "*Figure 1.10. c.*\n*Figure 2.3. d (unlike Figure 1.10).*\n")
+    assert report.number_figures(text) == (
+        "*Figure 1.1. a.*\n\nsee Figure 1.2 and Figure 2.1\n\n*Figure 1.2. b.*\n"
+        "*Figure 1.3. c.*\n*Figure 2.1. d (unlike Figure 1.3).*\n")
+    # a reference whose caption is not shown keeps its number; numbered text stays
+    assert report.number_figures("Figure 1.5, *Figure 1.1. x*") == "Figure 1.5, *Figure 1.1. x*"
+    assert report.number_figures(report.number_figures(text)) == report.number_figures(text)
+
+
+@pytest.mark.parametrize("path", [REPO / "report.md", REPO / "runs" / "cpu" / "report.md"])
+def test_committed_reports_number_their_figures_without_gaps(path):
+    import re
+    seen = [tuple(map(int, m)) for m in re.findall(r"^\*Figure (\d+)\.(\d+)\.",
+                                                    path.read_text(), re.M)]
+    for chapter in {c for c, _ in seen}:
+        nums = [n for c, n in seen if c == chapter]
+        assert nums == list(range(1, len(nums) + 1)), (path.name, chapter, nums)
+
+
 def test_anchor_is_githubs():
     assert report.anchor("1.3 Training choices, one factor at a time") == \
         "13-training-choices-one-factor-at-a-time"
