@@ -213,31 +213,30 @@ def test_budget_tally_leaves_out_thresholds_that_cannot_rank(fake):
 def test_verdict_for_the_summary_follows_its_numbers(fake):
     P = fake["P"]
     text = V.verdict(P)
-    assert text.startswith("DessiLBI left 30.0% of the conv filters of VGG-16-BN at width "
-                           "0.25 outside Γ's support at 38.7% test accuracy (SGD: 44.2%)")
-    assert "the support ties with the better of the two (|BN scale|); 1 seed, 10 epochs." \
-        in text
+    assert text.startswith("VGG-16-BN at width 0.25, 1 seed, 10 epochs: at λ = 0.25 DessiLBI "
+                           "left 30.0% of the conv filters outside Γ's support, at 38.7% test "
+                           "accuracy (SGD: 44.2%)")
+    assert ("cut to the support, 36.0% after the short fine-tune: it ties with the better of "
+            "pruning as many filters per layer by |γ| (37.0%) or by filter norm (28.0%).") in text
     _set(fake["sweep"], 0.9, "support", 0.50)
-    assert "the support beats the better of the two (|BN scale|)" in V.verdict(P)
+    assert "it beats the better of pruning as many filters per layer by |γ|" in V.verdict(P)
 
 
 def test_the_summary_names_the_sweeps_sparsest_support_that_learns(fake):
     P = fake["P"]                       # entry 1.2: 50% out, support 20.0 against |γ| 30.0
     text = V.verdict(P)
-    assert ("Sparser along the λ sweep, entry 1.2 leaves 50.0% of the filters out; cut to "
-            "its support the network has 20.0% after the short fine-tune (unpruned 37.0%), "
-            "against 30.0% by |γ| and 22.0% by filter norm: the support loses to the better "
-            "of the two.") in text
+    assert ("Sparser, at λ = 0.34 (50.0% out, unpruned 37.0%), the cut network has 20.0%: "
+            "it loses to |γ| (30.0%; filter norm 22.0%).") in text
     assert "empties a whole conv layer" not in text
     _set(fake["sweep"], 1.2, "support", 0.36)                       # flip the number
-    assert "the support beats the better of the two." in V.verdict(P)
+    assert "it beats |γ| (30.0%; filter norm 22.0%)." in V.verdict(P)
     fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
     # the cut network at 36.0%: the empty layer is said, "at chance" is not
-    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv "
+    assert V.verdict(P).endswith("From λ = 0.34 on, the support empties a whole conv "
                                  "layer.")
     _set(fake["sweep"], 1.2, "support", 0.10)                       # at chance: not "sparser"
-    assert "Sparser along" not in V.verdict(P)
-    assert V.verdict(P).endswith("From entry 1.2 on, the support empties a whole conv layer "
+    assert "Sparser" not in V.verdict(P)
+    assert V.verdict(P).endswith("From λ = 0.34 on, the support empties a whole conv layer "
                                  "and the cut network is at chance.")
 
 

@@ -675,35 +675,48 @@ def norm_reading(P: Profile) -> str | None:
 
 def verdict(P: Profile) -> str | None:
     """How sparse DessiLBI made the network, at what accuracy, against |γ| and
-    filter norm at the same budget (for a summary)."""
+    filter norm at the same budget (for a summary and section 3's opening)."""
     sweep, runs = sweep_measured(P), by_label(finished(P))
     if sweep is None or not {"SLBI", "SGD"} <= set(runs):
         return None
     df = sweep_frame(sweep)
     col, stage = _stage(df)
-    S, n = sizes(P), _n_test(P)
+    S = sizes(P)
     here = df[df["entry_at"] == S.entry_at].set_index("by")
     if "support" not in here.index:
         return None
     sup, sgd = here.loc["support"], _mean(r["metrics"]["test_acc"] for r in runs["SGD"])
-    best_other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
-    diff = 100 * (sup[col] - here.loc[best_other, col])
-    verb = versus(diff, 100 * test_noise(sup[col], here.loc[best_other, col], n))
-    return (f"DessiLBI left {100 * sup['fraction_out']:.1f}% of the conv filters of "
-            f"{_model(P)} outside Γ's support at {100 * sup['base']:.1f}% test accuracy "
-            f"(SGD: {100 * sgd:.1f}%); cut to that support it has {100 * sup[col]:.1f}% "
-            f"{stage}, against {100 * here.loc['bn', col]:.1f}% by |γ| and "
-            f"{100 * here.loc['magnitude', col]:.1f}% by filter norm at the same budget, so "
-            f"the support {verb} the better of the two ({SHORT[best_other]}); "
-            f"{plural(_seeds(P), 'seed')}, {plural(S.epochs, 'epoch')}."
-            f"{_sweep_clause(P, df, col, stage)}")
+    return (f"{_model(P)}, {plural(_seeds(P), 'seed')}, {plural(S.epochs, 'epoch')}: at "
+            f"λ = {sup['lambda']:.3g} DessiLBI left {100 * sup['fraction_out']:.1f}% of the "
+            f"conv filters outside Γ's support, at {100 * sup['base']:.1f}% test accuracy "
+            f"(SGD: {100 * sgd:.1f}%); cut to the support, {100 * sup[col]:.1f}% {stage}: "
+            f"it {_against_both(P, here, col)}.{_sweep_clause(P, df, col)}")
 
 
-def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
-    """' Sparser along the lambda sweep: ...': the sweep's sparsest support
-    that still learns (its network cut to the support above chance), against
-    |γ| and filter norm at its budget, and the first threshold that empties
-    a whole conv layer. '' when the sweep has nothing sparser than the
+def _against_both(P: Profile, here, col: str, short: bool = False) -> str:
+    """'ties with the better of pruning as many filters per layer by |γ|
+    (33.8%) or by filter norm (33.4%)' (``short``: 'loses to |γ| (34.2%;
+    filter norm 32.9%)'): Γ's support against the better ranking at one
+    threshold (rows of the sweep frame by ranking), against test noise."""
+    other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
+    sup = here.loc["support", col]
+    verb = versus(100 * (sup - here.loc[other, col]),
+                  100 * test_noise(sup, here.loc[other, col], _n_test(P)))
+    if short:
+        name = {"bn": "|γ|", "magnitude": "filter norm"}
+        rest = "magnitude" if other == "bn" else "bn"
+        return (f"{verb} {name[other]} ({100 * here.loc[other, col]:.1f}%; {name[rest]} "
+                f"{100 * here.loc[rest, col]:.1f}%)")
+    return (f"{verb} the better of pruning as many filters per layer by |γ| "
+            f"({100 * here.loc['bn', col]:.1f}%) or by filter norm "
+            f"({100 * here.loc['magnitude', col]:.1f}%)")
+
+
+def _sweep_clause(P: Profile, df, col: str) -> str:
+    """' At λ = 0.173 (29.0% out) ...': the sweep's sparsest support that
+    still learns (its network cut to the support above chance), against |γ|
+    and filter norm at its budget, and the first threshold that empties a
+    whole conv layer. '' when the sweep has nothing sparser than the
     profile's own threshold."""
     S, n = sizes(P), _n_test(P)
     sup = df[df["by"] == "support"].set_index("entry_at")
@@ -714,21 +727,16 @@ def _sweep_clause(P: Profile, df, col: str, stage: str) -> str:
     if alive:
         e = max(alive, key=lambda k: sup.loc[k, "fraction_out"])
         here = df[df["entry_at"] == e].set_index("by")
-        other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
-        diff = 100 * (here.loc["support", col] - here.loc[other, col])
-        verb = versus(diff, 100 * test_noise(here.loc["support", col], here.loc[other, col], n))
-        out = (f" Sparser along the λ sweep, entry {e:g} leaves "
-               f"{100 * here.loc['support', 'fraction_out']:.1f}% of the filters out; cut to "
-               f"its support the network has {100 * here.loc['support', col]:.1f}% {stage} "
-               f"(unpruned {100 * here.loc['support', 'base']:.1f}%), against "
-               f"{100 * here.loc['bn', col]:.1f}% by |γ| and "
-               f"{100 * here.loc['magnitude', col]:.1f}% by filter norm: the support {verb} "
-               f"the better of the two.")
+        out = (f" Sparser, at λ = {sup.loc[e, 'lambda']:.3g} "
+               f"({100 * sup.loc[e, 'fraction_out']:.1f}% out, unpruned "
+               f"{100 * sup.loc[e, 'base']:.1f}%), the cut network has "
+               f"{100 * sup.loc[e, col]:.1f}%: it {_against_both(P, here, col, short=True)}.")
     empty = _emptied(P, sup.index)
     if empty:
+        first = next(iter(empty))
         dead = all(at_chance(sup.loc[e, col], n) for e in empty)
-        out += (f" From entry {next(iter(empty)):g} on, the support empties a whole conv "
-                "layer" + (" and the cut network is at chance." if dead else "."))
+        out += (f" From λ = {sup.loc[first, 'lambda']:.3g} on, the support empties a whole "
+                "conv layer" + (" and the cut network is at chance." if dead else "."))
     return out
 
 
