@@ -66,8 +66,8 @@ EMPTY_TABLE = "*No results yet for this table"
 NOT_DRAWN = "*Figure `"
 MISSING = "n/a"
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
-CAPTION = re.compile(r"^\*Figure (\d+)\.(\d+)\.", re.M)
-FIGURE_REF = re.compile(r"\bFigure (\d+)\.(\d+)\b")
+CAPTION = re.compile(r"^\*Figure (\d+|[A-Z])\.(\d+)\.", re.M)
+FIGURE_REF = re.compile(r"\bFigure (\d+|[A-Z])\.(\d+)\b")
 
 
 def markdown_table(df) -> str:
@@ -288,7 +288,7 @@ def _refresh_text(text: str, profile: Profile, out_dir: Path) -> str:
 def number_figures(text: str) -> str:
     """``text`` with its figures numbered by the captions it shows
     (``*Figure 1.16. ...`` at the start of a line), consecutively within each
-    section number, and every "Figure N.M" in it renumbered to match: the
+    section number (or appendix letter), and every "Figure N.M" in it renumbered to match: the
     template numbers every figure of the whole study, and a section that
     collapsed to its pending line takes its captions with it, which would
     leave a gap (1.7, then 1.16). A reference to a figure whose caption is

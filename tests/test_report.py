@@ -199,13 +199,15 @@ def test_figures_are_numbered_by_the_captions_shown():
     # a reference whose caption is not shown keeps its number; numbered text stays
     assert report.number_figures("Figure 1.5, *Figure 1.1. x*") == "Figure 1.5, *Figure 1.1. x*"
     assert report.number_figures(report.number_figures(text)) == report.number_figures(text)
+    assert report.number_figures("*Figure A.3. x*\n*Figure A.7. y*") == \
+        "*Figure A.1. x*\n*Figure A.2. y*"
 
 
 @pytest.mark.parametrize("path", [REPO / "report.md", REPO / "runs" / "cpu" / "report.md"])
 def test_committed_reports_number_their_figures_without_gaps(path):
     import re
-    seen = [tuple(map(int, m)) for m in re.findall(r"^\*Figure (\d+)\.(\d+)\.",
-                                                    path.read_text(), re.M)]
+    seen = [(c, int(n)) for c, n in re.findall(r"^\*Figure (\d+|[A-Z])\.(\d+)\.",
+                                               path.read_text(), re.M)]
     for chapter in {c for c, _ in seen}:
         nums = [n for c, n in seen if c == chapter]
         assert nums == list(range(1, len(nums) + 1)), (path.name, chapter, nums)
