@@ -497,29 +497,39 @@ def _row_label(ax, text: str, fontsize: float = 9) -> None:
                   fontsize=fontsize, labelpad=6)
 
 
-def cam_grid(images, maps: dict, titles):
-    """Rows: input, then each CAM method overlaid on it; one column per image.
+def cam_grid(images, maps: dict, titles, per_row: int = 5):
+    """Rows: input, then each CAM method overlaid on it; one column per image,
+    at most ``per_row`` images side by side (more go to a further block of
+    rows below), so that the figure keeps a page's width and its labels stay
+    readable there.
 
-    Titles ('true->predicted') and row labels ('model method') are set on two
-    lines at a readable size."""
+    Titles ('true->predicted') and row labels ('model, method') are set on two
+    lines at a readable size; every block repeats its row labels."""
+    import math
     n = len(images)
-    rows = 1 + len(maps)
-    fig, axes = plt.subplots(rows, n, figsize=(1.6 + n * 1.45, rows * 1.55), squeeze=False,
-                             layout="constrained")
+    per = 1 + len(maps)
+    blocks, cols = math.ceil(n / per_row), min(n, per_row)
+    fig, axes = plt.subplots(per * blocks, cols, figsize=(2.2 + cols * 1.45, per * blocks * 1.5),
+                             squeeze=False, layout="constrained")
     for j in range(n):
+        top, c = (j // cols) * per, j % cols
         img = _to_hwc(images[j])
-        axes[0, j].imshow(img)
-        axes[0, j].set_title(_two_lines(titles[j]), fontsize=9)
-        for i, (method, cam) in enumerate(maps.items(), start=1):
-            axes[i, j].imshow(img)
-            im = axes[i, j].imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    _row_label(axes[0, 0], "input")
-    for i, method in enumerate(maps, start=1):
-        _row_label(axes[i, 0], method)
+        axes[top, c].imshow(img)
+        axes[top, c].set_title(_two_lines(titles[j]), fontsize=9)
+        for i, cam in enumerate(maps.values(), start=1):
+            axes[top + i, c].imshow(img)
+            im = axes[top + i, c].imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    for b in range(blocks):
+        _row_label(axes[b * per, 0], "input")
+        for i, method in enumerate(maps, start=1):
+            _row_label(axes[b * per + i, 0], method)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes, shrink=0.5, label="CAM weight (0-1)")
+        if not ax.images:
+            ax.set_axis_off()
+    fig.colorbar(im, ax=axes, shrink=0.3, label="CAM weight (0-1)")
+    fig.get_layout_engine().set(rect=(0.015, 0, 0.985, 1))  # room for the row labels
     return fig
 
 

@@ -279,3 +279,25 @@ def test_the_old_baseline_reading_follows_its_numbers(monkeypatch):
     assert S.old_ablations_reading(None).endswith(
         "activations: the baseline, 2.0 ahead of relu. One seed each: no spread to set the "
         "leads against.")
+
+
+def test_architecture_question_says_how_the_rates_were_set():
+    """'rate chosen per model' only once every core model's grid has chosen."""
+    shared = [rec("fastnet", 0.8, lr=0.2), rec("lenet", 0.5, lr=0.2)]
+    assert S._rate_words(shared) == "shared recipe and rate; the per-model rate grids are pending"
+    one = shared + [rec("fastnet", 0.7, lr=0.6)]               # fastnet's grid: two rates
+    assert S._rate_words(one).endswith("where its grid has run, else shared")
+    both = one + [rec("lenet", 0.4, lr=0.6)]
+    assert S._rate_words(both) == "shared recipe, rate chosen per model"
+    assert S._rate_words(both + [rec("resnet_s2", 0.6, lr=0.2)]) == \
+        "shared recipe, rate chosen per model"                 # the zoo takes a core rate
+
+
+def test_learning_curves_show_the_first_seed_that_learned():
+    from cifar_lib.studies.classification.runs import first_seed
+    recs = [rec("vgg_a", 0.45, seed=1), rec("vgg_a", 0.1, seed=0, stuck=True),
+            rec("lenet", 0.5, seed=1), rec("lenet", 0.4, seed=0),
+            rec("cnn3", 0.1, seed=0, stuck=True)]
+    got = first_seed(recs)
+    assert [(r["label"], r["config"]["seed"]) for r in got] == \
+        [("vgg_a", 1), ("lenet", 0), ("cnn3", 0)]      # order by label's lowest seed

@@ -47,6 +47,21 @@ def answer(b: dict | None) -> str:
     return text
 
 
+def _rate_words(arch: list[dict]) -> str:
+    """How the architecture rows' learning rates were set, as far as the
+    stored runs show: chosen per core model from its grid, or still the
+    shared rate where a grid has not run."""
+    from cifar_lib.studies.classification.runs import ARCH_CORE
+    from cifar_lib.studies.classification.values import at_chosen
+    grids = at_chosen(arch)[1] if arch else {}
+    core = {r["label"] for r in arch} & set(ARCH_CORE)
+    if core and core <= set(grids):
+        return "shared recipe, rate chosen per model"
+    if grids:
+        return "shared recipe, rate chosen per model where its grid has run, else shared"
+    return "shared recipe and rate; the per-model rate grids are pending"
+
+
 @register_table("summary")
 def summary_table(profile: Profile):
     """The answers at a glance (report.md's first table)."""
@@ -63,7 +78,7 @@ def summary_table(profile: Profile):
     ran = {r["label"] for r in arch}
     if arch and ran != models:
         text += f" ({len(ran)} of {len(models)} models have run; the rest are pending)"
-    rows.append({"question": "architecture (shared recipe, rate chosen per model)",
+    rows.append({"question": f"architecture ({_rate_words(arch)})",
                  "answer at this budget": text})
     for question, key in QUESTIONS:
         recs = records(ABLATION[key], profile)

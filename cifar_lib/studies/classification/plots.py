@@ -201,6 +201,18 @@ def draw_attention_weights(d: dict):
                                  d["attention_weights"]["channel"])
 
 
+def _named(d: dict) -> dict:
+    """A dict keyed by model name (or "model method", as the CAM maps are)
+    re-keyed with the report's names: "ResNet-18", "ResNet-18, Grad-CAM++"."""
+    from cifar_lib.models import display_name
+    methods = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+    out = {}
+    for k, v in d.items():
+        model, _, method = k.partition(" ")
+        out[display_name(model) + (f", {methods.get(method, method)}" if method else "")] = v
+    return out
+
+
 def _draw_cams(kind: str):
     def draw(d: dict):
         from cifar_lib import viz
@@ -208,7 +220,7 @@ def _draw_cams(kind: str):
         if not c:
             return None
         return viz.cam_grid(_unpack(c["images"]),
-                            {k: _unpack(m, scale=True) for k, m in c["maps"].items()},
+                            {k: _unpack(m, scale=True) for k, m in _named(c["maps"]).items()},
                             c["titles"])
     draw.__name__ = draw.__qualname__ = f"draw_cam_{kind}"
     return draw
@@ -221,7 +233,7 @@ def draw_confusion(d: dict):
 
 def draw_per_class(d: dict):
     from cifar_lib import viz
-    return viz.per_class_bars(d["per_class"], d["classes"])
+    return viz.per_class_bars(_named(d["per_class"]), d["classes"])
 
 
 def draw_mistakes(d: dict):
@@ -236,7 +248,7 @@ def draw_mistakes(d: dict):
 
 def draw_reliability(d: dict):
     from cifar_lib import viz
-    return viz.reliability_plot(d["reliability"])
+    return viz.reliability_plot(_named(d["reliability"]))
 
 
 def draw_embedding(d: dict):

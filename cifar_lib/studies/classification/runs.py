@@ -688,11 +688,16 @@ FINAL_MODEL = _experiment("final_model", "02_ablations", "1.2", "long")
 
 
 def first_seed(recs: list[dict]) -> list[dict]:
-    """One record per label: the lowest seed's (for learning-curve plots).
+    """One record per label (for learning-curve plots): the lowest seed
+    that learned, else the lowest seed, so that a failed first seed does not
+    stand for a row whose table mean comes from the seeds that learned.
 
     Used by notebooks 01, 02 (report sections 1.2, 1.3).
     """
+    from cifar_lib.health import learned
+    by_seed = sorted(recs, key=lambda r: r["config"]["seed"])
+    order = list(dict.fromkeys(r["label"] for r in by_seed))
     out: dict[str, dict] = {}
-    for r in sorted(recs, key=lambda r: r["config"]["seed"]):
+    for r in sorted(recs, key=lambda r: (not learned(r), r["config"]["seed"])):
         out.setdefault(r["label"], r)
-    return list(out.values())
+    return [out[lbl] for lbl in order]

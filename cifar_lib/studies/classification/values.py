@@ -1156,15 +1156,17 @@ def fig_acc_vs_params(profile: Profile):
 @register_figure("arch_curves.png")
 def fig_arch_curves(profile: Profile):
     from cifar_lib import viz
-    recs = records(ARCHITECTURES, profile)   # each model at its chosen rate
-    return viz.learning_curves(first_seed(at_chosen(recs)[0])) if recs else None
+    recs = first_seed(at_chosen(records(ARCHITECTURES, profile))[0])  # at its chosen rate
+    return viz.learning_curves(recs, labels=[display_name(r["label"]) for r in recs]) \
+        if recs else None
 
 
 @register_figure("arch_lr.png")
 def fig_arch_lr(profile: Profile):
     from cifar_lib import viz
-    recs = records(ARCHITECTURES, profile)   # each model at its chosen rate
-    return viz.lr_curves(first_seed(at_chosen(recs)[0])) if recs else None
+    recs = first_seed(at_chosen(records(ARCHITECTURES, profile))[0])  # at its chosen rate
+    return viz.lr_curves(recs, labels=[display_name(r["label"]) for r in recs]) \
+        if recs else None
 
 
 # (ablation, figure, title) of the learning-curve figures of section 1.3

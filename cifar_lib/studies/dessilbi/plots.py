@@ -11,22 +11,42 @@ from cifar_lib.studies.dessilbi.runs import METHODS
 def plot_curves(runs: dict[str, dict]):
     """Training loss and train/validation accuracy per epoch, one colour per optimizer.
 
+    The loss axis spans the training losses (with a quarter of headroom); a
+    validation loss above it (a first-epoch spike, before BatchNorm's running
+    statistics settle) is drawn at the top as a triangle labelled with its
+    value, so that it does not flatten every other curve.
+
     Used by notebook 05 (report section 3).
     """
+    import math
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    train = [r["train_loss"] for rec in runs.values() for r in rec["history"]
+             if r.get("train_loss") is not None and math.isfinite(r["train_loss"])]
+    top = 1.25 * max(train) if train else None
+    above: list[str] = []
     for (label, rec), c in zip(runs.items(), ("C0", "C1", "C2")):
         h = rec["history"]
         ep = [r["epoch"] for r in h]
+        val = [r["val_loss"] for r in h]
         ax1.plot(ep, [r["train_loss"] for r in h], color=c, label=f"{label} train")
-        ax1.plot(ep, [r["val_loss"] for r in h], color=c, ls="--", label=f"{label} val")
+        ax1.plot(ep, [min(v, top) if top and v is not None else v for v in val], color=c,
+                 ls="--", label=f"{label} val")
+        for e, v in zip(ep, val):
+            if top and v is not None and v > top:
+                ax1.plot([e], [top], marker="^", color=c, clip_on=False)
+                above.append(f"{label} val {v:.3g} (epoch {e})")
         ax2.plot(ep, [100 * r["train_acc"] for r in h], color=c, label=f"{label} train")
         ax2.plot(ep, [100 * r["val_acc"] for r in h], color=c, ls="--", label=f"{label} val")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy loss (log scale)", yscale="log",
-            title="Loss")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    if top:
+        ax1.set_ylim(top=top)
+    if above:
+        ax1.text(0.5, 0.97, "above the axis:\n" + "\n".join(above), transform=ax1.transAxes,
+                 ha="center", va="top", fontsize="small")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    for ax in (ax1, ax2):
-        ax.legend(fontsize="small")
+    ax1.legend(fontsize="small", loc="center right")
+    ax2.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
