@@ -70,15 +70,34 @@ CAPTION = re.compile(r"^\*Figure (\d+|[A-Z])\.(\d+)\.", re.M)
 FIGURE_REF = re.compile(r"\bFigure (\d+|[A-Z])\.(\d+)\b")
 
 
+def _decimals(values) -> int | None:
+    """The one number of decimals a column of floats is shown with: the most
+    its values need at 4 significant digits, where that is at most 2 (so
+    33.0 stands beside 33.6 rather than '33'); None (each value at 4
+    significant digits) for a column that needs more or holds a value too
+    large or small for fixed decimals."""
+    need = 0
+    for v in values:
+        if not isinstance(v, float) or v != v:
+            continue
+        text = f"{v:.4g}"
+        if "e" in text:
+            return None
+        need = max(need, len(text.partition(".")[2]))
+    return need if need <= 2 else None
+
+
 def markdown_table(df) -> str:
-    """A DataFrame as a GitHub Markdown table (cells as shown by str)."""
-    def cell(v):
+    """A DataFrame as a GitHub Markdown table (cells as shown by str; the
+    floats of a column with one number of decimals, :func:`_decimals`)."""
+    def cell(v, d=None):
         if isinstance(v, float):
-            return "" if v != v else f"{v:.4g}"
+            return "" if v != v else f"{v:.{d}f}" if d is not None else f"{v:.4g}"
         return str(v).replace("|", "\\|")
+    digits = [_decimals(df[c].tolist()) for c in df.columns]
     head = "| " + " | ".join(cell(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |"
+    rows = ["| " + " | ".join(cell(v, d) for v, d in zip(row, digits)) + " |"
             for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *rows])
 

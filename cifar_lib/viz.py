@@ -246,28 +246,42 @@ def learning_curves(records, labels=None, title=None):
     diverged = []
     colours = [f"C{i}" for i in range(10)] if len(records) <= 10 else \
         [plt.get_cmap("tab20")(i % 20) for i in range(len(records))]
+    once = {k: all(sum(v == v for v in [e.get(k) for e in r["history"]] if v is not None) <= 1
+                   for r in records) for k, _ in keys}
+    lean = {k for k in once if once[k] and not all(once.values())}  # validated at the end only
     for i, rec in enumerate(records):
         label = labels[i] if labels else rec.get("label", rec["run"])
         label = f"{label} (diverged)" if _diverged(rec) else label
         h = rec["history"]
         ep = [e["epoch"] for e in h]
+        # a point measured once sits a little apart from the other runs' (no point hides one)
+        apart = 0.08 * (i - (len(records) - 1) / 2) if len(records) > 1 else 0.0
         for ax, (k, _) in zip(axes, keys):
             vals = [float("nan") if e.get(k) is None else e[k] for e in h]
             series[k] += vals
-            ax.plot(ep, vals, marker="." if len(ep) < 15 else None,
+            ax.plot([e + apart for e in ep] if k in lean else ep, vals,
+                    marker="." if len(ep) < 15 or k in lean else None,
                     label=label if ax is axes[0] else None, color=colours[i])
             if _diverged(rec):
                 diverged.append((ax, rec, ep, vals, colours[i]))
-    once = {k: all(sum(v == v for v in [e.get(k) for e in r["history"]] if v is not None) <= 1
-                   for r in records) for k, _ in keys}
+    for i, (k, _) in enumerate(keys):
+        if k in lean:   # its panel takes the training panel's scale: one axis for both
+            series[k] = series[keys[i - 1][0]] = series[k] + series[keys[i - 1][0]]
     for i, (ax, (k, name)) in enumerate(zip(axes, keys)):
         if i >= 2:
             ax.set_xlabel("epoch")
         ax.set_ylabel(name)
-        if once[k] and not all(once.values()):  # a lean loop validates only at its end
-            ax.set_title(f"{name}: measured once, after training", fontsize=9)
+        if k in lean:
+            ax.set_title(f"{name}: measured once, after training\n(on the training panel's "
+                         "scale, runs set slightly apart)", fontsize=9)
         if k.endswith("loss"):
             readable_log_axis(ax, series[k])
+    for i, (k, _) in enumerate(keys):
+        if k in lean:
+            lo, hi = axes[i - 1].get_ylim()
+            a, b = axes[i].get_ylim()
+            axes[i].set_ylim(min(lo, a), max(hi, b))
+            axes[i - 1].set_ylim(min(lo, a), max(hi, b))
     for args in diverged:  # after autoscaling, so a mark at the edge stays visible
         _mark_divergence(*args)
     from matplotlib.ticker import MaxNLocator
@@ -368,8 +382,9 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
 
 def _unstack_labels(fig, notes) -> None:
     """Move each point label that overlaps a label placed before it, or
-    another point's marker, to the first free spot of a few around its
-    point (right, below, left)."""
+    another point's marker, or runs past the axes' frame, to the first free
+    spot of a few around its point (right, below, left); inside the frame
+    where any spot is free there."""
     from matplotlib.transforms import Bbox
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
@@ -378,13 +393,25 @@ def _unstack_labels(fig, notes) -> None:
     placed = []
     for i, note in enumerate(notes):
         others = placed + [m for j, m in enumerate(marks) if j != i]
-        for off in ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18)):
-            note.set_position(off)
-            note.set_horizontalalignment("left" if off[0] > 0 else "right")
-            box = note.get_window_extent(r)
-            if not any(box.overlaps(b) for b in others):
-                break
+        frame = note.axes.get_window_extent(r)
+        spots = ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18), (-4, 12), (-4, -18))
+        for ok in (lambda b: _within(b, frame) and not any(b.overlaps(o) for o in others),
+                   lambda b: not any(b.overlaps(o) for o in others), lambda b: True):
+            for off in spots:
+                note.set_position(off)
+                note.set_horizontalalignment("left" if off[0] > 0 else "right")
+                if ok(note.get_window_extent(r)):
+                    break
+            else:
+                continue
+            break
         placed.append(note.get_window_extent(r))
+
+
+def _within(box, frame) -> bool:
+    """Whether ``box`` lies inside ``frame`` (display coordinates)."""
+    return (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+            and box.y1 <= frame.y1)
 
 
 def filter_channels(w, top: int = 16, title: str | None = None):
@@ -410,8 +437,8 @@ def filter_channels(w, top: int = 16, title: str | None = None):
             im = ax.imshow(w[f, c], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
-                ax.set_ylabel(names[c], fontsize=8)
-        axes[0, j].set_title(f"#{f}\n{norms[f]:.2f}", fontsize=6.5)
+                ax.set_ylabel(names[c], fontsize=9)
+        axes[0, j].set_title(f"#{f}\n{norms[f]:.2f}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -462,24 +489,29 @@ def weight_distributions(weights: dict):
 
 
 def feature_map_grid(maps: dict, image, channels: dict):
-    """For one input: the image, then chosen channels of each layer: ``maps``
-    layer -> k x H x W array (shown with its own colour scale), ``channels``
-    layer -> the k channel numbers."""
+    """For one input: the image (top row, once), then per layer a row of
+    chosen channels, ``maps`` layer -> k x H x W array (each channel on its
+    own colour scale), ``channels`` layer -> the k channel numbers; the
+    layer's name labels its row on the left."""
     import numpy as np
     k = max(len(c) for c in channels.values())
-    fig, axes = plt.subplots(len(maps), k + 1, figsize=((k + 1) * 1.1, len(maps) * 1.25),
-                             squeeze=False)
-    for r, (name, fm) in enumerate(maps.items()):
-        axes[r, 0].imshow(_to_hwc(image))
-        axes[r, 0].set_title("input" if r == 0 else "", fontsize=7)
+    fig, axes = plt.subplots(1 + len(maps), k, figsize=(2.4 + k * 1.1, (1 + len(maps)) * 1.3),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[0, 0].imshow(_to_hwc(image))
+    _row_label(axes[0, 0], "input")
+    for r, (name, fm) in enumerate(maps.items(), start=1):
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9,
+                              labelpad=6)
         for c, ch in enumerate(channels[name]):
-            axes[r, c + 1].imshow(np.asarray(fm[c]), cmap="viridis")
-            axes[r, c + 1].set_title(f"{name}\nch {int(ch)}" if c == 0 else f"ch {int(ch)}",
-                                     fontsize=6)
-        for ax in axes[r]:
-            ax.axis("off")
-    fig.suptitle("feature maps: most active channels per layer (colour: activation)")
-    fig.tight_layout()
+            axes[r, c].imshow(np.asarray(fm[c]), cmap="viridis")
+            axes[r, c].set_title(f"ch {int(ch)}", fontsize=8)
+    fig.suptitle("feature maps: the most active channels per layer (colour: activation, "
+                 "each map on its own scale)", fontsize=10)
     return fig
 
 
@@ -577,14 +609,16 @@ def embedding_plot(z, y, classes, title="penultimate features"):
     """2-D embedding (N x 2) coloured by class (labels ``y``)."""
     import numpy as np
     z, y = np.asarray(z, dtype=float), np.asarray(y)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     for k, name in enumerate(classes):
         m = y == k
         ax.scatter(z[m, 0], z[m, 1], s=5, alpha=0.7, label=name)
     ax.set_xlabel("component 1")
     ax.set_ylabel("component 2")
     ax.set_title(title)
-    ax.legend(markerscale=3, fontsize=7, title="class")
+    # beside the points, not over them
+    ax.legend(markerscale=3, fontsize=9, title="class", loc="center left",
+              bbox_to_anchor=(1.02, 0.5))
     return fig
 
 
@@ -640,22 +674,25 @@ def _stage(block: str) -> str:
 
 
 def attention_maps(images, maps: dict):
-    """CANet spatial attention: one row per block (block -> N x H x W array
-    in [0, 1]), one column per image (N x 3 x H x W)."""
+    """CANet spatial attention: one row per image (N x 3 x H x W), the image
+    then one column per block (block -> N x H x W array in [0, 1]), so that
+    a page's width holds the blocks at a readable size."""
     import numpy as np
-    n, rows = len(images), 1 + len(maps)
-    fig, axes = plt.subplots(rows, n, figsize=(n * 1.2, rows * 1.25), squeeze=False)
+    n, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(0.6 + cols * 1.0, n * 1.05 + 0.6), squeeze=False,
+                             layout="constrained")
     for j in range(n):
-        axes[0, j].imshow(_to_hwc(images[j]))
-        for i, (block, m) in enumerate(maps.items(), start=1):
-            im = axes[i, j].imshow(np.asarray(m[j]), cmap="magma", vmin=0, vmax=1)
-            if j == 0:
-                _row_label(axes[i, j], _stage(block), 8)
-    _row_label(axes[0, 0], "input", 8)
+        axes[j, 0].imshow(_to_hwc(images[j]))
+        for i, m in enumerate(maps.values(), start=1):
+            im = axes[j, i].imshow(np.asarray(m[j]), cmap="magma", vmin=0, vmax=1)
+    axes[0, 0].set_title("input", fontsize=9)
+    for i, block in enumerate(maps, start=1):
+        stage, _, index = block.replace("layers.", "").partition(".")
+        axes[0, i].set_title(f"stage {stage}\nblock {index}", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, label="spatial attention weight")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="spatial attention weight")
     return fig
 
 

@@ -38,6 +38,11 @@ def test_values_merge_the_sources_and_refuse_a_name_given_twice(prof, registered
 def test_markdown_table_escapes_pipes_and_formats_floats():
     md = report.markdown_table(pd.DataFrame({"x": [0.123456, float("nan")], "y|z": ["a|b", 3]}))
     assert md.splitlines() == ["| x | y\\|z |", "|---|---|", "| 0.1235 | a\\|b |", "|  | 3 |"]
+    # one number of decimals per column where at most 2 are needed
+    md = report.markdown_table(pd.DataFrame({"acc": [33.6, 33.0, 100.0], "v": [16.7, 15.93, 2.0],
+                                             "m": [0.4418, 10.61, 2.0], "n": [1.0, 2.0, 3.0]}))
+    assert md.splitlines()[2:] == ["| 33.6 | 16.70 | 0.4418 | 1 |", "| 33.0 | 15.93 | 10.61 | 2 |",
+                                   "| 100.0 | 2.00 | 2 | 3 |"]
 
 
 def test_refresh_fills_blocks_and_links_existing_figures(prof, registered, tmp_path):
@@ -351,8 +356,12 @@ def test_curves_of_a_run_validated_once_share_the_epoch_axis_and_say_so():
     fig = viz.learning_curves(recs)
     train_loss, val_loss, train_acc, val_acc = fig.axes
     assert val_loss.get_xlim() == train_loss.get_xlim() and val_loss.get_xlim()[0] < 1.5
-    assert val_acc.get_title() == "validation accuracy: measured once, after training"
+    assert val_acc.get_title().startswith("validation accuracy: measured once, after training")
     assert train_acc.get_title() == ""
+    # one scale for the training curve and the value measured once; runs set apart
+    assert val_acc.get_ylim() == train_acc.get_ylim()
+    xs = [line.get_xdata()[-1] for line in val_acc.get_lines()]
+    assert len(set(xs)) == 2 and max(xs) - min(xs) < 0.5
     fig.canvas.draw()
     ticks = [t.get_text() for t in train_acc.get_xticklabels() if t.get_text()]
     assert "1.5" not in ticks and "2" in ticks                     # whole epochs
@@ -362,16 +371,19 @@ def test_point_labels_of_the_accuracy_figure_do_not_overlap():
     import pandas as pd
     from cifar_lib import viz
     _mpl()
-    df = pd.DataFrame({"label": ["cnn3", "fastnet", "vgg_a_bn", "resnet_s2", "lenet"],
-                       "params": [114e3, 127e3, 613e3, 692e3, 62e3],
-                       "test_acc_mean": [0.586, 0.589, 0.536, 0.531, 0.365],
-                       "test_acc_std": [float("nan")] * 5})
+    df = pd.DataFrame({"label": ["cnn3", "fastnet", "vgg_a_bn", "resnet_s2", "lenet",
+                                 "CNN 64-128-256 + FC head"],
+                       "params": [114e3, 127e3, 613e3, 692e3, 62e3, 2.6e6],
+                       "test_acc_mean": [0.586, 0.589, 0.536, 0.531, 0.365, 0.55],
+                       "test_acc_std": [float("nan")] * 6})
     fig = viz.accuracy_vs_params(df)
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(r) for t in fig.axes[0].texts]
-    assert len(boxes) == 5
+    assert len(boxes) == 6
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    frame = fig.axes[0].get_window_extent(r)    # the long label at the right end stays inside
+    assert all(viz._within(b, frame) for b in boxes)
 
 
 @pytest.mark.parametrize("losses", [[2.3, 2.0, 1.7, 1.4], [2.3, 0.5, 0.1, 0.02]])

@@ -166,8 +166,8 @@ def verdict_measures(runs: list[dict], S: Sizes, by_seed: dict) -> list[V.Measur
     if has_matched:
         controls = ((final, _surface_pairs(by_seed, "vgg_a_bn")),) + controls
     out.append(V.Measure(
-        "surface", f"the rise of the loss at +-0.5 along a 1-D surface around {around}",
-        _surface_pairs(by_seed, bn_key), controls, label="surface rise at +-0.5",
+        "surface", f"the rise of the loss at ±0.5 along a 1-D surface around {around}",
+        _surface_pairs(by_seed, bn_key), controls, label="surface rise at ±0.5",
         view=where))
     return out
 
@@ -409,12 +409,12 @@ def surface_table(profile: Profile):
         rows.append({"network": name, "epochs": ", ".join(map(str, ep)),
                      "surfaces (seeds)": len(ss),
                      "loss at weights (eval)": _mean([surface_centre(s) for s in ss]),
-                     "rise at +-0.25 (eval)": _mean([surface_rise(s, 0.25) for s in ss]),
-                     "rise at +-0.5 (eval)": _mean([surface_rise(s, 0.5) for s in ss]),
-                     "rise at +-1 (eval)": _mean([surface_rise(s, 1.0) for s in ss]),
+                     "rise at ±0.25 (eval)": _mean([surface_rise(s, 0.25) for s in ss]),
+                     "rise at ±0.5 (eval)": _mean([surface_rise(s, 0.5) for s in ss]),
+                     "rise at ±1 (eval)": _mean([surface_rise(s, 1.0) for s in ss]),
                      "loss at weights (batch stats)":
                          _mean([surface_centre(s, "line_batch") for s in ss]),
-                     "rise at +-0.5 (batch stats)":
+                     "rise at ±0.5 (batch stats)":
                          _mean([surface_rise(s, 0.5, "line_batch") for s in ss])})
     return pd.DataFrame(rows)
 
@@ -446,7 +446,7 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
     said = (", ".join(map(str, eps[:-1])) + " or " if len(eps) > 1 else "") + str(eps[-1])
     return (f"Stopped after {said} of {S.epochs} epochs (per seed), VGG-A + BN "
             f"sits at loss {m:.3g} against VGG-A's {plain:.3g} after all {S.epochs} "
-            f"({matched}), and its rise at +-0.5 is {V.said(p)}.")
+            f"({matched}), and its rise at ±0.5 is {V.said(p)}.")
 
 
 def _x(r: float) -> str:

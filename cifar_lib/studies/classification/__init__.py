@@ -26,7 +26,7 @@ from cifar_lib.studies.classification.measures import (  # noqa: F401
     VIS_FIGURES, measure, save_arch_costs, save_data_summary, vis_measured)
 from cifar_lib.studies.classification.plots import show  # noqa: F401
 from cifar_lib.studies.classification.values import (  # noqa: F401
-    arch_summary, arch_table, calibration_table, data_stats_table, data_table,
+    arch_grid_table, arch_summary, arch_table, calibration_table, data_stats_table, data_table,
     final_model_table, headline_table, long_budget_table, lr_grid_table, summary_table,
     tuned_table, values)
 

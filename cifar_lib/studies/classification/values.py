@@ -256,7 +256,8 @@ def arch_summary(profile: Profile):
     rate = {r["label"]: _rate_of(r) for r in keep}
     s["lr"] = [rate[lbl] for lbl in s["label"]]
     complete = _complete_grids(profile)
-    s["lr_from"] = [("own grid: " + grid_text(grids[lbl])) if lbl in grids else
+    s["grid"] = [grid_text(grids[lbl]) if lbl in grids else None for lbl in s["label"]]
+    s["lr_from"] = ["own grid" if lbl in grids else
                     _zoo_rate_from(lbl, complete) if lbl not in ARCH_CORE else
                     "shared (own grid pending)"
                     for lbl in s["label"]]
@@ -286,8 +287,8 @@ def _zoo_rate_from(label: str, complete: set) -> str:
     from cifar_lib.studies.classification.runs import nearest_core
     core = nearest_core(label)
     if core in complete:
-        return f"{core}'s grid"
-    return f"shared ({core}'s grid pending)"
+        return f"{display_name(core)}'s grid"
+    return f"shared ({display_name(core)}'s grid pending)"
 
 
 @register_table("architectures")
@@ -307,12 +308,30 @@ def arch_table(profile: Profile):
         "epochs": s["epochs_mean"],
         f"val acc at epoch {common} (%)": [_cell(v) for v in s["val_at_common"]],
         "lr": [f"{v:g}" for v in s["lr"]],
-        "lr chosen from (val acc %)": s["lr_from"],
+        "lr chosen from": s["lr_from"],
         "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
         "MFLOPs": [NO_MEAN if f is None else f"{f:.0f}" for f in s["mflops"]],
         "train time (s)": [_time(t) for t in s["train_time_mean"]],
         "images/s": [_time(v, "{:,.0f}") for v in s["images_per_s_mean"]],
     })
+
+
+@register_table("arch_grids")
+def arch_grid_table(profile: Profile):
+    """Each model's own rate grid: the rates its first seed tried, their
+    validation accuracy and the one chosen (the architecture table's
+    "own grid" rows), in the architecture table's order; None before any
+    grid has run.
+
+    Used by notebook 01 (report section 1.2)."""
+    s = arch_summary(profile)
+    if s is None or s["grid"].isna().all():
+        return None
+    import pandas as pd
+    s = s.sort_values("test_acc_mean", ascending=False, na_position="last")
+    s = s[s["grid"].notna()]
+    return pd.DataFrame({"model": [display_name(lbl) for lbl in s["label"]],
+                         "rates tried: val acc (%)": s["grid"]})
 
 
 def lr_grid_table(recs: list[dict]):

@@ -142,7 +142,7 @@ def runs_table(P: Profile):
         lin = [k for k in sup if k not in entry]
         share = (lambda ks: 100 * sum(sup[k] for k in ks) / sum(size[k] for k in ks)
                  if ks else math.nan)
-        rows.append({"run": label, "optimizer": recs[0]["config"]["optimizer"],
+        rows.append({"run": label, "optimizer": recs[0]["config"]["optimizer"].upper(),
                      "seeds": len(recs),
                      "test acc (%)": 100 * statistics.mean(accs),
                      "± std": 100 * statistics.stdev(accs) if len(accs) > 1 else math.nan,
@@ -151,10 +151,16 @@ def runs_table(P: Profile):
                      "train time (s)": statistics.mean(r["metrics"]["train_time"] for r in recs),
                      "conv filters in support (%)": share(conv),
                      "linear weights in support (%)": share(lin)})
-    return pd.DataFrame(rows).round(1) if rows else None
+    if not rows:
+        return None
+    df = pd.DataFrame(rows).round(1)
+    return df.drop(columns="± std") if df["± std"].isna().all() else df  # one seed each
 
 
 KEPT_CUT = "cut to support: kept above chance (%)"
+# the after-pruning table's test-accuracy columns, by stage
+UNPRUNED, PRUNED = "test acc: unpruned (%)", "test acc: pruned (%)"
+BN_ACC, FT_ACC = "test acc: + BN re-estimated (%)", "test acc: + fine-tuned (%)"
 ACC_CUT = "cut to support: test acc (%)"
 
 
@@ -243,19 +249,19 @@ def after_table(P: Profile):
     tot = [s["support"]["total"] for s in data["seeds"]]
     rows = [{"network": "SLBI cut to Gamma's support",
              "filters pruned (%)": mean(t["fraction_out"] for t in tot),
-             "unpruned": mean(s["base"]["SLBI"] for s in data["seeds"]),
-             "pruned": mean(t["test_acc"] for t in tot),
-             "+ BN re-estimated": mean(t.get("bn_acc") for t in tot),
-             "+ fine-tuned": mean(t.get("finetune_acc") for t in tot)}]
+             UNPRUNED: mean(s["base"]["SLBI"] for s in data["seeds"]),
+             PRUNED: mean(t["test_acc"] for t in tot),
+             BN_ACC: mean(t.get("bn_acc") for t in tot),
+             FT_ACC: mean(t.get("finetune_acc") for t in tot)}]
     ft = [r for s in data["seeds"] for r in s["finetuned"]]
     for method, label, _ in METHODS:
         d = df[(df["layer"] == "all convs") & (df["method"] == method)
                & (df["fraction"].round(3) == round(S.finetune_fraction, 3))]
         rows.append({"network": method, "filters pruned (%)": 100 * S.finetune_fraction,
-                     "unpruned": mean(s["base"][label] for s in data["seeds"]),
-                     "pruned": 100 * d["test_acc"].mean() if len(d) else math.nan,
-                     "+ BN re-estimated": 100 * d["bn_acc"].mean() if len(d) else math.nan,
-                     "+ fine-tuned": mean(r["finetune_acc"] for r in ft
+                     UNPRUNED: mean(s["base"][label] for s in data["seeds"]),
+                     PRUNED: 100 * d["test_acc"].mean() if len(d) else math.nan,
+                     BN_ACC: 100 * d["bn_acc"].mean() if len(d) else math.nan,
+                     FT_ACC: mean(r["finetune_acc"] for r in ft
                                           if r["method"] == method)})
     return pd.DataFrame(rows).round(1)
 
@@ -423,7 +429,7 @@ def after_reading(P: Profile) -> str | None:
     df = after_table(P)
     if df is None:
         return None
-    col = "+ fine-tuned" if df["+ fine-tuned"].notna().any() else "+ BN re-estimated"
+    col = FT_ACC if df[FT_ACC].notna().any() else BN_ACC
     S = sizes(P)
     # the rows compared remove the same share of filters (the first row, cut
     # to the support, removes its own share: compared at that budget in 3.5)
@@ -433,7 +439,7 @@ def after_reading(P: Profile) -> str | None:
     b, x = same.iloc[0], same.iloc[1]
     noise = 100 * test_noise(b[col] / 100, x[col] / 100, _n_test(P))
     sup = df.iloc[0]
-    return (f"After {'the short fine-tune' if col == '+ fine-tuned' else 'BN re-estimation'}, "
+    return (f"After {'the short fine-tune' if col == FT_ACC else 'BN re-estimation'}, "
             f"with {100 * S.finetune_fraction:.0f}% of every conv layer's filters removed, "
             f"{b['network']} is highest ({b[col]:.1f}%, next {x['network']} {x[col]:.1f}%); "
             f"{lead_clause(gap(b[col], x[col]), noise, _seeds(P))}. The network cut to Γ's "
@@ -441,7 +447,7 @@ def after_reading(P: Profile) -> str | None:
             f"filters, so it is not ranked against those rows here: section 3.5 compares it "
             f"with |γ| and filter norm at its own budget."
             + (f" Caveat: the fine-tune is only {finetune_words(S)}."
-               if col == "+ fine-tuned" else ""))
+               if col == FT_ACC else ""))
 
 
 def _stage(df) -> tuple[str, str]:
