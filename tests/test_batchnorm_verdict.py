@@ -83,12 +83,12 @@ def test_summary_counts_and_lists_the_measures_for_and_against():
     assert text.startswith("BatchNorm did not smooth the landscape here: 1 of 3 measures "
                            "agrees with Santurkar et al. (BN smoother in every phase, "
                            "in most seeds), 2 disagree.")
-    assert ("For: the loss range along Adam's step (early 1.9x smaller, "
+    assert ("\n- **For:** the loss range along Adam's step (early 1.9x smaller, "
             "late 2.1x smaller).") in text
-    assert "Against: the course's band (early 2x wider, late 1.7x wider), BN smoother at " \
-           "matched loss; the rise of the loss (8.3x larger)." in text
+    assert "\n- **Against:** the course's band (early 2x wider, late 1.7x wider), BN " \
+           "smoother at matched loss; the rise of the loss (8.3x larger)." in text
     text = V.summary(_measures(adam_late_bn=0.64))
-    assert "0 of 3 measures agree" in text and "In part: the loss range" in text
+    assert "0 of 3 measures agree" in text and "**In part:** the loss range" in text
     assert V.summary([V.Measure("x", "x", {"early": None})]) is None
     assert V.counts(_measures()) == {"agrees": 1, "disagrees": 2}
 
@@ -219,7 +219,7 @@ def test_a_mean_that_most_seeds_do_not_follow_counts_for_neither_side():
     text = V.summary([split, backed])
     assert "0 of 2 measures agree" in text
     assert "1 agrees only in part and 1 shows no consistent difference" in text
-    assert ("Neither way: beta (early 1.2x smaller on average but lower with BN in only "
+    assert ("**Neither way:** beta (early 1.2x smaller on average but lower with BN in only "
             "1 of 3 seeds, late about the same)") in text
     assert V.summary([backed]).startswith(
         "Whether BatchNorm smoothed the landscape here is undecided: 0 of 1 measure agree")

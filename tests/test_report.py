@@ -231,7 +231,7 @@ def test_no_value_marker_starts_a_line(path):
     (which GitHub follows): the sentence around a value would break there,
     and its Markdown would not render. Each value sits inside its line."""
     starts = [n for n, line in enumerate(path.read_text().splitlines(), 1)
-              if line.lstrip().startswith("<!-- BEGIN value:")]
+              if line.lstrip().lstrip("-*+ ").startswith("<!-- BEGIN value:")]  # list items too
     assert not starts, f"{path.name}: value markers start lines {starts}"
 
 

@@ -163,7 +163,7 @@ def _pct(v: float) -> str:
 def theirs_cell(s: dict) -> str:
     """The quoted number, as accuracy (%), with the report's own metric."""
     if s["metric"] == "test error":
-        return f"{100 - s['value']:.2f} (100 - test error {s['value']:.2f})"
+        return f"{100 - s['value']:.2f} (error {s['value']:.2f})"
     if s["metric"] == "best val acc":
         return f"{_pct(s['value'])} (best val acc)"
     return _pct(s["value"])
@@ -257,7 +257,10 @@ def course_reports_table(profile: Profile):
             "seeds": r["runs"],
             "our train time (s)": f"{r['train_time']:.0f}" if ran else "-",
             "data theirs / ours": f"{THEIR_DATA} / {r['source'] if ran else '-'}"})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    ours = {r["source"] for r in comparison(profile) if r["ours_mean"] is not None}
+    # one data set on each side (the text names both): no column repeating it
+    return df.drop(columns="data theirs / ours") if len(ours) <= 1 else df
 
 
 def _span(values) -> str:

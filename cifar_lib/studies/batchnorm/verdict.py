@@ -290,8 +290,9 @@ def _lead(groups: dict) -> str:
 
 
 def summary(measures: list[Measure]) -> str | None:
-    """The verdict paragraph: how many measures say BN smoothed the
-    landscape, and which ones for and against (None: nothing measured)."""
+    """The verdict: how many measures say BN smoothed the landscape (a
+    sentence), then one Markdown list item per side (for, in part, against,
+    neither), naming its measures (None: nothing measured)."""
     groups = _groups(measures)
     total = sum(len(g) for g in groups.values())
     if not total:
@@ -311,7 +312,7 @@ def summary(measures: list[Measure]) -> str | None:
             for m in groups[v]:
                 why = explaining_control(m)
                 items.append(_short(m) + (f", BN smoother {why}" if why else ""))
-            out += f" {label}: " + "; ".join(items) + "."
+            out += f"\n- **{label}:** " + "; ".join(items) + "."
     return out
 
 
