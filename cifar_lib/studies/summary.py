@@ -108,12 +108,12 @@ def old_ablations_reading(profile: Profile) -> str:
     """One sentence on the appendix's old-baseline ablations: each factor's
     best row, its lead over the old baseline, and whether that lead is
     within the seed noise (:func:`best_vs_baseline`)."""
-    from cifar_lib.studies.classification.runs import OLD_ABLATION
+    from cifar_lib.studies.classification.runs import OLD_ABLATION, factor_name
     found = []
     for key, exp in OLD_ABLATION.items():
         b = best_vs_baseline(records(exp, profile))
         if b is not None and b["base"] is not None:
-            found.append((key, b))
+            found.append((factor_name(key), b))
     if not found:
         return f"The {profile.name} profile has no runs under the old baseline."
     one_seed = all(b["spread"] is None for _, b in found)

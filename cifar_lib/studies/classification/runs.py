@@ -409,6 +409,12 @@ def _activations(base: TrainConfig) -> dict[str, TrainConfig]:
     }
 
 
+def factor_name(key: str) -> str:
+    """An ablation's key as the report names it: 'batch size',
+    'Adam lr x schedule grid', 'optimizers'."""
+    return {"lr_grid": "Adam lr x schedule grid"}.get(key, key.replace("_", " "))
+
+
 def step_label(cfg: TrainConfig) -> str:
     """The step schedule's row label, with the step size it takes at
     ``cfg``'s epochs (:func:`cifar_lib.optim.lr_factor`: a third of the

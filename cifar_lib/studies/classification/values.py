@@ -600,15 +600,17 @@ def old_ablations_table(profile: Profile):
     """Every ablation under the old baseline (``fast_recipe``), where its
     runs are stored (report appendix)."""
     import pandas as pd
+    from cifar_lib.studies.classification.runs import factor_name
     parts = []
     for key, exp in OLD_ABLATION.items():
         t = summary_table(records(exp, profile))
         if t is not None:
-            t.insert(0, "ablation", key)
-            parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]])
+            t.insert(0, "ablation", factor_name(key))
+            parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]
+                           + (["acted"] if "acted" in t else [])])
     if not parts:  # a profile that never ran the old baseline: the appendix is left out
         return None
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True).fillna("")
 
 
 @register_table("data")
