@@ -212,7 +212,8 @@ def runs_table(profile: Profile):
         ok = [r for r in rs if r["status"] == "ok"]
         bad = [f"seed {r['config']['seed']} {_outcome(r)}" for r in rs if r not in ok]
         met = lambda k: [r["metrics"][k] for r in ok]  # noqa: E731
-        rows.append({"model": LABELS[m], "optimizer": opt, "lr": lr,
+        rows.append({"model": LABELS[m], "optimizer": {"adam": "Adam", "sgd": "SGD"}.get(opt, opt),
+                     "lr": lr,
                      "seeds": len(rs), "outcome": "; ".join(bad) or "all ok",
                      "final train loss": _spread([r["history"][-1]["train_loss"]
                                                   for r in ok if r["history"]]),
