@@ -280,8 +280,10 @@ def learning_curves(records, labels=None, title=None):
         if k in lean:
             lo, hi = axes[i - 1].get_ylim()
             a, b = axes[i].get_ylim()
-            axes[i].set_ylim(min(lo, a), max(hi, b))
-            axes[i - 1].set_ylim(min(lo, a), max(hi, b))
+            lo, hi = min(lo, a), max(hi, b)
+            pad = 0.04 * (hi - lo) if axes[i].get_yscale() == "linear" else 0.0
+            for ax in (axes[i - 1], axes[i]):   # room for a marker at either end
+                ax.set_ylim(lo - pad, hi + pad)
     for args in diverged:  # after autoscaling, so a mark at the edge stays visible
         _mark_divergence(*args)
     from matplotlib.ticker import MaxNLocator

@@ -150,7 +150,7 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
     Used by notebook 04 (report section 2).
     """
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     bands = {m: loss_band(runs, m) for m in MODELS}
     for m, b in bands.items():
         if b is None or not len(b.steps):
@@ -169,30 +169,59 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
             for model, w in (("vgg_a", wp), ("vgg_a_bn", wb)):
                 axes[1].plot(mid, w, "o-", color=COLORS[model], lw=1.6,
                              label=f"{LABELS[model]} (mean per loss bin)")
-    axes[0].set(xlabel="training step", ylabel="(max - min) / mean of the loss",
-                title="band width relative to the loss")
-    axes[1].set(xlabel="mean training loss over the learning rates (log scale; "
-                "training goes right to left)", ylabel="max - min of the loss",
+    axes[0].set(xlabel="training step", ylabel="band width relative to the mean loss",
+                title="band width relative to the loss, (max − min) / mean")
+    axes[1].set(xlabel="mean training loss over the learning rates\n(log scale; "
+                "training goes right to left)", ylabel="band width (max − min of the loss)",
                 title="band width at matched loss")
     for ax in axes:
         _plain_log(ax)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     _plain_log(axes[1], "x")
     axes[1].invert_xaxis()
     fig.suptitle("Loss landscape without the training speed: Adam learning rates "
-                 + lr_list(S))
+                 + lr_list(S), fontsize=12)
     fig.tight_layout()
     return fig
+
+
+# The probe figure's rows: what each measures, its formula in short (the
+# panel title) and its axis label in words.
+_PROBE_ROWS = (("loss landscape", "loss at w + ηu, range over η", "loss range over η"),
+               ("gradient predictiveness", "‖∇L(w + ηu) − ∇L(w)‖, range over η",
+                "gradient change (range over η)"),
+               ("effective β-smoothness", "max over η of ‖∇L(w + ηu) − ∇L(w)‖ / ‖ηu‖",
+                "effective β"))
+
+
+def _figure_legend(fig, axes, ncol: int = 4):
+    """One legend below the panels for every labelled artist of ``axes``
+    (each label once, the networks first), so that no legend covers a band."""
+    seen: dict = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if not seen:
+        return
+    nets = [LABELS[m] for m in MODELS]     # the networks first, then the markings
+    order = sorted(seen, key=lambda lab: lab not in nets)
+    fig.legend([seen[lab] for lab in order], order, loc="outside lower center",
+               ncol=min(ncol, len(seen)), frameon=False)
 
 
 def plot_probes(runs: list[dict], S: Sizes):
     """The paper's Fig. 4: loss range, gradient predictiveness and beta per
     probe, along the update each run's optimizer takes.
 
+    One row per measure (top: loss range, middle: gradient change, bottom:
+    effective beta), one column per optimizer (left: Adam at the course's
+    learning rate, right: SGD with momentum); one legend below the panels.
+
     Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
-    for row, setting in enumerate(("adam", "sgd")):
+    fig, axes = plt.subplots(3, 2, figsize=(10.5, 10.5), sharex="col", squeeze=False,
+                             layout="constrained")
+    for col, setting in enumerate(("adam", "sgd")):
         pair = [pick(runs, m, setting, setting_lr(setting, S)) for m in MODELS]
         if all(r is not None and r["probes"]["step"] for r in pair):
             st = pair[0]["probes"]["step"]
@@ -200,9 +229,8 @@ def plot_probes(runs: list[dict], S: Sizes):
             for r in pair:
                 loss = dict(zip(r["probes"]["step"], to_array(r["probes"]["loss"])))
                 bad |= at_chance([loss.get(s, np.nan) for s in st])
-            for i, ax in enumerate(axes[row]):
-                _mark_phases(ax, max(total_steps(r) for r in pair),
-                             _stretches(st, bad), first=i == 0)
+            for ax in axes[:, col]:
+                _mark_phases(ax, max(total_steps(r) for r in pair), _stretches(st, bad))
         for m in MODELS:
             r = pick(runs, m, setting, setting_lr(setting, S))
             if r is None or not r["probes"]["step"]:
@@ -211,53 +239,52 @@ def plot_probes(runs: list[dict], S: Sizes):
             st = np.asarray(p["step"])
             kw = dict(color=c, alpha=0.45, lw=0, label=LABELS[m])
             lo, hi = to_array(p["loss_min"]), to_array(p["loss_max"])
-            axes[row, 0].fill_between(st, lo, hi, **kw)
+            axes[0, col].fill_between(st, lo, hi, **kw)
             lo, hi = to_array(p["gdist_min"]), to_array(p["gdist_max"])
-            axes[row, 1].fill_between(st, lo, hi, **kw)
-            axes[row, 2].plot(st, to_array(p["beta"]), color=c, lw=1.2, label=LABELS[m])
+            axes[1, col].fill_between(st, lo, hi, **kw)
+            axes[2, col].plot(st, to_array(p["beta"]), color=c, lw=1.4, label=LABELS[m])
             if r["status"] == "diverged":
-                for ax in axes[row]:
+                for ax in axes[:, col]:
                     ax.axvline(diverged_step(r), color=c, ls=":",
-                               label=f"{LABELS[m]} diverged")
+                               label=f"{LABELS[m]} diverged ({setting_name(setting, S)})")
         name = setting_name(setting, S)
-        titles = ("loss landscape", "gradient predictiveness",
-                  "effective beta-smoothness")
-        ylabels = ("loss at w + eta u (range over eta)",
-                   "||grad(w + eta u) - grad(w)|| (range)",
-                   "max ||grad difference|| / (eta ||u||)")
-        for ax, t, yl in zip(axes[row], titles, ylabels):
-            ax.set(title=f"{t} ({name})", xlabel="training step", ylabel=yl)
-            ax.legend(fontsize=8)
-        for ax in axes[row, 1:]:
+        for ax, (t, formula, yl) in zip(axes[:, col], _PROBE_ROWS):
+            ax.set_title(f"{t} ({name})\n{formula}", fontsize=11)
+            ax.set_ylabel(yl)
+        axes[-1, col].set_xlabel("training step")
+        for ax in axes[1:, col]:
             _plain_log(ax)
-    fig.suptitle("Probes along the optimizer's update u (Adam's step, SGD's "
-                 "momentum step), eta = "
-                 f"[{min(S.probe_scales):g}, {max(S.probe_scales):g}], "
-                 f"every {S.probe_every} steps", y=1.0)
-    fig.tight_layout()
+    _figure_legend(fig, axes.flat)
+    fig.suptitle("Probes along the optimizer's update u (Adam's step, SGD's momentum "
+                 f"step),\nη = [{min(S.probe_scales):g}, {max(S.probe_scales):g}] "
+                 f"times u, every {S.probe_every} steps")
     return fig
 
 
 def plot_last_grad(runs: list[dict], S: Sizes):
     """Last layer's gradient per step: min-max band across the Adam lrs.
 
+    Left: its norm; right: its change between consecutive steps; one legend
+    below the panels, off the bands.
+
     Used by notebook 04 (report section 2).
     """
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     for m in MODELS:
         for ax, key in zip(axes, ("last_grad", "last_grad_change")):
             _draw_band(ax, loss_band(runs, m, key=key), m)
-    axes[0].set(ylabel="||grad of last-layer weights|| (l2)",
-                title="last-layer gradient norm")
-    axes[1].set(ylabel="||g_t - g_(t-1)|| of last-layer weights (l2)",
-                title="last-layer gradient change between steps")
+    # words on the axes, the formula (g_t: the last layer's gradient at step t,
+    # L2 norm) in the titles
+    axes[0].set(ylabel="gradient norm of the\nlast layer's weights",
+                title=r"last-layer gradient norm, $\Vert g_t\Vert$")
+    axes[1].set(ylabel="change of the last layer's\ngradient between steps",
+                title=r"change between steps, $\Vert g_t - g_{t-1}\Vert$")
     for ax in axes:
         ax.set_xlabel("training step")
         _plain_log(ax)
-        ax.legend()
+    _figure_legend(fig, axes, ncol=2)
     fig.suptitle("min-max over Adam learning rates " + lr_list(S))
-    fig.tight_layout()
     return fig
 
 
@@ -298,33 +325,58 @@ def plot_surface_1d(surfs: dict):
 
 def plot_surface_2d(surfs: dict):
     """Contours of the loss on a filter-normalised plane, one colour scale
-    (BN on its running statistics, evaluation mode).
+    (BN on its running statistics, evaluation mode), the star at the
+    trained weights.
+
+    Two panels per row, so that the figure fits a page (about 10 inches
+    wide): with three surfaces the colour bar and the star's legend take
+    the fourth slot, with one or two the colour bar sits at the right.
 
     Used by notebook 04 (report section 2)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
     grids = {m: np.ma.masked_invalid(to_array(np.ravel(s["grid"])).reshape(
         len(s["xs"]), len(s["xs"]))) for m, s in surfs.items()}
     lo = min(float(g.min()) for g in grids.values())
     hi = max(float(g.max()) for g in grids.values())
     lo = max(lo, 1e-4)
     levels = np.geomspace(lo, max(hi, lo * 1.01), 16)
-    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids) + 1.5, 4.6),
-                             squeeze=False, layout="constrained")
+    n = len(grids)
+    ncol = min(n, 2)
+    nrow = -(-n // ncol)
+    spare = nrow * ncol > n                     # a free slot for the colour bar
+    fig = plt.figure(figsize=(10 if ncol == 2 else 5.8, 4.7 * nrow + 0.3),
+                     layout="constrained")
+    outer = fig.add_gridspec(nrow, ncol + (0 if spare else 1),
+                             width_ratios=[1] * ncol + ([] if spare else [0.08]))
+    axes = [fig.add_subplot(outer[k // ncol, k % ncol]) for k in range(n)]
     cs = None
-    for ax, (m, g) in zip(axes[0], grids.items()):
+    for ax, (m, g) in zip(axes, grids.items()):
         xs = surfs[m]["xs"]
         cs = ax.contourf(xs, xs, g.T, levels=levels, norm=LogNorm(lo, levels[-1]),
                          cmap="viridis", extend="both")
         ax.contour(xs, xs, g.T, levels=levels, colors="k", linewidths=0.3)
-        ax.plot([0], [0], "r*", ms=10, label="trained weights")
+        ax.plot([0], [0], "r*", ms=12, mec="w", mew=0.6, label="trained weights")
         ticks = np.linspace(xs[0], xs[-1], 5)
         ax.set(title=f"{_name(m, surfs[m])}\n(eval mode)", xlabel="direction 1 (alpha)",
                ylabel="direction 2 (beta)", aspect="equal",
                xticks=ticks, yticks=ticks)
-        ax.legend(loc="upper right", fontsize=8)
-    if cs is not None:
-        cb = fig.colorbar(cs, ax=list(axes[0]), ticks=levels[::3],
-                          label="training loss (cross-entropy, log scale)")
-        cb.ax.set_yticklabels([f"{v:.3g}" for v in levels[::3]])
+    if cs is None:
+        return fig
+    label = "training loss (cross-entropy, log scale)"
+    star = Line2D([], [], ls="none", marker="*", color="r", mec="w", mew=0.6, ms=12)
+    if spare:   # the fourth slot: the colour bar beside the star's legend
+        slot = outer[nrow - 1, ncol - 1].subgridspec(1, 3, width_ratios=(0.35, 0.09, 1))
+        cax = fig.add_subplot(slot[0, 1])
+        keyax = fig.add_subplot(slot[0, 2])
+        keyax.axis("off")
+        keyax.legend([star], ["trained weights"], loc="center left",
+                     bbox_to_anchor=(0.3, 0.5), frameon=False, borderaxespad=0)
+    else:       # the colour bar in its own column, the star's legend below
+        cax = fig.add_subplot(outer[:, ncol])
+        fig.legend([star], ["trained weights"], loc="outside lower center",
+                   frameon=False)
+    cb = fig.colorbar(cs, cax=cax, ticks=levels[::3], label=label)
+    cb.ax.set_yticklabels([f"{v:.3g}" for v in levels[::3]])
     return fig

@@ -120,47 +120,52 @@ def plot_path(record: dict):
 
 
 def plot_pruning(data: dict, P: Profile):
-    """Against % of filters pruned, one column per layer group (mean over
-    seeds): top, the accuracy kept above chance (% of each network's own
-    unpruned accuracy above 10%); bottom, the absolute test accuracy with
-    chance marked. In the all-convs panels, crosses: after BN re-estimation.
+    """Against % of filters pruned, one row per layer group (mean over
+    seeds): left, the accuracy kept above chance (% of each network's own
+    unpruned accuracy above 10%); right, the absolute test accuracy with
+    chance marked. In the all-convs row, crosses: after BN re-estimation.
+    Two panels per row keep the figure at page width; one legend below.
 
     Used by notebook 05 (report section 3)."""
     import matplotlib.pyplot as plt
     df = curves_frame(data)
     groups = list(dict.fromkeys(df["layer"]))
-    fig, axes = plt.subplots(2, len(groups), figsize=(3.3 * len(groups), 6.4),
-                             sharey="row", squeeze=False)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(9.5, 2.5 * len(groups) + 1.4),
+                             sharex=True, sharey="col", squeeze=False)
     styles = {"path": "-", "bn": "--", "magnitude": ":"}
     for j, g in enumerate(groups):
-        top, low = axes[0, j], axes[1, j]
+        left, right = axes[j, 0], axes[j, 1]
         for i, (method, _, by) in enumerate(METHODS):
             d = df[(df["layer"] == g) & (df["method"] == method)]
             x = 100 * d["fraction"]
-            for ax, y, yb in ((top, d["kept"], d["bn_kept"]), (low, d["test_acc"], d["bn_acc"])):
-                ax.plot(x, 100 * y, ls=styles[by], marker="o", ms=3, color=f"C{i}",
+            for ax, y, yb in ((left, d["kept"], d["bn_kept"]),
+                              (right, d["test_acc"], d["bn_acc"])):
+                ax.plot(x, 100 * y, ls=styles[by], marker="o", ms=4, color=f"C{i}",
                         label=method)
                 if g == "all convs" and yb.notna().any():
-                    ax.plot(x, 100 * yb, ls="-", lw=0.8, marker="x", ms=3,
+                    ax.plot(x, 100 * yb, ls="-", lw=0.8, marker="x", ms=4,
                             color=f"C{i}", alpha=0.6)
         share = _outside_share(data, g)
-        for ax in (top, low):
+        for ax in (left, right):
             if share is not None:
                 ax.axvline(100 * share, color="grey", ls=":", label="outside Gamma's support")
-        top.axhline(0, color="black", lw=0.6)
-        low.axhline(100 * CHANCE, color="black", lw=0.6, label="chance (10%)")
-        top.set(title=g)
-        low.set(xlabel="filters pruned (%)")
-    axes[0, 0].set_ylabel("accuracy kept above chance (%)")
-    axes[1, 0].set_ylabel("test accuracy (%)")
-    handles, labels = axes[1, -1].get_legend_handles_labels()
+        left.axhline(0, color="black", lw=0.6)
+        right.axhline(100 * CHANCE, color="black", lw=0.6, label="chance (10%)")
+        left.set_title(f"{g}: accuracy kept above chance", fontsize=11)
+        right.set_title(f"{g}: test accuracy", fontsize=11)
+        left.set_ylabel("kept above chance (%)")
+        right.set_ylabel("test accuracy (%)")
+    for ax in axes[-1]:
+        ax.set_xlabel("filters pruned (%)")
+    handles, labels = axes[-1, 1].get_legend_handles_labels()
     if "all convs" in groups:
         from matplotlib.lines import Line2D
         handles.append(Line2D([], [], color="grey", lw=0.8, marker="x", ms=4))
         labels.append("thin, x: all convs after BN re-estimation")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))  # the legend below the panels, off the curves
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=4,
-               fontsize="small", frameon=False)
+    rows = -(-len(labels) // 3)
+    fig.tight_layout(rect=(0, (0.15 + 0.22 * rows) / fig.get_figheight(), 1, 1))
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=3,
+               frameon=False)        # below the panels, off the curves
     return fig
 
 
@@ -276,6 +281,10 @@ def plot_filters(data: dict, fraction: float = 0.5,
                  rows=(("SLBI", "path"), ("SLBI", "bn"), ("SGD", "bn"))):
     """The filters of one conv layer (first seed), kept first, pruned ones crossed out.
 
+    One row of at most 16 filters per network and order (a wider layer wraps
+    onto more rows), at most about 10.6 inches wide, so that the labels stay
+    readable at page width.
+
     Used by notebook 05 (report section 3).
     """
     import matplotlib.pyplot as plt
@@ -285,8 +294,10 @@ def plot_filters(data: dict, fraction: float = 0.5,
     n = len(entry)
     cols = min(n, 16)
     per = -(-n // cols)
+    pitch = 0.58                                  # inches per filter, gap included
     fig, axes = plt.subplots(len(rows) * per, cols, squeeze=False,
-                             figsize=(0.7 * cols, 0.85 * len(rows) * per + 0.6))
+                             figsize=(max(pitch * cols + 1.3, 7.5),   # the title's width
+                                      0.85 * len(rows) * per + 1.0))
     k = int(round(fraction * n))
     for r, (label, by) in enumerate(rows):
         md = fd["models"][label]
@@ -298,16 +309,17 @@ def plot_filters(data: dict, fraction: float = 0.5,
             if pruned:
                 ax.plot([0, 1], [0, 1], transform=ax.transAxes, color="red", lw=1.5)
             tag = (f"e{entry[f]}" if entry[f] >= 0 else "out") if label == "SLBI" else ""
-            ax.set_title(tag, fontsize=6, color="red" if pruned else "black", pad=1)
-        axes[r * per, 0].set_ylabel(f"{label}\n{_ORDER_NAMES[by]}", fontsize=7)
+            ax.set_title(tag, fontsize=9, color="red" if pruned else "black", pad=2)
+        axes[r * per, 0].set_ylabel(f"{label}\n{_ORDER_NAMES[by]}", fontsize=10,
+                                    rotation=0, ha="right", va="center", labelpad=6)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Filters of {layer}, kept (left) to pruned (right, crossed) at "
-                 f"{100 * fraction:.0f}% pruned; eN: entered the path at epoch N, "
-                 "out: never\neach filter's weights summed over its inputs, red positive, "
+                 f"{100 * fraction:.0f}% pruned\neN: entered the path at epoch N, "
+                 "out: never; each filter's weights summed over its inputs,\nred positive, "
                  "blue negative, one scale per network: a faint filter is a weak one",
-                 fontsize=8)
-    fig.tight_layout()
+                 fontsize=10)
+    fig.tight_layout(h_pad=0.8, w_pad=0.3)
     return fig
 
 
