@@ -121,7 +121,7 @@ def test_table_puts_ours_beside_theirs(profile):
     assert adam["epochs theirs / ours"] == "50 / 1"
     assert "data theirs / ours" not in adam        # one data set on each side: in the text
     assert adam["our run"] == "ablation_optimizers: Adam"
-    assert adam["our recipe"].startswith("fastnet (width=0.125, whiten=uncentred), adam lr 0.002")
+    assert adam["our recipe"].startswith("FastNet x0.125, Adam lr 0.002")
     lenet = rows["course report C", "LeNet-style CNN"]
     assert lenet["ours (%)"] == "95.0" and lenet["epochs theirs / ours"] == "200 / 1"
     # their metric is the best validation accuracy: ours is too

@@ -169,11 +169,20 @@ def theirs_cell(s: dict) -> str:
     return _pct(s["value"])
 
 
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "signsgd": "sign-SGD",
+                   "adamw_sgd": "AdamW then SGD", "slbi": "SLBI"}
+
+
 def recipe_words(cfg: dict) -> str:
     """A short description of one of our configs (model, optimiser, schedule)."""
-    kw = ", ".join(f"{k}={v}" for k, v in cfg["model_kw"].items())
-    parts = [cfg["model"] + (f" ({kw})" if kw else ""),
-             f"{cfg['optimizer']} lr {cfg['lr']:g}", cfg["scheduler"]]
+    from cifar_lib.models import display_name
+    mkw = dict(cfg["model_kw"])
+    width = mkw.pop("width", 1.0)
+    mkw.pop("whiten", None)          # FastNet's whitening variant: a detail of the network
+    kw = ", ".join(f"{k}={v}" for k, v in mkw.items())
+    opt = OPTIMIZER_NAMES.get(cfg["optimizer"], cfg["optimizer"])
+    parts = [display_name(cfg["model"]) + (f" x{width:g}" if width != 1 else "")
+             + (f" ({kw})" if kw else ""), f"{opt} lr {cfg['lr']:g}", cfg["scheduler"]]
     if cfg["weight_decay"]:
         parts.append(f"wd {cfg['weight_decay']:g}")
     if cfg["loss"] != "cross_entropy":
