@@ -93,7 +93,8 @@ def markdown_table(df) -> str:
     def cell(v, d=None):
         if isinstance(v, float):
             return "" if v != v else f"{v:.{d}f}" if d is not None else f"{v:.4g}"
-        return str(v).replace("|", "\\|")
+        # "62.0 ± 0.1" stays on one line when the column wraps
+        return str(v).replace("|", "\\|").replace(" ± ", "\u00a0±\u00a0")
     digits = [_decimals(df[c].tolist()) for c in df.columns]
     head = "| " + " | ".join(cell(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"

@@ -213,7 +213,7 @@ def test_report_section_renders_and_states_no_typed_numbers(profile):
     out = refresh_text(main, profile, profile.root)
     assert "| B | 1 of " in out and "| 52.0 |" in out and "n/a" not in out
     out = refresh_text(appendix, profile, profile.root)
-    assert "| course report B | ResNet-18 |" in out and "52.0 ± 2.8" in out
+    assert "| course report B | ResNet-18 |" in out and "52.0\u00a0±\u00a02.8" in out
     section = main + appendix
     prose = BLOCK.sub("", section)
     names = r"CIFAR-10|ResNet-18|ResNeXt-50|VGG-11|[A-E]-[A-E]|\b[A-E]\b"

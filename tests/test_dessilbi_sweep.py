@@ -293,13 +293,13 @@ def test_sweep_reading_follows_its_numbers(fake):
             "more than the 3.1 points sampling the test set alone can give: flat within "
             "noise)") in text
     assert "cut to the support after the short fine-tune falls from 38.0% to 20.0%" in text
-    assert "the best row after the short fine-tune is entry 0.6 by Gamma's support" in text
+    assert "the best row after the short fine-tune is entry 0.6 by Γ's support" in text
     _set(fake["sweep"], 1.2, "support", 0.42)
     text = V.sweep_reading(P)
     assert "falls from 38.0% to 20.0%" not in text
     assert "support after the short fine-tune rises from 38.0% to 42.0% (lowest 36.0% at " \
         "entry 0.9)" in text
-    assert "best row after the short fine-tune is entry 1.2 by Gamma's support" in text
+    assert "best row after the short fine-tune is entry 1.2 by Γ's support" in text
     fake["sweep"]["runs"][2]["base"] = 0.30                     # beyond noise: it falls
     assert "unpruned accuracy falls from 40.0% to 30.0%" in V.sweep_reading(P)
     fake["sweep"]["runs"][1]["base"] = 0.45                     # up, then down

@@ -154,7 +154,8 @@ def test_probes_are_one_row_per_measure_with_words_on_the_axes(bn_runs):
     fig = bn.plot_probes(runs, S)
     axes = np.asarray(fig.axes).reshape(3, 2)
     assert [ax.get_ylabel() for ax in axes[:, 0]] == [
-        "loss range over η", "gradient change (range over η)", "effective β"]
+        "loss at w + ηu\n(band: min to max over η)",
+        "‖∇L(w + ηu) − ∇L(w)‖\n(band: min to max over η)", "effective β"]
     assert all("Adam" in ax.get_title() for ax in axes[:, 0])
     assert all("SGD" in ax.get_title() for ax in axes[:, 1])
     assert not any("||" in ax.get_ylabel() for ax in fig.axes)

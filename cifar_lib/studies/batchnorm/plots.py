@@ -88,7 +88,7 @@ def _mark_phases(ax, total: int, chance: list[tuple[float, float]], first=True):
                    label="early | late" if first else None)
     for i, (a, b) in enumerate(chance):
         ax.axvspan(a, b, color="0.6", alpha=0.25, lw=0,
-                   label=f"at chance (loss >= {(1 - CHANCE_TOL) * CHANCE:.2f}), "
+                   label=f"at chance (loss ≥ {(1 - CHANCE_TOL) * CHANCE:.2f}), "
                    "left out" if first and i == 0 else None)
 
 
@@ -172,7 +172,7 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
     axes[0].set(xlabel="training step", ylabel="band width relative to the mean loss",
                 title="band width relative to the loss, (max − min) / mean")
     axes[1].set(xlabel="mean training loss over the learning rates\n(log scale; "
-                "training goes right to left)", ylabel="band width (max − min of the loss)",
+                "training goes left to right)", ylabel="band width (max − min of the loss)",
                 title="band width at matched loss")
     for ax in axes:
         _plain_log(ax)
@@ -187,9 +187,10 @@ def plot_loss_band_views(runs: list[dict], S: Sizes):
 
 # The probe figure's rows: what each measures, its formula in short (the
 # panel title) and its axis label in words.
-_PROBE_ROWS = (("loss landscape", "loss at w + ηu, range over η", "loss range over η"),
+_PROBE_ROWS = (("loss landscape", "loss at w + ηu, range over η",
+                "loss at w + ηu\n(band: min to max over η)"),
                ("gradient predictiveness", "‖∇L(w + ηu) − ∇L(w)‖, range over η",
-                "gradient change (range over η)"),
+                "‖∇L(w + ηu) − ∇L(w)‖\n(band: min to max over η)"),
                ("effective β-smoothness", "max over η of ‖∇L(w + ηu) − ∇L(w)‖ / ‖ηu‖",
                 "effective β"))
 

@@ -27,7 +27,7 @@ def calibration_table(profile: Profile):
                 f"{display_name(k)} (architectures, lr {r.cfg.lr:g}, seed {r.cfg.seed})")
     return pd.DataFrame([{"model": name(k), "test acc (%)": f"{100 * v['acc']:.1f}",
                           "ECE (15 bins)": f"{v['ece']:.3f}",
-                          "mean confidence": f"{v['confidence']:.3f}"}
+                          "mean confidence (%)": f"{100 * v['confidence']:.1f}"}
                          for k, v in s.items()])
 
 

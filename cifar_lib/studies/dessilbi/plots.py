@@ -113,7 +113,7 @@ def plot_path(record: dict):
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     for ax in axes[:, 0]:
-        ax.set_ylabel("in Gamma's support\n(% of layer)")
+        ax.set_ylabel("in Γ's support\n(% of layer)")
     fig.suptitle("Regularisation path of the SLBI run (first seed)")
     fig.tight_layout()
     return fig
@@ -148,7 +148,7 @@ def plot_pruning(data: dict, P: Profile):
         share = _outside_share(data, g)
         for ax in (left, right):
             if share is not None:
-                ax.axvline(100 * share, color="grey", ls=":", label="outside Gamma's support")
+                ax.axvline(100 * share, color="grey", ls=":", label="outside Γ's support")
         left.axhline(0, color="black", lw=0.6)
         right.axhline(100 * CHANCE, color="black", lw=0.6, label="chance (10%)")
         left.set_title(f"{g}: accuracy kept above chance", fontsize=11)
@@ -169,7 +169,7 @@ def plot_pruning(data: dict, P: Profile):
     return fig
 
 
-_SWEEP_STYLES = {"support": ("C0", "s", "cut to Gamma's support"),
+_SWEEP_STYLES = {"support": ("C0", "s", "cut to Γ's support"),
                  "bn": ("C1", "^", "same budget by |BN scale|"),
                  "magnitude": ("C2", "v", "same budget by filter norm")}
 
@@ -215,7 +215,7 @@ def plot_sweep(df, sgd_acc: float | None = None, n_test: int | None = None):
     for xi, yi in zip(e, out):
         top.annotate(f"{yi:.0f}%" if yi >= 10 or yi == 0 else f"{yi:.1f}%", (xi, yi),
                      textcoords="offset points", xytext=(-4, 6), ha="right", fontsize="x-small")
-    top.set(ylabel="conv filters outside\nGamma's support (%)", ylim=(-8, 112))
+    top.set(ylabel="conv filters outside\nΓ's support (%)", ylim=(-8, 112))
     series = [("base", e + off["base"], 100 * sup["base"],
                dict(color="k", ls="-", marker="o", ms=4, label="SLBI unpruned"))]
     for by, (c, m, name) in _SWEEP_STYLES.items():
@@ -227,7 +227,7 @@ def plot_sweep(df, sgd_acc: float | None = None, n_test: int | None = None):
         ax.plot(x, y, **kw)
     if col == "finetune_acc" and sup["bn_acc"].notna().any():
         ax.plot(e + off["support"], 100 * sup["bn_acc"], "C0--", marker="s", ms=3, mfc="none",
-                label="cut to Gamma's support, BN re-estimated")
+                label="cut to Γ's support, BN re-estimated")
     for a in axes[1:]:
         if sgd_acc is not None:
             a.axhline(100 * sgd_acc, color="C3", ls=":", label="SGD unpruned")
@@ -255,7 +255,7 @@ def plot_sweep(df, sgd_acc: float | None = None, n_test: int | None = None):
     axes[-1].set_xlabel("threshold: entry share of the path time (lambda grows to the right)")
     axes[-1].set_xticks(list(e))
     axes[-1].set_xticklabels([f"{v:g}" for v in e], fontsize="small")
-    top.set_title("Sparsity and accuracy along the lambda sweep")
+    top.set_title("Sparsity and accuracy along the λ sweep")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
                fontsize="x-small")
     return fig

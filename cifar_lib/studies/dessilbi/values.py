@@ -24,7 +24,7 @@ from cifar_lib.studies.dessilbi.runs import (METHODS, by_label, finished, first_
                                              sizes, sweep_finished)
 
 BY_NAME = dict(BUDGET_METHODS)          # "support" -> "outside Gamma's support", ...
-SHORT = {"support": "Gamma's support", "bn": "|BN scale|", "magnitude": "filter norm"}
+SHORT = {"support": "Γ's support", "bn": "|BN scale|", "magnitude": "filter norm"}
 
 
 def _final(rec: dict, key: str) -> dict:
@@ -229,7 +229,7 @@ def _pruning_row(layer: str, method: str, d) -> dict:
     row = {"layer": layer, "method": method}
     for f, k, a in zip(d["fraction"], d["kept"], d["test_acc"]):
         row[f"{100 * f:.0f}% pruned"] = f"{100 * k:.1f} ({100 * a:.1f})"
-    row["mean kept"] = round(100 * d["kept"].mean(), 1)
+    row["mean kept (%)"] = round(100 * d["kept"].mean(), 1)
     return row
 
 
@@ -247,7 +247,7 @@ def after_table(P: Profile):
     S, df = sizes(P), curves_frame(data)
     mean = lambda xs: 100 * _mean(list(xs))  # noqa: E731
     tot = [s["support"]["total"] for s in data["seeds"]]
-    rows = [{"network": "SLBI cut to Gamma's support",
+    rows = [{"network": "SLBI cut to Γ's support",
              "filters pruned (%)": mean(t["fraction_out"] for t in tot),
              UNPRUNED: mean(s["base"]["SLBI"] for s in data["seeds"]),
              PRUNED: mean(t["test_acc"] for t in tot),
