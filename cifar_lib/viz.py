@@ -125,22 +125,31 @@ def denormalize(x, mean, std):
     return (x * s + m).clamp(0, 1)
 
 
-def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None):
+def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None,
+               row_labels=None):
     """A grid of images (N x 3 x H x W) with optional titles and an optional
-    ``suptitle`` over the grid (e.g. which model's mistakes are shown).
+    ``suptitle`` over the grid (e.g. which model's mistakes are shown);
+    ``row_labels`` (one per row, e.g. the class of a row of samples) name
+    the rows on the left at a readable size instead of a title per image.
 
     Used by notebook 00 (report section 1.1)."""
     n = len(images)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size + (1.3 if row_labels else 0),
+                                                    nrows * size * (1.0 if row_labels else 1.15)),
                              squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
         if i < n:
             ax.imshow(_to_hwc(images[i]), interpolation="nearest")
-            if titles is not None:
+            if titles is not None and not row_labels:
                 ax.set_title(_two_lines(titles[i]) if "->" in str(titles[i]) else str(titles[i]),
                              fontsize=7 if size < 1.4 else 8.5)
+    for r, label in enumerate(row_labels or []):
+        _row_label(axes[r, 0], label, 11)
     if suptitle:
         fig.suptitle(suptitle, fontsize="large")
     return fig
@@ -670,11 +679,6 @@ def image_rows(rows: dict, size: float = 1.1):
     return fig
 
 
-def _stage(block: str) -> str:
-    """'layers.1.0' (a CANet block) as 'stage 1.0'."""
-    return block.replace("layers.", "stage ")
-
-
 def attention_maps(images, maps: dict):
     """CANet spatial attention: one row per image (N x 3 x H x W), the image
     then one column per block (block -> N x H x W array in [0, 1]), so that
@@ -702,12 +706,12 @@ def attention_weights(spatial: dict, channel: dict):
     """Distributions of spatial and channel attention weights per block:
     block -> values, or a summary ``{"n", "values"}`` of them."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-    names = [_stage(b) for b in spatial]
+    names = [b.replace("layers.", "") for b in spatial]     # 'layers.1.0' as '1.0'
     for ax, dists, title in ((axes[0], spatial, "spatial attention"),
                              (axes[1], channel, "channel attention (SE)")):
         _violins(ax, list(dists.values()))
-        ax.set_xticks(range(1, len(names) + 1), names, rotation=45, fontsize=7)
-        ax.set_xlabel("block")
+        ax.set_xticks(range(1, len(names) + 1), names, fontsize=10)
+        ax.set_xlabel("residual block (stage.block, from the input side)")
         ax.set_title(title)
     axes[0].set_ylabel("attention weight (sigmoid output)")
     fig.tight_layout()

@@ -464,3 +464,16 @@ def test_image_grid_suptitle_names_the_model_without_covering_titles():
     heads = [ax.title for ax in fig.axes if ax.get_title()]
     assert not any(sup.overlaps(t.get_window_extent(r)) for t in heads)
     assert _boxes_apart(heads, r), "titles overlap"
+
+
+def test_sample_grid_names_each_class_row_once_at_a_readable_size():
+    import torch
+    from cifar_lib import viz
+    _mpl()
+    imgs = torch.randint(0, 255, (20, 3, 32, 32), dtype=torch.uint8)
+    names = ["cat"] * 10 + ["dog"] * 10
+    fig = viz.image_grid(imgs, names, ncols=10, row_labels=["cat", "dog"])
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["cat", "dog"]
+    assert not any(ax.get_title() for ax in fig.axes)            # no title per image
+    assert all(ax.yaxis.label.get_fontsize() >= 10 for ax in fig.axes if ax.get_ylabel())

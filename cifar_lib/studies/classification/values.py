@@ -1147,9 +1147,11 @@ def fig_samples(profile: Profile):
     if split is None:
         return None
     x, y = split.train
-    idx = analysis.per_class_indices(y, 10)
+    idx = analysis.per_class_indices(y, 10)      # ten per class, one class per row
     names = [split.classes[int(k)] for k in y[idx]]
-    return viz.image_grid(x[idx], names, ncols=10)
+    rows = names[::10] if all(names[i] == names[i - i % 10] for i in range(len(names))) \
+        and len(names) % 10 == 0 else None            # a class short of ten: a title each
+    return viz.image_grid(x[idx], names, ncols=10, row_labels=rows)
 
 
 @register_figure("data_pixel_hist.png")
