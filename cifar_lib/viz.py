@@ -250,7 +250,7 @@ def learning_curves(records, labels=None, title=None):
     fig, grid = plt.subplots(2, 2, figsize=(10, 7.6), layout="constrained", sharex=True)
     axes = list(grid.flat)  # loss (train, validation) on top, accuracy below
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
-            ("train_acc", "train accuracy"), ("val_acc", "validation accuracy")]
+            ("train_acc", "train accuracy (%)"), ("val_acc", "validation accuracy (%)")]
     series = {k: [] for k, _ in keys}
     diverged = []
     colours = [f"C{i}" for i in range(10)] if len(records) <= 10 else \
@@ -266,7 +266,8 @@ def learning_curves(records, labels=None, title=None):
         # a point measured once sits a little apart from the other runs' (no point hides one)
         apart = 0.08 * (i - (len(records) - 1) / 2) if len(records) > 1 else 0.0
         for ax, (k, _) in zip(axes, keys):
-            vals = [float("nan") if e.get(k) is None else e[k] for e in h]
+            scale = 100.0 if k.endswith("acc") else 1.0     # accuracy in %, as the tables
+            vals = [float("nan") if e.get(k) is None else scale * e[k] for e in h]
             series[k] += vals
             ax.plot([e + apart for e in ep] if k in lean else ep, vals,
                     marker="." if len(ep) < 15 or k in lean else None,
@@ -281,7 +282,7 @@ def learning_curves(records, labels=None, title=None):
             ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         if k in lean:
-            ax.set_title(f"{name}: measured once, after training\n(on the training panel's "
+            ax.set_title(f"{name.replace(' (%)', '')}: measured once, after training\n(on the training panel's "
                          "scale, runs set slightly apart)", fontsize=9)
         if k.endswith("loss"):
             readable_log_axis(ax, series[k])

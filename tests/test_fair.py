@@ -258,12 +258,12 @@ def test_the_long_budget_reading_says_what_flips(monkeypatch):
     monkeypatch.setattr(v1, "records", lambda exp, P: recs)
     P = get_profile("smoke")
     text = v1.long_budget_reading(P)
-    assert "flips with the budget for cutmix (-5.0 -> +3.0)" in text
-    assert "holds for cross-entropy (+2.0 -> +1.0)" in text
+    assert "flips with the budget for cutmix (-5.0 → +3.0)" in text
+    assert "holds for cross-entropy (+2.0 → +1.0)" in text
     table = v1.long_budget_table(P)
     assert list(table["setting"]) == ["baseline", "cutmix", "cross-entropy"]
     recs[3] = rec("cutmix, 16 epochs", 0.80)
-    assert "holds for cutmix (-5.0 -> -5.0), cross-entropy" in v1.long_budget_reading(P)
+    assert "holds for cutmix (-5.0 → -5.0), cross-entropy" in v1.long_budget_reading(P)
 
 
 @pytest.mark.parametrize("profile", ["cpu", "full"])
@@ -304,10 +304,10 @@ def test_the_long_budget_reading_counts_a_difference_within_the_seeds_as_a_tie(m
     P = get_profile("smoke")
     text = v1.long_budget_reading(P)
     # -0.5 at 4 epochs is within the 2.0-point seed gap; +5.0 at 16 is not
-    assert "cutmix is a tie at 4 epochs and better at 16 (-0.5 -> +5.0)" in text
+    assert "cutmix is a tie at 4 epochs and better at 16 (-0.5 → +5.0)" in text
     assert "largest gap between two seeds (2.0 at 4, 0.0 at 16 epochs)" in text
     row = v1.long_budget_table(P).set_index("setting").loc["cutmix", "vs baseline"]
-    assert row == "-0.5 -> +5.0 points: changes: a tie at the short budget, better at the long one"
+    assert row == "-0.5 → +5.0 points: changes: a tie at the short budget, better at the long one"
 
 
 def test_a_reading_names_the_grids_that_chose_an_end():

@@ -470,7 +470,7 @@ def long_budget_table(profile: Profile):
             row[f"{e} epochs: test acc (%)"] = _pm(m, None)
             row[f"{e} epochs: per seed"] = per_seed(seeds)
         d_s, d_l, word = verdicts.get(name, (None, None, ""))
-        row["vs baseline"] = f"{d_s:+.1f} -> {d_l:+.1f} points: {word}" if word else ""
+        row["vs baseline"] = f"{d_s:+.1f} → {d_l:+.1f} points: {word}" if word else ""
         out.append(row)
     return pd.DataFrame(out)
 
@@ -491,9 +491,9 @@ def long_budget_reading(profile: Profile):
         if key == "changes":  # say which way: a tie at one budget, a difference at the other
             a, b = _side(d_s, spread[short]), _side(d_l, spread[long])
             groups[key].append(f"{name} is {word[a]} at {short} epochs and {word[b]} at "
-                               f"{long} ({d_s:+.1f} -> {d_l:+.1f})")
+                               f"{long} ({d_s:+.1f} → {d_l:+.1f})")
         elif key in groups:
-            groups[key].append(f"{name} ({d_s:+.1f} -> {d_l:+.1f})")
+            groups[key].append(f"{name} ({d_s:+.1f} → {d_l:+.1f})")
     said = {"flips": "the verdict flips with the budget for ", "changes": "",
             "holds": "it holds for ", "tie": "it is a tie at both budgets for "}
     parts = [said[k] + ", ".join(v) for k, v in groups.items() if v]
