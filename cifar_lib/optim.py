@@ -79,6 +79,16 @@ class _Params:
         return iter(self.params)
 
 
+# The report's names of the optimizers (configs store the keys).
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "signsgd": "sign-SGD",
+                   "adamw_sgd": "AdamW then SGD", "slbi": "SLBI"}
+
+
+def optimizer_name(name: str) -> str:
+    """An optimizer key as the report names it ('adam' -> 'Adam')."""
+    return OPTIMIZER_NAMES.get(name, name)
+
+
 def make_optimizer(name: str, model, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, nesterov: bool = False,
                    total_steps: int | None = None, norm_bias_decay: bool = False,

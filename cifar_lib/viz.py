@@ -125,6 +125,15 @@ def denormalize(x, mean, std):
     return (x * s + m).clamp(0, 1)
 
 
+def _bare(ax) -> None:
+    """An image panel without ticks or frame that can still carry a row
+    label (``ax.axis("off")`` would hide the label too)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
 def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle=None,
                row_labels=None):
     """A grid of images (N x 3 x H x W) with optional titles and an optional
@@ -139,10 +148,7 @@ def image_grid(images, titles=None, ncols: int = 10, size: float = 1.1, suptitle
                                                     nrows * size * (1.0 if row_labels else 1.15)),
                              squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ax.spines.values():
-            side.set_visible(False)
+        _bare(ax)
         if i < n:
             ax.imshow(_to_hwc(images[i]), interpolation="nearest")
             if titles is not None and not row_labels:
@@ -406,17 +412,16 @@ def _unstack_labels(fig, notes) -> None:
     for i, note in enumerate(notes):
         others = placed + [m for j, m in enumerate(marks) if j != i]
         frame = note.axes.get_window_extent(r)
+        free = lambda b: not any(b.overlaps(o) for o in others)  # noqa: E731
         spots = ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 12), (4, -18), (-4, 12), (-4, -18))
-        for ok in (lambda b: _within(b, frame) and not any(b.overlaps(o) for o in others),
-                   lambda b: not any(b.overlaps(o) for o in others), lambda b: True):
-            for off in spots:
-                note.set_position(off)
-                note.set_horizontalalignment("left" if off[0] > 0 else "right")
-                if ok(note.get_window_extent(r)):
-                    break
-            else:
-                continue
-            break
+        # a free spot inside the frame, else any free spot, else the first
+        tries = [(ok, off) for ok in (lambda b: _within(b, frame) and free(b), free)
+                 for off in spots] + [(lambda b: True, spots[0])]
+        for ok, off in tries:
+            note.set_position(off)
+            note.set_horizontalalignment("left" if off[0] > 0 else "right")
+            if ok(note.get_window_extent(r)):
+                break
         placed.append(note.get_window_extent(r))
 
 
@@ -510,15 +515,11 @@ def feature_map_grid(maps: dict, image, channels: dict):
     fig, axes = plt.subplots(1 + len(maps), k, figsize=(2.4 + k * 1.1, (1 + len(maps)) * 1.3),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ax.spines.values():
-            side.set_visible(False)
+        _bare(ax)
     axes[0, 0].imshow(_to_hwc(image))
     _row_label(axes[0, 0], "input")
     for r, (name, fm) in enumerate(maps.items(), start=1):
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9,
-                              labelpad=6)
+        _row_label(axes[r, 0], name)
         for c, ch in enumerate(channels[name]):
             axes[r, c].imshow(np.asarray(fm[c]), cmap="viridis")
             axes[r, c].set_title(f"ch {int(ch)}", fontsize=8)

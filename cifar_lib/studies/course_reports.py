@@ -24,6 +24,7 @@ from pathlib import Path
 from cifar_lib.augment import describe
 from cifar_lib.engine import TrainConfig
 from cifar_lib.experiments import records
+from cifar_lib.optim import optimizer_name
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_table, register_values
 from cifar_lib.studies import batchnorm, classification, dessilbi
@@ -169,10 +170,6 @@ def theirs_cell(s: dict) -> str:
     return _pct(s["value"])
 
 
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "signsgd": "sign-SGD",
-                   "adamw_sgd": "AdamW then SGD", "slbi": "SLBI"}
-
-
 def recipe_words(cfg: dict) -> str:
     """A short description of one of our configs (model, optimiser, schedule)."""
     from cifar_lib.models import display_name
@@ -180,7 +177,7 @@ def recipe_words(cfg: dict) -> str:
     width = mkw.pop("width", 1.0)
     mkw.pop("whiten", None)          # FastNet's whitening variant: a detail of the network
     kw = ", ".join(f"{k}={v}" for k, v in mkw.items())
-    opt = OPTIMIZER_NAMES.get(cfg["optimizer"], cfg["optimizer"])
+    opt = optimizer_name(cfg["optimizer"])
     parts = [display_name(cfg["model"]) + (f" x{width:g}" if width != 1 else "")
              + (f" ({kw})" if kw else ""), f"{opt} lr {cfg['lr']:g}", cfg["scheduler"]]
     if cfg["weight_decay"]:
@@ -251,8 +248,8 @@ def _params_cell(row: dict) -> str:
 def course_reports_table(profile: Profile):
     """Theirs (quoted) beside ours (from results/) for every shared setting."""
     import pandas as pd
-    rows = []
-    for r in comparison(profile):
+    rows, comp = [], comparison(profile)
+    for r in comp:
         ran = r["ours_mean"] is not None
         rows.append({
             "reported by": f"course report {r['report']}", "setting": r["setting"],
@@ -267,7 +264,7 @@ def course_reports_table(profile: Profile):
             "our train time (s)": f"{r['train_time']:.0f}" if ran else "-",
             "data theirs / ours": f"{THEIR_DATA} / {r['source'] if ran else '-'}"})
     df = pd.DataFrame(rows)
-    ours = {r["source"] for r in comparison(profile) if r["ours_mean"] is not None}
+    ours = {r["source"] for r in comp if r["ours_mean"] is not None}
     # one data set on each side (the text names both): no column repeating it
     return df.drop(columns="data theirs / ours") if len(ours) <= 1 else df
 

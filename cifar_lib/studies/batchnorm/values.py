@@ -13,6 +13,7 @@ import numpy as np
 
 from cifar_lib.experiments import records as stored
 from cifar_lib.models import create_model
+from cifar_lib.optim import optimizer_name
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.batchnorm import plots
@@ -212,8 +213,7 @@ def runs_table(profile: Profile):
         ok = [r for r in rs if r["status"] == "ok"]
         bad = [f"seed {r['config']['seed']} {_outcome(r)}" for r in rs if r not in ok]
         met = lambda k: [r["metrics"][k] for r in ok]  # noqa: E731
-        rows.append({"model": LABELS[m], "optimizer": {"adam": "Adam", "sgd": "SGD"}.get(opt, opt),
-                     "lr": lr,
+        rows.append({"model": LABELS[m], "optimizer": optimizer_name(opt), "lr": lr,
                      "seeds": len(rs), "outcome": "; ".join(bad) or "all ok",
                      "final train loss": _spread([r["history"][-1]["train_loss"]
                                                   for r in ok if r["history"]]),

@@ -1149,8 +1149,8 @@ def fig_samples(profile: Profile):
     x, y = split.train
     idx = analysis.per_class_indices(y, 10)      # ten per class, one class per row
     names = [split.classes[int(k)] for k in y[idx]]
-    rows = names[::10] if all(names[i] == names[i - i % 10] for i in range(len(names))) \
-        and len(names) % 10 == 0 else None            # a class short of ten: a title each
+    rows = names[::10]        # a row per class, unless a class is short of ten: a title each
+    rows = rows if names == [n for n in rows for _ in range(10)] else None
     return viz.image_grid(x[idx], names, ncols=10, row_labels=rows)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from cifar_lib.optim import optimizer_name
 from cifar_lib.profiles import Profile
 from cifar_lib.registry import register_figure, register_table, register_values
 from cifar_lib.studies.dessilbi import plots
@@ -142,7 +143,7 @@ def runs_table(P: Profile):
         lin = [k for k in sup if k not in entry]
         share = (lambda ks: 100 * sum(sup[k] for k in ks) / sum(size[k] for k in ks)
                  if ks else math.nan)
-        rows.append({"run": label, "optimizer": recs[0]["config"]["optimizer"].upper(),
+        rows.append({"run": label, "optimizer": optimizer_name(recs[0]["config"]["optimizer"]),
                      "seeds": len(recs),
                      "test acc (%)": 100 * statistics.mean(accs),
                      "± std": 100 * statistics.stdev(accs) if len(accs) > 1 else math.nan,
