@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import warnings
 
@@ -325,6 +326,42 @@ def test_loss_band_ends_where_a_run_diverges():
     assert study.loss_band(runs, "vgg_a_bn") is None
 
 
+def test_captions_speak_of_a_divergence_only_where_a_figure_draws_one():
+    from cifar_lib.studies import batchnorm as study
+    bv = importlib.import_module("cifar_lib.studies.batchnorm.values")
+    S = study.Sizes(width=1, epochs=1, batch_size=8, lrs=(1e-3, 2e-3), adam_lr=1e-3,
+                    sgd_lr=0.1)
+
+    def rec(model, opt, lr, status="ok", seed=0):
+        bad = status == "diverged"
+        v = [2.3, 2.0, None] if bad else [2.3, 2.0, 1.8]
+        return {"config": {"model": model, "optimizer": opt, "lr": lr, "seed": seed},
+                "status": status, "diverged_at": {"epoch": 0} if bad else None,
+                "steps": {"step": [0, 2, 4], "loss": v, "last_grad": v,
+                          "last_grad_change": [None, *v[1:]],
+                          "first_nonfinite": 4 if bad else None, "last_step": 4}}
+    runs = [rec(m, o, lr) for m in study.MODELS
+            for o, lr in (("adam", 1e-3), ("adam", 2e-3), ("sgd", 0.1))]
+    keys = ("bn_curves_diverged", "bn_probes_diverged", "bn_loss_band_ends",
+            "bn_grad_band_ends")
+    assert bv._diverged_marks(runs, S) == dict.fromkeys(keys, "")
+    assert bv._diverged_marks([], S) == dict.fromkeys(keys)
+    # a second seed's divergence is in no figure
+    assert bv._diverged_marks(runs + [rec("vgg_a", "adam", 2e-3, "diverged", seed=1)],
+                              S) == dict.fromkeys(keys, "")
+    # an Adam run off the course's rate: only the bands end
+    runs[1] = rec("vgg_a", "adam", 2e-3, "diverged")
+    got = bv._diverged_marks(runs, S)
+    assert not got["bn_curves_diverged"] and not got["bn_probes_diverged"]
+    assert "dotted line" in got["bn_loss_band_ends"] and "diverged" in got["bn_grad_band_ends"]
+    # SGD's run diverged: the curves' cross and the probes' line, no band
+    runs[1] = rec("vgg_a", "adam", 2e-3)
+    runs[2] = rec("vgg_a", "sgd", 0.1, "diverged")
+    got = bv._diverged_marks(runs, S)
+    assert "cross" in got["bn_curves_diverged"] and "Dotted" in got["bn_probes_diverged"]
+    assert not got["bn_loss_band_ends"] and not got["bn_grad_band_ends"]
+
+
 def _use_sizes(monkeypatch, S):
     """The BatchNorm study with sizes ``S`` in every profile: ``sizes`` is
     replaced in each of the package's modules that uses it."""
@@ -475,7 +512,7 @@ def test_study_values_without_results(tmp_path):
     S = study.sizes(P)
     assert study.records(P) == [] and study.load_surfaces(P) == {}
     vals = study.values(P)
-    assert len(vals) == 46 and all(k.startswith("bn_") for k in vals)
+    assert len(vals) == 50 and all(k.startswith("bn_") for k in vals)
     assert {k for k, v in vals.items() if v is not None} == SIZES_VALUES
     assert all(isinstance(vals[k], str) for k in SIZES_VALUES)
     assert (vals["bn_epochs"], vals["bn_batch"]) == (str(S.epochs), str(S.batch_size))

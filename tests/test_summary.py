@@ -186,6 +186,16 @@ def test_the_lr_grid_heat_map_greys_out_a_failed_cell():
     matplotlib.pyplot.close(fig)
 
 
+def test_the_lr_grid_caption_speaks_of_failed_cells_only_when_one_is_drawn(monkeypatch):
+    ok = [rec("x", 0.6, lr=0.01, scheduler="constant"), rec("x", 0.5, lr=0.01, scheduler="step")]
+    stuck = [rec("x", 0.10, lr=0.001, scheduler="step", stuck=True)]
+    for recs, said in ((ok, False), (ok + stuck, True)):
+        monkeypatch.setattr(v1, "records", lambda exp, profile, recs=recs: recs)
+        assert ("hatched" in v1.lr_grid_failed_caption(None)) is said
+    monkeypatch.setattr(v1, "records", lambda exp, profile: [])
+    assert v1.lr_grid_failed_caption(None) is None  # pending
+
+
 def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
     data = {"classes": ["cat", "dog", "ship"],
             "confusion": {"model": "resnet18", "matrix": [[6, 3, 1], [1, 9, 0], [0, 0, 10]]},

@@ -20,7 +20,7 @@ from cifar_lib.studies.batchnorm import plots
 from cifar_lib.studies.batchnorm import verdict as V
 from cifar_lib.studies.batchnorm.measures import (
     CHANCE, CHANCE_TOL, MATCHED, PHASES, band_phases, leaves_chance, load_surfaces,
-    matched_phases, probe_phases, probe_summary, surface_centre, surface_n,
+    loss_band, matched_phases, probe_phases, probe_summary, surface_centre, surface_n,
     surface_rise, surfaces_by_seed)
 from cifar_lib.studies.batchnorm.runs import (
     BATCHNORM, LABELS, MODELS, SIZES, Sizes, diverged_step, lr_list, of_seed, pick,
@@ -532,6 +532,36 @@ def _sgd_lr_why(S: Sizes) -> str:
             "learned in a check run on this profile's smaller training set")
 
 
+def _diverged_marks(runs: list[dict], S: Sizes) -> dict:
+    """The figure captions' clauses about diverged runs, each there only
+    when its figure draws such a mark ("" otherwise): the cross of
+    Figure 2.1 and the dotted line of Figure 2.4 (a first-seed run at a
+    setting's own rate that diverged), the early end of a band in
+    Figures 2.2 and 2.5 (a first-seed Adam run without a finite value)."""
+    if not runs:
+        return dict.fromkeys(("bn_curves_diverged", "bn_probes_diverged",
+                              "bn_loss_band_ends", "bn_grad_band_ends"))
+    first = of_seed(runs)
+    shown = [pick(first, m, s, setting_lr(s, S)) for m in MODELS for s in ("adam", "sgd")]
+    diverged = any(r is not None and r["status"] == "diverged" for r in shown)
+
+    def ends(*keys):
+        return any(b is not None and b.ends for m in MODELS for k in keys
+                   for b in [loss_band(first, m, key=k)])
+    return {
+        "bn_curves_diverged": " A cross marks a diverged run at the epoch in which "
+                              "its loss stopped being finite (or blew up)." if diverged else "",
+        "bn_probes_diverged": " Dotted line: the step at which a run diverged."
+                              if diverged else "",
+        "bn_loss_band_ends": " A band covers only the steps where all of its network's "
+                             "runs have a finite loss: it ends (dotted line, legend) where "
+                             "a run diverged, instead of narrowing to the runs left."
+                             if ends("loss") else "",
+        "bn_grad_band_ends": "; a band ends (dotted line, legend) where one of its runs "
+                             "diverged" if ends("last_grad", "last_grad_change") else "",
+    }
+
+
 def _chance_steps(runs: list[dict], S: Sizes) -> str | None:
     """Steps each network's probed runs sit at chance, mean over seeds."""
     parts = []
@@ -596,6 +626,7 @@ def values(profile: Profile) -> dict:
         "bn_seeds_done": ", ".join(map(str, seeds)) if seeds else None,
         "bn_chance_loss": f"{(1 - CHANCE_TOL) * CHANCE:.2f}",
         "bn_chance_steps": _chance_steps(runs, S),
+        **_diverged_marks(runs, S),
         "bn_adam_step_ratio": _adam_step_ratio(runs, S),
         "bn_probe_direction": _probe_direction(runs),
         "bn_probe_every": str(S.probe_every),

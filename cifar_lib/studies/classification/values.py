@@ -361,6 +361,17 @@ def lr_grid_failed(recs: list[dict]):
                          for lr in table.index], index=table.index, columns=table.columns)
 
 
+def lr_grid_failed_caption(profile: Profile) -> str | None:
+    """The grid figure's caption clause on failed cells, there only when
+    the figure draws one (a cell every run of which failed)."""
+    recs = records(ABLATION["lr_grid"], profile)
+    if not recs:
+        return None
+    failed = lr_grid_failed(recs).to_numpy().ravel()
+    return ("; grey and hatched: a cell whose run failed, its accuracy in brackets "
+            "and no colour" if any(failed) else "")
+
+
 def _register_ablation_table(experiment):
     @register_table(experiment.name)
     def table(profile: Profile):
@@ -1124,6 +1135,7 @@ def values(profile: Profile) -> dict:
             "long_budget_reading": long_budget_reading(profile),
             "final_model": final_model_note(profile),
             "final_model_reading": final_model_reading(profile),
+            "lr_grid_failed_cells": lr_grid_failed_caption(profile),
             **_readings(profile), **inside_observations(profile),
             "benchmark_device": benchmark_device(profile)}
 
