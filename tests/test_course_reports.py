@@ -120,7 +120,7 @@ def test_table_puts_ours_beside_theirs(profile):
     assert adam["seeds"] == 2 and adam["our train time (s)"] == "12"
     assert adam["epochs theirs / ours"] == "50 / 1"
     assert "data theirs / ours" not in adam        # one data set on each side: in the text
-    assert adam["our run"] == "ablation_optimizers: Adam"
+    assert adam["our run"] == "optimizers (1.3): Adam"
     assert adam["our recipe"].startswith("FastNet x0.125, Adam lr 0.002")
     lenet = rows["course report C", "LeNet-style CNN"]
     assert lenet["ours (%)"] == "95.0" and lenet["epochs theirs / ours"] == "200 / 1"
@@ -169,7 +169,7 @@ def test_schedule_key_finds_the_row_whose_label_carries_its_step_size(profile):
     (label,) = found["ablation_schedulers"]
     assert label.startswith("step (x0.1 every ")
     step = [s for s in CR.settings() if s["ours"].get("scheduler") == "step"]
-    assert step and CR._key_words(step[0]["ours"]) == "ablation_schedulers: the step schedule"
+    assert step and CR._key_words(step[0]["ours"]) == "schedulers (1.3): the step schedule"
 
 
 def test_runs_of_a_setting_pool_seeds_and_prefer_the_longest_recipe(profile):
@@ -194,7 +194,50 @@ def test_runs_of_a_setting_pool_seeds_and_prefer_the_longest_recipe(profile):
 def test_heavy_models_are_opt_in(profile):
     """ResNeXt-50 runs only in the extended set: the table says so."""
     df = TABLES["course_reports"](profile).set_index("setting")
-    assert df.loc["ResNeXt-50 32x4d", "ours (%)"].startswith("not run (opt-in: ")
+    assert df.loc["ResNeXt-50 32x4d", "ours (%)"] == "not run (opt-in: the extended set)"
+
+
+def test_a_reports_table_says_each_recipe_once_and_each_row_its_change(profile):
+    """Report A's table: the recipe most rows share stated above it (here
+    the Adam row's, the only one run), a row naming only its own
+    ingredients, theirs likewise in the setting."""
+    df = TABLES["course_reports_a"](profile).set_index("setting")
+    assert "reported by" not in df and "their recipe" not in df
+    col = "our run; its recipe where it differs"
+    assert df.loc["optimizer: Adam", col] == "optimizers (1.3): Adam"
+    assert df.loc["optimizer: sign-SGD", col] == "optimizers (1.3): sign-SGD (signum)"
+    mse = [s for s in df.index if s.startswith("loss: MSE")]
+    assert mse == ["loss: MSE (their recipe: 3-conv CNN 128-256-512; Adam 1e-3, wd 1e-4, "
+                   "grad clip, StepLR(20, 0.1))"]
+    said = CR.values(profile)["course_report_a_recipes"]
+    assert said.startswith("Their recipe: 3-conv CNN 64-128-256; Adam 1e-3, wd 1e-4, grad "
+                           "clip, StepLR(20, 0.1). Ours: FastNet x0.125, Adam lr 0.002")
+    # every setting is in one report's table
+    n = sum(len(TABLES[f"course_reports_{x}"](profile)) for x in "abcde")
+    assert n == len(CR.settings())
+
+
+def test_the_common_recipe_takes_a_majority_and_leaves_the_rest_to_the_rows():
+    a = {"model": "FastNet", "optimizer": "SGD lr 1", "wd": "wd 0.1", "batch": "batch 8"}
+    b = {"model": "FastNet", "optimizer": "Adam lr 0.01", "batch": "batch 8"}
+    c = {"model": "LeNet-5", "optimizer": "SGD lr 1", "wd": "wd 0.1", "batch": "batch 8",
+         "loss": "mse"}
+    common = CR.common_recipe([a, b, c])
+    assert common == {"model": "FastNet", "optimizer": "SGD lr 1", "wd": "wd 0.1",
+                      "loss": None, "batch": "batch 8",  # and the rest at its default
+                      **dict.fromkeys(("schedule", "smoothing", "augment", "normalize"))}
+    assert CR.recipe_change(a, common) == ""
+    assert CR.recipe_change(b, common) == "Adam lr 0.01, no weight decay"
+    assert CR.recipe_change(c, common) == "LeNet-5, mse"
+    assert CR.recipe_change(c, common, said="MSE on one-hot") == "LeNet-5"  # the label says it
+    # two recipes that share only the batch: each row says the rest
+    split = CR.common_recipe([a, c])
+    assert "model" not in split and split["batch"] == "batch 8"
+    assert CR.recipe_change(a, split) == "FastNet, cross-entropy"
+    assert CR.common_words(split).endswith("each row gives its network, loss and any "
+                                           "other change")
+    assert CR._their_change("x, y", "x") == " (their recipe adds y)"
+    assert CR._their_change("z", "x") == " (their recipe: z)" and CR._their_change("x", "x") == ""
 
 
 def _section(text: str, heading: str) -> str:
@@ -209,11 +252,13 @@ def test_report_section_renders_and_states_no_typed_numbers(profile):
     appendix = _section(text, "## Appendix: every setting beside the earlier course reports")
     # the main text has one row per report; every setting is in the appendix
     assert "<!-- BEGIN table:course_reports_condensed -->" in main
-    assert "<!-- BEGIN table:course_reports -->" in appendix and "<details>" in appendix
+    assert all(f"<!-- BEGIN table:course_reports_{x} -->" in appendix for x in "abcde")
+    assert "<details>" in appendix
     out = refresh_text(main, profile, profile.root)
     assert "| B | 1 of " in out and "| 52.0 |" in out and "n/a" not in out
     out = refresh_text(appendix, profile, profile.root)
-    assert "| course report B | ResNet-18 |" in out and "52.0\u00a0±\u00a02.8" in out
+    assert "| ResNet-18 |" in out and "52.0\u00a0±\u00a02.8" in out
+    assert "-->Their recipe: AdamW then SGD" in out
     section = main + appendix
     prose = BLOCK.sub("", section)
     names = r"CIFAR-10|ResNet-18|ResNeXt-50|VGG-11|[A-E]-[A-E]|\b[A-E]\b"

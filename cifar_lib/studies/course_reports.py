@@ -170,27 +170,95 @@ def theirs_cell(s: dict) -> str:
     return _pct(s["value"])
 
 
-def recipe_words(cfg: dict) -> str:
-    """A short description of one of our configs (model, optimiser, schedule)."""
+def recipe_parts(cfg: dict) -> dict[str, str]:
+    """One of our configs in words, by ingredient (model, optimizer, schedule,
+    weight decay, loss, label smoothing, augmentation, normalisation, batch);
+    an ingredient at its plain default (none, cross-entropy, normalised) is
+    left out."""
     from cifar_lib.models import display_name
     mkw = dict(cfg["model_kw"])
     width = mkw.pop("width", 1.0)
     mkw.pop("whiten", None)          # FastNet's whitening variant: a detail of the network
     kw = ", ".join(f"{k}={v}" for k, v in mkw.items())
-    opt = optimizer_name(cfg["optimizer"])
-    parts = [display_name(cfg["model"]) + (f" x{width:g}" if width != 1 else "")
-             + (f" ({kw})" if kw else ""), f"{opt} lr {cfg['lr']:g}", cfg["scheduler"]]
-    if cfg["weight_decay"]:
-        parts.append(f"wd {cfg['weight_decay']:g}")
-    if cfg["loss"] != "cross_entropy":
-        parts.append(cfg["loss"])
-    if cfg["label_smoothing"]:
-        parts.append(f"label smoothing {cfg['label_smoothing']:g}")
     aug = describe(cfg["augment"])
-    parts.append(aug if aug != "none" else "no augmentation")
-    if not cfg["normalize"]:
-        parts.append("no normalisation")
-    return ", ".join(parts + [f"batch {cfg['batch_size']}"])
+    parts = {"model": display_name(cfg["model"]) + (f" x{width:g}" if width != 1 else "")
+             + (f" ({kw})" if kw else ""),
+             "optimizer": f"{optimizer_name(cfg['optimizer'])} lr {cfg['lr']:g}",
+             "schedule": cfg["scheduler"],
+             "wd": f"wd {cfg['weight_decay']:g}" if cfg["weight_decay"] else None,
+             "loss": cfg["loss"] if cfg["loss"] != "cross_entropy" else None,
+             "smoothing": f"label smoothing {cfg['label_smoothing']:g}"
+             if cfg["label_smoothing"] else None,
+             "augment": aug if aug != "none" else "no augmentation",
+             "normalize": None if cfg["normalize"] else "no normalisation",
+             "batch": f"batch {cfg['batch_size']}"}
+    return {k: v for k, v in parts.items() if v is not None}
+
+
+def recipe_words(cfg: dict) -> str:
+    """A short description of one of our configs (model, optimiser, schedule)."""
+    return ", ".join(recipe_parts(cfg).values())
+
+
+# The ingredients of :func:`recipe_parts`, in the order they are said, and
+# how one left out reads where another recipe has it.
+INGREDIENTS = ("model", "optimizer", "schedule", "wd", "loss", "smoothing", "augment",
+               "normalize", "batch")
+INGREDIENT_NAMES = {"model": "network", "optimizer": "optimizer",
+                    "schedule": "schedule", "wd": "weight decay", "loss": "loss",
+                    "smoothing": "label smoothing", "augment": "augmentation",
+                    "normalize": "normalisation", "batch": "batch size"}
+DEFAULT_WORDS = {"wd": "no weight decay", "loss": "cross-entropy",
+                 "smoothing": "no label smoothing", "normalize": "normalised"}
+
+
+def common_recipe(parts: list[dict]) -> dict[str, str | None]:
+    """The ingredients more than half of the recipes share: their words, or
+    None where that majority leaves the ingredient at its default; an
+    ingredient without such a majority is not in the result (each row
+    says its own)."""
+    out = {}
+    for key in INGREDIENTS:
+        said = [p.get(key) for p in parts]
+        best = max(dict.fromkeys(said), key=said.count)
+        if 2 * said.count(best) > len(said):
+            out[key] = best
+    return out
+
+
+def recipe_change(parts: dict, common: dict, said: str = "") -> str:
+    """A recipe's own words where it differs from the ``common`` one or
+    the common one leaves an ingredient to each row ('' if nothing),
+    without words ``said`` already holds (a row's label)."""
+    words = [parts.get(k) or DEFAULT_WORDS[k] for k in INGREDIENTS
+             if k not in common or parts.get(k) != common[k]]
+    def bare(text):  # 'Adam lr=0.01' says 'Adam lr 0.01'
+        return text.lower().replace("=", "").replace(" ", "")
+    return ", ".join(w for w in words if bare(w) not in bare(said))
+
+
+def common_words(common: dict) -> str:
+    """The common recipe as the text says it, and what each row gives."""
+    said = ", ".join(v for k, v in common.items() if v)
+    own = [INGREDIENT_NAMES[k] for k in INGREDIENTS if k not in common]
+    return (said + "; " if said else "") + (
+        f"each row gives its {', '.join(own)} and any other change" if own
+        else "each row gives any change")
+
+
+def run_words(experiment: str, label: str) -> str:
+    """One of our runs as the report names it: the comparison (and report
+    section) and the row, e.g. 'optimizers (1.3): Adam', 'architectures
+    (1.2): CNN 64-128-256'."""
+    from cifar_lib.models import MODELS, display_name
+    from cifar_lib.studies.classification.runs import factor_name
+    exp = _registered().get(experiment)
+    name = (factor_name(experiment.removeprefix("ablation_"))
+            if experiment.startswith("ablation_") else
+            {"batchnorm": "BatchNorm", "architectures_extended": "architectures, opt-in"}
+            .get(experiment, experiment.replace("_", " ")))
+    where = f" ({exp.section})" if exp is not None else ""
+    return f"{name}{where}: {display_name(label) if label in MODELS else label}"
 
 
 # ---------------------------------------------------------------- comparison
@@ -208,7 +276,7 @@ def comparison(profile: Profile) -> list[dict]:
                "ours_mean": None, "ours_std": None, "our_run": _key_words(s["ours"])}
         if planned:  # not run yet: name the run the plan has
             labels = sorted(runs.candidates(s["ours"])[planned[0]])
-            row["our_run"] = f"{planned[0]}: {labels[0]}"
+            row["our_run"] = run_words(planned[0], labels[0])
         if recs:
             metric = "best_val_acc" if s["metric"] == "best val acc" else "test_acc"
             g = summarize(results_frame(recs), by="label", metrics=(metric, "train_time"))
@@ -219,7 +287,8 @@ def comparison(profile: Profile) -> list[dict]:
                        train_time=float(g["train_time_mean"][0]),
                        our_epochs=cfg["epochs"], our_recipe=recipe_words(cfg),
                        our_params=recs[0]["metrics"].get("params"),
-                       our_run=f"{recs[0]['experiment']}: {recs[0]['label']}",
+                       our_run=run_words(recs[0]["experiment"], recs[0]["label"]),
+                       our_parts=recipe_parts(cfg),
                        source=", ".join(sorted({r["data"]["source"] for r in recs})),
                        train_images=recs[0]["data"].get("train"),
                        width=float((cfg.get("model_kw") or {}).get("width", 1.0)))
@@ -232,7 +301,7 @@ def _ours_cell(row: dict, profile: Profile) -> str:
         if not row["planned_in"]:
             return f"not run (not in the {profile.name} profile)"
         if all(n in _opt_in() for n in row["planned_in"]):
-            return f"not run (opt-in: {', '.join(row['planned_in'])})"
+            return "not run (opt-in: the extended set)"
         return "not run"
     if row["ours_std"] is None:
         return f"{row['ours_mean']:.1f}"
@@ -269,6 +338,91 @@ def course_reports_table(profile: Profile):
     return df.drop(columns="data theirs / ours") if len(ours) <= 1 else df
 
 
+def _by_report(profile: Profile) -> dict[str, list[dict]]:
+    """:func:`comparison`'s rows per course report, A to E."""
+    out: dict = {}
+    for r in comparison(profile):
+        out.setdefault(r["report"], []).append(r)
+    return dict(sorted(out.items()))
+
+
+def report_recipes(rows: list[dict]) -> tuple[str, dict | None]:
+    """(the recipe most of a course report's rows state, the recipe most of
+    our runs of its rows share, per ingredient; None if none ran)."""
+    said = [r["recipe"] for r in rows]
+    theirs = max(dict.fromkeys(said), key=said.count)
+    ran = [r["our_parts"] for r in rows if r["ours_mean"] is not None]
+    return theirs, common_recipe(ran) if ran else None
+
+
+def report_table(rows: list[dict], profile: Profile):
+    """One course report's settings, theirs beside ours, each recipe said
+    once above the table (:func:`report_recipes`): a row names only how
+    its recipe differs (theirs in the setting cell, ours in its column)."""
+    import pandas as pd
+    theirs, ours = report_recipes(rows)
+    out = []
+    for r in rows:
+        ran = r["ours_mean"] is not None
+        out.append({
+            "setting": r["setting"] + _their_change(r["recipe"], theirs),
+            "theirs (%)": theirs_cell(r), "ours (%)": _ours_cell(r, profile),
+            "epochs theirs / ours": f"{r['epochs'] or 'not stated'} / "
+                                    f"{r['our_epochs'] if ran else '-'}",
+            "params (M) theirs / ours": _params_cell(r),
+            "our run; its recipe where it differs": _run_cell(r, ours),
+            "seeds": r["runs"],
+            "our train time (s)": f"{r['train_time']:.0f}" if ran else "-",
+            "our data": r["source"] if ran else "-"})
+    df = pd.DataFrame(out)
+    # one data set (the text names it): no column repeating it
+    return df.drop(columns="our data") if df["our data"].nunique() <= 1 + ("-" in
+                                                                         set(df["our data"])) \
+        else df
+
+
+def _run_cell(row: dict, common: dict | None) -> str:
+    """Our run's name and, once it ran, how its recipe differs from the
+    report's common one (words its name already says left out)."""
+    change = (recipe_change(row["our_parts"], common, row["our_run"])
+              if row["ours_mean"] is not None else "")
+    return row["our_run"] + (f"; {change}" if change else "")
+
+
+def _their_change(recipe: str, common: str) -> str:
+    """How a row's stated recipe differs from the report's common one, as
+    the setting cell appends it ('' if it does not)."""
+    if recipe == common:
+        return ""
+    if recipe.startswith(common):
+        return f" (their recipe adds {recipe[len(common):].lstrip(', ')})"
+    return f" (their recipe: {recipe})"
+
+
+# Per course report: its appendix table and the value stating both recipes
+# above it (spelled out: report.md's names are found in the code).
+REPORT_BLOCKS = {"A": ("course_reports_a", "course_report_a_recipes"),
+                 "B": ("course_reports_b", "course_report_b_recipes"),
+                 "C": ("course_reports_c", "course_report_c_recipes"),
+                 "D": ("course_reports_d", "course_report_d_recipes"),
+                 "E": ("course_reports_e", "course_report_e_recipes")}
+
+
+def _register_report_table(report: str):
+    @register_table(REPORT_BLOCKS[report][0])
+    def table(profile: Profile):
+        rows = _by_report(profile).get(report)
+        return report_table(rows, profile) if rows else None
+    table.__doc__ = f"Course report {report}'s settings beside ours (report appendix)."
+
+
+if set(REPORT_BLOCKS) != set(reference()["reports"]):
+    raise ValueError(f"{DATA.name} quotes reports {sorted(reference()['reports'])}; "
+                     f"the appendix has blocks for {sorted(REPORT_BLOCKS)}")
+for _report in REPORT_BLOCKS:
+    _register_report_table(_report)
+
+
 def _span(values) -> str:
     """A range of numbers as text: one value, or low to high."""
     lo, hi = min(values), max(values)
@@ -303,12 +457,13 @@ def course_reports_condensed(profile: Profile):
 
 
 def _key_words(key: dict) -> str:
+    from cifar_lib.models import display_name
     if "label" in key:
-        return f"{key['experiment']}: {key['label']}"
+        return run_words(key["experiment"], key["label"])
     if "scheduler" in key:
-        return f"{key['experiment']}: the {key['scheduler']} schedule"
+        return run_words(key["experiment"], f"the {key['scheduler']} schedule")
     kw = ", ".join(f"{k}={v}" for k, v in key.get("model_kw", {}).items())
-    return f"{key['model']}{f' ({kw})' if kw else ''} in any experiment"
+    return f"{display_name(key['model'])}{f' ({kw})' if kw else ''} in any comparison"
 
 
 def _ran(profile: Profile) -> list[dict]:
@@ -344,7 +499,21 @@ def values(profile: Profile) -> dict:
         "course_reports_their_epochs": f"{theirs[0]} to {theirs[-1]}",
         "course_reports_our_data": ", ".join(sorted({r["source"] for r in ran})) or None,
         "course_reports_our_images": _images_words(ran),
+        **_recipe_values(profile),
     }
+
+
+def _recipe_values(profile: Profile) -> dict:
+    """Per course report X, ``course_report_x_recipes``: its stated recipe
+    and the one most of our matching runs share, said once above its
+    appendix table."""
+    out = {}
+    for report, rows in _by_report(profile).items():
+        theirs, ours = report_recipes(rows)
+        out[REPORT_BLOCKS[report][1]] = (
+            f"Their recipe: {theirs}. Ours: "
+            + (f"{common_words(ours)}." if ours else "no run of ours in this profile yet."))
+    return out
 
 
 def _images_words(ran: list[dict]) -> str | None:
