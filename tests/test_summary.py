@@ -311,3 +311,27 @@ def test_learning_curves_show_the_first_seed_that_learned():
     got = first_seed(recs)
     assert [(r["label"], r["config"]["seed"]) for r in got] == \
         [("vgg_a", 1), ("lenet", 0), ("cnn3", 0)]      # order by label's lowest seed
+
+
+def test_the_architecture_table_says_a_shared_rate_source_and_equal_epochs_once(monkeypatch):
+    import pandas as pd
+
+    def summary(froms, epochs):
+        n = len(froms)
+        return pd.DataFrame({
+            "label": ["fastnet", "lenet"][:n], "test_acc_mean": [0.8, 0.5][:n],
+            "test_acc_std": [0.01, float("nan")][:n], "test_acc_per_seed": ["80.0", "50.0"][:n],
+            "failed": [0] * n, "diverged": [0] * n, "epochs_mean": epochs,
+            "common_epoch": [min(epochs)] * n, "val_at_common": [0.79, 0.49][:n],
+            "lr": [0.2, 0.05][:n], "lr_from": froms, "params": [2e6, 6e4][:n],
+            "mflops": [236.0, 1.0][:n], "train_time_mean": [3.0, 2.0][:n],
+            "images_per_s_mean": [1e5, 1e4][:n]})
+    monkeypatch.setattr(v1, "arch_summary", lambda p: summary(["own grid", "shared"], [8, 8]))
+    t = v1.arch_table(None)
+    assert list(t["lr (chosen from)"]) == ["0.2 (own grid)", "0.05 (shared)"]
+    assert "epochs" not in t and "val acc at epoch 8 (%)" in t
+    monkeypatch.setattr(v1, "arch_summary", lambda p: summary(["shared; own grid pending"] * 2,
+                                                              [8, 4]))
+    t = v1.arch_table(None)
+    assert list(t["lr (shared; own grid pending)"]) == ["0.2", "0.05"]
+    assert list(t["epochs"]) == [8, 4] and "val acc at epoch 4 (%)" in t

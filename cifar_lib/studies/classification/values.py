@@ -259,7 +259,7 @@ def arch_summary(profile: Profile):
     s["grid"] = [grid_text(grids[lbl]) if lbl in grids else None for lbl in s["label"]]
     s["lr_from"] = ["own grid" if lbl in grids else
                     _zoo_rate_from(lbl, complete) if lbl not in ARCH_CORE else
-                    "shared (own grid pending)"
+                    "shared; own grid pending"
                     for lbl in s["label"]]
     common = min(len(r["history"]) for r in keep)
     s["common_epoch"] = common
@@ -288,7 +288,7 @@ def _zoo_rate_from(label: str, complete: set) -> str:
     core = nearest_core(label)
     if core in complete:
         return f"{display_name(core)}'s grid"
-    return f"shared ({display_name(core)}'s grid pending)"
+    return f"shared; {display_name(core)}'s grid pending"
 
 
 @register_table("architectures")
@@ -300,20 +300,24 @@ def arch_table(profile: Profile):
     import pandas as pd
     s = s.sort_values("test_acc_mean", ascending=False, na_position="last")
     common = int(s["common_epoch"].iloc[0])
-    return pd.DataFrame({  # noqa: E501
+    df = pd.DataFrame({  # noqa: E501
         "model": [display_name(lbl) for lbl in s["label"]],
         "test acc (%)": [_cell(m, d) for m, d in zip(s["test_acc_mean"], s["test_acc_std"])],
         "per seed": s["test_acc_per_seed"],
         "failed": s["failed"] + s["diverged"],
         "epochs": s["epochs_mean"],
         f"val acc at epoch {common} (%)": [_cell(v) for v in s["val_at_common"]],
-        "lr": [f"{v:g}" for v in s["lr"]],
-        "lr chosen from": s["lr_from"],
+        # where every rate came from the same place, the header says it once
+        **({f"lr ({s['lr_from'].iloc[0]})": [f"{v:g}" for v in s["lr"]]}
+           if s["lr_from"].nunique() == 1 else
+           {"lr (chosen from)": [f"{v:g} ({f})" for v, f in zip(s["lr"], s["lr_from"])]}),
         "params (M)": [f"{p / 1e6:.3g}" for p in s["params"]],
         "MFLOPs": [NO_MEAN if f is None else f"{f:.0f}" for f in s["mflops"]],
         "train time (s)": [_time(t) for t in s["train_time_mean"]],
         "images/s": [_time(v, "{:,.0f}") for v in s["images_per_s_mean"]],
     })
+    # every model at the same epochs: the "val acc at epoch" header says them
+    return df.drop(columns="epochs") if df["epochs"].nunique() == 1 else df
 
 
 @register_table("arch_grids")
