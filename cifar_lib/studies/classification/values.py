@@ -86,11 +86,28 @@ def acted(df) -> dict[str, str]:
 
 def summary_table(recs: list[dict]):
     """Per label: test accuracy mean ± std (%) over the seeds that learned,
-    every seed's value, val acc, failed and diverged seeds, how often the
-    row's mechanism acted, time.
+    every seed's value, val acc, failed and diverged seeds, time; a row
+    whose mechanism acted says how often after its name ("plateau: 1 rate
+    cut", :func:`acted`).
 
     Used by notebook 02 (report section 1.3).
     """
+    return fold_acted(_summary(recs), "variant") if recs else None
+
+
+def fold_acted(table, name: str):
+    """``table`` without its "acted" column: each of the few rows with an
+    entry gets it after its ``name`` ('AdamW then SGD at 50%: switched at
+    step 78'), instead of a column that is empty for the other rows."""
+    if table is None or "acted" not in table:
+        return table
+    table = table.copy()
+    table[name] = [f"{n}: {a}" if a else n for n, a in zip(table[name], table["acted"])]
+    return table.drop(columns="acted")
+
+
+def _summary(recs: list[dict]):
+    """:func:`summary_table` with the "acted" column where a row has one."""
     import pandas as pd
     if not recs:
         return None
@@ -221,13 +238,13 @@ def tuned_table(recs: list[dict], what: str = "variant"):
     if not recs:
         return None
     keep, grids = at_chosen(recs)
-    table = summary_table(keep).rename(columns={"variant": what})
+    table = _summary(keep).rename(columns={"variant": what})
     rates = {r["label"]: _rate_of(r) for r in keep}
     table.insert(1, "lr", [f"{rates[lbl]:g}" for lbl in table[what]])
     table.insert(2, "rates tried: val acc (%)",
                  [grid_text(grids[lbl]) if lbl in grids else "one rate"
                   for lbl in table[what]])
-    return table
+    return fold_acted(table, what)
 
 
 def arch_summary(profile: Profile):
@@ -621,8 +638,7 @@ def old_ablations_table(profile: Profile):
         t = summary_table(records(exp, profile))
         if t is not None:
             t.insert(0, "ablation", factor_name(key))
-            parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]
-                           + (["acted"] if "acted" in t else [])])
+            parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]])
     if not parts:  # a profile that never ran the old baseline: the appendix is left out
         return None
     return pd.concat(parts, ignore_index=True).fillna("")
