@@ -256,18 +256,18 @@ def pending_line(profile: Profile, experiments: list[str], heading: str | None,
     experiments are still to train (and the plan's estimate) and, outside
     the cpu profile, a link to the same section of the cpu report."""
     jobs, todo = section_jobs(profile, experiments, cache)
-    experiments = [e.split(":")[0] for e in experiments]
     if todo:
         mins = sum(j.est_s for j in todo) / 60
-        names = ", ".join(experiments)
-        what = ("its one run ({}) has not trained yet" if len(jobs) == 1 else
-                "none of its {} runs ({{}}) has trained yet".format(len(jobs))
-                if len(todo) == len(jobs) else
-                f"{len(todo)} of its {len(jobs)} runs ({{}}) "
-                f"{'has' if len(todo) == 1 else 'have'} not trained yet").format(names)
-        what += (f" (about {mins:.1f} min on an H100 by the plan)" if profile.name == "full"
-                 else f" (`python -m cifar_lib run --profile {profile.name}` trains what is "
-                      "pending)")
+        what = ("its one run has not trained yet" if len(jobs) == 1 else
+                f"none of its {len(jobs)} runs has trained yet" if len(todo) == len(jobs) else
+                f"{len(todo)} of its {len(jobs)} runs "
+                f"{'has' if len(todo) == 1 else 'have'} not trained yet")
+        # the command that trains them: the run groups they are in
+        groups = " ".join(dict.fromkeys(j.group for j in todo))
+        command = f"`python -m cifar_lib run --profile {profile.name} --groups {groups}`"
+        what += (f" (about {mins:.1f} min on an H100 by the plan; {command} trains "
+                 f"{'it' if len(todo) == 1 else 'them'})" if profile.name == "full"
+                 else f" ({command} trains {'it' if len(todo) == 1 else 'them'})")
     else:
         what = "its runs are in results/ but its measurements have not been made yet"
     line = f"*Pending in the {profile.name} profile: {what}."

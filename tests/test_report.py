@@ -129,15 +129,15 @@ SECTIONED = ("intro <!-- BEGIN value:_v --><!-- END value:_v -->\n\n"
 
 
 class _Job:
-    def __init__(self, experiment, label, done, est_s=30.0, also=()):
+    def __init__(self, experiment, label, done, est_s=30.0, also=(), group="core"):
         self.experiment, self.label, self.done = experiment, label, done
-        self.est_s, self.also = est_s, list(also)
+        self.est_s, self.also, self.group = est_s, list(also), group
 
 
 def test_pending_sections_collapse_to_one_line_linking_the_cpu_report(prof, registered,
                                                                       monkeypatch):
     jobs = [_Job("exp_a", "a", True), _Job("exp_b", "b", False), _Job("exp_b", "b2", True),
-            _Job("exp_c", "x", False), _Job("exp_c", "z", False)]
+            _Job("exp_c", "x", False, group="zoo"), _Job("exp_c", "z", False)]
     monkeypatch.setattr(report, "planned_runs", lambda P: jobs)
     full = prof.with_(name="full")
     text = report.refresh_text(SECTIONED, full, full.root)
@@ -148,8 +148,9 @@ def test_pending_sections_collapse_to_one_line_linking_the_cpu_report(prof, regi
     # exp_c's labelled x or y but not z), the estimate, the cpu report's section
     later = body["later"].strip()
     assert "\n" not in later and "Lacks" not in later
-    assert later.startswith("*Pending in the full profile: 2 of its 3 runs (exp_b, exp_c) "
-                            "have not trained yet (about 1.0 min on an H100 by the plan).")
+    assert later.startswith("*Pending in the full profile: 2 of its 3 runs have not trained "
+                            "yet (about 1.0 min on an H100 by the plan; `python -m cifar_lib "
+                            "run --profile full --groups core zoo` trains them).")
     assert "report.md#3-not-yet-the-rest) shows it at reduced scale.*" in later
     # tables that are all empty collapse too; no "n/a", no empty-table line
     assert body["empty"].strip().startswith("*Pending in the full profile: 1 of its 2 runs")
@@ -163,7 +164,9 @@ def test_pending_sections_collapse_to_one_line_linking_the_cpu_report(prof, regi
     jobs.append(_Job("exp_a", "a2", False))
     text = report.refresh_text(SECTIONED, full, full.root)
     done = {m.group(1): m.group(3) for m in report.SECTION.finditer(text)}["done"]
-    assert done.strip().startswith("*Pending in the full profile: 1 of its 2 runs (exp_a)")
+    assert done.strip().startswith("*Pending in the full profile: 1 of its 2 runs has not "
+                                   "trained yet")
+    assert "--groups core` trains it)" in done
 
 
 def test_cpu_profile_pending_section_has_no_link(registered, tmp_path, monkeypatch):
