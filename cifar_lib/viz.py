@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -493,14 +494,42 @@ def _violins(ax, dists, cap: int | None = None) -> None:
     ax.violin(stats, showextrema=False, showmedians=True)
 
 
+_LEAF = {"conv": "conv", "bn": "BN", "act": "activation"}
+_PARTS = {"shortcut.0": "shortcut conv", "shortcut.1": "shortcut BN"}
+_STEM = ("conv", "BN", "act", "max-pool")  # models.layers.make_stem's order
+
+
+def layer_words(name: str, short: bool = False) -> str:
+    """A module path as the figures name it, stages and blocks counted from 1
+    (the library's staged nets: stem ``stem.k``, blocks ``layers.i.j``):
+    'layers.1.0.conv2' -> 'stage 2 block 1\nconv 2' (short: '2.1 conv 2'),
+    'layers.2.0.shortcut.0' -> '... shortcut conv', 'stem.0' -> 'stem conv',
+    'fc' -> 'classifier'; any other path as it is."""
+    m = re.fullmatch(r"layers\.(\d+)\.(\d+)(?:\.(.+))?", name)
+    if m:
+        i, j, rest = int(m[1]) + 1, int(m[2]) + 1, m[3]
+        where = f"{i}.{j}" if short else f"stage {i} block {j}"
+        if not rest:
+            return where
+        leaf = re.fullmatch(r"(conv|bn|act)(\d*)", rest)
+        kind = "act" if short and leaf and leaf[1] == "act" else leaf and _LEAF[leaf[1]]
+        what = f"{kind} {leaf[2]}".strip() if leaf else _PARTS.get(rest, rest)
+        return f"{where}{' ' if short else chr(10)}{what}"
+    m = re.fullmatch(r"stem\.(\d)", name)
+    if m and int(m[1]) < len(_STEM):
+        return f"stem {_STEM[int(m[1])]}"
+    return {"fc": "classifier"}.get(name, name)
+
+
 def weight_distributions(weights: dict):
     """Violin plot of the weights of every layer, input to output: layer
     name -> its values, or a summary ``{"n", "values"}`` of them."""
     names = list(weights)
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.6))
     _violins(ax, [weights[n] for n in names], cap=VIOLIN_SAMPLE)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=7)
-    ax.set_xlabel("layer")
+    ax.set_xticks(range(1, len(names) + 1), [layer_words(n, short=True) for n in names],
+                  rotation=90, fontsize=8)
+    ax.set_xlabel("layer (stage.block, from the input side)")
     ax.set_ylabel("weight value")
     return fig
 
@@ -519,7 +548,7 @@ def feature_map_grid(maps: dict, image, channels: dict):
     axes[0, 0].imshow(_to_hwc(image))
     _row_label(axes[0, 0], "input")
     for r, (name, fm) in enumerate(maps.items(), start=1):
-        _row_label(axes[r, 0], name)
+        _row_label(axes[r, 0], layer_words(name))
         for c, ch in enumerate(channels[name]):
             axes[r, c].imshow(np.asarray(fm[c]), cmap="viridis")
             axes[r, c].set_title(f"ch {int(ch)}", fontsize=8)
@@ -695,8 +724,7 @@ def attention_maps(images, maps: dict):
             im = axes[j, i].imshow(np.asarray(m[j]), cmap="magma", vmin=0, vmax=1)
     axes[0, 0].set_title("input", fontsize=9)
     for i, block in enumerate(maps, start=1):
-        stage, _, index = block.replace("layers.", "").partition(".")
-        axes[0, i].set_title(f"stage {stage}\nblock {index}", fontsize=9)
+        axes[0, i].set_title(layer_words(block).replace(" block", "\nblock"), fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -708,7 +736,7 @@ def attention_weights(spatial: dict, channel: dict):
     """Distributions of spatial and channel attention weights per block:
     block -> values, or a summary ``{"n", "values"}`` of them."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-    names = [b.replace("layers.", "") for b in spatial]     # 'layers.1.0' as '1.0'
+    names = [layer_words(b, short=True) for b in spatial]   # 'layers.1.0' as '2.1'
     for ax, dists, title in ((axes[0], spatial, "spatial attention"),
                              (axes[1], channel, "channel attention (SE)")):
         _violins(ax, list(dists.values()))

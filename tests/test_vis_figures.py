@@ -130,3 +130,23 @@ def test_measure_then_redraw_without_pngs_gives_the_same_files(prof, vsplit, dat
     assert [n.split(" (")[0] for n in names] == [display_name(k) for k in out["calibration"]]
     assert any(n.startswith("CANet tiny (architectures, lr ") and n.endswith(", seed 0)")
                for n in names)
+
+
+def test_layers_are_named_in_words_with_stages_and_blocks_from_one():
+    """Figures name a module by stage and block (from 1) and its kind, not
+    by its path in the model; the names every staged net of the library
+    gives its modules all read as words."""
+    assert viz.layer_words("layers.1.0.conv2") == "stage 2 block 1\nconv 2"
+    assert viz.layer_words("layers.1.0.conv2", short=True) == "2.1 conv 2"
+    assert viz.layer_words("layers.2.1.bn1") == "stage 3 block 2\nBN 1"
+    assert viz.layer_words("layers.3.1.act2") == "stage 4 block 2\nactivation 2"
+    assert viz.layer_words("layers.3.1.act2", short=True) == "4.2 act 2"
+    assert viz.layer_words("layers.2.0.shortcut.0", short=True) == "3.1 shortcut conv"
+    assert viz.layer_words("layers.0.2") == "stage 1 block 3"
+    assert (viz.layer_words("stem.0"), viz.layer_words("fc")) == ("stem conv", "classifier")
+    assert viz.layer_words("features.3") == "features.3"  # not a staged net: as it is
+    net = create_model("resnet18", width=0.125)
+    names = [n for n, m in net.named_modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert not any("layers." in viz.layer_words(n) or "." in viz.layer_words(n, short=True)
+                   .split(" ", 1)[-1] for n in names)
