@@ -721,3 +721,11 @@ def test_relative_and_matched_band_views_take_out_the_speed():
     ok = np.isfinite(wp) & np.isfinite(wb)
     assert ok.sum() >= 3
     np.testing.assert_allclose(wb[ok], wp[ok], rtol=0.1)
+
+
+def test_the_surface_colour_bar_ticks_are_round_numbers():
+    from cifar_lib.studies.batchnorm.plots import round_ticks
+    assert round_ticks(0.865, 503) == [1, 3, 10, 30, 100, 300]
+    assert round_ticks(2, 30) == [2, 5, 10, 20]
+    assert round_ticks(0.01, 1e6) == [0.01, 1, 100, 1e4, 1e6]
+    assert round_ticks(1.2, 1.9) == [1.2, 1.9]  # nothing round inside: the ends

@@ -378,6 +378,29 @@ def plot_surface_2d(surfs: dict):
         cax = fig.add_subplot(outer[:, ncol])
         fig.legend([star], ["trained weights"], loc="outside lower center",
                    frameon=False)
-    cb = fig.colorbar(cs, cax=cax, ticks=levels[::3], label=label)
-    cb.ax.set_yticklabels([f"{v:.3g}" for v in levels[::3]])
+    ticks = round_ticks(lo, levels[-1])
+    cb = fig.colorbar(cs, cax=cax, ticks=ticks, label=label)
+    cb.ax.set_yticklabels([f"{v:g}" for v in ticks])
+    cb.ax.minorticks_off()
     return fig
+
+
+def round_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Round values for a log colour bar over [lo, hi]: the powers of ten,
+    or 1 and 3, or 1, 2 and 5 times each, whichever gives the most ticks
+    up to ``most`` (over many decades, every few powers of ten); the ends
+    where none gives two."""
+    import math
+    powers = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    best: list[float] = []
+    for steps in ((1,), (1, 3), (1, 2, 5)):
+        out = [float(f"{m * 10.0 ** k:g}") for k in powers for m in steps
+               if lo <= m * 10.0 ** k <= hi]
+        if len(best) < len(out) <= most:
+            best = out
+    if len(best) >= 2:
+        return best
+    tens = [float(f"{10.0 ** k:g}") for k in powers if lo <= 10.0 ** k <= hi]
+    if len(tens) > most:  # a range of many decades: every other one, or fewer
+        return tens[::math.ceil(len(tens) / most)]
+    return [float(f"{lo:.3g}"), float(f"{hi:.3g}")]
