@@ -247,65 +247,113 @@ def learning_curves(records, labels=None, title=None):
     """Train/val loss and accuracy per epoch; a diverged run ends in an x
     (drawn at the top, labelled, when it diverged in its first epoch).
 
-    Four panels, two by two (train and validation loss on top, accuracy
-    below), so that a page shows them at a readable size. Loss axes are
+    Runs validated every epoch: four panels, two by two (train and
+    validation loss on top, accuracy below), so that a page shows them at a
+    readable size. Where some run validated once, after training (the lean
+    loop), loss and accuracy side by side instead, that value beside its
+    training curve (:func:`_curves_validated_once`). Loss axes are
     logarithmic only where the losses span more than a decade (with
     plain-number ticks); the legend sits below the panels, inside the
     figure (constrained layout); more than ten runs take colours from tab20.
 
     Used by notebooks 01, 02 (report sections 1.2, 1.3)."""
+    from matplotlib.ticker import MaxNLocator
+    colours = [f"C{i}" for i in range(10)] if len(records) <= 10 else \
+        [plt.get_cmap("tab20")(i % 20) for i in range(len(records))]
+    if any(_validated_once(r) for r in records):
+        return _curves_validated_once(records, labels, title, colours)
     fig, grid = plt.subplots(2, 2, figsize=(10, 7.6), layout="constrained", sharex=True)
     axes = list(grid.flat)  # loss (train, validation) on top, accuracy below
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss"),
             ("train_acc", "train accuracy (%)"), ("val_acc", "validation accuracy (%)")]
     series = {k: [] for k, _ in keys}
     diverged = []
-    colours = [f"C{i}" for i in range(10)] if len(records) <= 10 else \
-        [plt.get_cmap("tab20")(i % 20) for i in range(len(records))]
-    once = {k: all(sum(v == v for v in [e.get(k) for e in r["history"]] if v is not None) <= 1
-                   for r in records) for k, _ in keys}
-    lean = {k for k in once if once[k] and not all(once.values())}  # validated at the end only
     for i, rec in enumerate(records):
         label = labels[i] if labels else rec.get("label", rec["run"])
         label = f"{label} (diverged)" if _diverged(rec) else label
         h = rec["history"]
         ep = [e["epoch"] for e in h]
-        # a point measured once sits a little apart from the other runs' (no point hides one)
-        apart = 0.08 * (i - (len(records) - 1) / 2) if len(records) > 1 else 0.0
         for ax, (k, _) in zip(axes, keys):
             scale = 100.0 if k.endswith("acc") else 1.0     # accuracy in %, as the tables
             vals = [float("nan") if e.get(k) is None else scale * e[k] for e in h]
             series[k] += vals
-            ax.plot([e + apart for e in ep] if k in lean else ep, vals,
-                    marker="." if len(ep) < 15 or k in lean else None,
+            ax.plot(ep, vals, marker="." if len(ep) < 15 else None,
                     label=label if ax is axes[0] else None, color=colours[i])
             if _diverged(rec):
                 diverged.append((ax, rec, ep, vals, colours[i]))
-    for i, (k, _) in enumerate(keys):
-        if k in lean:   # its panel takes the training panel's scale: one axis for both
-            series[k] = series[keys[i - 1][0]] = series[k] + series[keys[i - 1][0]]
     for i, (ax, (k, name)) in enumerate(zip(axes, keys)):
         if i >= 2:
             ax.set_xlabel("epoch")
         ax.set_ylabel(name)
-        if k in lean:
-            ax.set_title(f"{name.replace(' (%)', '')}: measured once, after training\n(on the training panel's "
-                         "scale, runs set slightly apart)", fontsize=9)
         if k.endswith("loss"):
             readable_log_axis(ax, series[k])
-    for i, (k, _) in enumerate(keys):
-        if k in lean:
-            lo, hi = axes[i - 1].get_ylim()
-            a, b = axes[i].get_ylim()
-            lo, hi = min(lo, a), max(hi, b)
-            pad = 0.04 * (hi - lo) if axes[i].get_yscale() == "linear" else 0.0
-            for ax in (axes[i - 1], axes[i]):   # room for a marker at either end
-                ax.set_ylim(lo - pad, hi + pad)
     for args in diverged:  # after autoscaling, so a mark at the edge stays visible
         _mark_divergence(*args)
-    from matplotlib.ticker import MaxNLocator
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (shared x)
     fig.legend(loc="outside lower center", ncol=min(len(records), 4), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _validated_once(rec: dict) -> bool:
+    """Whether a run trained several epochs but validated once, after
+    training (the lean loop)."""
+    h = rec["history"]
+    return len(h) > 1 and sum(e.get("val_loss") is not None for e in h) <= 1 \
+        and sum(e.get("train_loss") is not None for e in h) > 1
+
+
+def _curves_validated_once(records, labels, title, colours):
+    """:func:`learning_curves` where some runs validated once, after
+    training (the lean loop): loss and accuracy side by side, the training
+    curve per epoch as a line, a validation value measured once as an open
+    diamond at the last epoch (runs set slightly apart, so that no diamond
+    hides another) and one measured every epoch as a dashed line, on the
+    same axes."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained", sharex=True)
+    losses, diverged, every = [], [], False
+    for i, rec in enumerate(records):
+        label = labels[i] if labels else rec.get("label", rec["run"])
+        label = f"{label} (diverged)" if _diverged(rec) else label
+        h, colour = rec["history"], colours[i]
+        ep = [e["epoch"] for e in h]
+        apart = 0.08 * (i - (len(records) - 1) / 2) if len(records) > 1 else 0.0
+        for ax, (train, val) in zip(axes, (("train_loss", "val_loss"), ("train_acc", "val_acc"))):
+            scale = 100.0 if train.endswith("acc") else 1.0
+            vals = [float("nan") if e.get(train) is None else scale * e[train] for e in h]
+            ax.plot(ep, vals, marker="." if len(ep) < 15 else None, color=colour,
+                    label=label if ax is axes[0] else None)
+            once = [(e["epoch"], scale * e[val]) for e in h if e.get(val) is not None]
+            if len(once) > 1:       # validated every epoch (e.g. the plateau schedule)
+                ax.plot(*zip(*once), "--", color=colour)
+                every = True
+            elif once:
+                ax.plot([once[-1][0] + apart], [once[-1][1]], "D", mfc="none", mec=colour,
+                        mew=1.5, ms=7)
+            if train == "train_loss":
+                losses += vals + [v for _, v in once]
+            if _diverged(rec):
+                diverged.append((ax, rec, ep, vals, colour))
+    axes[0].set_ylabel("loss")
+    axes[1].set_ylabel("accuracy (%)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    readable_log_axis(axes[0], losses)
+    for args in diverged:  # after autoscaling, so a mark at the edge stays visible
+        _mark_divergence(*args)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (shared x)
+    key = {"training, per epoch": Line2D([], [], color="k", marker="."),
+           "validation, every epoch": Line2D([], [], color="k", ls="--"),
+           "validation, once after training": Line2D([], [], ls="none", marker="D",
+                                                     mfc="none", mec="k", mew=1.5, ms=7)}
+    if not every:
+        del key["validation, every epoch"]
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles + list(key.values()), names + list(key),
+               loc="outside lower center", ncol=min(len(records) + len(key), 4), fontsize=9)
     if title:
         fig.suptitle(title)
     return fig

@@ -349,25 +349,33 @@ def test_learning_curves_keep_legend_and_title_inside_the_figure():
         assert not ax.get_window_extent(r).overlaps(box), "legend covers a panel"
 
 
-def test_curves_of_a_run_validated_once_share_the_epoch_axis_and_say_so():
+def test_curves_of_runs_validated_once_draw_that_value_beside_the_training_curve():
+    """The lean loop validates once, after training: loss and accuracy side
+    by side, the validation value an open diamond at the last epoch on the
+    training curve's axes (runs set apart), a run that validates every
+    epoch a dashed line; the legend says which is which."""
     from cifar_lib import viz
     _mpl()
-    recs = [_record(f"m{i}", [2.3, 2.0, 1.7, 1.4]) for i in range(2)]
-    for r in recs:              # the lean loop: validation after the last epoch only
+    recs = [_record(f"m{i}", [2.3, 2.0, 1.7, 1.4]) for i in range(3)]
+    for r in recs[:2]:          # the lean loop: validation after the last epoch only
         for e in r["history"][:-1]:
             e.pop("val_loss"), e.pop("val_acc")
     fig = viz.learning_curves(recs)
-    train_loss, val_loss, train_acc, val_acc = fig.axes
-    assert val_loss.get_xlim() == train_loss.get_xlim() and val_loss.get_xlim()[0] < 1.5
-    assert val_acc.get_title().startswith("validation accuracy: measured once, after training")
-    assert train_acc.get_title() == ""
-    # one scale for the training curve and the value measured once; runs set apart
-    assert val_acc.get_ylim() == train_acc.get_ylim()
-    xs = [line.get_xdata()[-1] for line in val_acc.get_lines()]
-    assert len(set(xs)) == 2 and max(xs) - min(xs) < 0.5
+    loss, acc = fig.axes
+    assert (loss.get_ylabel(), acc.get_ylabel()) == ("loss", "accuracy (%)")
+    diamonds = [ln for ln in acc.get_lines() if ln.get_marker() == "D"]
+    xs = [ln.get_xdata()[0] for ln in diamonds]
+    assert len(xs) == 2 and len(set(xs)) == 2 and max(abs(x - 4) for x in xs) < 0.5
+    dashed = [ln for ln in acc.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [1, 2, 3, 4]  # the third run
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"training, per epoch", "validation, every epoch",
+            "validation, once after training"} <= set(names)
     fig.canvas.draw()
-    ticks = [t.get_text() for t in train_acc.get_xticklabels() if t.get_text()]
+    ticks = [t.get_text() for t in acc.get_xticklabels() if t.get_text()]
     assert "1.5" not in ticks and "2" in ticks                     # whole epochs
+    # every run validated every epoch: the four panels as before
+    assert len(viz.learning_curves([_record("m", [2.3, 2.0, 1.7])]).axes) == 4
 
 
 def test_point_labels_of_the_accuracy_figure_do_not_overlap():
