@@ -425,7 +425,8 @@ def _centres(by_seed: dict, key: str) -> float | None:
 
 
 def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
-    """Whether the matched-loss surfaces are matched, and how the rises compare."""
+    """Whether the matched-loss surfaces are matched, and where the final
+    surfaces sit (the rises follow in ``bn_v_surface``)."""
     plain, bn, m = (_centres(by_seed, k) for k in (*MODELS, MATCHED))
     if plain is None or bn is None:
         return None
@@ -443,11 +444,18 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
     if len(per) > 1:
         matched += (f" on average; per seed {min(per):.0%} to {max(per):.0%} apart, "
                     "epochs being the finest step here")
-    p = _surface_pairs(by_seed, MATCHED).get("end")
     said = (", ".join(map(str, eps[:-1])) + " or " if len(eps) > 1 else "") + str(eps[-1])
+    if abs(math.log(bn / plain)) < math.log(1.1):
+        final = "about VGG-A's loss as well"
+    else:
+        final = (f"{'deeper in its valley than' if bn < plain else 'higher than'} VGG-A, "
+                 "so the final rows compare the two networks at different losses and "
+                 "the matched-loss rows are the like-for-like ones")
     return (f"Stopped after {said} of {S.epochs} epochs (per seed), VGG-A + BN "
             f"sits at loss {m:.3g} against VGG-A's {plain:.3g} after all {S.epochs} "
-            f"({matched}), and its rise at ±0.5 is {V.said(p)}.")
+            f"({matched}); after all {S.epochs} it sits at {bn:.3g}, {final} "
+            "(losses at the trained weights on the surface images, evaluation mode, "
+            "means over the seeds).")
 
 
 def _x(r: float) -> str:
@@ -577,13 +585,6 @@ def _chance_steps(runs: list[dict], S: Sizes) -> str | None:
     return "; ".join(parts) or None
 
 
-def _surface_loss(by_seed: dict, model: str) -> str | None:
-    """A model's loss at its trained weights on the surface images (eval),
-    mean over seeds."""
-    c = _centres(by_seed, model)
-    return None if c is None else f"{c:.3g}"
-
-
 # The value of each measure's verdict sentence (spelled out: report.md's
 # names are found in the code).
 VERDICT_VALUES = {
@@ -650,9 +651,6 @@ def values(profile: Profile) -> dict:
         "bn_adam_val_acc_vgg_a_bn": _acc(runs, S, "vgg_a_bn", "adam"),
         "bn_sgd_val_acc_vgg_a": _acc(runs, S, "vgg_a", "sgd"),
         "bn_sgd_val_acc_vgg_a_bn": _acc(runs, S, "vgg_a_bn", "sgd"),
-        "bn_surface_loss_vgg_a": _surface_loss(by_seed, "vgg_a"),
-        "bn_surface_loss_vgg_a_bn": _surface_loss(by_seed, "vgg_a_bn"),
-        "bn_surface_loss_matched": _surface_loss(by_seed, MATCHED),
     }
 
 

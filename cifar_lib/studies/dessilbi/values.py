@@ -184,7 +184,7 @@ def path_table(P: Profile):
     for i, layer in enumerate(entries[0]):
         inside = [e for ent in entries for e in ent[layer] if e >= 0]
         n = len(entries[0][layer])
-        row = {"layer": f"conv{i + 1} ({layer})", "filters": n,
+        row = {"layer": f"conv{i + 1}", "filters": n,
                "in support (%)": 100 * len(inside) / (n * len(entries)),
                "first entry (epoch)": min(inside) if inside else math.nan,
                "median entry (epoch)": statistics.median(inside) if inside else math.nan}
