@@ -1,6 +1,7 @@
 """Beside the earlier course reports: the quoted data, the table, report B's recipe."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -74,7 +75,9 @@ def test_quoted_numbers_and_metrics():
 
 def _record(cfg, label, experiment, acc, val=0.6, source="synthetic", seconds=12.0,
             tag=None):
-    rec = {"experiment": experiment, "run": f"{label}-{cfg.seed}", "label": label,
+    digest = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+    rec = {"experiment": experiment, "run": f"{label}-s{cfg.seed}-{digest[:10]}",  # as stored
+           "label": label,
            "status": "ok", "config": cfg.to_dict(), "created": "2024-01-01T00:00:00",
            "data": {"source": source, "train": 640}, "history": [],
            "env": {"device": "cpu", "device_name": "cpu"},
@@ -189,6 +192,7 @@ def test_runs_of_a_setting_pool_seeds_and_prefer_the_longest_recipe(profile):
         del CR.ALSO["main"]
     assert planned == ["main", "more"]
     assert [(r["config"]["epochs"], r["config"]["seed"]) for r in recs] == [(6, 0), (6, 1)]
+    assert {runs.source[r["run"]] for r in recs} == {"more"}  # named by the set that has it
 
 
 def test_heavy_models_are_opt_in(profile):

@@ -91,6 +91,7 @@ class _Runs:
         self.profile = profile
         self._configs: dict[str, list] = {}
         self._records: dict[str, list] = {}
+        self.source: dict[str, str] = {}   # run -> the first experiment that plans it
 
     def configs(self, name: str) -> list:
         if name not in self._configs:
@@ -135,8 +136,12 @@ class _Runs:
         the one shown, over all its seeds.
         """
         where = self.candidates(key)
-        runs = {r["run"]: r for n, labels in where.items()
-                for r in self.records(n) if r["label"] in labels}
+        runs: dict[str, dict] = {}
+        for n, labels in where.items():     # the main set before the extended one
+            for r in self.records(n):
+                if r["label"] in labels and r["run"] not in runs:
+                    runs[r["run"]] = r
+                    self.source.setdefault(r["run"], n)
         groups: dict[str, list[dict]] = {}
         for r in runs.values():
             recipe = {k: v for k, v in r["config"].items() if k != "seed"}
@@ -255,9 +260,11 @@ def run_words(experiment: str, label: str) -> str:
     exp = _registered().get(experiment)
     name = (factor_name(experiment.removeprefix("ablation_"))
             if experiment.startswith("ablation_") else
-            {"batchnorm": "BatchNorm", "architectures_extended": "architectures, opt-in"}
+            {"batchnorm": "BatchNorm",
+             "architectures_extended": "architectures, opt-in extended set"}
             .get(experiment, experiment.replace("_", " ")))
-    where = f" ({exp.section})" if exp is not None else ""
+    # the report shows no run of the opt-in extended set: no section to name
+    where = f" ({exp.section})" if exp is not None and not exp.extended else ""
     return f"{name}{where}: {display_name(label) if label in MODELS else label}"
 
 
@@ -287,7 +294,8 @@ def comparison(profile: Profile) -> list[dict]:
                        train_time=float(g["train_time_mean"][0]),
                        our_epochs=cfg["epochs"], our_recipe=recipe_words(cfg),
                        our_params=recs[0]["metrics"].get("params"),
-                       our_run=run_words(recs[0]["experiment"], recs[0]["label"]),
+                       our_run=run_words(runs.source.get(recs[0]["run"], recs[0]["experiment"]),
+                                         recs[0]["label"]),
                        our_parts=recipe_parts(cfg),
                        source=", ".join(sorted({r["data"]["source"] for r in recs})),
                        train_images=recs[0]["data"].get("train"),
