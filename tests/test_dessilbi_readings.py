@@ -25,23 +25,23 @@ def _set_rows(data, method: str, fraction: float, acc: float):
 def test_order_verdict_weighs_the_gap_against_noise(fake):  # noqa: F811
     P = fake["P"]
     # kept: path 17.4, norm 26.1, |γ| 34.8; noise of path vs norm 8.1 points
-    assert V.order_verdict(P).endswith(
-        "path order is the worst of the 3 rankings, 8.7 points below the nearest (filter "
-        "norm), more than the 8.1 points sampling the test set alone can give.")
+    assert V.order_verdict(P) == (
+        "SLBI's path order is the worst of the 3 rankings of the SLBI network, 8.7 points "
+        "below the nearest (filter norm), more than the 8.1 points sampling the test set "
+        "alone can give.")
     _set_rows(fake["data"], "SLBI, path order", 0.5, 0.22)        # 22.1 kept: within noise
     assert "below the nearest (filter norm), no more than" in V.order_verdict(P)
     _set_rows(fake["data"], "SLBI, path order", 0.5, 0.38)
-    assert "path order is the best of the 3 rankings, 14.0 points above the nearest " \
-           "(|BN scale|)" in V.order_verdict(P)
+    assert "path order is the best of the 3 rankings of the SLBI network, 14.0 points " \
+           "above the nearest (|BN scale|)" in V.order_verdict(P)
 
 
 def test_norm_reading_checks_the_expected_weak_baseline(fake):  # noqa: F811
     P = fake["P"]
     text = V.norm_reading(P)
-    assert text.startswith("Averaged over every panel and fraction, filter norm loses to "
-                           "|γ| on the SLBI network (26.1% of the above-chance accuracy kept "
-                           "against 34.8%; noise 8.6 points) and loses to it on the SGD "
-                           "network (21.9% against 29.2%")
+    # kept: filter norm 26.1% against |γ| 34.8% (SLBI), 21.9% against 29.2% (SGD)
+    assert text.startswith("Filter norm loses to |γ| on the SLBI network (-8.7 points, "
+                           "noise 8.6) and loses to it on the SGD network (-7.3 points")
     assert "it is the weaker baseline on both networks, as expected" in text
     _set_rows(fake["data"], "SGD, filter norm", 0.5, 0.40)        # SGD: norm ahead
     text = V.norm_reading(P)
@@ -49,7 +49,7 @@ def test_norm_reading_checks_the_expected_weak_baseline(fake):  # noqa: F811
     assert "it is the weaker baseline on the SLBI network only" in text
     _set_rows(fake["data"], "SLBI, filter norm", 0.5, 0.30)       # SLBI: the same as |γ|
     text = V.norm_reading(P)
-    assert "filter norm ties with |γ| on the SLBI network" in text
+    assert "Filter norm ties with |γ| on the SLBI network" in text
     assert "these results do not show it to be the weaker baseline" in text
 
 

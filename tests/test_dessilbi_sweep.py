@@ -172,16 +172,17 @@ def test_budget_verdict_follows_its_numbers(fake):
     assert "ties with |γ|" in text and "beats filter-norm pruning" in text
     # over the sweep, support - |γ|: +1, -1, -10; support - norm: +8, +8, -2 (noise ~2.6-3)
     assert ("Over the sweep, all 3 thresholds can tell the methods apart (entries 0.6, "
-            "0.9 and 1.2): there Γ's support beats |γ| at 0, ties with it at 2 and loses "
-            "to it at 1, and beats filter norm at 2, ties with it at 1 and loses to it at "
-            "0") in text
+            "0.9 and 1.2): there Γ's support, against |γ|, ties at entries 0.6 and 0.9 and "
+            "loses at entry 1.2; against filter norm, wins at entries 0.6 and 0.9 and ties "
+            "at entry 1.2") in text
     _set(fake["sweep"], 0.9, "bn", 0.45)
     flipped = V.budget_verdict(P)
     assert "loses to |γ|" in flipped
-    assert "beats |γ| at 0, ties with it at 1 and loses to it at 2" in flipped
+    assert "against |γ|, ties at entry 0.6 and loses at entries 0.9 and 1.2" in flipped
     _set(fake["sweep"], 0.9, "bn", 0.20)
     assert "beats |γ| (network slimming)" in V.budget_verdict(P)
-    assert "beats |γ| at 1, ties with it at 1 and loses to it at 1" in V.budget_verdict(P)
+    assert ("against |γ|, wins at entry 0.9, ties at entry 0.6 and loses at entry 1.2"
+            in V.budget_verdict(P))
 
 
 def test_budget_tally_leaves_out_thresholds_that_cannot_rank(fake):
@@ -194,8 +195,8 @@ def test_budget_tally_leaves_out_thresholds_that_cannot_rank(fake):
     text = V.budget_verdict(P)
     assert ("Over the sweep, 1 of its 3 thresholds can tell the methods apart (entry 0.9; "
             "at entry 0.6 nothing is pruned, and at entry 1.2 every method is at chance): "
-            "there Γ's support beats |γ| at 0, ties with it at 1 and loses to it at 0, and "
-            "beats filter norm at 1, ties with it at 0 and loses to it at 0") in text
+            "there Γ's support, against |γ|, ties at entry 0.9; against filter norm, wins "
+            "at entry 0.9") in text
     comp = V.sweep_comparisons(P, study.sweep_frame(fake["sweep"]), "finetune_acc")
     assert comp["void"] == {0.6: "nothing pruned", 1.2: "at chance"}
     assert comp["told"] == {0.9: {"bn": "ties with", "magnitude": "beats"}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from cifar_lib.experiments import records as stored
 from cifar_lib.models import create_model
@@ -493,7 +494,12 @@ def _width(S: Sizes) -> str:
     """The channel width and parameter counts of both networks."""
     counts = {m: sum(p.numel() for p in create_model(m, width=S.width).parameters())
               for m in MODELS}
-    w = "full width" if S.width == 1 else f"width x{S.width:g}"
+    net = create_model("vgg_a", width=S.width)
+    hidden = "-".join(str(m.out_features) for m in net.classifier
+                      if isinstance(m, torch.nn.Linear))
+    w = ("full width" if S.width == 1 else
+         f"width x{S.width:g} (every channel count and the hidden classifier layers "
+         f"scaled: a {hidden} classifier)")
     return (f"{w}: {counts['vgg_a']:,} parameters without BN, "
             f"{counts['vgg_a_bn']:,} with BN")
 

@@ -564,8 +564,9 @@ def sweep_comparisons(P: Profile, df, col: str) -> dict:
 def _tally(P: Profile, df, col: str) -> str:
     """' Over the sweep, 2 of its 7 thresholds can tell the methods apart
     (entries 0.9 and 0.95; at entry 0.6 nothing is pruned, ...): there
-    Gamma's support beats |γ| at 0, ties with it at 1 and loses to it at 1,
-    and ...': :func:`sweep_comparisons` counted, the void thresholds named."""
+    Γ's support, against |γ|, ties at entry 0.9 and loses at entry 0.95;
+    against filter norm, ...': :func:`sweep_comparisons` per outcome, the
+    void thresholds named."""
     every = sorted(df["entry_at"].unique())
     c = sweep_comparisons(P, df, col)
     why = [f"{_at_entries(es, every)} {what}" for what, words in
@@ -581,11 +582,13 @@ def _tally(P: Profile, df, col: str) -> str:
     some = f"all {k}" if len(told) == k else f"{len(told)} of its {k}"
     counts = []
     for by, name in (("bn", "|γ|"), ("magnitude", "filter norm")):
-        got = [v[by] for v in told.values() if by in v]
-        counts.append(f"beats {name} at {got.count('beats')}, ties with it at "
-                      f"{got.count('ties with')} and loses to it at {got.count('loses to')}")
+        said = [f"{word} at entr{'y' if len(es) == 1 else 'ies'} {_and([f'{e:g}' for e in es])}"
+                for outcome, word in (("beats", "wins"), ("ties with", "ties"),
+                                      ("loses to", "loses"))
+                for es in [[e for e, v in told.items() if v.get(by) == outcome]] if es]
+        counts.append(f"against {name}, {_and(said)}")
     return (f" Over the sweep, {some} thresholds can tell the methods "
-            f"apart ({where}): there Γ's support {counts[0]}, and {counts[1]} (a tie: "
+            f"apart ({where}): there Γ's support, {counts[0]}; {counts[1]} (a tie: "
             "within the noise of that pair).")
 
 
@@ -632,18 +635,15 @@ def order_verdict(P: Profile) -> str | None:
     rank = sorted(means.index, key=lambda o: -means[o]).index("path")
     place = ("the best" if rank == 0 else "the worst" if rank == len(means) - 1
              else "in between")
-    others = " and ".join(f"{100 * means[o]:.1f}% by {SHORT[o]}" for o in means.index
-                          if o != "path")
     near = min((o for o in means.index if o != "path"),
                key=lambda o: abs(means[o] - means["path"]))
     apart = abs(gap(100 * means["path"], 100 * means[near]))
     method = dict(zip(df["order"], df["method"]))
     noise = _kept_noise(df, method["path"], method[near], _n_test(P))
     side = "above" if means["path"] > means[near] else "below"
-    return (f"Averaged over every panel and fraction, SLBI's path order keeps "
-            f"{100 * means['path']:.1f}% of the above-chance accuracy, against {others} "
-            f"on the same network: path order is {place} of the {len(means)} rankings, "
-            f"{apart:.1f} points {side} the nearest ({SHORT[near]}), "
+    # the means themselves are listed just before (slbi_prune_kept)
+    return (f"SLBI's path order is {place} of the {len(means)} rankings of the SLBI "
+            f"network, {apart:.1f} points {side} the nearest ({SHORT[near]}), "
             f"{'more' if apart > noise else 'no more'} than the {noise:.1f} points "
             f"{noise_source(_seeds(P))}.")
 
@@ -665,18 +665,16 @@ def norm_reading(P: Profile) -> str | None:
         noise = _kept_noise(df, a, b, n)
         word = versus(100 * (means[a] - means[b]), noise)
         weaker += [model] if word == "loses to" else []
-        kept_ = (f"{100 * means[a]:.1f}% of the above-chance accuracy kept against "
-                 f"{100 * means[b]:.1f}%" if not parts else
-                 f"{100 * means[a]:.1f}% against {100 * means[b]:.1f}%")
+        d = gap(100 * means[a], 100 * means[b])  # the means are listed just before
         parts.append(f"{word + ' |γ|' if not parts else word + ' it'} on the {model} "
-                     f"network ({kept_}; noise {noise:.1f} points)")
+                     f"network ({d:+.1f} points, noise {noise:.1f})")
     if not parts:
         return None
     end = ("it is the weaker baseline on both networks, as expected"
            if len(weaker) == len(parts) else
            f"it is the weaker baseline on the {weaker[0]} network only"
            if weaker else "these results do not show it to be the weaker baseline")
-    return (f"Averaged over every panel and fraction, filter norm {' and '.join(parts)}: "
+    return (f"Filter norm {' and '.join(parts)}: "
             f"{end} (noise: what {noise_source(_seeds(P))}).")
 
 
