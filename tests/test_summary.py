@@ -335,3 +335,15 @@ def test_the_architecture_table_says_a_shared_rate_source_and_equal_epochs_once(
     t = v1.arch_table(None)
     assert list(t["lr (shared; own grid pending)"]) == ["0.2", "0.05"]
     assert list(t["epochs"]) == [8, 4] and "val acc at epoch 4 (%)" in t
+
+
+def test_the_optimizer_section_states_each_optimizers_weight_decay():
+    from cifar_lib.profiles import get_profile
+    from cifar_lib.studies.classification.runs import optimizer_variants
+    P = get_profile("smoke")
+    text = v1.optimizer_decays(P)
+    for name, cfg in optimizer_variants(P).items():
+        if "(baseline)" not in name:
+            assert name in text
+            said = text.split(name, 1)[1].split(";")[0]
+            assert (f"{cfg.weight_decay:g}" if cfg.weight_decay else "none") in said

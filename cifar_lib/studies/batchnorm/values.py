@@ -437,8 +437,9 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
     gap = abs(math.log(m / plain))
     eps = sorted({d[MATCHED].get("matched_epoch") for d in by_seed.values()
                   if MATCHED in d})
-    matched = "within 10%" if gap < math.log(1.1) else \
-        f"{_x(max(m, plain) / min(m, plain))}x apart, epochs being the finest step here"
+    ratio = max(m, plain) / min(m, plain)
+    matched = f"{100 * (ratio - 1):.1f}% apart" if gap < math.log(1.1) else \
+        f"{_x(ratio)}x apart, epochs being the finest step here"
     pairs = [(surface_centre(d[MATCHED]), surface_centre(d["vgg_a"]))
              for d in by_seed.values() if MATCHED in d and "vgg_a" in d]
     per = [max(a, b) / min(a, b) - 1 for a, b in pairs if a and b]

@@ -382,6 +382,19 @@ def lr_grid_failed(recs: list[dict]):
                          for lr in table.index], index=table.index, columns=table.columns)
 
 
+def optimizer_decays(profile: Profile) -> str:
+    """The weight decay of each optimizer the ablation compares with the
+    baseline's, as the recipes set it: 'Adam and sign-SGD (signum): none;
+    AdamW: 0.05; AdamW then SGD at 50%: 0.0005'."""
+    from cifar_lib.studies.classification.runs import optimizer_variants
+    by: dict = {}
+    for name, cfg in optimizer_variants(profile).items():
+        if "(baseline)" not in name:
+            by.setdefault(cfg.weight_decay, []).append(name)
+    return "; ".join(f"{' and '.join(names)}: {f'{wd:g}' if wd else 'none'}"
+                     for wd, names in by.items())
+
+
 def lr_grid_failed_caption(profile: Profile) -> str | None:
     """The grid figure's caption clause on failed cells, there only when
     the figure draws one (a cell every run of which failed)."""
@@ -1156,6 +1169,7 @@ def values(profile: Profile) -> dict:
             "final_model": final_model_note(profile),
             "final_model_reading": final_model_reading(profile),
             "lr_grid_failed_cells": lr_grid_failed_caption(profile),
+            "optimizer_decays": optimizer_decays(profile),
             **_readings(profile), **inside_observations(profile),
             "benchmark_device": benchmark_device(profile)}
 
