@@ -96,7 +96,7 @@ def test_path_figure_gives_each_layer_of_a_panel_its_own_style():
     assert len(axes) == 6                                           # 5 conv panels + linear
     labels = [t.get_text() for ax in axes for t in ax.get_legend().get_texts()]
     assert labels[:3] == ["conv1: 100%", "conv2: 100%", "conv3: 100%"]
-    assert len(labels) == 14 and labels[-1].startswith("linear classifier.1: ")
+    assert len(labels) == 14 and labels[-1].startswith("classifier: ")
     for ax in axes:
         styles = [(tuple(matplotlib.colors.to_rgba(ln.get_color())), ln.get_linestyle(),
                    ln.get_marker()) for ln in ax.get_lines()]

@@ -356,7 +356,7 @@ def test_sweep_table_and_figure_from_the_fixture(fake):
     df = V.sweep_table(P)                                 # one row per threshold
     assert list(df["entry at (share of path time)"]) == ["0.6", "0.9", "1.2"]
     assert list(df.columns[-3:]) == [f"{m}: pruned / BN / fine-tuned (%)" for m in
-                                     ("outside Gamma's support", "|BN scale|", "filter norm")]
+                                     ("cut to Γ's support", "by |γ|", "by filter norm")]
     assert df.iloc[2, -3] == "10.0 / 15.0 / 20.0"         # 1.2: support 0.20 fine-tuned
     assert df.iloc[2, -2] == "10.0 / 25.0 / 30.0"
     assert isinstance(V.fig_sweep(P), Figure) and isinstance(V.fig_pruning(P), Figure)

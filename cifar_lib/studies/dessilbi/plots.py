@@ -94,7 +94,9 @@ def plot_path(record: dict):
              for layer in convs + linear}
     for ax, group in zip(axes.flat, groups):
         is_conv = group is not groups[-1] or not linear
-        names = ([f"conv{k + 1}" for k in group] if is_conv else [f"linear {x}" for x in group])
+        names = ([f"conv{k + 1}" for k in group] if is_conv else
+                 ["classifier"] if len(group) == 1 else
+                 [f"linear {k + 1} of the classifier" for k in range(len(group))])
         layers = [convs[k] for k in group] if is_conv else group
         for (c, ls, m), name, layer in zip(_LINES * len(layers), names, layers):
             ax.plot(ep, share[layer], color=c, ls=ls, marker=m, ms=3.5,
@@ -278,12 +280,13 @@ def _tiles(w):
 
 
 def plot_filters(data: dict, fraction: float = 0.5,
-                 rows=(("SLBI", "path"), ("SLBI", "bn"), ("SGD", "bn"))):
+                 rows=(("SLBI", "path"), ("SLBI", "bn"), ("SGD", "bn")), name: str | None = None):
     """The filters of one conv layer (first seed), kept first, pruned ones crossed out.
 
     One row of at most 16 filters per network and order (a wider layer wraps
     onto more rows), at most about 10.6 inches wide, so that the labels stay
-    readable at page width.
+    readable at page width; ``name``: the layer as the title names it
+    (default: its module path).
 
     Used by notebook 05 (report section 3).
     """
@@ -314,7 +317,7 @@ def plot_filters(data: dict, fraction: float = 0.5,
                                     rotation=0, ha="right", va="center", labelpad=6)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Filters of {layer}, kept (left) to pruned (right, crossed) at "
+    fig.suptitle(f"Filters of {name or layer}, kept (left) to pruned (right, crossed) at "
                  f"{100 * fraction:.0f}% pruned\neN: entered the path at epoch N, "
                  "out: never; each filter's weights summed over its inputs,\nred positive, "
                  "blue negative, one scale per network: a faint filter is a weak one",

@@ -25,6 +25,8 @@ from cifar_lib.studies.dessilbi.runs import (METHODS, by_label, finished, first_
                                              sizes, sweep_finished)
 
 BY_NAME = dict(BUDGET_METHODS)          # "support" -> "outside Gamma's support", ...
+# The sweep table's names of the three budget methods, as the text says them.
+SWEEP_HEADS = {"support": "cut to Γ's support", "bn": "by |γ|", "magnitude": "by filter norm"}
 SHORT = {"support": "Γ's support", "bn": "|BN scale|", "magnitude": "filter norm"}
 
 
@@ -316,10 +318,10 @@ def sweep_table(P: Profile):
                "filters outside support (%)": round(100 * first["fraction_out"], 1),
                "conv layers left empty": _layer_span(empty.get(e, [])),
                "unpruned (%)": round(100 * first["base"], 1)}
-        for by, name in BUDGET_METHODS:
+        for by, _ in BUDGET_METHODS:
             if by in d.index:
                 m = d.loc[by]
-                row[f"{name}: pruned / BN / fine-tuned (%)"] = " / ".join(
+                row[f"{SWEEP_HEADS[by]}: pruned / BN / fine-tuned (%)"] = " / ".join(
                     "–" if v != v else f"{100 * v:.1f}"
                     for v in (m["test_acc"], m["bn_acc"], m["finetune_acc"]))
         rows.append(row)
@@ -932,7 +934,14 @@ def fig_pruning(P: Profile):
 @register_figure("slbi_filters.png")
 def fig_filters(P: Profile):
     data = measured(P)
-    return None if data is None else plots.plot_filters(data, 0.5)
+    if data is None:
+        return None
+    # the layer as the path table names it: conv1, conv2, ... in the net's order
+    recs = by_label(finished(P)).get("SLBI") or []
+    convs = list(_final(recs[0], "slbi_entry") or {}) if recs else []
+    layer = data["seeds"][0]["filters"]["layer"]
+    name = f"conv{convs.index(layer) + 1}" if layer in convs else layer
+    return plots.plot_filters(data, 0.5, name=name)
 
 
 @register_figure("slbi_sweep.png")
