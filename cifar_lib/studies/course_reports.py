@@ -450,7 +450,8 @@ def course_reports_condensed(profile: Profile):
         by_report.setdefault(r["report"], []).append(r)
     for report, rs in sorted(by_report.items()):
         ran = [r for r in rs if r["ours_mean"] is not None]
-        eps = sorted({r["epochs"] for r in (ran or rs) if r["epochs"]})
+        said = [r for r in (ran or rs) if r["epochs"]]
+        eps = sorted({r["epochs"] for r in said})
         rows.append({
             "course report": report,
             "settings we ran": f"{len(ran)} of {len(rs)}",
@@ -460,6 +461,8 @@ def course_reports_condensed(profile: Profile):
                 f"{statistics.median(r['ours_mean'] - r['theirs_acc'] for r in ran):+.1f}"
                 if ran else "-",
             "epochs theirs / ours": (f"{_span(eps).replace('.0', '')}" if eps else "not stated")
+            + (f" ({len(said)} of {len(ran or rs)} settings; the rest not stated)"
+               if eps and len(said) < len(ran or rs) else "")
             + " / " + (_span([r["our_epochs"] for r in ran]).replace(".0", "") if ran else "-")})
     return pd.DataFrame(rows)
 

@@ -515,7 +515,9 @@ def long_budget_table(profile: Profile):
             row[f"{e} epochs: test acc (%)"] = _pm(m, None)
             row[f"{e} epochs: per seed"] = per_seed(seeds)
         d_s, d_l, word = verdicts.get(name, (None, None, ""))
-        row["vs baseline"] = f"{d_s:+.1f} → {d_l:+.1f} points: {word}" if word else ""
+        # the verdict in one word; the reading below the table says how it changes
+        row[f"vs baseline (points, {short} → {long} epochs)"] = \
+            f"{d_s:+.1f} → {d_l:+.1f} ({word.split(':')[0]})" if word else ""
         out.append(row)
     return pd.DataFrame(out)
 
