@@ -175,6 +175,12 @@ def theirs_cell(s: dict) -> str:
     return _pct(s["value"])
 
 
+# A model option as the recipes say it (others as key=value).
+MODEL_KW_WORDS = {"act": {"relu": "ReLU", "leaky_relu": "LeakyReLU 0.1", "elu": "ELU",
+                          "gelu": "GELU", "silu": "SiLU"},
+                  "stem": {"imagenet": "ImageNet stem", "cifar": "CIFAR stem"}}
+
+
 def recipe_parts(cfg: dict) -> dict[str, str]:
     """One of our configs in words, by ingredient (model, optimizer, schedule,
     weight decay, loss, label smoothing, augmentation, normalisation, batch);
@@ -184,7 +190,7 @@ def recipe_parts(cfg: dict) -> dict[str, str]:
     mkw = dict(cfg["model_kw"])
     width = mkw.pop("width", 1.0)
     mkw.pop("whiten", None)          # FastNet's whitening variant: a detail of the network
-    kw = ", ".join(f"{k}={v}" for k, v in mkw.items())
+    kw = ", ".join(MODEL_KW_WORDS.get(k, {}).get(v, f"{k}={v}") for k, v in mkw.items())
     aug = describe(cfg["augment"])
     parts = {"model": display_name(cfg["model"]) + (f" x{width:g}" if width != 1 else "")
              + (f" ({kw})" if kw else ""),

@@ -24,7 +24,7 @@ def calibration_table(profile: Profile):
     def name(k):  # which run: notebook 01's, first seed, at its chosen rate
         r = runs.get(k)
         return (display_name(k) if r is None else
-                f"{display_name(k)} (architectures, lr {r.cfg.lr:g}, seed {r.cfg.seed})")
+                f"{display_name(k)} (section 1.2's run: lr {r.cfg.lr:g}, seed {r.cfg.seed})")
     return pd.DataFrame([{"model": name(k), "test acc (%)": f"{100 * v['acc']:.1f}",
                           "ECE (15 bins)": f"{v['ece']:.3f}",
                           "mean confidence (%)": f"{100 * v['confidence']:.1f}"}
