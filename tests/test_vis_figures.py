@@ -128,7 +128,7 @@ def test_measure_then_redraw_without_pngs_gives_the_same_files(prof, vsplit, dat
     names = list(calibration_table(prof)["model"])
     from cifar_lib.models import display_name
     assert [n.split(" (")[0] for n in names] == [display_name(k) for k in out["calibration"]]
-    assert any(n.startswith("CANet tiny (architectures, lr ") and n.endswith(", seed 0)")
+    assert any(n.startswith("CANet tiny (section 1.2's run: lr ") and n.endswith(", seed 0)")
                for n in names)
 
 
