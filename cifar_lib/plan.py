@@ -481,8 +481,10 @@ def status_line(profile=None) -> str:
             + _damaged_note(P)
     pending = sorted({j.group for j in jobs if not j.done}, key=PRIORITY.index)
     line = (f"The {P.name} profile has not finished: {len(done)} of its {len(jobs)} "
-            f"runs are in results/{also}; its groups with runs still pending: "
-            f"{', '.join(pending)}. Sections whose runs are pending say so below")
+            f"runs are in results/{also}; run groups with runs still pending (what "
+            f"`python -m cifar_lib run --groups` takes): "
+            f"{', '.join(f'`{g}`' for g in pending)}. Sections whose runs are pending say "
+            "so below")
     if P.name == "full":
         line += ("; the [cpu-profile report](runs/cpu/report.md) shows the whole "
                  "study at small scale")
