@@ -37,7 +37,7 @@ def plot_curves(runs: list[dict], S: Sizes):
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False, layout="constrained")
     for row, setting in enumerate(("adam", "sgd")):
         for m in MODELS:
             r = pick(runs, m, setting, setting_lr(setting, S))
@@ -64,8 +64,7 @@ def plot_curves(runs: list[dict], S: Sizes):
             ax.set_title(setting_name(setting, S))
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    _figure_legend(fig, axes.flat)     # one legend below the panels, not one per panel
     return fig
 
 
