@@ -232,7 +232,7 @@ def test_the_reading_follows_its_numbers():
     assert text.startswith("Best row: flip at 85.0%, +5.0 points over the baseline, more than")
     recs = [base[0], rec("flip", 0.805)]
     text = v1.reading(recs, base)
-    assert "+0.5 points over the baseline, within the largest gap" in text
+    assert "+0.5 points over the baseline, within the seed noise" in text
     recs = [base[0], rec("flip", 0.70)]
     assert v1.reading(recs, base).startswith("Best row: baseline (baseline) at 80.0%, the "
                                              "baseline itself, 10.0 points ahead of flip")

@@ -902,11 +902,12 @@ def lead_noise(recs: list[dict], labels, pool: list[dict] | None = None) -> tupl
 
 
 def spread_words(gaps: list[float]) -> str:
-    """'the largest gap between two seeds of one setting (0.7 points, over 5
-    settings with two seeds)'."""
+    """'the seed noise (0.7 points, the largest of 5 two-seed gaps)': the
+    largest gap between two seeds of one setting, over the settings with
+    two seeds (the summary and section 1.3 say so at their start)."""
     n = len(gaps)
-    return (f"the largest gap between two seeds of one setting ({max(gaps):.1f} points, "
-            f"over {n} setting{'s' if n != 1 else ''} with two seeds)")
+    return (f"the seed noise ({max(gaps):.1f} points, the largest of "
+            f"{'its one' if n == 1 else n} two-seed gap{'s' if n != 1 else ''})")
 
 
 def _ranked(df):
