@@ -75,14 +75,19 @@ def _probe_counts(per_seed: dict[int, dict], ph: str) -> tuple[int, int, list[in
 
 def _few_probes(per_seed: dict[int, dict], detail: bool = False) -> dict[str, str]:
     """{phase: caveat} for the phases that rest on few probes
-    (:data:`FEW_PROBES`), e.g. 'on only 11 of its 45 probes over the 3
-    seeds, the rest at chance' (``detail``: with the probes per seed)."""
+    (:data:`FEW_PROBES`): short in a measure's sentence, 'on few probes (11
+    of 45)'; with ``detail`` (the probes' reading, which says it once),
+    'on only 11 of its 45 probes over the 3 seeds (5, 5 and 1 per seed),
+    the rest at chance'."""
     out = {}
     for ph in PHASES:
         kept, chance, per = _probe_counts(per_seed, ph)
         if kept + chance and kept < FEW_PROBES * (kept + chance):
+            if not detail:
+                out[ph] = f"on few probes ({kept} of {kept + chance})"
+                continue
             seeds = f" over the {len(per)} seeds" if len(per) > 1 else ""
-            each = f" ({_and(per)} per seed)" if detail and len(per) > 1 else ""
+            each = f" ({_and(per)} per seed)" if len(per) > 1 else ""
             out[ph] = (f"on only {kept} of its {kept + chance} probes{seeds}{each}, "
                        "the rest at chance")
     return out
