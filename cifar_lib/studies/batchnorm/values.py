@@ -317,7 +317,8 @@ def _measures_reading(ms: list[V.Measure]) -> str | None:
             few.setdefault((m.key.split("_")[0], ph), note)
     for (setting, ph), note in few.items():
         name = "Adam" if setting == "adam" else "SGD"
-        out += f" {name}'s {ph} phase rests {note} (marked few probes)."
+        out += (f" {name}'s {ph} phase rests {note}, the rest of its probes at chance "
+                "(marked in the table).")
     return out
 
 
