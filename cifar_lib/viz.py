@@ -503,11 +503,11 @@ def filter_channels(w, top: int = 16, title: str | None = None):
             im = ax.imshow(w[f, c], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
-                ax.set_ylabel(names[c], fontsize=9)
-        axes[0, j].set_title(f"#{f}\n{norms[f]:.2f}", fontsize=8)
+                ax.set_ylabel(names[c], fontsize=10)
+        axes[0, j].set_title(f"#{f}\n{norms[f]:.2f}", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -599,7 +599,7 @@ def feature_map_grid(maps: dict, image, channels: dict):
         _row_label(axes[r, 0], layer_words(name))
         for c, ch in enumerate(channels[name]):
             axes[r, c].imshow(np.asarray(fm[c]), cmap="viridis")
-            axes[r, c].set_title(f"ch {int(ch)}", fontsize=8)
+            axes[r, c].set_title(f"ch {int(ch)}", fontsize=9)
     fig.suptitle("feature maps: the most active channels per layer (colour: activation, "
                  "each map on its own scale)", fontsize=10)
     return fig
