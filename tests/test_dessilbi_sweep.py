@@ -72,7 +72,8 @@ def test_fixed_settings_come_from_the_profile_without_results(tmp_path):
     fixed = {"slbi_model": "VGG-16-BN at width 0.25", "slbi_epochs": "10 epochs",
              "slbi_batch": "128", "slbi_warmup": "1 warm-up epoch", "slbi_nu": "100",
              "slbi_entry_at": "0.9", "slbi_z_floor": "0.1", "slbi_lambda": "0.164",
-             "slbi_seeds": "1 seed", "slbi_sweep": "0.6, 0.9, 0.95, 1, 1.05, 1.1 and 1.2",
+             "slbi_seeds": "1 seed", "slbi_over_seeds": "one seed",
+             "slbi_sweep": "0.6, 0.9, 0.95, 1, 1.05, 1.1 and 1.2",
              "slbi_finetune": "30 steps of batch 128, 0.77 of an epoch of the 5,000 "
                               "training images, learning rate 0.01 decaying to 0"}
     assert {k: vals[k] for k in fixed} == fixed

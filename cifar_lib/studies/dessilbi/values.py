@@ -771,6 +771,8 @@ def values(P: Profile) -> dict:
         "slbi_entry_at": f"{S.entry_at:g}",
         "slbi_z_floor": f"{S.z_lr_floor:.3g}",
         "slbi_seeds": plural(len(S.seeds), "seed"),
+        "slbi_over_seeds": (f"mean over {len(S.seeds)} seeds" if len(S.seeds) > 1
+                            else "one seed"),
         "slbi_finetune": finetune_words(S),
         "slbi_sweep": _and([f"{e:g}" for e in S.sweep]),
         "slbi_sweep_lambdas": _and([f"{S.lambda_at(e):.3g}" for e in S.sweep]),
