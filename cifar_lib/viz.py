@@ -197,7 +197,7 @@ def channel_histograms(x):
     for c, colour in enumerate(("red", "green", "blue")):  # outlines: none hides another
         v = x[:, c].flatten().float()
         ax.hist(v.numpy(), bins=64, range=(0, 255), density=True, histtype="step", lw=1.6,
-                color=colour, label=f"{colour} (mean {v.mean() / 255:.3f})")
+                color=colour, label=f"{colour} (mean {v.mean():.0f})")
     ax.set_xlabel("pixel intensity (0-255)")
     ax.set_ylabel("density")
     ax.legend(title="channel")
