@@ -225,7 +225,11 @@ def runs_table(profile: Profile):
                                                   for r in ok if r["history"]]),
                      "best val acc (%)": _spread(met("best_val_acc"), "{:.1f}", 100),
                      "final test acc (%)": _spread(met("test_acc"), "{:.1f}", 100)})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # every run finished: no column saying so in each row (the reading under
+    # the table counts the runs that finished)
+    return df.drop(columns="outcome") if len(df) and (df["outcome"] == "all ok").all() \
+        else df
 
 
 def _runs_reading(runs: list[dict]) -> str | None:
