@@ -482,7 +482,7 @@ def status_line(profile=None) -> str:
     pending = sorted({j.group for j in jobs if not j.done}, key=PRIORITY.index)
     line = (f"The {P.name} profile has not finished: {len(done)} of its {len(jobs)} "
             f"runs are in results/{also}; run groups with runs still pending (what "
-            f"`python -m cifar_lib run --groups` takes): "
+            f"`python -m cifar_lib run --profile {P.name} --groups` takes): "
             f"{', '.join(f'`{g}`' for g in pending)}. Sections whose runs are pending say "
             "so below")
     if P.name == "full":

@@ -259,11 +259,11 @@ def test_the_long_budget_reading_says_what_flips(monkeypatch):
     P = get_profile("smoke")
     text = v1.long_budget_reading(P)
     assert "flips with the budget for cutmix (-5.0 → +3.0)" in text
-    assert "holds for cross-entropy (+2.0 → +1.0)" in text
+    assert "the verdict holds at both budgets for cross-entropy (+2.0 → +1.0)" in text
     table = v1.long_budget_table(P)
     assert list(table["setting"]) == ["baseline", "cutmix", "cross-entropy"]
     recs[3] = rec("cutmix, 16 epochs", 0.80)
-    assert "holds for cutmix (-5.0 → -5.0), cross-entropy" in v1.long_budget_reading(P)
+    assert "holds at both budgets for cutmix (-5.0 → -5.0), cross-entropy" in v1.long_budget_reading(P)
 
 
 @pytest.mark.parametrize("profile", ["cpu", "full"])
@@ -307,7 +307,7 @@ def test_the_long_budget_reading_counts_a_difference_within_the_seeds_as_a_tie(m
     assert "cutmix is a tie at 4 epochs and better at 16 (-0.5 → +5.0)" in text
     assert "largest gap between two seeds (2.0 at 4, 0.0 at 16 epochs)" in text
     table = v1.long_budget_table(P).set_index("setting")
-    assert table.loc["cutmix", "vs baseline (points, 4 → 16 epochs)"] == "-0.5 → +5.0 (changes)"
+    assert table.loc["cutmix", "vs baseline (points, 4 → 16 epochs)"] == "-0.5 → +5.0 (verdict changes)"
 
 
 def test_a_reading_names_the_grids_that_chose_an_end():

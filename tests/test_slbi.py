@@ -276,9 +276,10 @@ def test_study_configs_and_empty_tables():
         assert out is None or len(out) == 0
     vals = study.values(P)
     fixed = {"slbi_model", "slbi_epochs", "slbi_batch", "slbi_warmup", "slbi_nu",
-             "slbi_lambda", "slbi_entry_at", "slbi_z_floor", "slbi_seeds", "slbi_sweep",
-             "slbi_sweep_lambdas", "slbi_finetune"}   # from the profile's sizes: never n/a
-    assert len(vals) == 34 and fixed <= set(vals)
+             "slbi_lambda", "slbi_entry_at", "slbi_z_floor", "slbi_seeds", "slbi_over_seeds",
+             "slbi_sweep", "slbi_sweep_lambdas",
+             "slbi_finetune"}   # from the profile's sizes: never n/a
+    assert len(vals) == 35 and fixed <= set(vals)
     assert all((v is None) == (k not in fixed) for k, v in vals.items()), vals
 
 

@@ -91,7 +91,7 @@ class _Runs:
         self.profile = profile
         self._configs: dict[str, list] = {}
         self._records: dict[str, list] = {}
-        self.source: dict[str, str] = {}   # run -> the first experiment that plans it
+        self.source: dict[str, str] = {}   # run -> the experiment of the latest find
 
     def configs(self, name: str) -> list:
         if name not in self._configs:
@@ -141,7 +141,9 @@ class _Runs:
             for r in self.records(n):
                 if r["label"] in labels and r["run"] not in runs:
                     runs[r["run"]] = r
-                    self.source.setdefault(r["run"], n)
+                    # this setting's experiment (a shared run, e.g. the ablation
+                    # baseline, is named by the setting that asked for it)
+                    self.source[r["run"]] = n
         groups: dict[str, list[dict]] = {}
         for r in runs.values():
             recipe = {k: v for k, v in r["config"].items() if k != "seed"}
@@ -319,7 +321,9 @@ def _ours_cell(row: dict, profile: Profile) -> str:
         return "not run"
     if row["ours_std"] is None:
         return f"{row['ours_mean']:.1f}"
-    return f"{row['ours_mean']:.1f} ± {row['ours_std']:.1f}"
+    # one more decimal where the spread would print as 0.0 (as section 1's tables)
+    d = 2 if round(row["ours_std"], 1) == 0 else 1
+    return f"{row['ours_mean']:.{d}f} ± {row['ours_std']:.{d}f}"
 
 
 def _params_cell(row: dict) -> str:

@@ -448,13 +448,13 @@ def _surfaces_reading(by_seed: dict, S: Sizes) -> str | None:
     eps = sorted({d[MATCHED].get("matched_epoch") for d in by_seed.values()
                   if MATCHED in d})
     ratio = max(m, plain) / min(m, plain)
-    matched = f"{100 * (ratio - 1):.1f}% apart" if gap < math.log(1.1) else \
-        f"{_x(ratio)}x apart, epochs being the finest step here"
+    matched = f"{100 * (ratio - 1):.1f}% apart as means over the seeds" \
+        if gap < math.log(1.1) else f"{_x(ratio)}x apart, epochs being the finest step here"
     pairs = [(surface_centre(d[MATCHED]), surface_centre(d["vgg_a"]))
              for d in by_seed.values() if MATCHED in d and "vgg_a" in d]
     per = [max(a, b) / min(a, b) - 1 for a, b in pairs if a and b]
     if len(per) > 1:
-        matched += (f" on average; per seed {min(per):.0%} to {max(per):.0%} apart, "
+        matched += (f"; single seeds {min(per):.0%} to {max(per):.0%} apart, "
                     "epochs being the finest step here")
     said = (", ".join(map(str, eps[:-1])) + " or " if len(eps) > 1 else "") + str(eps[-1])
     if abs(math.log(bn / plain)) < math.log(1.1):

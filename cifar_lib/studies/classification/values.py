@@ -517,7 +517,7 @@ def long_budget_table(profile: Profile):
         d_s, d_l, word = verdicts.get(name, (None, None, ""))
         # the verdict in one word; the reading below the table says how it changes
         row[f"vs baseline (points, {short} → {long} epochs)"] = \
-            f"{d_s:+.1f} → {d_l:+.1f} ({word.split(':')[0]})" if word else ""
+            f"{d_s:+.1f} → {d_l:+.1f} (verdict {word.split(':')[0]})" if word else ""
         out.append(row)
     return pd.DataFrame(out)
 
@@ -542,7 +542,8 @@ def long_budget_reading(profile: Profile):
         elif key in groups:
             groups[key].append(f"{name} ({d_s:+.1f} → {d_l:+.1f})")
     said = {"flips": "the verdict flips with the budget for ", "changes": "",
-            "holds": "it holds for ", "tie": "it is a tie at both budgets for "}
+            "holds": "the verdict holds at both budgets for ",
+            "tie": "it is a tie at both budgets for "}
     parts = [said[k] + ", ".join(v) for k, v in groups.items() if v]
     gaps = ", ".join(f"{spread[e]:.1f} at {e}" for e in (short, long) if spread[e] is not None)
     noise = (f" A difference within the largest gap between two seeds ({gaps} epochs) "
