@@ -728,3 +728,28 @@ def test_the_surface_colour_bar_ticks_are_round_numbers():
     assert round_ticks(2, 30) == [2, 5, 10, 20]
     assert round_ticks(0.01, 1e6) == [0.01, 1, 100, 1e4, 1e6]
     assert round_ticks(1.2, 1.9) == [1.2, 1.9]  # nothing round inside: the ends
+
+
+def test_chance_stretches_of_both_networks_draw_one_even_shade():
+    """Overlapping at-chance stretches merge, so the figure has one grey."""
+    from cifar_lib.studies.batchnorm.plots import _union
+    assert _union([(0, 48), (0, 9), (58, 59), (60, 68)]) == [(0, 48), (58, 59), (60, 68)]
+    assert _union([(5, 10), (8, 20), (20, 25)]) == [(5, 25)]
+    assert _union([]) == []
+
+
+def test_log_axis_of_about_a_decade_gets_finer_ticks():
+    """An axis from 0.55 to 2.2 shows more than the two labels 1 and 2."""
+    from cifar_lib.studies.batchnorm.plots import _log_ticks, _plain_log
+    assert _log_ticks(0.55, 2.2) == (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    assert _log_ticks(0.002, 1.0) == (1.0, 2.0, 5.0)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [2.2, 1.2, 0.55])
+    _plain_log(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if lo <= t <= hi]
+    plt.close(fig)
+    assert len(shown) >= 4 and {1.0, 2.0} <= set(np.round(shown, 6))

@@ -12,12 +12,29 @@ from cifar_lib.studies.batchnorm.runs import (
     setting_name)
 
 
+def _log_ticks(lo: float, hi: float) -> tuple[float, ...]:
+    """Tick multiples of 10^k for a log axis from ``lo`` to ``hi``: 1, 2, 5,
+    and 1, 1.5, 2, 3, 5, 7 when the axis spans less than 1.3 decades (else
+    such an axis shows two labels or fewer)."""
+    lo, hi = sorted((lo, hi))
+    if lo > 0 and np.log10(hi / lo) < 1.3:
+        return (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    return (1.0, 2.0, 5.0)
+
+
 def _plain_log(ax, axis="y"):
-    """Log scale with ticks at 1, 2, 5 x 10^k written as plain numbers."""
+    """Log scale with ticks at 1, 2, 5 x 10^k (finer on an axis of about a
+    decade, see :func:`_log_ticks`) written as plain numbers."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    class _Locator(LogLocator):
+        def tick_values(self, vmin, vmax):
+            self.set_params(subs=_log_ticks(vmin, vmax))
+            return super().tick_values(vmin, vmax)
+
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_locator(_Locator(subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(NullFormatter())
 
@@ -85,10 +102,22 @@ def _mark_phases(ax, total: int, chance: list[tuple[float, float]], first=True):
     if total:
         ax.axvline(total / 2, color="0.4", ls="--", lw=0.8,
                    label="early | late" if first else None)
-    for i, (a, b) in enumerate(chance):
+    for i, (a, b) in enumerate(_union(chance)):
         ax.axvspan(a, b, color="0.6", alpha=0.25, lw=0,
                    label=f"at chance (loss ≥ {(1 - CHANCE_TOL) * CHANCE:.2f}), "
                    "left out" if first and i == 0 else None)
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping (first, last) stretches merged, so that stretches of two
+    networks draw one even shade rather than a darker overlap."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _stretches(steps, bad) -> list[tuple[float, float]]:
