@@ -1,5 +1,5 @@
 """Report section 3: readings that weigh a difference against its noise
-(path order, filter norm against |γ|), and the figures' layout (path in
+(path order, filter norm against |BN scale|), and the figures' layout (path in
 small multiples, sweep points kept apart with a zoom, pruning legend off
 the curves), all from the fixtures of test_dessilbi_sweep."""
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _set_rows(data, method: str, fraction: float, acc: float):
 
 def test_order_verdict_weighs_the_gap_against_noise(fake):  # noqa: F811
     P = fake["P"]
-    # kept: path 17.4, norm 26.1, |γ| 34.8; noise of path vs norm 8.1 points
+    # kept: path 17.4, norm 26.1, |BN scale| 34.8; noise of path vs norm 8.1 points
     assert V.order_verdict(P) == (
         "SLBI's path order is the worst of the 3 rankings of the SLBI network, 8.7 points "
         "below the nearest (filter norm), more than the 8.1 points sampling the test set "
@@ -39,17 +39,17 @@ def test_order_verdict_weighs_the_gap_against_noise(fake):  # noqa: F811
 def test_norm_reading_checks_the_expected_weak_baseline(fake):  # noqa: F811
     P = fake["P"]
     text = V.norm_reading(P)
-    # kept: filter norm 26.1% against |γ| 34.8% (SLBI), 21.9% against 29.2% (SGD)
-    assert text.startswith("Filter norm loses to |γ| on the SLBI network (-8.7 points, "
+    # kept: filter norm 26.1% against |BN scale| 34.8% (SLBI), 21.9% against 29.2% (SGD)
+    assert text.startswith("Filter norm loses to |BN scale| on the SLBI network (-8.7 points, "
                            "noise 8.6) and loses to it on the SGD network (-7.3 points")
     assert "it is the weaker baseline on both networks, as expected" in text
     _set_rows(fake["data"], "SGD, filter norm", 0.5, 0.40)        # SGD: norm ahead
     text = V.norm_reading(P)
     assert "beats it on the SGD network" in text
     assert "it is the weaker baseline on the SLBI network only" in text
-    _set_rows(fake["data"], "SLBI, filter norm", 0.5, 0.30)       # SLBI: the same as |γ|
+    _set_rows(fake["data"], "SLBI, filter norm", 0.5, 0.30)       # SLBI: the same as |BN scale|
     text = V.norm_reading(P)
-    assert "Filter norm ties with |γ| on the SLBI network" in text
+    assert "Filter norm ties with |BN scale| on the SLBI network" in text
     assert "these results do not show it to be the weaker baseline" in text
 
 

@@ -168,21 +168,21 @@ def _set(sweep, entry_at, by, acc):
 def test_budget_verdict_follows_its_numbers(fake):
     P = fake["P"]
     text = V.budget_verdict(P)
-    # 36.0 against 37.0 (|γ|) and 28.0 (norm): within noise of |γ|, ahead of norm
+    # 36.0 against 37.0 (|BN scale|) and 28.0 (norm): within noise of |BN scale|, ahead of norm
     assert "36.0%" in text and "37.0%" in text and "28.0%" in text
-    assert "ties with |γ|" in text and "beats filter-norm pruning" in text
-    # over the sweep, support - |γ|: +1, -1, -10; support - norm: +8, +8, -2 (noise ~2.6-3)
+    assert "ties with |BN scale|" in text and "beats filter-norm pruning" in text
+    # over the sweep, support - |BN scale|: +1, -1, -10; support - norm: +8, +8, -2 (noise ~2.6-3)
     assert ("Over the sweep, all 3 thresholds can tell the methods apart (entries 0.6, "
-            "0.9 and 1.2): there Γ's support, against |γ|, ties at entries 0.6 and 0.9 and "
+            "0.9 and 1.2): there Γ's support, against |BN scale|, ties at entries 0.6 and 0.9 and "
             "loses at entry 1.2; against filter norm, wins at entries 0.6 and 0.9 and ties "
             "at entry 1.2") in text
     _set(fake["sweep"], 0.9, "bn", 0.45)
     flipped = V.budget_verdict(P)
-    assert "loses to |γ|" in flipped
-    assert "against |γ|, ties at entry 0.6 and loses at entries 0.9 and 1.2" in flipped
+    assert "loses to |BN scale|" in flipped
+    assert "against |BN scale|, ties at entry 0.6 and loses at entries 0.9 and 1.2" in flipped
     _set(fake["sweep"], 0.9, "bn", 0.20)
-    assert "beats |γ| (network slimming)" in V.budget_verdict(P)
-    assert ("against |γ|, wins at entry 0.9, ties at entry 0.6 and loses at entry 1.2"
+    assert "beats |BN scale| (network slimming)" in V.budget_verdict(P)
+    assert ("against |BN scale|, wins at entry 0.9, ties at entry 0.6 and loses at entry 1.2"
             in V.budget_verdict(P))
 
 
@@ -196,7 +196,7 @@ def test_budget_tally_leaves_out_thresholds_that_cannot_rank(fake):
     text = V.budget_verdict(P)
     assert ("Over the sweep, 1 of its 3 thresholds can tell the methods apart (entry 0.9; "
             "at entry 0.6 nothing is pruned, and at entry 1.2 every method is at chance): "
-            "there Γ's support, against |γ|, ties at entry 0.9; against filter norm, wins "
+            "there Γ's support, against |BN scale|, ties at entry 0.9; against filter norm, wins "
             "at entry 0.9") in text
     comp = V.sweep_comparisons(P, study.sweep_frame(fake["sweep"]), "finetune_acc")
     assert comp["void"] == {0.6: "nothing pruned", 1.2: "at chance"}
@@ -219,19 +219,19 @@ def test_verdict_for_the_summary_follows_its_numbers(fake):
                            "left 30.0% of the conv filters outside Γ's support, at 38.7% test "
                            "accuracy (SGD: 44.2%)")
     assert ("cut to the support, 36.0% after the short fine-tune: it ties with the better of "
-            "pruning as many filters per layer by |γ| (37.0%) or by filter norm (28.0%).") in text
+            "pruning as many filters per layer by |BN scale| (37.0%) or by filter norm (28.0%).") in text
     _set(fake["sweep"], 0.9, "support", 0.50)
-    assert "it beats the better of pruning as many filters per layer by |γ|" in V.verdict(P)
+    assert "it beats the better of pruning as many filters per layer by |BN scale|" in V.verdict(P)
 
 
 def test_the_summary_names_the_sweeps_sparsest_support_that_learns(fake):
-    P = fake["P"]                       # entry 1.2: 50% out, support 20.0 against |γ| 30.0
+    P = fake["P"]                       # entry 1.2: 50% out, support 20.0 against |BN scale| 30.0
     text = V.verdict(P)
     assert ("Sparser, at λ = 0.34 (50.0% out, unpruned 37.0%), the cut network has 20.0%: "
-            "it loses to |γ| (30.0%; filter norm 22.0%).") in text
+            "it loses to |BN scale| (30.0%; filter norm 22.0%).") in text
     assert "empties a whole conv layer" not in text
     _set(fake["sweep"], 1.2, "support", 0.36)                       # flip the number
-    assert "it beats |γ| (30.0%; filter norm 22.0%)." in V.verdict(P)
+    assert "it beats |BN scale| (30.0%; filter norm 22.0%)." in V.verdict(P)
     fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
     # the cut network at 36.0%: the empty layer is said, "at chance" is not
     assert V.verdict(P).endswith("From λ = 0.34 on, the support empties a whole conv "
@@ -341,7 +341,7 @@ def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
     text = V.sweep_reading(P)
     assert ("From entry 1.2 on, Γ's support leaves at least one whole conv layer empty "
             "(conv2 at entry 1.2), so cutting to it") in text
-    _set(fake["sweep"], 1.2, "bn", 0.30)            # |γ| learns: not every method at chance
+    _set(fake["sweep"], 1.2, "bn", 0.30)            # |BN scale| learns: not every method at chance
     assert "(conv2 at entry 1.2). Caveat" in V.sweep_reading(P)
     _set(fake["sweep"], 1.2, "bn", 0.10)
     _set(fake["sweep"], 1.2, "support", 0.30)                       # learned after all
@@ -357,7 +357,7 @@ def test_sweep_table_and_figure_from_the_fixture(fake):
     df = V.sweep_table(P)                                 # one row per threshold
     assert list(df["entry at (share of path time)"]) == ["0.6", "0.9", "1.2"]
     assert list(df.columns[-3:]) == [f"{m}: pruned / BN / fine-tuned (%)" for m in
-                                     ("cut to Γ's support", "by |γ|", "by filter norm")]
+                                     ("cut to Γ's support", "by |BN scale|", "by filter norm")]
     assert df.iloc[2, -3] == "10.0 / 15.0 / 20.0"         # 1.2: support 0.20 fine-tuned
     assert df.iloc[2, -2] == "10.0 / 25.0 / 30.0"
     assert isinstance(V.fig_sweep(P), Figure) and isinstance(V.fig_pruning(P), Figure)

@@ -26,7 +26,7 @@ from cifar_lib.studies.dessilbi.runs import (METHODS, by_label, finished, first_
 
 BY_NAME = dict(BUDGET_METHODS)          # "support" -> "outside Gamma's support", ...
 # The sweep table's names of the three budget methods, as the text says them.
-SWEEP_HEADS = {"support": "cut to Γ's support", "bn": "by |γ|", "magnitude": "by filter norm"}
+SWEEP_HEADS = {"support": "cut to Γ's support", "bn": "by |BN scale|", "magnitude": "by filter norm"}
 SHORT = {"support": "Γ's support", "bn": "|BN scale|", "magnitude": "filter norm"}
 
 
@@ -448,7 +448,7 @@ def after_reading(P: Profile) -> str | None:
             f"{lead_clause(gap(b[col], x[col]), noise, _seeds(P))}. The network cut to Γ's "
             f"support ({sup[col]:.1f}%) removes {sup['filters pruned (%)']:.1f}% of the "
             f"filters, so it is not ranked against those rows here: section 3.5 compares it "
-            f"with |γ| and filter norm at its own budget."
+            f"with |BN scale| and filter norm at its own budget."
             + (f" Caveat: the fine-tune is only {finetune_words(S)}."
                if col == FT_ACC else ""))
 
@@ -516,7 +516,7 @@ def _empty_clause(P: Profile, df, col: str) -> str:
     at_chance_ = all(at_chance(a, n) for a in df[df["entry_at"].isin(empty)][col])
     return (f" From entry {first:g} on, Γ's support leaves at least one whole conv layer "
             f"empty ({', '.join(empty[first])} at entry {first:g})"
-            + (", so cutting to it, or pruning as many filters per layer by |γ| or filter "
+            + (", so cutting to it, or pruning as many filters per layer by |BN scale| or filter "
                "norm, leaves the network at chance: the sparsity above that threshold is "
                "not usable as it stands." if at_chance_ else "."))
 
@@ -566,7 +566,7 @@ def sweep_comparisons(P: Profile, df, col: str) -> dict:
 def _tally(P: Profile, df, col: str) -> str:
     """' Over the sweep, 2 of its 7 thresholds can tell the methods apart
     (entries 0.9 and 0.95; at entry 0.6 nothing is pruned, ...): there
-    Γ's support, against |γ|, ties at entry 0.9 and loses at entry 0.95;
+    Γ's support, against |BN scale|, ties at entry 0.9 and loses at entry 0.95;
     against filter norm, ...': :func:`sweep_comparisons` per outcome, the
     void thresholds named."""
     every = sorted(df["entry_at"].unique())
@@ -583,7 +583,7 @@ def _tally(P: Profile, df, col: str) -> str:
              + (f"; {', and '.join(why)}" if why else ""))
     some = f"all {k}" if len(told) == k else f"{len(told)} of its {k}"
     counts = []
-    for by, name in (("bn", "|γ|"), ("magnitude", "filter norm")):
+    for by, name in (("bn", "|BN scale|"), ("magnitude", "filter norm")):
         said = [f"{word} at entr{'y' if len(es) == 1 else 'ies'} {_and([f'{e:g}' for e in es])}"
                 for outcome, word in (("beats", "wins"), ("ties with", "ties"),
                                       ("loses to", "loses"))
@@ -613,12 +613,12 @@ def budget_verdict(P: Profile) -> str | None:
         nz = _pair_noise(sup, here.loc[by], col, n)
         noise = max(noise, nz)
         words.append(f"{versus(100 * (sup[col] - here.loc[by, col]), nz)} "
-                     f"{'|γ| (network slimming)' if by == 'bn' else 'filter-norm pruning'}")
+                     f"{'|BN scale| (network slimming)' if by == 'bn' else 'filter-norm pruning'}")
     return (f"At this budget (entry {S.entry_at:g}, λ = {sup['lambda']:.3g}: "
             f"{100 * sup['fraction_out']:.1f}% of the conv filters outside Γ's support), the "
             f"SLBI network cut to Γ's support has {100 * sup[col]:.1f}% test accuracy {stage}, "
             f"against {100 * here.loc['bn', col]:.1f}% with as many filters per layer pruned "
-            f"by |γ| and {100 * here.loc['magnitude', col]:.1f}% by filter norm: Γ's support "
+            f"by |BN scale| and {100 * here.loc['magnitude', col]:.1f}% by filter norm: Γ's support "
             f"{words[0]} and {words[1]} (a difference counts when it is more than the "
             f"{noise:.1f} points {noise_source(int(sup['seeds']))})."
             f"{_tally(P, df, col)}")
@@ -668,7 +668,7 @@ def norm_reading(P: Profile) -> str | None:
         word = versus(100 * (means[a] - means[b]), noise)
         weaker += [model] if word == "loses to" else []
         d = gap(100 * means[a], 100 * means[b])  # the means are listed just before
-        parts.append(f"{word + ' |γ|' if not parts else word + ' it'} on the {model} "
+        parts.append(f"{word + ' |BN scale|' if not parts else word + ' it'} on the {model} "
                      f"network ({d:+.1f} points, noise {noise:.1f})")
     if not parts:
         return None
@@ -681,7 +681,7 @@ def norm_reading(P: Profile) -> str | None:
 
 
 def verdict(P: Profile) -> str | None:
-    """How sparse DessiLBI made the network, at what accuracy, against |γ| and
+    """How sparse DessiLBI made the network, at what accuracy, against |BN scale| and
     filter norm at the same budget (for a summary and section 3's opening)."""
     sweep, runs = sweep_measured(P), by_label(finished(P))
     if sweep is None or not {"SLBI", "SGD"} <= set(runs):
@@ -701,8 +701,8 @@ def verdict(P: Profile) -> str | None:
 
 
 def _against_both(P: Profile, here, col: str, short: bool = False) -> str:
-    """'ties with the better of pruning as many filters per layer by |γ|
-    (33.8%) or by filter norm (33.4%)' (``short``: 'loses to |γ| (34.2%;
+    """'ties with the better of pruning as many filters per layer by |BN scale|
+    (33.8%) or by filter norm (33.4%)' (``short``: 'loses to |BN scale| (34.2%;
     filter norm 32.9%)'): Γ's support against the better ranking at one
     threshold (rows of the sweep frame by ranking), against test noise."""
     other = max(("bn", "magnitude"), key=lambda b: here.loc[b, col])
@@ -710,18 +710,18 @@ def _against_both(P: Profile, here, col: str, short: bool = False) -> str:
     verb = versus(100 * (sup - here.loc[other, col]),
                   100 * test_noise(sup, here.loc[other, col], _n_test(P)))
     if short:
-        name = {"bn": "|γ|", "magnitude": "filter norm"}
+        name = {"bn": "|BN scale|", "magnitude": "filter norm"}
         rest = "magnitude" if other == "bn" else "bn"
         return (f"{verb} {name[other]} ({100 * here.loc[other, col]:.1f}%; {name[rest]} "
                 f"{100 * here.loc[rest, col]:.1f}%)")
-    return (f"{verb} the better of pruning as many filters per layer by |γ| "
+    return (f"{verb} the better of pruning as many filters per layer by |BN scale| "
             f"({100 * here.loc['bn', col]:.1f}%) or by filter norm "
             f"({100 * here.loc['magnitude', col]:.1f}%)")
 
 
 def _sweep_clause(P: Profile, df, col: str) -> str:
     """' At λ = 0.173 (29.0% out) ...': the sweep's sparsest support that
-    still learns (its network cut to the support above chance), against |γ|
+    still learns (its network cut to the support above chance), against |BN scale|
     and filter norm at its budget, and the first threshold that empties a
     whole conv layer. '' when the sweep has nothing sparser than the
     profile's own threshold."""
