@@ -128,7 +128,11 @@ def test_records_tables_and_values_from_disk(tmp_path, small_split):
     assert table["test acc (%)"].str.match(r"^\d+\.\d$").all()
     assert (table["seeds"] == 1).all()
     from cifar_lib.report import TABLES
-    assert TABLES["ablation_losses"](P).equals(table)
+    # the report's table: "per seed" lists the seeds; no seed failed, no "failed" column
+    shown = TABLES["ablation_losses"](P)
+    assert shown.equals(table.drop(columns=["seeds", "failed"]))
+    failing = table.assign(failed=[0, 1])
+    assert list(study.report_columns(failing)) == [c for c in table if c != "seeds"]
 
 
 def test_data_summary_round_trip(tmp_path, small_split):

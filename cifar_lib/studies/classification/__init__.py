@@ -27,8 +27,8 @@ from cifar_lib.studies.classification.measures import (  # noqa: F401
 from cifar_lib.studies.classification.plots import show  # noqa: F401
 from cifar_lib.studies.classification.values import (  # noqa: F401
     arch_grid_table, arch_summary, arch_table, calibration_table, data_stats_table, data_table,
-    final_model_table, headline_table, long_budget_table, lr_grid_table, summary_table,
-    tuned_table, values)
+    final_model_table, headline_table, long_budget_table, lr_grid_table, report_columns,
+    summary_table, tuned_table, values)
 
 # The baseline's runs are the ablations' baselines: listed after them, so
 # that the plan names each of those runs by its ablation.

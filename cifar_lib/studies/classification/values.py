@@ -334,7 +334,7 @@ def arch_table(profile: Profile):
         "images/s": [_time(v, "{:,.0f}") for v in s["images_per_s_mean"]],
     })
     # every model at the same epochs: the "val acc at epoch" header says them
-    return df.drop(columns="epochs") if df["epochs"].nunique() == 1 else df
+    return report_columns(df.drop(columns="epochs") if df["epochs"].nunique() == 1 else df)
 
 
 @register_table("arch_grids")
@@ -406,13 +406,23 @@ def lr_grid_failed_caption(profile: Profile) -> str | None:
             "and no colour" if any(failed) else "")
 
 
+def report_columns(table):
+    """``table`` as the report shows it: without the "seeds" column ("per
+    seed" lists every seed, a failed or diverged one marked) and without
+    the "failed" column where no row has a failed or diverged seed."""
+    if table is None:
+        return None
+    drop = ["seeds"] + (["failed"] if "failed" in table and not table["failed"].any() else [])
+    return table.drop(columns=[c for c in drop if c in table])
+
+
 def _register_ablation_table(experiment):
     @register_table(experiment.name)
     def table(profile: Profile):
         recs = with_every_seed(records(experiment, profile), profile)
         if experiment is ABLATION["optimizers"]:
-            return tuned_table(recs, "optimizer")
-        return summary_table(recs)
+            return report_columns(tuned_table(recs, "optimizer"))
+        return report_columns(summary_table(recs))
 
 
 for _experiment in ABLATION.values():
@@ -657,7 +667,7 @@ def old_ablations_table(profile: Profile):
             parts.append(t[["ablation", "variant", "test acc (%)", "per seed", "failed"]])
     if not parts:  # a profile that never ran the old baseline: the appendix is left out
         return None
-    return pd.concat(parts, ignore_index=True).fillna("")
+    return report_columns(pd.concat(parts, ignore_index=True).fillna(""))
 
 
 @register_table("data")
