@@ -211,8 +211,9 @@ def test_a_reports_table_says_each_recipe_once_and_each_row_its_change(profile):
     assert df.loc["optimizer: Adam", col] == "optimizers (1.3): Adam"
     assert df.loc["optimizer: sign-SGD", col] == "optimizers (1.3): sign-SGD (signum)"
     mse = [s for s in df.index if s.startswith("loss: MSE")]
-    assert mse == ["loss: MSE (their recipe: 3-conv CNN 128-256-512; Adam 1e-3, wd 1e-4, "
-                   "grad clip, StepLR(20, 0.1))"]
+    # only its network differs from the recipe stated above the table
+    assert mse == ["loss: MSE (their recipe: 3-conv CNN 128-256-512 in place of "
+                   "3-conv CNN 64-128-256, the rest as above)"]
     said = CR.values(profile)["course_report_a_recipes"]
     assert said.startswith("Their recipe: 3-conv CNN 64-128-256; Adam 1e-3, wd 1e-4, grad "
                            "clip, StepLR(20, 0.1). Ours: FastNet x0.125, Adam lr 0.002")
@@ -242,6 +243,8 @@ def test_the_common_recipe_takes_a_majority_and_leaves_the_rest_to_the_rows():
                                            "other change")
     assert CR._their_change("x, y", "x") == " (their recipe adds y)"
     assert CR._their_change("z", "x") == " (their recipe: z)" and CR._their_change("x", "x") == ""
+    assert CR._their_change("a; b", "c; b") == " (their recipe: a in place of c, the rest as above)"
+    assert CR._their_change("a; d", "c; b") == " (their recipe: a; d)"
 
 
 def _section(text: str, heading: str) -> str:

@@ -414,6 +414,12 @@ def _their_change(recipe: str, common: str) -> str:
         return ""
     if recipe.startswith(common):
         return f" (their recipe adds {recipe[len(common):].lstrip(', ')})"
+    theirs, usual = recipe.split("; "), common.split("; ")
+    changed = [(t, u) for t, u in zip(theirs, usual) if t != u]
+    if len(theirs) == len(usual) and len(changed) < len(theirs):
+        # one part differs (the network, say): that part, not the whole recipe again
+        return (" (their recipe: " + "; ".join(f"{t} in place of {u}" for t, u in changed)
+                + ", the rest as above)")
     return f" (their recipe: {recipe})"
 
 
