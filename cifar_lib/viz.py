@@ -619,14 +619,17 @@ def _row_label(ax, text: str, fontsize: float = 9) -> None:
                   fontsize=fontsize, labelpad=6)
 
 
-def cam_grid(images, maps: dict, titles, per_row: int = 5):
+def cam_grid(images, maps: dict, titles, per_row: int = 5, preds: dict | None = None):
     """Rows: input, then each CAM method overlaid on it; one column per image,
     at most ``per_row`` images side by side (more go to a further block of
     rows below), so that the figure keeps a page's width and its labels stay
     readable there.
 
     Titles ('true->predicted') and row labels ('model, method') are set on two
-    lines at a readable size; every block repeats its row labels."""
+    lines at a readable size; every block repeats its row labels.
+    ``preds``: {model: class per image} for models whose maps explain a class
+    the title does not give; it is written at the foot of each of their maps,
+    bold where it is the true class."""
     import math
     n = len(images)
     per = 1 + len(maps)
@@ -638,9 +641,16 @@ def cam_grid(images, maps: dict, titles, per_row: int = 5):
         img = _to_hwc(images[j])
         axes[top, c].imshow(img)
         axes[top, c].set_title(_two_lines(titles[j]), fontsize=9)
-        for i, cam in enumerate(maps.values(), start=1):
+        for i, (row, cam) in enumerate(maps.items(), start=1):
             axes[top + i, c].imshow(img)
             im = axes[top + i, c].imshow(cam[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            said = (preds or {}).get(row.split(", ")[0])
+            if said is not None:
+                right = said[j] == titles[j].split("->")[0]
+                axes[top + i, c].text(0.04, 0.04, f"→ {said[j]}", fontsize=8,
+                                      fontweight="bold" if right else "normal",
+                                      transform=axes[top + i, c].transAxes, color="white",
+                                      bbox=dict(facecolor="black", alpha=0.6, lw=0, pad=1.5))
     for b in range(blocks):
         _row_label(axes[b * per, 0], "input")
         for i, method in enumerate(maps, start=1):

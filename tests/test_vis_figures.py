@@ -150,3 +150,31 @@ def test_layers_are_named_in_words_with_stages_and_blocks_from_one():
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert not any("layers." in viz.layer_words(n) or "." in viz.layer_words(n, short=True)
                    .split(" ", 1)[-1] for n in names)
+
+
+def test_cam_panels_name_the_other_models_class_and_the_figure_writes_it(prof, data):
+    """Each CAM panel set keeps the class FastNet's maps explain (the titles
+    give ResNet-18's); the wrong-prediction figure writes it on each of its
+    maps, and the caption says so; a measurement stored before says 'not shown'."""
+    from cifar_lib.studies.classification.values import inside_observations
+    cams = data["cam_wrong"]
+    assert set(cams["preds"]) == set(VIS_MODELS) - {plots.REF}
+    assert all(len(p) == len(cams["titles"]) for p in cams["preds"].values())
+    store.save_measurement(prof.results, "architectures", KEY, data)
+    fig = FIGURES["vis_cam_wrong.png"](prof)
+    written = [t.get_text() for ax in fig.axes for t in ax.texts]
+    matplotlib.pyplot.close(fig)
+    # on both of FastNet's map rows (Grad-CAM, Grad-CAM++), one per image
+    assert sorted(written) == sorted(2 * ["→ " + c for c in cams["preds"]["fastnet"]])
+    assert inside_observations(prof)["vis_cam_other_preds"].startswith(", written at the foot")
+    old = {**data, "cam_wrong": {k: v for k, v in cams.items() if k != "preds"}}
+    store.save_measurement(prof.results, "architectures", KEY, old)
+    assert inside_observations(prof)["vis_cam_other_preds"] == " (not shown)"
+    if data["cam_correct"]:
+        assert inside_observations(prof)["vis_cam_correct_preds"].startswith(" FastNet's maps")
+        old["cam_correct"] = {k: v for k, v in data["cam_correct"].items() if k != "preds"}
+        store.save_measurement(prof.results, "architectures", KEY, old)
+    assert inside_observations(prof)["vis_cam_correct_preds"] == ""
+    fig = FIGURES["vis_cam_wrong.png"](prof)      # an old measurement still draws
+    assert not [t for ax in fig.axes for t in ax.texts]
+    matplotlib.pyplot.close(fig)

@@ -85,7 +85,10 @@ def _cam_panels(models: dict, outs: dict, test, split, idx) -> dict | None:
     panels = A.cam_panels(cam_models, test.prepare(test.x[idx.to(test.x.device)]), preds)
     return {"images": _images(split, idx),
             "titles": _pair_titles(split, ref["y"], ref["pred"], idx),
-            "maps": {k: A.pack_uint8(A.to_uint8(v)) for k, v in panels.items()}}
+            "maps": {k: A.pack_uint8(A.to_uint8(v)) for k, v in panels.items()},
+            # the class each other model's maps explain (the titles give REF's)
+            "preds": {name: [split.classes[int(c)] for c in p]
+                      for name, p in preds.items() if name != REF}}
 
 
 def cam_data(models: dict, outs: dict, test, split) -> dict:
@@ -221,7 +224,7 @@ def _draw_cams(kind: str):
             return None
         return viz.cam_grid(_unpack(c["images"]),
                             {k: _unpack(m, scale=True) for k, m in _named(c["maps"]).items()},
-                            c["titles"])
+                            c["titles"], preds=_named(c.get("preds", {})))
     draw.__name__ = draw.__qualname__ = f"draw_cam_{kind}"
     return draw
 

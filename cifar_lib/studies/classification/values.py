@@ -1118,7 +1118,7 @@ def inside_observations(profile: Profile) -> dict:
     import numpy as np
     d = vis_measured(profile)
     keys = ("vis_confused", "vis_classes", "vis_calibration", "vis_cam_wrong",
-            "reading_calibration")
+            "reading_calibration", "vis_cam_other_preds", "vis_cam_correct_preds")
     if not d:
         return dict.fromkeys(keys)
     classes = d["classes"]
@@ -1148,9 +1148,16 @@ def inside_observations(profile: Profile) -> dict:
     if pairs:
         cam = (f"the wrong predictions shown are {', '.join(p.replace('->', ' taken for ') for p in pairs[:5])}"
                + (" and more" if len(pairs) > 5 else ""))
+    # measurements stored before the CAM panels kept each model's class say so
+    others = d["cam_wrong"].get("preds") if d.get("cam_wrong") else None
     return {"vis_confused": confused, "vis_classes": per_class,
             "vis_calibration": "; ".join(parts), "vis_cam_wrong": cam,
-            "reading_calibration": calibration_reading(d["calibration"])}
+            "reading_calibration": calibration_reading(d["calibration"]),
+            "vis_cam_other_preds": (", written at the foot of its maps (bold where "
+                                    "it is the true class)" if others else " (not shown)"),
+            "vis_cam_correct_preds": (" FastNet's maps are for its own prediction, written "
+                                      "at the foot of each (bold where it is the true class)."
+                                      if (d.get("cam_correct") or {}).get("preds") else "")}
 
 
 def calibration_reading(cal: dict) -> str | None:
