@@ -1148,16 +1148,16 @@ def inside_observations(profile: Profile) -> dict:
     if pairs:
         cam = (f"the wrong predictions shown are {', '.join(p.replace('->', ' taken for ') for p in pairs[:5])}"
                + (" and more" if len(pairs) > 5 else ""))
-    # measurements stored before the CAM panels kept each model's class say so
-    others = d["cam_wrong"].get("preds") if d.get("cam_wrong") else None
+    # a measurement stored before the CAM panels kept each model's class says so
+    said = {k: bool((d.get(f"cam_{k}") or {}).get("preds")) for k in ("wrong", "correct")}
+    foot = "(bold where it is the true class)"
     return {"vis_confused": confused, "vis_classes": per_class,
             "vis_calibration": "; ".join(parts), "vis_cam_wrong": cam,
             "reading_calibration": calibration_reading(d["calibration"]),
-            "vis_cam_other_preds": (", written at the foot of its maps (bold where "
-                                    "it is the true class)" if others else " (not shown)"),
+            "vis_cam_other_preds": (f", written at the foot of its maps {foot}"
+                                    if said["wrong"] else " (not shown)"),
             "vis_cam_correct_preds": (" FastNet's maps are for its own prediction, written "
-                                      "at the foot of each (bold where it is the true class)."
-                                      if (d.get("cam_correct") or {}).get("preds") else "")}
+                                      f"at the foot of each {foot}." if said["correct"] else "")}
 
 
 def calibration_reading(cal: dict) -> str | None:

@@ -583,12 +583,12 @@ def _tally(P: Profile, df, col: str) -> str:
              + (f"; {', and '.join(why)}" if why else ""))
     some = f"all {k}" if len(told) == k else f"{len(told)} of its {k}"
     counts = []
-    for by, name in (("bn", "|BN scale|"), ("magnitude", "filter norm")):
+    for by in ("bn", "magnitude"):
         said = [f"{word} at entr{'y' if len(es) == 1 else 'ies'} {_and([f'{e:g}' for e in es])}"
                 for outcome, word in (("beats", "wins"), ("ties with", "ties"),
                                       ("loses to", "loses"))
                 for es in [[e for e, v in told.items() if v.get(by) == outcome]] if es]
-        counts.append(f"against {name}, {_and(said)}")
+        counts.append(f"against {SHORT[by]}, {_and(said)}")
     return (f" Over the sweep, {some} thresholds can tell the methods "
             f"apart ({where}): there Γ's support, {counts[0]}; {counts[1]} (a tie: "
             "within the noise of that pair).")
@@ -710,9 +710,8 @@ def _against_both(P: Profile, here, col: str, short: bool = False) -> str:
     verb = versus(100 * (sup - here.loc[other, col]),
                   100 * test_noise(sup, here.loc[other, col], _n_test(P)))
     if short:
-        name = {"bn": "|BN scale|", "magnitude": "filter norm"}
         rest = "magnitude" if other == "bn" else "bn"
-        return (f"{verb} {name[other]} ({100 * here.loc[other, col]:.1f}%; {name[rest]} "
+        return (f"{verb} {SHORT[other]} ({100 * here.loc[other, col]:.1f}%; {SHORT[rest]} "
                 f"{100 * here.loc[rest, col]:.1f}%)")
     return (f"{verb} the better of pruning as many filters per layer by |BN scale| "
             f"({100 * here.loc['bn', col]:.1f}%) or by filter norm "
