@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
 # One call on a lent GPU box with no network (this workplace's device tool;
-# see README "The full profile on a GPU"): install the carried wheels, train
-# the full profile's pending runs in priority order within a budget (their
+# see README "The full profile on a GPU"): install the carried wheels,
+# optionally run the like-for-like race against airbench94 first (RACE=1,
+# at most RACE_S seconds), then train the full profile's pending runs in
+# priority order within what is left of BUDGET_MIN minutes (their
 # post-training measurements included), and pack results/ and figures/ into
 # $OUT. Carry `.whl` (bash ../shared/tools/offline-wheels.sh .whl) and `.carry`
-# (the CIFAR-10 JPEG tarball). Usage: bash scripts/device_run.sh [BUDGET_MIN]
+# (the CIFAR-10 JPEG tarball).
+# Usage: [RACE=1] bash scripts/device_run.sh [BUDGET_MIN]
+# The whole call takes at most BUDGET_MIN + 1.5 minutes (install, the
+# runner's hard stop one minute past its budget, packing).
 set -uo pipefail
 BUDGET="${1:-8}"
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
+t0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl >/dev/null 2>&1
 export PYTHONPATH="/tmp/site:$PWD" CIFAR10_ROOT="${CIFAR10_ROOT:-$PWD/.carry}"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-limit=$(python3 -c "print(int(float('$BUDGET') * 60 + 120))")
-timeout "$limit" python3 -m cifar_lib run --profile full --budget-min "$BUDGET" \
-  --json "$OUT/run.json" > "$OUT/run.log" 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if [ "${RACE:-0}" = 1 ]; then
+  timeout "${RACE_S:-200}" python3 benchmarks/airbench_race.py --runs 5 > "$OUT/race.log" 2>&1
+  echo "race exit code $?"
+  grep -v '^{' "$OUT/race.log" | tail -8
+fi
+left=$(python3 -c "import time; print(round(max(0.5, $BUDGET - (time.time() - $t0) / 60), 2))")
+echo "training budget: $left min"
+timeout "$(python3 -c "print(int($left * 60 + 60))")" python3 -m cifar_lib run --profile full \
+  --budget-min "$left" --json "$OUT/run.json" > "$OUT/run.log" 2>&1
 echo "run exit code $?"
 grep '^\[run\]' "$OUT/run.log" | tail -20
 tar czf "$OUT/results.tgz" results figures weights/manifest.json
 python3 -m cifar_lib plan --profile full | tail -3
+echo "call took $(( $(date +%s) - t0 )) s"
