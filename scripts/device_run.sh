@@ -7,7 +7,8 @@
 # post-training measurements included), and pack results/ and figures/ into
 # $OUT. Carry `.whl` (bash ../shared/tools/offline-wheels.sh .whl) and `.carry`
 # (the CIFAR-10 JPEG tarball).
-# Usage: [RACE=1] bash scripts/device_run.sh [BUDGET_MIN]
+# RUN_GROUPS="core ablations" trains only those groups of the plan.
+# Usage: [RACE=1] [RUN_GROUPS=...] bash scripts/device_run.sh [BUDGET_MIN]
 # The whole call takes at most BUDGET_MIN + 1.5 minutes (install, the
 # runner's hard stop one minute past its budget, packing).
 set -uo pipefail
@@ -28,7 +29,7 @@ fi
 left=$(python3 -c "import time; print(round(max(0.5, $BUDGET - (time.time() - $t0) / 60), 2))")
 echo "training budget: $left min"
 timeout "$(python3 -c "print(int($left * 60 + 60))")" python3 -m cifar_lib run --profile full \
-  --budget-min "$left" --json "$OUT/run.json" > "$OUT/run.log" 2>&1
+  --budget-min "$left" ${RUN_GROUPS:+--groups $RUN_GROUPS} --json "$OUT/run.json" > "$OUT/run.log" 2>&1
 echo "run exit code $?"
 grep '^\[run\]' "$OUT/run.log" | tail -20
 tar czf "$OUT/results.tgz" results figures weights/manifest.json
