@@ -145,6 +145,11 @@ def _run(args) -> int:
     if args.json:
         from cifar_lib.experiments import write_json
         write_json(out, Path(args.json))
+    if out.get("measure_failed"):
+        print(f"error: measurement(s) failed: {', '.join(out['measure_failed'])} "
+              "(the log says why; the runs trained are kept; run again once fixed)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

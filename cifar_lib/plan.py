@@ -293,24 +293,31 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
     def left():
         return budget - (time.perf_counter() - t0)
 
-    _measure_ready(P, split, posts, posted, left, log)
-    waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
+    def current():  # the plan as results/ stand now (a grid may have grown)
+        return [j for j in plan(P, extended, costs=False)
+                if not only_groups or j.group in only_groups]
+
+    ctx = _Ctx(P, split, posts, posted, left, log, current, failed=[])
+    _measure_ready(ctx)
+    waited = _train_jobs(jobs, ctx, claim, ran, skipped)
     seen = {j.key for j in jobs if not j.run.waits}
-    while waited and keys is None:
+    while keys is None and (ran or waited):
         # a rate grid finished: its waiting runs now have their rate, or the
-        # grid grew beyond an end that won (a new run; they wait again).
-        # Waiting runs are listed again each round; a round needs a new run.
+        # grid grew beyond an end that won (a new run; they wait again, or a
+        # measurement waits for it). Waiting runs are listed again each
+        # round; a round needs a new run.
         jobs = [j for j in plan(P, extended, tflops, step_ms)
                 if j.key not in seen and (not only_groups or j.group in only_groups)]
         fresh = [j for j in jobs if not j.run.waits]
         if not fresh:
             break
         seen |= {j.key for j in fresh}
-        waited = _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped)
+        waited = _train_jobs(jobs, ctx, claim, ran, skipped)
     summary = {"profile": P.name, "ran": len(ran), "pending": len(skipped) + len(waited),
                "minutes": round((time.perf_counter() - t0) / 60, 2),
                "estimate_ratio": round(_RATIO[0], 3), "runs": ran,
-               "posted": posted, "left": [j.row() for j in skipped + waited]}
+               "posted": posted, "measure_failed": ctx.failed,
+               "left": [j.row() for j in skipped + waited]}
     log(f"[run] {len(ran)} runs trained in {summary['minutes']} min; "
         f"{len(skipped)} pending (call again to continue)"
         + (f", {len(waited)} waiting for a rate grid" if waited else "")
@@ -321,8 +328,42 @@ def run_budget(profile=None, budget_min: float = 9.0, extended: bool = False,
 _RATIO = [1.0]  # measured / estimated time of the runs so far (this process)
 
 
-def _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped) -> list:
-    """Train ``jobs`` within the time ``left()``; return those that wait
+@dataclass
+class _Ctx:
+    """What the runner's steps share: the profile, the split, the
+    measurements (``posts``) and those made (``posted``) or failed, the
+    clock ``left()``, the log and ``current()``, the plan as it stands."""
+
+    P: Profile
+    split: object
+    posts: list
+    posted: list
+    left: Callable[[], float]
+    log: Callable
+    current: Callable[[], list]
+    failed: list
+    trained: set = field(default_factory=set)  # keys trained in this call
+
+    def done(self, job) -> bool:
+        return job.done or job.key in self.trained
+
+
+def _reserve(ctx: _Ctx, ratio: float) -> float:
+    """Time kept back for the measurements this call can still reach: one
+    whose pending runs (at the measured/estimated ratio) and its own
+    reserve fit in the time left. One that cannot be reached keeps
+    nothing back, so a short call trains what fits."""
+    left, n = ctx.left(), 0
+    for m, mine in ctx.posts:
+        if m.name in ctx.posted or m.name in ctx.failed:
+            continue
+        need = sum(k.est_s * ratio for k in mine if not ctx.done(k))
+        n += need + POST_RESERVE_S <= left
+    return POST_RESERVE_S * n
+
+
+def _train_jobs(jobs, ctx: _Ctx, claim, ran, skipped) -> list:
+    """Train ``jobs`` within the time ``ctx.left()``; return those that wait
     for a rate grid."""
     waited = []
     for j in jobs:
@@ -333,18 +374,18 @@ def _train_jobs(jobs, P, split, claim, log, left, posts, posted, ran, skipped) -
             continue
         ratio = _RATIO[0]
         est = j.est_s * ratio
-        reserve = POST_RESERVE_S * sum(m.name not in posted for m, _ in posts)
-        if est + reserve > left():
+        if est + _reserve(ctx, ratio) > ctx.left():
             skipped.append(j)
             continue
-        log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
-            f"est {est:.0f} s, {left() / 60:.1f} min left")
-        took = _train_job(j, P, split, claim, log)
+        ctx.log(f"[run] {j.group}/{j.experiment}: {j.label} (seed {j.cfg.seed}), "
+                f"est {est:.0f} s, {ctx.left() / 60:.1f} min left")
+        took = _train_job(j, ctx.P, ctx.split, claim, ctx.log)
         if took is None:
             continue
         ran.append({**j.row(), "took_s": round(took, 1)})
+        ctx.trained.add(j.key)
         _RATIO[0] = _update_ratio(ratio, took, j.est_s, len(ran))
-        _measure_ready(P, split, posts, posted, left, log)
+        _measure_ready(ctx)
     return waited
 
 
@@ -375,19 +416,32 @@ def _stored(P: Profile, j: Job) -> bool:
     return found is not None and found[1].get("status") in ("ok", "diverged", "failed")
 
 
-def _measure_ready(P: Profile, split, posts: list, posted: list, left, log) -> None:
-    """Run each measurement whose runs are all done (once)."""
-    for m, mine in posts:
-        if m.name in posted or not all(j.done for j in mine):
+def _measure_ready(ctx: _Ctx) -> None:
+    """Run each measurement whose runs are all done (once). Its runs are
+    read again from the plan as it stands before it measures: a rate grid
+    that grew, or runs that waited for it, are runs it needs too. A
+    measurement that fails is logged and named in ``ctx.failed``; training
+    goes on (the CLI then exits non-zero)."""
+    for i, (m, mine) in enumerate(ctx.posts):
+        if m.name in ctx.posted or m.name in ctx.failed or not all(map(ctx.done, mine)):
             continue
-        log(f"[run] {m.name}: measuring ({left() / 60:.1f} min left)")
+        now = [k for k in ctx.current() if m in k.exp.measurements and m.needs(k.run)]
+        if not all(ctx.done(k) and not k.run.waits for k in now):
+            ctx.posts[i] = (m, now)  # it waits for these now
+            continue
+        ctx.log(f"[run] {m.name}: measuring ({ctx.left() / 60:.1f} min left)")
         s = time.perf_counter()
-        m.measure(P, split, log=log)
-        posted.append(m.name)
+        try:
+            m.measure(ctx.P, ctx.split, log=ctx.log)
+        except (ValueError, RuntimeError, OSError) as e:
+            ctx.failed.append(m.name)
+            ctx.log(f"[run] {m.name}: FAILED, training goes on: {e}")
+            continue
+        ctx.posted.append(m.name)
         took = time.perf_counter() - s
-        log(f"[run] {m.name}: done in {took:.0f} s")
+        ctx.log(f"[run] {m.name}: done in {took:.0f} s")
         if took >= MEASURED_MIN_S:  # it measured (else it found its results)
-            _save_measure_time(P, m.name, took)
+            _save_measure_time(ctx.P, m.name, took)
 
 
 def _measure_times_path(P: Profile):
