@@ -26,7 +26,7 @@ default ``results/benchmarks/race_like_for_like.json``) with
 results/benchmarks.json beside the old race (the old recipe, per-epoch
 validation timed).
 
-    python benchmarks/airbench_race.py --runs 5 --epochs 8 9.9 12
+    python benchmarks/airbench_race.py --runs 5 --epochs 9.9 10.5 11 12
     python benchmarks/airbench_race.py --dry-run    # CPU, synthetic, tiny: the code paths
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--epochs", type=float, nargs="+", default=[8.0, 9.9, 12.0])
+    ap.add_argument("--epochs", type=float, nargs="+", default=[9.9, 10.5, 11.0, 12.0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--dry-run", action="store_true",
                     help="CPU, synthetic data, tiny model: exercise the code, write nothing")

@@ -1,0 +1,57 @@
+"""The README's speed record: the like-for-like race first (its own
+device), the old race labelled as such, and a reading whose every number
+and direction comes from the race's entry."""
+from __future__ import annotations
+
+import importlib
+import json
+
+from cifar_lib.profiles import get_profile
+
+values = importlib.import_module("cifar_lib.studies.classification.values")
+
+
+def _t(m):
+    return {"median": m, "min": m - 0.01, "max": m + 0.01, "n": 5}
+
+
+def _race(ab, ours):
+    return {"airbench94": {"time_s": _t(ab[0]), "test_acc": _t(ab[1])},
+            "fastnet": {f"{e} epochs": {"time_s": _t(t), "test_acc": _t(a)}
+                        for e, (t, a) in ours.items()}}
+
+
+def _write(P, fair_ours):
+    b = {"device": "GPU-A", "torch": "2.x", "data": "CIFAR-10 (JPEG copy)",
+         "airbench_race": _race((2.0, 0.90), {"12": (6.0, 0.89)}), "throughput": {}}
+    if fair_ours is not None:
+        b["airbench_race_like_for_like"] = {"like_for_like": True, "device": "GPU-B",
+                                            "torch": "2.y", **_race((2.0, 0.90), fair_ours)}
+    P.results.mkdir(parents=True, exist_ok=True)
+    (P.results / "benchmarks.json").write_text(json.dumps(b))
+
+
+def test_the_like_for_like_race_leads_the_table_with_its_own_device(tmp_path):
+    P = get_profile("smoke").with_(root=tmp_path)
+    _write(P, {"9.9": (1.8, 0.899), "11.0": (1.9, 0.902)})
+    df = values.benchmarks_table(P)
+    assert list(df["device"]) == ["GPU-B"] * 3 + ["GPU-A"] * 2
+    assert df["measure"][0].startswith("like for like: airbench94")
+    assert df["measure"][3].startswith("old race: airbench94")
+    assert df["ratio"][1] == "0.90x airbench's time, below its accuracy"
+    assert df["ratio"][2] == "0.95x airbench's time"
+    assert "GPU-B" in values.benchmark_device(P) and "GPU-A" in values.benchmark_device(P)
+    text = values.benchmark_reading(P)
+    assert "first reaches it at 11 epochs (90.20% in 1.90 s): 0.95x" in text
+    assert "within the goal" in text and "At 9.9 epochs it is faster (1.80 s, 0.90x)" in text
+
+
+def test_the_reading_says_over_the_goal_or_not_reached(tmp_path):
+    P = get_profile("smoke").with_(root=tmp_path)
+    _write(P, {"12": (2.2, 0.91)})
+    assert "1.10x airbench94's time, over the goal" in values.benchmark_reading(P)
+    _write(P, {"12": (2.2, 0.85)})
+    assert "does not reach it at any budget raced" in values.benchmark_reading(P)
+    _write(P, None)
+    assert values.benchmark_reading(P) is None
+    assert list(values.benchmarks_table(P)["device"]) == ["GPU-A"] * 2
