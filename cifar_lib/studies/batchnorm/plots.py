@@ -281,7 +281,7 @@ def plot_probes(runs: list[dict], S: Sizes):
             ax.set_title(f"{t} ({name})\n{formula}", fontsize=11)
             ax.set_ylabel(yl)
         axes[-1, col].set_xlabel("training step")
-        for ax in axes[1:, col]:
+        for ax in axes[:, col]:  # log: the first probes, at chance, sit decades above
             _plain_log(ax)
     _figure_legend(fig, axes.flat)
     fig.suptitle("Probes along the optimizer's update u (Adam's step, SGD's momentum "
