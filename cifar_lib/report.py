@@ -321,22 +321,44 @@ def number_figures(text: str) -> str:
                           text)
 
 
+def pending_figures(profile: Profile, template: Path = TEMPLATE) -> set[str]:
+    """The figures the report shows only inside sections that collapse
+    while some of their runs are pending: drawn now, they would stand on
+    part of their runs (the DessiLBI figures from one run of eight)."""
+    text, cache = Path(template).read_text(), {}
+    held, shown, at = set(), set(), 0
+    for m in SECTION.finditer(text):
+        shown |= {b[1] for b in BLOCK.findall(text[at:m.start()]) if b[0] == "figure"}
+        names = {b[1] for b in BLOCK.findall(m.group(3)) if b[0] == "figure"}
+        pending = section_jobs(profile, (m.group(2) or m.group(1)).split(), cache)[1]
+        (held if pending else shown).update(names)
+        at = m.end()
+    shown |= {b[1] for b in BLOCK.findall(text[at:]) if b[0] == "figure"}
+    return held - shown
+
+
 def draw_figures(profile: Profile, log=print) -> dict[str, str]:
     """Draw every registered figure from the profile's stored results into
     its figures/ folder (unchanged bytes are not rewritten); returns what
-    happened to each: ``drawn`` or ``no results yet``."""
+    happened to each: ``drawn``, ``no results yet``, or ``section
+    pending`` for one the report shows only in a section whose runs are
+    not all done (:func:`pending_figures`; not drawn)."""
     from cifar_lib import viz
     import matplotlib.pyplot as plt
-    out = {}
+    held, out = pending_figures(profile), {}
     for name in sorted(FIGURES):
+        if name in held:
+            out[name] = "section pending"
+            continue
         path = viz.figure(name, profile, show=False, quiet=True)
         out[name] = "drawn" if path else "no results yet"
     plt.close("all")
-    pending = [n for n, v in out.items() if v != "drawn"]
+    missing = [n for n, v in out.items() if v == "no results yet"]
     if log:
-        log(f"figures: {len(out) - len(pending)} of {len(out)} drawn in "
-            f"{profile.figures}" + (f"; no results yet for {', '.join(pending)}"
-                                    if pending else ""))
+        log(f"figures: {sum(v == 'drawn' for v in out.values())} of {len(out)} drawn in "
+            f"{profile.figures}" + (f"; no results yet for {', '.join(missing)}"
+                                    if missing else "")
+            + (f"; {len(held & set(out))} wait for their section's runs" if held else ""))
     return out
 
 
