@@ -55,3 +55,10 @@ def test_the_reading_says_over_the_goal_or_not_reached(tmp_path):
     _write(P, None)
     assert values.benchmark_reading(P) is None
     assert list(values.benchmarks_table(P)["device"]) == ["GPU-A"] * 2
+
+
+def test_a_device_name_is_short_in_a_table_column():
+    assert values.short_device("NVIDIA H100 80GB HBM3") == "H100"
+    assert values.short_device("NVIDIA H200") == "H200"
+    assert values.short_device("NVIDIA GeForce RTX 4090") == "GeForce RTX 4090"
+    assert values.short_device("cpu") == "cpu"

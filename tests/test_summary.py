@@ -24,11 +24,11 @@ def test_the_answer_names_the_best_setting_and_whether_it_beats_the_noise():
     assert b["best"] == "flip" and round(b["lead"], 6) == 5.0 and b["beyond_noise"]
     text = S.answer(b)
     assert text == ("flip (85.0%), +5.0 points over the baseline (80.0%); more than the "
-                    "seed noise (1.0 points, the largest of its one two-seed gap)")
+                    "seed noise (1.0 points, the one two-seed gap measured so far)")
     # flip one number: the lead shrinks under the seed gap and the answer says tie
     recs = [base[0], rec("flip", 0.805)]
     assert S.answer(S.best_vs_baseline(recs, base)).endswith(
-        "(1.0 points, the largest of its one two-seed gap): a tie")
+        "(1.0 points, the one two-seed gap measured so far): a tie")
     # flip it the other way: the baseline leads
     recs = [base[0], rec("flip", 0.70)]
     assert S.answer(S.best_vs_baseline(recs, base)).startswith(
@@ -76,9 +76,9 @@ def test_failed_runs_do_not_win_and_one_seed_says_so():
               rec("b", 0.58, model_kw="b")]
     assert S.answer(S.best_vs_baseline(models)) == (
         "a (60.5%), 2.5 points ahead of b; more than the seed noise (1.0 points, the "
-        "largest of its one two-seed gap)")
+        "one two-seed gap measured so far)")
     models[2]["metrics"]["test_acc"] = 0.603                  # flip one number
-    assert S.answer(S.best_vs_baseline(models)).endswith("two-seed gap): a tie")
+    assert S.answer(S.best_vs_baseline(models)).endswith("two-seed gap measured so far): a tie")
     # both rows with two seeds: their own gaps, not an erratic third model's
     models = [rec("a", 0.60, model_kw="a"), rec("a", 0.61, seed=1, model_kw="a"),
               rec("b", 0.58, model_kw="b"), rec("b", 0.585, seed=1, model_kw="b"),

@@ -288,7 +288,20 @@ def arch_summary(profile: Profile):
     s["val_at_common"] = [sum(at[lbl]) / len(at[lbl]) if lbl in at else None
                           for lbl in s["label"]]
     s["test_acc_per_seed"] = [per_seed(v) for v in s["test_acc_seeds"]]
+    devices: dict = {}
+    for r in keep:
+        devices.setdefault(r["label"], set()).add(short_device(
+            (r.get("env") or {}).get("device_name") or "unknown"))
+    s["devices"] = [", ".join(sorted(devices[lbl])) for lbl in s["label"]]
     return pd.DataFrame(s)
+
+
+def short_device(name: str) -> str:
+    """A device's name without the vendor and the memory ("NVIDIA H100
+    80GB HBM3" -> "H100"), for a table column."""
+    words = [w for w in name.replace("NVIDIA ", "").split()
+             if not any(t in w for t in ("GB", "HBM"))]
+    return " ".join(words) or name
 
 
 def _complete_grids(profile: Profile) -> set:
@@ -332,9 +345,13 @@ def arch_table(profile: Profile):
         "MFLOPs": [NO_MEAN if f is None else f"{f:.0f}" for f in s["mflops"]],
         "train time (s)": [_time(t) for t in s["train_time_mean"]],
         "images/s": [_time(v, "{:,.0f}") for v in s["images_per_s_mean"]],
+        "device": s["devices"],
     })
-    # every model at the same epochs: the "val acc at epoch" header says them
-    return report_columns(df.drop(columns="epochs") if df["epochs"].nunique() == 1 else df)
+    # every model at the same epochs: the "val acc at epoch" header says them;
+    # the device only where the rows' times come from more than one
+    drop = [c for c, one in (("epochs", df["epochs"].nunique() == 1),
+                             ("device", df["device"].nunique() == 1)) if one]
+    return report_columns(df.drop(columns=drop))
 
 
 @register_table("arch_grids")
@@ -974,8 +991,9 @@ def spread_words(gaps: list[float]) -> str:
     largest gap between two seeds of one setting, over the settings with
     two seeds (the summary and section 1.3 say so at their start)."""
     n = len(gaps)
-    return (f"the seed noise ({max(gaps):.1f} points, the largest of "
-            f"{'its one' if n == 1 else n} two-seed gap{'s' if n != 1 else ''})")
+    if n == 1:
+        return f"the seed noise ({gaps[0]:.1f} points, the one two-seed gap measured so far)"
+    return f"the seed noise ({max(gaps):.1f} points, the largest of {n} two-seed gaps)"
 
 
 def _ranked(df):
