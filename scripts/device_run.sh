@@ -11,6 +11,10 @@
 # Usage: [RACE=1] [RUN_GROUPS=...] bash scripts/device_run.sh [BUDGET_MIN]
 # The whole call takes at most BUDGET_MIN + 1.5 minutes (install, the
 # runner's hard stop one minute past its budget, packing).
+# Unpack results.tgz into this checkout (tar xzf) before a second call:
+# each call sends this checkout, whose results/ replace the machine's, so
+# runs of the first call that are not here would be lost there (and from
+# the second call's results.tgz).
 set -uo pipefail
 BUDGET="${1:-8}"
 OUT="${OUT:-/tmp/out}"
