@@ -59,6 +59,12 @@ def test_cost_counts_flops_epochs_and_probes():
     assert pf2 > 1.9 * pf and secs2 > secs - pl.WARMUP_MAX_S
     _, pf3, _ = pl.cost(cfg, P, tag={"probe_every": 10, "etas": [1, 2]})
     assert pf3 > pf
+    # an optimizer with a measured host cost a step (SLBI) is its floor
+    slbi = TrainConfig(model="vgg16_bn", epochs=12, batch_size=128, optimizer="slbi")
+    sgd = slbi.replace(optimizer="sgd")
+    steps = 12 * (45_000 // 128)
+    assert pl.cost(slbi, P, first=False)[2] >= steps * pl.MEASURED_OPT_STEP_MS["slbi"] / 1e3
+    assert pl.cost(sgd, P, first=False)[2] < pl.cost(slbi, P, first=False)[2] / 2
 
 
 def test_cli_plan_prints_and_writes_json(tmp_path, capsys):
