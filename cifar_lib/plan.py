@@ -86,6 +86,8 @@ class Job:
     took_s: float | None = None   # a done run's recorded wall time
     device: str | None = None     # and the device it ran on
     key: str = ""                 # the run's identity in the plan (config, tag, sizes)
+    warmup_s: float = 0.0         # its model's warm-up, paid by its first run in a process
+    first: bool = False           # est_s includes it (the plan's first run of the model)
 
     def row(self) -> dict:
         c = self.cfg
@@ -191,6 +193,11 @@ def plan(profile=None, extended: bool = False, tflops: float = DEFAULT_TFLOPS,
         return _plan(get_profile(profile), extended, tflops, step_ms, costs)
 
 
+def _arch(cfg: TrainConfig) -> tuple:
+    """What a warm-up is paid for: the model, its options and the batch."""
+    return cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size
+
+
 def _plan(P: Profile, extended: bool, tflops: float, step_ms: float, costs: bool) -> list[Job]:
     n_train, n_val, n_test = profile_images(P)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -204,13 +211,17 @@ def _plan(P: Profile, extended: bool, tflops: float, step_ms: float, costs: bool
             if exp.name not in jobs[key].also and exp.name != jobs[key].experiment:
                 jobs[key].also.append(exp.name)
             continue
-        arch = (cfg.model, json.dumps(cfg.model_kw, sort_keys=True), cfg.batch_size)
-        g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=arch not in seen_models) \
+        arch = _arch(cfg)
+        first = arch not in seen_models
+        g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=first) \
             if costs else (0.0, 0.0, 0.0)
+        warm = cost(cfg, P, tag, tflops, step_ms, first=True)[2] - \
+            cost(cfg, P, tag, tflops, step_ms, first=False)[2] if costs else 0.0
         seen_models.add(arch)
         jobs[key] = Job(exp.name, r.label, cfg, exp.group_of(r), tag, exp, r, [], g,
                         n_train, pf, secs, key in done,
-                        key=hashlib.sha1(key.encode()).hexdigest()[:16])
+                        key=hashlib.sha1(key.encode()).hexdigest()[:16],
+                        warmup_s=warm, first=first)
         if key in done:
             jobs[key].took_s = done[key].get("metrics", {}).get("wall_time")
             jobs[key].device = done[key].get("env", {}).get("device_name")
@@ -350,6 +361,7 @@ class _Ctx:
     current: Callable[[], list]
     failed: list
     trained: set = field(default_factory=set)  # keys trained in this call
+    warm: set = field(default_factory=set)     # models (_arch) warmed up in this process
 
     def done(self, job) -> bool:
         return job.done or job.key in self.trained
@@ -369,6 +381,18 @@ def _reserve(ctx: _Ctx, ratio: float) -> float:
     return POST_RESERVE_S * n
 
 
+def _process_est(j, ctx: _Ctx) -> float:
+    """A job's estimate in this process: its model's warm-up is paid by the
+    first run of the model here, whichever run of the plan that is (the
+    plan puts it on the plan's first run; a call that starts mid-plan pays
+    it again, and measured against an estimate without it, that run made
+    the later estimates of a short call 1.8 times too long)."""
+    warmup = getattr(j, "warmup_s", 0.0)
+    plain = j.est_s - (warmup if getattr(j, "first", False) else 0.0)
+    cold = hasattr(j.cfg, "model") and _arch(j.cfg) not in ctx.warm
+    return plain + (warmup if cold else 0.0)
+
+
 def _train_jobs(jobs, ctx: _Ctx, claim, ran, skipped) -> list:
     """Train ``jobs`` within the time ``ctx.left()``; return those that wait
     for a rate grid."""
@@ -380,7 +404,8 @@ def _train_jobs(jobs, ctx: _Ctx, claim, ran, skipped) -> list:
             waited.append(j)
             continue
         ratio = _RATIO[0]
-        est = j.est_s * ratio
+        base = _process_est(j, ctx)
+        est = base * ratio
         if est + _reserve(ctx, ratio) > ctx.left():
             skipped.append(j)
             continue
@@ -391,7 +416,9 @@ def _train_jobs(jobs, ctx: _Ctx, claim, ran, skipped) -> list:
             continue
         ran.append({**j.row(), "took_s": round(took, 1)})
         ctx.trained.add(j.key)
-        _RATIO[0] = _update_ratio(ratio, took, j.est_s, len(ran))
+        if hasattr(j, "cfg") and hasattr(j.cfg, "model"):
+            ctx.warm.add(_arch(j.cfg))
+        _RATIO[0] = _update_ratio(ratio, took, base, len(ran))
         _measure_ready(ctx)
     return waited
 

@@ -251,3 +251,21 @@ def test_a_failing_measurement_is_named_and_training_goes_on(monkeypatch, capsys
     monkeypatch.setattr(pl, "run_budget", lambda *a, **k: {"measure_failed": ["m"]})
     assert main(["run", "--profile", "smoke"]) == 1
     assert "measurement(s) failed: m" in capsys.readouterr().err
+
+
+def test_a_models_warm_up_is_paid_by_its_first_run_in_this_process():
+    """The plan puts the warm-up on its first run of a model; a call that
+    starts after that run pays it on the model's first run of the call."""
+    from cifar_lib.engine import TrainConfig
+    cfg = TrainConfig(model="resnet18")
+    ctx = pl._Ctx(None, None, [], [], lambda: 0.0, print, list, [])
+    later = pl.Job("e", "x", cfg, "core", est_s=10.0, warmup_s=4.0, first=False)
+    plan_first = pl.Job("e", "y", cfg, "core", est_s=14.0, warmup_s=4.0, first=True)
+    assert pl._process_est(later, ctx) == 14.0 and pl._process_est(plan_first, ctx) == 14.0
+    ctx.warm.add(pl._arch(cfg))
+    assert pl._process_est(later, ctx) == 10.0 and pl._process_est(plan_first, ctx) == 10.0
+    # the plan's jobs carry the warm-up of their model, and its first one includes it
+    jobs = [j for j in pl.plan(get_profile("full")) if j.cfg.model == "resnet18"]
+    assert jobs[0].first and not jobs[1].first and jobs[1].warmup_s > 0
+    assert jobs[0].est_s - jobs[0].warmup_s == pytest.approx(
+        pl.cost(jobs[0].cfg, get_profile("full"), jobs[0].tag, first=False)[2])
