@@ -97,11 +97,14 @@ def _sync(device) -> float:
     return time.perf_counter()
 
 
-def run_ours(split, epochs: float, runs: int, device, width: float = 1.0) -> list[dict]:
-    """``runs`` timed runs of airbench_recipe (after one untimed warm-up)."""
+def run_ours(split, epochs: float, runs: int, device, width: float = 1.0,
+             compile: bool | str = False, warmup: list | None = None) -> list[dict]:
+    """``runs`` timed runs of airbench_recipe (after one untimed warm-up,
+    whose time goes to ``warmup`` where given); ``compile``: TrainConfig's
+    torch.compile setting (False: eager)."""
     out = []
     for seed in range(runs + 1):  # the first run warms up kernels; not counted
-        cfg = airbench_recipe(width=width, epochs=epochs, seed=seed)
+        cfg = airbench_recipe(width=width, epochs=epochs, seed=seed).replace(compile=compile)
         if len(split.train[1]) < cfg.batch_size:  # the dry run's tiny set
             cfg = cfg.replace(batch_size=max(8, len(split.train[1]) // 4))
         loaders = make_loaders(split, cfg, device)
@@ -109,6 +112,8 @@ def run_ours(split, epochs: float, runs: int, device, width: float = 1.0) -> lis
         model = create_model(cfg.model, **cfg.model_kw)
         made = _sync(device) - t0
         res = fit(model, loaders, cfg)
+        if not seed and warmup is not None:
+            warmup.append(made + res["train_wall_time"])
         if seed:
             out.append({"time_s": made + res["train_wall_time"],
                         "test_acc": res["metrics"]["test_acc"], "status": res["status"]})

@@ -3,7 +3,8 @@
 Reads, from ``results/benchmarks/``: ``race.json`` (the first race: the old
 FastNet recipe, its per-epoch validation inside the timed region),
 ``race_like_for_like.json`` (benchmarks/airbench_race.py: airbench_recipe,
-training only timed on both sides), 
+training only timed on both sides), ``cuda_graphs.json``
+(benchmarks/cuda_graphs.py: eager, compiled, CUDA graphs), 
 ``tp_<model>.json`` (benchmarks/throughput.py) and ``rates.json``
 (benchmarks/plan_rates.py), and writes one summary with the device named,
 each figure as a median with its spread, and the ratios. The README's
@@ -40,6 +41,15 @@ def summarize(src: Path = SRC) -> dict:
     fair = src / "race_like_for_like.json"
     if fair.is_file():
         out["airbench_race_like_for_like"] = like_for_like(json.loads(fair.read_text()))
+    graphs = src / "cuda_graphs.json"
+    if graphs.is_file():
+        g = json.loads(graphs.read_text())
+        out["cuda_graphs"] = {"device": g["env"]["device_name"], "torch": g["env"]["torch"],
+                              "epochs": g["epochs"], "timed": g["timed"],
+                              "modes": {k: {f: v[f] for f in ("time_s", "test_acc",
+                                                               "warmup_run_s", "ratio_to_eager")
+                                            if f in v}
+                                        for k, v in g["modes"].items()}}
     for path in sorted(src.glob("tp_*.json")):
         tp = json.loads(path.read_text())
         out["throughput"][tp["model"]] = {

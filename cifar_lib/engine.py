@@ -46,7 +46,19 @@ from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
 # Types a TrainConfig field accepts, by its annotation.
 _KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None)), "dict": (dict, type(None)),
-          "dict | str": (dict, str, type(None))}
+          "dict | str": (dict, str, type(None)), "bool | str": (bool, str)}
+
+
+# torch.compile's modes ("reduce-overhead": CUDA graphs of the compiled model)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compiled(model: nn.Module, how: bool | str) -> nn.Module:
+    """``model`` under torch.compile: ``how`` False (eager), True (the
+    default mode) or one of :data:`COMPILE_MODES`."""
+    if not how:
+        return model
+    return torch.compile(model, mode=None if how is True else how)
 
 
 @dataclass
@@ -81,7 +93,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True              # bf16 autocast (CUDA only)
     channels_last: bool = True    # NHWC memory format (CUDA only)
-    compile: bool = False         # torch.compile the model
+    compile: bool | str = False   # torch.compile the model (True, or a mode: COMPILE_MODES)
     keep: str = "best"            # weights kept and tested: "best" (by val acc) or "last"
     # The fields below are left out of to_dict() at their defaults (_QUIET), so
     # configs from before they existed keep their run names.
@@ -130,7 +142,8 @@ class TrainConfig:
                   ("momentum", 0 <= self.momentum < 1),
                   ("swa_lr", self.swa_lr is None or self.swa_lr > 0),
                   ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs),
-                  ("keep", self.keep in ("best", "last"))]
+                  ("keep", self.keep in ("best", "last")),
+                  ("compile", isinstance(self.compile, bool) or self.compile in COMPILE_MODES)]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"bad config value {name}={getattr(self, name)!r}")
@@ -920,7 +933,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
     ckpt = Checkpointer(ckpt_path, save_every)  # kept: the weights cfg.keep names
     opt, sched, avg, clip, st, kept = _start(model, loaders, cfg, ckpt, resume, log)
     loss_fn = train_loss(cfg)
-    net, eval_model = torch.compile(model) if cfg.compile else model, avg.eval_model(model)
+    net, eval_model = compiled(model, cfg.compile), avg.eval_model(model)
     meta = {"model_name": cfg.model, "model_kw": cfg.model_kw, "config": cfg.to_dict(),
             "num_classes": loaders.train.num_classes}
     pending = _Pending() if cfg.val_every == 0 else None  # the lean loop's

@@ -2,13 +2,14 @@
 # One call on a lent GPU box with no network (this workplace's device tool;
 # see README "The full profile on a GPU"): install the carried wheels,
 # optionally run the like-for-like race against airbench94 first (RACE=1,
-# at most RACE_S seconds), then train the full profile's pending runs in
+# at most RACE_S seconds) and the CUDA-graphs benchmark (GRAPHS=1, at most
+# GRAPHS_S seconds), then train the full profile's pending runs in
 # priority order within what is left of BUDGET_MIN minutes (their
 # post-training measurements included), and pack results/ and figures/ into
 # $OUT. Carry `.whl` (bash ../shared/tools/offline-wheels.sh .whl) and `.carry`
 # (the CIFAR-10 JPEG tarball).
 # RUN_GROUPS="core ablations" trains only those groups of the plan.
-# Usage: [RACE=1] [RUN_GROUPS=...] bash scripts/device_run.sh [BUDGET_MIN]
+# Usage: [RACE=1] [GRAPHS=1] [RUN_GROUPS=...] bash scripts/device_run.sh [BUDGET_MIN]
 # The whole call takes at most BUDGET_MIN + 1.5 minutes (install, the
 # runner's hard stop one minute past its budget, packing).
 # Unpack results.tgz into this checkout (tar xzf) before a second call:
@@ -29,6 +30,11 @@ if [ "${RACE:-0}" = 1 ]; then
   timeout "${RACE_S:-200}" python3 benchmarks/airbench_race.py --runs 5 > "$OUT/race.log" 2>&1
   echo "race exit code $?"
   grep -v '^{' "$OUT/race.log" | tail -8
+fi
+if [ "${GRAPHS:-0}" = 1 ]; then  # CUDA graphs: eager, compile, reduce-overhead
+  timeout "${GRAPHS_S:-240}" python3 benchmarks/cuda_graphs.py --runs 3 > "$OUT/graphs.log" 2>&1
+  echo "cuda graphs exit code $?"
+  tail -5 "$OUT/graphs.log"
 fi
 left=$(python3 -c "import time; print(round(max(0.5, $BUDGET - (time.time() - $t0) / 60), 2))")
 echo "training budget: $left min"

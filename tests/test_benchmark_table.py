@@ -62,3 +62,41 @@ def test_a_device_name_is_short_in_a_table_column():
     assert values.short_device("NVIDIA H200") == "H200"
     assert values.short_device("NVIDIA GeForce RTX 4090") == "GeForce RTX 4090"
     assert values.short_device("cpu") == "cpu"
+
+
+def test_the_race_and_the_cuda_graphs_benchmark_run_their_code_paths_on_the_cpu(capsys):
+    import sys
+    from cifar_lib.profiles import REPO
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import airbench_race
+    import cuda_graphs
+    assert airbench_race.main(["--dry-run"]) == 0
+    assert cuda_graphs.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("dry run: ok") == 2 and "eager:" in out
+
+
+def test_compile_takes_a_mode_and_keeps_old_run_names():
+    import pytest
+    import torch.nn as nn
+    from cifar_lib.engine import TrainConfig, compiled
+    assert TrainConfig(model="lenet").to_dict()["compile"] is False   # as stored before
+    assert TrainConfig(model="lenet", compile="reduce-overhead").compile == "reduce-overhead"
+    with pytest.raises(ValueError, match="compile"):
+        TrainConfig(model="lenet", compile="fast")
+    m = nn.Linear(2, 2)
+    assert compiled(m, False) is m
+
+
+def test_cuda_graph_rows_follow_the_races_with_their_ratio_to_eager(tmp_path):
+    P = get_profile("smoke").with_(root=tmp_path)
+    _write(P, None)
+    b = json.loads((P.results / "benchmarks.json").read_text())
+    b["cuda_graphs"] = {"device": "GPU-B", "epochs": 9.9, "modes": {
+        m: {"time_s": _t(t), "test_acc": _t(0.9), "warmup_run_s": 30.0,
+            "ratio_to_eager": t / 1.6} for m, t in (("eager", 1.6), ("reduce-overhead", 1.2))}}
+    (P.results / "benchmarks.json").write_text(json.dumps(b))
+    df = values.benchmarks_table(P)
+    assert list(df["ratio"][2:]) == ["1.00x eager's time", "0.75x eager's time"]
+    assert df["measure"][3].startswith("CUDA graphs: FastNet, airbench_recipe, 9.9 epochs, "
+                                       "reduce-overhead (warm-up run 30.0 s)")

@@ -781,6 +781,14 @@ def benchmarks_table(profile: Profile):
                            "airbench_recipe, training only timed")
     rows += _race_rows(b["airbench_race"], b["device"], "old race",
                        "fast_recipe (old), per-epoch validation timed")
+    graphs = b.get("cuda_graphs")
+    for mode, v in (graphs or {}).get("modes", {}).items():
+        rows.append({"measure": f"CUDA graphs: FastNet, airbench_recipe, {graphs['epochs']:g} "
+                                f"epochs, {mode} (warm-up run {v['warmup_run_s']:.1f} s), "
+                                f"median of {v['time_s'].get('n', 3)}",
+                     "device": graphs["device"], "time": _spread(v["time_s"]),
+                     "acc": _pm(v["test_acc"]["median"], None, digits=2),
+                     "ratio": f"{v['ratio_to_eager']:.2f}x eager's time"})
     for model, t in b["throughput"].items():
         rows.append({"measure": f"{model} training images/s: ours vs DataLoader+PIL "
                                 f"({t['workers']} workers), batch {t['batch_size']}",
