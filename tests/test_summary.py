@@ -324,11 +324,15 @@ def test_the_architecture_table_says_a_shared_rate_source_and_equal_epochs_once(
             "common_epoch": [min(epochs)] * n, "val_at_common": [0.79, 0.49][:n],
             "lr": [0.2, 0.05][:n], "lr_from": froms, "params": [2e6, 6e4][:n],
             "mflops": [236.0, 1.0][:n], "train_time_mean": [3.0, 2.0][:n],
-            "images_per_s_mean": [1e5, 1e4][:n]})
+            "images_per_s_mean": [1e5, 1e4][:n], "devices": devices[:n]})
+    devices = ["H100", "H100"]
     monkeypatch.setattr(v1, "arch_summary", lambda p: summary(["own grid", "shared"], [8, 8]))
     t = v1.arch_table(None)
     assert list(t["lr (chosen from)"]) == ["0.2 (own grid)", "0.05 (shared)"]
     assert "epochs" not in t and "val acc at epoch 8 (%)" in t
+    assert "device" not in t                     # one device: its times compare
+    devices[1] = "H200"
+    assert list(v1.arch_table(None)["device"]) == ["H100", "H200"]
     monkeypatch.setattr(v1, "arch_summary", lambda p: summary(["shared; own grid pending"] * 2,
                                                               [8, 4]))
     t = v1.arch_table(None)
