@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from cifar_lib.data import split_data, synthetic_cifar  # noqa: E402
 from cifar_lib.engine import default_device, fit, make_loaders  # noqa: E402
 from cifar_lib.experiments import environment, profile_split  # noqa: E402
-from cifar_lib.fsutil import atomic_write  # noqa: E402
+from cifar_lib import store  # noqa: E402
 from cifar_lib.models import create_model  # noqa: E402
 from cifar_lib.recipes import airbench_recipe  # noqa: E402
 
@@ -183,8 +183,7 @@ def main(argv=None) -> int:
     split = profile_split("full")
     result = race(split, run_airbench(split, args.runs), args.epochs, args.runs, device)
     result.update(env=environment(), data=split.describe())
-    text = json.dumps(result, indent=1) + "\n"
-    atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+    store.write(result, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -16,7 +16,6 @@ time, and the ratio of each mode's median time to eager's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from airbench_race import med, run_ours  # noqa: E402
 from cifar_lib.data import split_data, synthetic_cifar  # noqa: E402
 from cifar_lib.engine import default_device  # noqa: E402
 from cifar_lib.experiments import environment, profile_split  # noqa: E402
-from cifar_lib.fsutil import atomic_write  # noqa: E402
+from cifar_lib import store  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks" / "cuda_graphs.json"
 MODES = {"eager": False, "compile": True, "reduce-overhead": "reduce-overhead"}
@@ -75,8 +74,7 @@ def main(argv=None) -> int:
         raise SystemExit("CUDA graphs need a CUDA GPU; try --dry-run on a CPU")
     res = measure(profile_split("full"), args.epochs, args.runs, device, args.modes)
     res.update(env=environment())
-    text = json.dumps(res, indent=1) + "\n"
-    atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+    store.write(res, args.out)
     print(f"wrote {args.out}")
     return 0
 
