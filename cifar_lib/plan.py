@@ -213,10 +213,9 @@ def _plan(P: Profile, extended: bool, tflops: float, step_ms: float, costs: bool
             continue
         arch = _arch(cfg)
         first = arch not in seen_models
-        g, pf, secs = cost(cfg, P, tag, tflops, step_ms, first=first) \
-            if costs else (0.0, 0.0, 0.0)
-        warm = cost(cfg, P, tag, tflops, step_ms, first=True)[2] - \
-            cost(cfg, P, tag, tflops, step_ms, first=False)[2] if costs else 0.0
+        g, pf, cold = cost(cfg, P, tag, tflops, step_ms) if costs else (0.0, 0.0, 0.0)
+        steady = cost(cfg, P, tag, tflops, step_ms, first=False)[2] if costs else 0.0
+        secs, warm = (cold if first else steady), cold - steady
         seen_models.add(arch)
         jobs[key] = Job(exp.name, r.label, cfg, exp.group_of(r), tag, exp, r, [], g,
                         n_train, pf, secs, key in done,
