@@ -677,8 +677,13 @@ def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss
     loss_sum = torch.zeros((), device=dev) if sync else None
     correct = torch.zeros((), device=dev, dtype=torch.long) if sync else None
     kept = []  # sync=False: (loss, logits, labels) of each step
+    # CUDA graphs reuse their output buffers at the next replay: an output
+    # kept past its step is copied (one op per step, under that mode only)
+    graphs = cfg.compile == "reduce-overhead"
     seen, step = 0, -1
     for step, (x, y) in enumerate(loaders.train):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         for fn in before:
             fn(model, x, y, epoch * per_epoch + step)
         with _autocast(dev, _amp(cfg)):
@@ -697,7 +702,7 @@ def train_epoch(net, model, loaders: Loaders, cfg: TrainConfig, opt, sched, loss
         avg.step(model, epoch * per_epoch + step + 1)
         seen += len(x)
         if not sync:  # references only (the graph's buffers are freed)
-            kept.append((loss, out, y))
+            kept.append((loss, out.detach().clone() if graphs else out, y))
             if step + 1 == steps:
                 break
             continue

@@ -328,3 +328,33 @@ def test_validation_every_n_epochs():
     out = fit(create_model(cfg.model, **cfg.model_kw), make_loaders(split, cfg, "cpu"), cfg)
     assert [r["val_acc"] is None for r in out["history"]] == [True, False, False]
     assert out["metrics"]["best_epoch"] in (2, 3)
+
+
+def test_lean_loop_copies_outputs_that_cuda_graphs_overwrite(monkeypatch):
+    """Under ``compile="reduce-overhead"`` a CUDA graph's next replay
+    overwrites its last output (H200: "accessing tensor output of CUDAGraphs
+    that has been overwritten"); the lean loop keeps a copy of each step's
+    logits, so its train metrics equal eager's. Replayed here on the CPU by
+    a stand-in that blanks its previous output at every call."""
+    import cifar_lib.engine as engine
+
+    class Overwriting:
+        def __init__(self, model):
+            self.model, self.prev = model, None
+
+        def __call__(self, x):
+            if self.prev is not None:
+                self.prev.data.fill_(float("nan"))
+            self.prev = self.model(x)
+            return self.prev
+
+    split = tiny_fastnet_split()
+    cfg = airbench_recipe(width=0.125, epochs=2, batch_size=16, amp=False, optim_kw={})
+    hist = {}
+    for mode in (False, "reduce-overhead"):
+        monkeypatch.setattr(engine, "compiled", lambda m, how: Overwriting(m) if how else m)
+        torch.manual_seed(0)
+        out = fit(create_model(cfg.model, **cfg.model_kw), make_loaders(split, cfg, "cpu"),
+                  cfg.replace(compile=mode))
+        hist[mode] = [(r["train_loss"], r["train_acc"]) for r in out["history"]]
+    assert hist["reduce-overhead"] == hist[False]
