@@ -37,8 +37,8 @@ from cifar_lib.fsutil import atomic_write
 from cifar_lib.losses import make_loss
 from cifar_lib.models import create_model, model_options
 from cifar_lib.health import failure
-from cifar_lib.optim import (GradClip, Lookahead, LRSchedule, check_schedule, make_ema,
-                             make_optimizer, make_swa, trainable)
+from cifar_lib.optim import (FP16_UNSAFE, FP32State, GradClip, Lookahead, LRSchedule,
+                             check_schedule, make_ema, make_optimizer, make_swa, trainable)
 from cifar_lib.registry import OPTIMIZERS
 from cifar_lib import slbi  # noqa: F401  (registers the "slbi" optimizer)
 
@@ -790,6 +790,8 @@ def _clear_grads(opt) -> None:
     for group in opt.param_groups:
         for p in group["params"]:
             p.grad = None
+    for p in getattr(opt, "model_params", ()):  # FP32State: the network's own
+        p.grad = None
 
 
 def run_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
@@ -875,6 +877,8 @@ def _setup(model: nn.Module, loaders: Loaders, cfg: TrainConfig):
                        warmup_steps=round(cfg.warmup_epochs * steps),
                        hold_from=None if swa_epoch is None else swa_epoch * steps,
                        hold_factor=swa_lr / cfg.lr, **cfg.sched_kw)
+    if cfg.fp16 and gpu_path(dev) and cfg.optimizer in FP16_UNSAFE:
+        opt = FP32State(opt)  # the schedule keeps the inner optimizer (same groups)
     return opt, sched
 
 
@@ -1000,8 +1004,29 @@ def _finish(loop: _Loop, kept, ckpt, clip, status: str, diverged_at, trained: fl
     metrics = _metrics(st, cfg, swa_val, test, model, time.perf_counter() - loop.wall0)
     return _write_kept(ckpt, kept, {
         "status": status, "diverged_at": diverged_at, "failure": failed,
-        "history": st["history"], "metrics": {**metrics, **_acted(loop.opt, loop.sched, clip)},
+        "history": st["history"], "metrics": {**metrics, **_acted(loop.opt, loop.sched, clip),
+                                              **_fp32_state(loop.opt)},
         "train_wall_time": trained})
+
+
+def _fp32_state(opt) -> dict:
+    """The mark of a run whose optimizer kept its state in fp32 over an
+    fp16 network (:class:`FP32State`); nothing otherwise."""
+    return {"optimizer_state": "fp32"} if isinstance(opt, FP32State) else {}
+
+
+def stale(rec: dict) -> str | None:
+    """Why a stored run must be trained again although its config is
+    unchanged (None: it stands): runs of an Adam-family optimizer over an
+    fp16 network on a GPU made before :class:`FP32State` (their fp16 state
+    underflowed; every one diverged in its first epoch on the H200)."""
+    c, m = rec.get("config") or {}, rec.get("metrics") or {}
+    if (c.get("fp16") and c.get("optimizer") in FP16_UNSAFE
+            and (rec.get("env") or {}).get("device") == "cuda"
+            and m.get("optimizer_state") != "fp32"):
+        return (f"its {c['optimizer']} state was kept in fp16, where it underflows "
+                "(fixed: the state is fp32 now)")
+    return None
 
 
 def _acted(opt, sched: LRSchedule, clip: GradClip | None) -> dict:

@@ -24,7 +24,8 @@ import torch
 
 from cifar_lib.data import Split, load_cifar10, split_data, synthetic_cifar
 from cifar_lib import store
-from cifar_lib.engine import TrainConfig, default_device, fit, load_checkpoint, make_loaders
+from cifar_lib.engine import (TrainConfig, default_device, fit, load_checkpoint, make_loaders,
+                              stale)
 from cifar_lib.models import create_model
 from cifar_lib.profiles import Profile, get_profile
 
@@ -165,7 +166,7 @@ def _reuse(cfg, data, experiment, profile, tag, label, need_weights, log):
     if found is None:
         return None
     where, rec = found
-    problem = weights_problem(rec, profile) if need_weights else None
+    problem = stale(rec) or (weights_problem(rec, profile) if need_weights else None)
     if problem is not None:
         _say(log, f"{experiment}/{rec['run']}: retraining, {problem}")
         return None

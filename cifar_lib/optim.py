@@ -269,6 +269,70 @@ def _adamw_sgd(model, lr, momentum, weight_decay, nesterov, total_steps,
                         weight_decay=weight_decay, **kw)
 
 
+# Optimizers whose second-moment state underflows in fp16: a gradient
+# below about 2.4e-4 squares to 0 there, and Adam's eps (1e-8) is 0 too, so
+# an fp16 network's first step divides by zero. The engine gives them
+# :class:`FP32State` when the network runs in fp16 (``TrainConfig.fp16``).
+FP16_UNSAFE = frozenset({"adam", "adamw", "adamw_sgd"})
+
+
+class FP32State:
+    """``opt``'s state and update in fp32 over an fp16 network.
+
+    ``opt`` is built over the network's (fp16) parameters; this swaps each
+    fp16 parameter in its groups (and in the groups of optimizers it holds,
+    as AdamW-then-SGD's phases) for an fp32 copy. Every :meth:`step` copies
+    the parameters and their gradients into the fp32 copies, steps ``opt``
+    there and rounds the result back into the network: the weights keep
+    fp16 storage, as under SGD, while the optimizer's moments live in fp32.
+    Everything else (``param_groups`` for the schedule, ``state_dict``,
+    ``switched_at``, ``epoch_end``) is ``opt``'s own.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer):
+        self.opt = opt
+        shadow: dict[int, torch.Tensor] = {}
+        inner = [opt, *(v for v in vars(opt).values() if isinstance(v, torch.optim.Optimizer))]
+        for o in inner:
+            for g in o.param_groups:
+                g["params"] = [self._shadow(p, shadow) for p in g["params"]]
+        self.pairs = [(p, m) for p, m in shadow.values()]
+        self.model_params = [p for p, _ in self.pairs]  # their grads: cleared with the step's
+
+    @staticmethod
+    def _shadow(p: torch.Tensor, shadow: dict) -> torch.Tensor:
+        if p.dtype != torch.float16:
+            return p
+        if id(p) not in shadow:
+            shadow[id(p)] = (p, p.detach().float().requires_grad_(p.requires_grad))
+        return shadow[id(p)][1]
+
+    @property
+    def param_groups(self):
+        return self.opt.param_groups
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p, m in self.pairs:
+            m.copy_(p)
+            m.grad = None if p.grad is None else p.grad.float()
+        out = self.opt.step(closure)
+        for p, m in self.pairs:
+            p.copy_(m)
+        return out
+
+    def state_dict(self):
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state):
+        self.opt.load_state_dict(state)
+
+    def __getattr__(self, name):
+        if name == "opt":  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.opt, name)
+
+
 # ---------------------------------------------------------------- schedules
 
 SCHEDULE_OPTIONS = {

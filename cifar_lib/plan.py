@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cifar_lib import store
-from cifar_lib.engine import TrainConfig
+from cifar_lib.engine import TrainConfig, stale
 from cifar_lib.profiles import Profile, get_profile
 from cifar_lib.registry import PLANNER, PRIORITY, register_table, register_values
 
@@ -179,7 +179,8 @@ def _runs(extended: bool, P: Profile) -> list:
 def _done_records(P: Profile) -> dict[str, dict]:
     """Every finished run on disk by its identity (config, tag, data sizes)."""
     return {_key(r["config"], r.get("tag"), r.get("data", {})): r
-            for r in store.runs(P.results) if r.get("status") in ("ok", "diverged", "failed")}
+            for r in store.runs(P.results)
+            if r.get("status") in ("ok", "diverged", "failed") and stale(r) is None}
 
 
 _key = store.identity  # a run before its data is loaded (config, tag, split sizes)
