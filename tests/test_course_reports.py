@@ -291,3 +291,29 @@ def test_report_b_recipe_trains(small_split):
     lrs = [h["lr"] for h in out["history"]]
     assert lrs == pytest.approx([1e-3 * 0.96 ** e for e in range(5)])
     assert phases[0] == "adamw" and phases[-1] == "sgd"  # switched for the last 20%
+
+
+def test_a_run_that_did_not_learn_stays_out_of_the_mean_and_is_named(profile):
+    """A diverged seed is left out of our number (no NaN, no failed run
+    averaged in) and the cell says so; a row none of whose runs learned
+    says that instead of a number."""
+    exp = "ablation_optimizers"
+    r1 = next(r for r in studies.experiment(exp).runs(profile)
+                    if r.label == "Adam" and r.cfg.seed == 1)
+    rec = {**_record(r1.cfg, "Adam", exp, None), "status": "diverged"}
+    write_json(rec, profile.results / exp / "r0.json")    # seed 1 diverged
+    rows = {(r["report"], r["setting"]): r for r in CR.comparison(profile)}
+    adam = rows["A", "optimizer: Adam"]
+    assert adam["runs"] == 1 and adam["not_learned"] == ["diverged"]
+    cells = {(r["reported by"], r["setting"]): r for r in
+             TABLES["course_reports"](profile).to_dict("records")}
+    assert cells["course report A", "optimizer: Adam"]["ours (%)"] == \
+        "50.0 (1 diverged, left out)"
+    for f in (profile.results / exp).glob("g*.json"):        # the grid's runs too
+        write_json({**json.loads(f.read_text()), "status": "diverged",
+                    "metrics": {"test_acc": None}}, f)
+    cells = {(r["reported by"], r["setting"]): r for r in
+             TABLES["course_reports"](profile).to_dict("records")}
+    assert cells["course report A", "optimizer: Adam"]["ours (%)"].startswith(
+        "no run learned (")
+    assert "nan" not in TABLES["course_reports_condensed"](profile).to_string()

@@ -285,10 +285,13 @@ def comparison(profile: Profile) -> list[dict]:
     from cifar_lib.experiments import results_frame, summarize
     runs, out = _Runs(profile), []
     for s in settings():
-        recs, planned = runs.find(s["ours"])
+        found, planned = runs.find(s["ours"])
+        recs = [r for r in found if r.get("status") == "ok"]  # no failed run in a mean
         theirs = 100 - s["value"] if s["metric"] == "test error" else s["value"]
         row = {**s, "theirs_acc": theirs, "planned_in": planned, "runs": len(recs),
-               "ours_mean": None, "ours_std": None, "our_run": _key_words(s["ours"])}
+               "ours_mean": None, "ours_std": None, "our_run": _key_words(s["ours"]),
+               "not_learned": sorted(r.get("status", "failed") for r in found
+                                     if r.get("status") != "ok")}
         if planned:  # not run yet: name the run the plan has
             labels = sorted(runs.candidates(s["ours"])[planned[0]])
             row["our_run"] = run_words(planned[0], labels[0])
@@ -312,7 +315,22 @@ def comparison(profile: Profile) -> list[dict]:
     return out
 
 
+def _not_learned(row: dict) -> str:
+    """'1 diverged', '2 failed', ...: our runs of a row left out of its mean."""
+    bad = row.get("not_learned") or []
+    return ", ".join(f"{bad.count(s)} {s}" for s in dict.fromkeys(bad))
+
+
 def _ours_cell(row: dict, profile: Profile) -> str:
+    bad = _not_learned(row)
+    if row["ours_mean"] is None and bad:
+        return f"no run learned ({bad})"
+    if bad:
+        return f"{_ours_value(row, profile)} ({bad}, left out)"
+    return _ours_value(row, profile)
+
+
+def _ours_value(row: dict, profile: Profile) -> str:
     if row["ours_mean"] is None:
         if not row["planned_in"]:
             return f"not run (not in the {profile.name} profile)"
