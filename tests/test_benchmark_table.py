@@ -100,3 +100,33 @@ def test_cuda_graph_rows_follow_the_races_with_their_ratio_to_eager(tmp_path):
     assert list(df["ratio"][2:]) == ["1.00x eager's time", "0.75x eager's time"]
     assert df["measure"][3].startswith("CUDA graphs: FastNet, airbench_recipe, 9.9 epochs, "
                                        "reduce-overhead (warm-up run 30.0 s)")
+
+
+def test_the_reading_weighs_a_thin_margin_against_airbench_spread(tmp_path):
+    """A first reaching budget whose margin lies inside airbench94's range of
+    runs is said to, with the first budget that clears the whole range."""
+    P = get_profile("smoke").with_(root=tmp_path)
+    _write(P, {"9.9": (1.8, 0.905), "10.5": (1.86, 0.9105), "12": (2.2, 0.92)})
+    text = values.benchmark_reading(P)
+    assert "first reaches it at 9.9 epochs" in text
+    assert ("Its margin (0.50 points) lies inside airbench94's run-to-run range "
+            "(89.00-91.00%); FastNet's median clears all of it first at 10.5 epochs "
+            "(91.05% in 1.86 s, 0.93x airbench94's time).") in text
+    _write(P, {"9.9": (1.8, 0.905)})
+    assert "; no budget raced clears all of it." in values.benchmark_reading(P)
+    _write(P, {"9.9": (1.8, 0.92)})   # 2 points over airbench's median: clear
+    assert "margin" not in values.benchmark_reading(P)
+
+
+def test_the_reading_gives_cuda_graphs_against_eager(tmp_path):
+    P = get_profile("smoke").with_(root=tmp_path)
+    _write(P, {"9.9": (1.8, 0.92)})
+    b = json.loads((P.results / "benchmarks.json").read_text())
+    b["cuda_graphs"] = {"device": "GPU-B", "epochs": 9.9, "modes": {
+        m: {"time_s": _t(t), "test_acc": _t(0.9)}
+        for m, t in (("eager", 1.6), ("compile", 2.0), ("reduce-overhead", 1.44))}}
+    (P.results / "benchmarks.json").write_text(json.dumps(b))
+    text = values.benchmark_reading(P)
+    assert ("CUDA graphs (`torch.compile(mode=\"reduce-overhead\")`, GPU-B) cut FastNet's "
+            "9.9-epoch training to 0.90x eager's time (1.44 s against 1.60 s, medians of 5, "
+            "one call); plain `torch.compile` is slower (1.25x).") in text

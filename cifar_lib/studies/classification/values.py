@@ -833,6 +833,7 @@ def benchmark_reading(profile: Profile):
         head += (f" FastNet under airbench_recipe first reaches it at {e:g} epochs "
                  f"({100 * a:.2f}% in {s:.2f} s): {s / t:.2f}x airbench94's time, "
                  f"{verdict} the goal of at most 1.0x.")
+        head += _race_margin(ab["test_acc"], runs, a - acc, t)
     else:
         head += " FastNet under airbench_recipe does not reach it at any budget raced."
     short = [r for r in runs if r[1] < acc and r[2] <= t]
@@ -840,7 +841,41 @@ def benchmark_reading(profile: Profile):
         e, a, s = max(short)
         head += (f" At {e:g} epochs it is faster ({s:.2f} s, {s / t:.2f}x) but "
                  f"{100 * (acc - a):.2f} points short ({100 * a:.2f}%).")
-    return head
+    return head + _graphs_reading(b.get("cuda_graphs"))
+
+
+def _race_margin(ab_acc: dict, runs: list, margin: float, t: float) -> str:
+    """Whether the first reaching budget's margin stands out of airbench94's
+    run-to-run range, and the first budget whose median clears all of it."""
+    lo, hi = ab_acc.get("min"), ab_acc.get("max")
+    if lo is None or hi is None or margin > hi - ab_acc["median"]:
+        return ""
+    text = (f" Its margin ({100 * margin:.2f} points) lies inside airbench94's run-to-run "
+            f"range ({100 * lo:.2f}-{100 * hi:.2f}%)")
+    clear = [r for r in runs if r[1] > hi]
+    if not clear:
+        return text + "; no budget raced clears all of it."
+    e, a, s = min(clear)
+    return (text + f"; FastNet's median clears all of it first at {e:g} epochs "
+            f"({100 * a:.2f}% in {s:.2f} s, {s / t:.2f}x airbench94's time).")
+
+
+def _graphs_reading(g: dict | None) -> str:
+    """CUDA graphs' and torch.compile's time against eager's (one call)."""
+    modes = (g or {}).get("modes", {})
+    if "eager" not in modes or "reduce-overhead" not in modes:
+        return ""
+    eager, ro = modes["eager"]["time_s"]["median"], modes["reduce-overhead"]["time_s"]["median"]
+    r = ro / eager
+    text = (f" CUDA graphs (`torch.compile(mode=\"reduce-overhead\")`, "
+            f"{g.get('device', 'same device')}) {'cut' if r < 1 else 'raise'} FastNet's "
+            f"{g['epochs']:g}-epoch training to {r:.2f}x eager's time ({ro:.2f} s against "
+            f"{eager:.2f} s, medians of {modes['eager']['time_s']['n']}, one call)")
+    if "compile" in modes:
+        c = modes["compile"]["time_s"]["median"] / eager
+        text += (f"; plain `torch.compile` is {'slower' if c > 1 else 'faster'} "
+                 f"({c:.2f}x)")
+    return text + "."
 
 
 def best_model(profile: Profile):
