@@ -2,6 +2,8 @@
 the network in fp16): their state and update in fp32 (FP32State). On the
 H200, Adam, AdamW and AdamW-then-SGD diverged in their first epoch at every
 rate of the optimizer ablation: squared gradients and eps underflow in fp16."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -115,3 +117,22 @@ def test_a_stale_record_is_pending_in_the_plan_and_retrained(tmp_path, monkeypat
     again = experiments.run(cfg, split, "opt", P, device="cpu", log=said.append)
     assert again["status"] == "ok" and again["env"]["device"] == "cpu"
     assert any("retraining" in s and "underflows" in s for s in said)
+
+
+def test_fp32_state_resumes_from_its_state_dict():
+    """A checkpoint's optimizer state (the inner optimizer's, in fp32)
+    loads into a fresh FP32State over the same network: the next steps match."""
+    m = _half_linear(grad=1e-3)
+    a = FP32State(make_optimizer("adam", m, lr=1e-3))
+    a.step()
+    saved = copy.deepcopy(a.state_dict())  # as a checkpoint file holds it
+    twin = _half_linear(grad=1e-3)
+    twin.load_state_dict(m.state_dict())
+    b = FP32State(make_optimizer("adam", twin, lr=1e-3))
+    b.load_state_dict(saved)
+    assert b.state_dict()["state"][0]["exp_avg"].dtype == torch.float32
+    for net, opt in ((m, a), (twin, b)):
+        for p in net.parameters():
+            p.grad = torch.full_like(p, 2e-3)
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(m.parameters(), twin.parameters()))
