@@ -291,7 +291,7 @@ class FP32State:
 
     def __init__(self, opt: torch.optim.Optimizer):
         self.opt = opt
-        shadow: dict[int, torch.Tensor] = {}
+        shadow: dict[int, tuple] = {}  # id of an fp16 parameter: (it, its fp32 copy)
         inner = [opt, *(v for v in vars(opt).values() if isinstance(v, torch.optim.Optimizer))]
         for o in inner:
             for g in o.param_groups:
@@ -307,10 +307,6 @@ class FP32State:
             shadow[id(p)] = (p, p.detach().float().requires_grad_(p.requires_grad))
         return shadow[id(p)][1]
 
-    @property
-    def param_groups(self):
-        return self.opt.param_groups
-
     @torch.no_grad()
     def step(self, closure=None):
         for p, m in self.pairs:
@@ -320,12 +316,6 @@ class FP32State:
         for p, m in self.pairs:
             p.copy_(m)
         return out
-
-    def state_dict(self):
-        return self.opt.state_dict()
-
-    def load_state_dict(self, state):
-        self.opt.load_state_dict(state)
 
     def __getattr__(self, name):
         if name == "opt":  # not set yet (copy, unpickling)
