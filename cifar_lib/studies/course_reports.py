@@ -285,19 +285,19 @@ def comparison(profile: Profile) -> list[dict]:
     from cifar_lib.experiments import results_frame, summarize
     runs, out = _Runs(profile), []
     for s in settings():
-        found, planned = runs.find(s["ours"])
-        recs = [r for r in found if r.get("status") == "ok"]  # no failed run in a mean
+        recs, planned = runs.find(s["ours"])
+        frame = results_frame(recs) if recs else None  # statuses judged by today's rule
+        status = [] if frame is None else list(frame["status"])
         theirs = 100 - s["value"] if s["metric"] == "test error" else s["value"]
-        row = {**s, "theirs_acc": theirs, "planned_in": planned, "runs": len(recs),
+        row = {**s, "theirs_acc": theirs, "planned_in": planned, "runs": status.count("ok"),
                "ours_mean": None, "ours_std": None, "our_run": _key_words(s["ours"]),
-               "not_learned": sorted(r.get("status", "failed") for r in found
-                                     if r.get("status") != "ok")}
+               "not_learned": sorted(x for x in status if x != "ok")}
         if planned:  # not run yet: name the run the plan has
             labels = sorted(runs.candidates(s["ours"])[planned[0]])
             row["our_run"] = run_words(planned[0], labels[0])
-        if recs:
+        if row["runs"]:  # summarize's means leave out the runs that did not learn
             metric = "best_val_acc" if s["metric"] == "best val acc" else "test_acc"
-            g = summarize(results_frame(recs), by="label", metrics=(metric, "train_time"))
+            g = summarize(frame, by="label", metrics=(metric, "train_time"))
             std = g[f"{metric}_std"][0]
             cfg = recs[0]["config"]
             row.update(ours_mean=100 * float(g[f"{metric}_mean"][0]),
