@@ -234,12 +234,44 @@ def test_the_summary_names_the_sweeps_sparsest_support_that_learns(fake):
     assert "it beats |BN scale| (30.0%; filter norm 22.0%)." in V.verdict(P)
     fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
     # the cut network at 36.0%: the empty layer is said, "at chance" is not
-    assert V.verdict(P).endswith("From λ = 0.34 on, the support empties a whole conv "
-                                 "layer.")
+    assert V.verdict(P).endswith("From λ = 0.34 on (50.0% of the conv filters out), the "
+                                 "support empties a whole conv layer (conv2).")
     _set(fake["sweep"], 1.2, "support", 0.10)                       # at chance: not "sparser"
     assert "Sparser" not in V.verdict(P)
-    assert V.verdict(P).endswith("From λ = 0.34 on, the support empties a whole conv layer "
-                                 "and the cut network is at chance.")
+    assert V.verdict(P).endswith("From λ = 0.34 on (50.0% of the conv filters out), the "
+                                 "support empties a whole conv layer (conv2) and the cut "
+                                 "network is at chance.")
+    assert "No threshold of the sweep" not in V.verdict(P)  # the own threshold is sparse
+
+
+def test_readings_say_so_when_every_filter_entered_the_support(fake):
+    """The full profile's case: at the profile's own threshold nothing is
+    outside the support, so there is no sparsity to report, no cut to rank
+    and no pruning comparison at that budget."""
+    P = fake["P"]
+    for r in fake["sweep"]["runs"]:          # up to the profile's own threshold: none out
+        if r["entry_at"] <= V.sizes(P).entry_at:
+            r["fraction_out"] = 0.0
+    fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
+    _set(fake["sweep"], 1.2, "support", 0.10)
+    _set(fake["sweep"], 1.2, "bn", 0.10)
+    _set(fake["sweep"], 1.2, "magnitude", 0.10)
+    text = V.verdict(P)
+    assert ("at λ = 0.25 every conv filter entered Γ's support, so DessiLBI made no filter "
+            "sparse (38.7% test accuracy; SGD: 44.2%).") in text
+    assert "ties with the better of" not in text
+    assert text.endswith("the cut network is at chance. No threshold of the sweep gives a "
+                         "sparse network that still learns at this budget.")
+    budget = V.budget_verdict(P)
+    assert budget.startswith("At this budget (entry 0.9, λ = 0.25) every conv filter is "
+                             "inside Γ's support, so cutting to it prunes nothing")
+    support = fake["data"]["seeds"][0]["support"]
+    support["total"]["fraction_out"] = 0.0
+    for layer in support.get("layers", []):
+        layer["fraction_out"] = 0.0
+    path = V.path_reading(P)
+    assert path.startswith("Every conv filter is inside Γ's support at the end, so cutting")
+    assert "costs the most" not in path
 
 
 def test_order_verdict_follows_its_numbers(fake):
@@ -249,6 +281,15 @@ def test_order_verdict_follows_its_numbers(fake):
         if r["order"] == "path" and r["model"] == "SLBI" and r["fraction"] == 0.5:
             r["test_acc"] = 0.38
     assert "path order is the best of the 3 rankings" in V.order_verdict(P)
+    means = {}                                 # between the other two: says which place
+    for r in fake["data"]["seeds"][0]["rows"]:
+        if r["model"] == "SLBI" and r["fraction"] > 0:
+            means.setdefault(r["order"], []).append(r["test_acc"])
+    lo, hi = sorted(sum(v) / len(v) for o, v in means.items() if o != "path")
+    for r in fake["data"]["seeds"][0]["rows"]:
+        if r["order"] == "path" and r["model"] == "SLBI" and r["fraction"] > 0:
+            r["test_acc"] = (lo + hi) / 2
+    assert "path order is the second of the 3 rankings" in V.order_verdict(P)
 
 
 def test_table_readings_follow_their_numbers(fake):

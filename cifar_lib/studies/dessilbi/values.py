@@ -377,6 +377,12 @@ def path_reading(P: Profile) -> str | None:
     acc = total[ACC_CUT] / 100
     state = ("is at chance" if at_chance(acc, n) else
              f"keeps {total[KEPT_CUT]:.1f}% of its above-chance accuracy")
+    if total["in support (%)"] >= 100:  # nothing is outside: no cut to rank
+        return (f"Every conv filter is inside Γ's support at the end, so cutting a layer, "
+                f"or all of them, to the support removes nothing ({total[ACC_CUT]:.1f}% "
+                f"test accuracy, as unpruned): at this threshold the path ranks filters "
+                f"only by when they entered (the entry columns). Caveat: one path per seed "
+                f"({_seeds(P)} here), read at the last of {sizes(P).epochs} epochs.")
     return (f"Cut one layer at a time, {worst['layer'].split(' ')[0]} costs the most "
             f"({worst[KEPT_CUT]:.1f}% of the above-chance accuracy kept) and "
             f"{len(whole)} of {len(layers)} layers keep at least 95%; cut in every layer "
@@ -608,6 +614,11 @@ def budget_verdict(P: Profile) -> str | None:
     if "support" not in here.index:
         return None
     sup = here.loc["support"]
+    if sup["fraction_out"] == 0:  # nothing to prune: no comparison at this budget
+        return (f"At this budget (entry {S.entry_at:g}, λ = {sup['lambda']:.3g}) every conv "
+                f"filter is inside Γ's support, so cutting to it prunes nothing and the "
+                f"path cannot be set against |BN scale| or filter norm here."
+                f"{_tally(P, df, col)}")
     words, noise = [], 0.0
     for by in ("bn", "magnitude"):
         nz = _pair_noise(sup, here.loc[by], col, n)
@@ -636,7 +647,7 @@ def order_verdict(P: Profile) -> str | None:
         return None
     rank = sorted(means.index, key=lambda o: -means[o]).index("path")
     place = ("the best" if rank == 0 else "the worst" if rank == len(means) - 1
-             else "in between")
+             else f"the {('second', 'third', 'fourth')[min(rank, 3) - 1]}")
     near = min((o for o in means.index if o != "path"),
                key=lambda o: abs(means[o] - means["path"]))
     apart = abs(gap(100 * means["path"], 100 * means[near]))
@@ -693,6 +704,11 @@ def verdict(P: Profile) -> str | None:
     if "support" not in here.index:
         return None
     sup, sgd = here.loc["support"], _mean(r["metrics"]["test_acc"] for r in runs["SGD"])
+    if sup["fraction_out"] == 0:  # every filter entered: nothing sparse to compare
+        return (f"{_model(P)}, {plural(_seeds(P), 'seed')}, {plural(S.epochs, 'epoch')}: at "
+                f"λ = {sup['lambda']:.3g} every conv filter entered Γ's support, so DessiLBI "
+                f"made no filter sparse ({100 * sup['base']:.1f}% test accuracy; SGD: "
+                f"{100 * sgd:.1f}%).{_sweep_clause(P, df, col)}")
     return (f"{_model(P)}, {plural(_seeds(P), 'seed')}, {plural(S.epochs, 'epoch')}: at "
             f"λ = {sup['lambda']:.3g} DessiLBI left {100 * sup['fraction_out']:.1f}% of the "
             f"conv filters outside Γ's support, at {100 * sup['base']:.1f}% test accuracy "
@@ -741,8 +757,13 @@ def _sweep_clause(P: Profile, df, col: str) -> str:
     if empty:
         first = next(iter(empty))
         dead = all(at_chance(sup.loc[e, col], n) for e in empty)
-        out += (f" From λ = {sup.loc[first, 'lambda']:.3g} on, the support empties a whole "
-                "conv layer" + (" and the cut network is at chance." if dead else "."))
+        out += (f" From λ = {sup.loc[first, 'lambda']:.3g} on "
+                f"({100 * sup.loc[first, 'fraction_out']:.1f}% of the conv filters out), the "
+                f"support empties a whole conv layer ({_layer_span(empty[first])})"
+                + (" and the cut network is at chance." if dead else "."))
+        if dead and not alive and own == 0:
+            out += (" No threshold of the sweep gives a sparse network that still "
+                    "learns at this budget.")
     return out
 
 
