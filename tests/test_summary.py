@@ -52,6 +52,37 @@ def test_the_noise_counts_seed_pairs_at_the_rows_epochs_only():
     assert "within the seed noise (2.0 points, the largest of 2 two-seed gaps)" in text
 
 
+def test_in_an_ablation_two_seeds_that_agree_do_not_shrink_the_noise():
+    """One network, one factor: a lead inside the table's band (its figure's
+    shaded noise) is a tie even where the two rows' own seeds happened to
+    agree; the rows' own gaps count where they are the larger."""
+    base = [rec("crop (baseline)", a, seed=s, augment="crop") for s, a in ((0, 0.800), (1, 0.801))]
+    flip = [rec("flip", a, seed=s, augment="flip") for s, a in ((0, 0.805), (1, 0.805))]
+    cut = [rec("cutmix", a, seed=s, augment="cutmix") for s, a in ((0, 0.70), (1, 0.71))]
+    recs = base + flip + cut
+    b = S.best_vs_baseline(recs, base)
+    assert b["lead"] == 0.5 and round(b["spread"], 6) == 1.0 and not b["beyond_noise"]
+    assert S.answer(b).endswith("within the seed noise (1.0 points, the largest of 3 "
+                                "two-seed gaps): a tie. Clearly worse than the baseline: "
+                                "cutmix (-9.5)")
+    assert "+0.5 points over the baseline, within the seed noise (1.0 points" in v1.reading(recs, base)
+    assert [lbl for lbl, _ in v1.apart_from_baseline(
+        recs, v1._ranked(v1.results_frame(recs)), b, base)] == ["cutmix"]
+    flip[1]["metrics"]["test_acc"] = 0.825                     # flip's own gap is now 2.0
+    recs = base + flip + cut
+    b = S.best_vs_baseline(recs, base)
+    assert b["noise"] == "the two rows' own seed gaps (2.0 and 0.1 points)"
+    flip[0]["metrics"]["test_acc"], flip[1]["metrics"]["test_acc"] = 0.84, 0.85
+    b = S.best_vs_baseline(base + flip + cut, base)              # a lead beyond both
+    assert b["beyond_noise"] and b["noise"] == "the two rows' own seed gaps (1.0 and 0.1 points)"
+    # across architectures the two rows' own gaps alone (an erratic third
+    # model's gap says nothing about these two): unchanged
+    models = [rec("a", 0.60, model_kw="a"), rec("a", 0.601, seed=1, model_kw="a"),
+              rec("b", 0.58, model_kw="b"), rec("b", 0.581, seed=1, model_kw="b"),
+              rec("c", 0.30, model_kw="c"), rec("c", 0.50, seed=1, model_kw="c")]
+    assert S.best_vs_baseline(models)["beyond_noise"]
+
+
 def test_the_baseline_accuracy_is_its_chosen_rate_only(monkeypatch):
     """The baseline's grid runs at the other rates are not averaged in."""
     from types import SimpleNamespace
@@ -215,6 +246,11 @@ def test_observations_of_section_1_4_come_from_the_measurement(monkeypatch):
     data["calibration"]["resnet18"]["confidence"] = 0.75           # flip one number
     assert v1.inside_observations(None)["reading_calibration"].endswith(
         "every model is underconfident (mean confidence below accuracy).")
+    data["calibration"]["fastnet"]["confidence"] = 0.79996          # 80.0% against 80.0%
+    out = v1.inside_observations(None)
+    assert "FastNet ECE 0.040 (mean confidence and accuracy both 80.0%)" in out["vis_calibration"]
+    assert out["reading_calibration"].endswith(
+        "underconfident: ResNet-18; mean confidence equal to accuracy (to 0.1 point): FastNet.")
 
 
 def test_an_ablation_with_a_run_still_pending_has_no_answer(monkeypatch, tmp_path):

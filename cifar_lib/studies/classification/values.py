@@ -1011,22 +1011,35 @@ def _seed_gaps(recs: list[dict]) -> list[float]:
     return [max(v) - min(v) for v in by.values() if len(v) > 1]
 
 
-def lead_noise(recs: list[dict], labels, pool: list[dict] | None = None) -> tuple:
+def lead_noise(recs: list[dict], labels, pool: list[dict] | None = None,
+               one_factor: bool = False) -> tuple:
     """(spread in points, its words) that a lead between the rows
-    ``labels`` of ``recs`` is set against: the two rows' own seed gaps
-    where each has two seeds that learned; else the largest gap over every
-    setting of ``recs`` and ``pool`` with two seeds at the same epochs
-    (:func:`spread_words`); (None, "") with one seed everywhere."""
+    ``labels`` of ``recs`` is set against.
+
+    The table's noise is the largest gap over every setting of ``recs``
+    and ``pool`` with two seeds at the same epochs (:func:`spread_words`;
+    the shaded band of an ablation's figure). Where each row has two seeds
+    that learned, their own seed gaps count too: in a ``one_factor`` table
+    (an ablation: one network, one factor changed, so one seed noise) the
+    larger of the two is used, so that two seeds that happened to agree
+    cannot make a lead inside the band count; across architectures, whose
+    seed noise differs from model to model, the two rows' own gaps alone
+    (an erratic third model's gap says nothing about these two).
+    (None, "") with one seed everywhere."""
     own: dict = {}
     for r in recs:
         if r["label"] in labels and learned(r):
             own.setdefault(r["label"], []).append(100 * r["metrics"]["test_acc"])
+    gaps = _seed_gaps(recs + at_epochs(pool or [], recs))
+    table = (max(gaps), spread_words(gaps)) if gaps else (None, "")
     if all(len(own.get(lbl, [])) > 1 for lbl in labels):
         g = [max(own[lbl]) - min(own[lbl]) for lbl in labels]
-        return max(g), ("the two rows' own seed gaps ("
-                        + " and ".join(f"{v:.1f}" for v in g) + " points)")
-    gaps = _seed_gaps(recs + at_epochs(pool or [], recs))
-    return (max(gaps), spread_words(gaps)) if gaps else (None, "")
+        mine = (max(g), "the two rows' own seed gaps ("
+                + " and ".join(f"{v:.1f}" for v in g) + " points)")
+        if one_factor and table[0] is not None and round(table[0], 1) > round(mine[0], 1):
+            return table
+        return mine
+    return table
 
 
 def spread_words(gaps: list[float]) -> str:
@@ -1073,7 +1086,9 @@ def best_vs_baseline(recs: list[dict], baseline_recs: list[dict] | None = None,
     else:
         out["lead"] = round(out["best_acc"] - out["base_acc"], 1)
         other = out["base"]
-    out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs)
+    # a table with a baseline is one network with one factor changed
+    out["spread"], out["noise"] = lead_noise(recs, (best["label"], other), baseline_recs,
+                                             one_factor=out["base"] is not None)
     out["beyond_noise"] = (out["spread"] is not None
                            and out["lead"] > round(out["spread"], 1))
     out["apart"] = apart_from_baseline(recs, s, out, baseline_recs)
@@ -1101,7 +1116,7 @@ def apart_from_baseline(recs: list[dict], ranked, b: dict, pool=None) -> list[tu
         if label in (b["base"], b["best"]):
             continue
         d = round(shown(acc) - b["base_acc"], 1)
-        spread, _ = lead_noise(recs, (label, b["base"]), pool)
+        spread, _ = lead_noise(recs, (label, b["base"]), pool, one_factor=True)
         if spread is not None and abs(d) > round(spread, 1):
             out.append((label, d))
     return sorted(out, key=lambda p: -abs(p[1]))
@@ -1257,10 +1272,11 @@ def inside_observations(profile: Profile) -> dict:
                      f"strongest {classes[hi]} ({100 * acc[hi]:.0f}%)")
     parts = []
     for name, c in d["calibration"].items():
-        gap = 100 * (c["confidence"] - c["acc"])
-        way = "overconfident" if gap > 0 else "underconfident"
-        parts.append(f"{display_name(name)} ECE {c['ece']:.3f} ({way}: mean confidence "
-                     f"{100 * c['confidence']:.1f}% against {100 * c['acc']:.1f}% accuracy)")
+        way = {1: "overconfident", -1: "underconfident"}.get(_miss(c))
+        parts.append(f"{display_name(name)} ECE {c['ece']:.3f} (" + (
+            f"{way}: mean confidence {100 * c['confidence']:.1f}% against "
+            f"{100 * c['acc']:.1f}% accuracy" if way else
+            f"mean confidence and accuracy both {100 * c['acc']:.1f}%") + ")")
     pairs = [t for t in d["cam_wrong"]["titles"] if "->" in t]
     cam = None
     if pairs:
@@ -1278,18 +1294,31 @@ def inside_observations(profile: Profile) -> dict:
                                       f"at the foot of each {foot}." if said["correct"] else "")}
 
 
+def _miss(c: dict) -> int:
+    """1 where a model's mean confidence is above its accuracy, -1 below, 0
+    where the two agree to the 0.1 point the report prints them with (so
+    that no sentence calls 87.9% against 87.9% over- or underconfident)."""
+    gap = round(100 * (c["confidence"] - c["acc"]), 1)
+    return (gap > 0) - (gap < 0)
+
+
 def calibration_reading(cal: dict) -> str | None:
     """One sentence under the calibration table: the best calibrated model,
-    and which way the models miss (confidence above or below accuracy)."""
+    and which way the models miss (confidence above or below accuracy, or
+    neither to the printed 0.1 point)."""
     if not cal:
         return None
     cal = {display_name(m): c for m, c in cal.items()}
     best = min(cal, key=lambda m: cal[m]["ece"])
-    over = [m for m, c in cal.items() if c["confidence"] > c["acc"]]
-    under = [m for m, c in cal.items() if c["confidence"] <= c["acc"]]
-    way = ("every model is underconfident (mean confidence below accuracy)" if not over else
-           "every model is overconfident (mean confidence above accuracy)" if not under else
-           f"overconfident: {', '.join(over)}; underconfident: {', '.join(under)}")
+    side = {k: [m for m, c in cal.items() if _miss(c) == k] for k in (1, -1, 0)}
+    if len(side[1]) == len(cal):
+        way = "every model is overconfident (mean confidence above accuracy)"
+    elif len(side[-1]) == len(cal):
+        way = "every model is underconfident (mean confidence below accuracy)"
+    else:
+        way = "; ".join(f"{w}: {', '.join(side[k])}" for k, w in (
+            (1, "overconfident"), (-1, "underconfident"),
+            (0, "mean confidence equal to accuracy (to 0.1 point)")) if side[k])
     return f"Best calibrated: {best} (ECE {cal[best]['ece']:.3f}); {way}."
 
 
