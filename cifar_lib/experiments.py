@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -212,9 +213,26 @@ def run(cfg: TrainConfig, split: Split, experiment: str,
                            "with `python -m cifar_lib run` first")
     store.check_writable(profile.results / experiment)
     store.check_writable(profile.weights / experiment)
-    rec = _train(cfg, split, experiment, profile, label, force, device, callbacks,
-                 hooks, tag, log, save_every)
-    return _save(rec, profile, log)
+    began = time.perf_counter()
+    try:
+        rec = _train(cfg, split, experiment, profile, label, force, device, callbacks,
+                     hooks, tag, log, save_every)
+        return _save(rec, profile, log)
+    finally:
+        _TRAINED_S[0] += time.perf_counter() - began
+
+
+# Seconds this process has spent training runs in :func:`run` (a measurement
+# that retrains runs whose weights are not on the machine counts them
+# apart: :func:`trained_seconds`).
+_TRAINED_S = [0.0]
+
+
+def trained_seconds() -> float:
+    """Wall seconds spent so far in this process training runs through
+    :func:`run` (records written or not): the runner subtracts what a
+    measurement spent retraining from the measurement's own time."""
+    return _TRAINED_S[0]
 
 
 def _train(cfg, split, experiment, profile, label, force, device, callbacks, hooks,

@@ -135,6 +135,31 @@ def test_runner_records_how_long_a_measurement_took(monkeypatch):
     assert row["measure_s"] is not None and row["devices"] == ["cpu"]
 
 
+def test_a_measurement_that_retrains_runs_counts_only_its_own_time(monkeypatch):
+    """Runs a measurement trains again (their weights were not on the
+    machine) are their runs' training, not the measurement's time (the
+    README's per-notebook minutes would count them twice)."""
+    import types
+    from types import SimpleNamespace
+    from cifar_lib import experiments as E
+    from cifar_lib.experiments import Measurement
+    P = get_profile("smoke")
+    now = [100.0]
+    monkeypatch.setattr(pl, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def measure(P, split, log):   # 40 s of retraining inside 45 s of measuring
+        now[0] += 45.0
+        E._TRAINED_S[0] += 40.0
+    m = Measurement("DessiLBI lambda sweep (notebook 05)", "05_dessilbi", lambda r: True,
+                    measure)
+    monkeypatch.setattr(pl, "_post_steps", lambda jobs: [(m, [SimpleNamespace(done=True)])])
+    logs = []
+    pl.run_budget(P, budget_min=0.0, only_groups=("core",), log=logs.append)
+    assert pl._measure_times(P)[m.name]["seconds"] == 5.0
+    assert any("done in 5 s (and 40 s retraining runs whose weights were not here)" in x
+               for x in logs)
+
+
 def test_plan_jobs_carry_their_experiment_and_run():
     from cifar_lib.studies import experiments
     P = get_profile("smoke")
