@@ -438,8 +438,11 @@ def accuracy_vs_params(summary, x="params", y="test_acc_mean", err="test_acc_std
         e = r.get(err)
         ax.errorbar(r[x], 100 * r[y], yerr=None if e != e or e is None else 100 * e,
                     fmt="o", color=f"C{i % 10}", label=r[label], capsize=3)
+        # in its point's colour (darkened to read as text), so that a label
+        # placed between two points still says which one it names
         notes.append(ax.annotate(r[label], (r[x], 100 * r[y]), fontsize=7,
-                                 xytext=(4, 4), textcoords="offset points"))
+                                 color=_darker(f"C{i % 10}"), xytext=(4, 4),
+                                 textcoords="offset points"))
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
@@ -456,7 +459,9 @@ def _unstack_labels(fig, notes) -> None:
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     dots = [n.axes.transData.transform(n.xy) for n in notes]
-    marks = [Bbox.from_extents(x - 5, y - 5, x + 5, y + 5) for x, y in dots]
+    # another point's marker with a margin around it: a label that touches
+    # it would seem to name that point
+    marks = [Bbox.from_extents(x - 9, y - 9, x + 9, y + 9) for x, y in dots]
     placed = []
     for i, note in enumerate(notes):
         others = placed + [m for j, m in enumerate(marks) if j != i]
@@ -472,6 +477,12 @@ def _unstack_labels(fig, notes) -> None:
             if ok(note.get_window_extent(r)):
                 break
         placed.append(note.get_window_extent(r))
+
+
+def _darker(color, by: float = 0.75):
+    """``color`` with its RGB scaled by ``by`` (text on a white background)."""
+    from matplotlib.colors import to_rgb
+    return tuple(by * c for c in to_rgb(color))
 
 
 def _within(box, frame) -> bool:
