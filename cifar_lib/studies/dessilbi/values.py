@@ -369,20 +369,20 @@ def path_reading(P: Profile) -> str | None:
     df = path_table(P)
     if df is None or KEPT_CUT not in df:
         return None
-    n = _n_test(P)
-    layers = df[df["layer"] != "all conv layers"]
-    worst = layers.loc[layers[KEPT_CUT].idxmin()]
-    whole = layers[layers[KEPT_CUT] >= 95]
     total = df[df["layer"] == "all conv layers"].iloc[0]
-    acc = total[ACC_CUT] / 100
-    state = ("is at chance" if at_chance(acc, n) else
-             f"keeps {total[KEPT_CUT]:.1f}% of its above-chance accuracy")
     if total["in support (%)"] >= 100:  # nothing is outside: no cut to rank
         return (f"Every conv filter is inside Γ's support at the end, so cutting a layer, "
                 f"or all of them, to the support removes nothing ({total[ACC_CUT]:.1f}% "
                 f"test accuracy, as unpruned): at this threshold the path ranks filters "
                 f"only by when they entered (the entry columns). Caveat: one path per seed "
                 f"({_seeds(P)} here), read at the last of {sizes(P).epochs} epochs.")
+    n = _n_test(P)
+    layers = df[df["layer"] != "all conv layers"]
+    worst = layers.loc[layers[KEPT_CUT].idxmin()]
+    whole = layers[layers[KEPT_CUT] >= 95]
+    acc = total[ACC_CUT] / 100
+    state = ("is at chance" if at_chance(acc, n) else
+             f"keeps {total[KEPT_CUT]:.1f}% of its above-chance accuracy")
     return (f"Cut one layer at a time, {worst['layer'].split(' ')[0]} costs the most "
             f"({worst[KEPT_CUT]:.1f}% of the above-chance accuracy kept) and "
             f"{len(whole)} of {len(layers)} layers keep at least 95%; cut in every layer "
