@@ -165,6 +165,12 @@ def _set(sweep, entry_at, by, acc):
             r["methods"][by]["finetune_acc"] = acc
 
 
+def _all_at_chance(sweep, entry_at):
+    """Every method's network at ``entry_at`` fine-tuned to chance (10%)."""
+    for by in ("support", "bn", "magnitude"):
+        _set(sweep, entry_at, by, 0.10)
+
+
 def test_budget_verdict_follows_its_numbers(fake):
     P = fake["P"]
     text = V.budget_verdict(P)
@@ -253,9 +259,7 @@ def test_readings_say_so_when_every_filter_entered_the_support(fake):
         if r["entry_at"] <= V.sizes(P).entry_at:
             r["fraction_out"] = 0.0
     fake["sweep_runs"] = [_sweep_run(1.2, (8, 0))]
-    _set(fake["sweep"], 1.2, "support", 0.10)
-    _set(fake["sweep"], 1.2, "bn", 0.10)
-    _set(fake["sweep"], 1.2, "magnitude", 0.10)
+    _all_at_chance(fake["sweep"], 1.2)
     text = V.verdict(P)
     assert ("at λ = 0.25 every conv filter entered Γ's support, so DessiLBI made no filter "
             "sparse (38.7% test accuracy; SGD: 44.2%).") in text
@@ -376,9 +380,7 @@ def test_the_sweep_names_the_conv_layers_its_support_empties(fake):
     from cifar_lib.registry import TABLES
     assert list(TABLES["slbi_sweep"](P)["conv layers left empty"]) == ["none", "none", "conv2"]
     assert V._layer_span(["conv7", "conv8", "conv9", "conv12"]) == "conv7-conv9, conv12"
-    _set(fake["sweep"], 1.2, "support", 0.10)
-    _set(fake["sweep"], 1.2, "bn", 0.10)
-    _set(fake["sweep"], 1.2, "magnitude", 0.10)
+    _all_at_chance(fake["sweep"], 1.2)
     text = V.sweep_reading(P)
     assert ("From entry 1.2 on, Γ's support leaves at least one whole conv layer empty "
             "(conv2 at entry 1.2), so cutting to it") in text
